@@ -1,0 +1,272 @@
+"""Full-batch gradient descent on a batch of one-hidden-layer networks.
+
+Pure: tensors and scalars in, a :class:`DescentResult` of tensors out. No I/O, no global random
+state, no configuration objects. Device and dtype are taken from the inputs, so the same code runs
+on CPU and GPU.
+
+Example
+-------
+>>> import torch
+>>> from pipeline.engine import run_gradient_descent
+>>> x = torch.randn(1, 16, 3, dtype=torch.float64)           # one dataset shared by all runs
+>>> y = torch.randn(1, 16, 1, dtype=torch.float64)
+>>> w0 = 0.1 * torch.randn(256, 8, 3, dtype=torch.float64)   # 256 runs of width 8
+>>> a0 = 0.1 * torch.randn(256, 8, 1, dtype=torch.float64)
+>>> result = run_gradient_descent(w0, a0, x, y, leak=0.0, learning_rate=0.05, max_steps=1000)
+>>> result.stop_reason.shape
+torch.Size([256])
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import torch
+
+from pipeline import nets
+from pipeline.trajectory import CheckpointRecorder, PlateauRecorder, PlateauSettings, checkpoint_steps
+
+__all__ = ["GRAD_NORM_DESCRIPTION", "DescentResult", "StopReason", "data_scales", "run_gradient_descent"]
+
+GRAD_NORM_DESCRIPTION = (
+    "Euclidean norm of the gradient of L = 1/(2n) sum_i ||f(x_i) - y_i||^2 over all trained parameters"
+)
+
+
+class StopReason(enum.IntEnum):
+    """Why a run stopped (stored as small integers)."""
+
+    CONVERGED = 1
+    MAX_STEPS = 2
+    DIVERGED = 3
+
+
+@dataclass(frozen=True)
+class DescentResult:
+    """Per-run outcome of :func:`run_gradient_descent`; every tensor has a leading run axis ``R``.
+
+    Attributes
+    ----------
+    w_init, a_init, w_final, a_final : (R, m, d), (R, m, k)
+        Initial and final parameters.
+    loss_final, grad_norm_final : (R,)
+        Loss and gradient norm (see ``GRAD_NORM_DESCRIPTION``) at the final parameters.
+    steps_taken : (R,) int64
+        Number of gradient steps applied.
+    stop_reason : (R,) int64
+        A :class:`StopReason` value.
+    checkpoint_step : (C,) int64
+        Log-spaced steps of the trajectory summary.
+    checkpoint_loss, checkpoint_grad_norm : (R, C)
+        Loss and gradient norm at the checkpoints (NaN after the run stopped).
+    checkpoint_amplitude, checkpoint_balance : (R, C, m)
+        ``||w_j|| ||a_j||`` and ``||w_j||^2 - ||a_j||^2`` at the checkpoints.
+    n_plateaus : (R,) int64
+        Plateaus detected (only the first ``P`` are stored).
+    plateau_start, plateau_end, plateau_step : (R, P) int64
+        First step, first step after, and representative (smallest gradient norm) step; -1 if absent.
+    plateau_loss, plateau_grad_norm : (R, P)
+        Loss and gradient norm at the representative step.
+    plateau_is_final : (R, P) bool
+        The plateau lasted until the run stopped.
+    plateau_w, plateau_a : (R, P, m, d), (R, P, m, k)
+        Parameters at the representative step.
+    """
+
+    w_init: torch.Tensor
+    a_init: torch.Tensor
+    w_final: torch.Tensor
+    a_final: torch.Tensor
+    loss_final: torch.Tensor
+    grad_norm_final: torch.Tensor
+    steps_taken: torch.Tensor
+    stop_reason: torch.Tensor
+    checkpoint_step: torch.Tensor
+    checkpoint_loss: torch.Tensor
+    checkpoint_grad_norm: torch.Tensor
+    checkpoint_amplitude: torch.Tensor
+    checkpoint_balance: torch.Tensor
+    n_plateaus: torch.Tensor
+    plateau_start: torch.Tensor
+    plateau_end: torch.Tensor
+    plateau_step: torch.Tensor
+    plateau_loss: torch.Tensor
+    plateau_grad_norm: torch.Tensor
+    plateau_is_final: torch.Tensor
+    plateau_w: torch.Tensor
+    plateau_a: torch.Tensor
+
+
+def data_scales(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scales ``s_x = max_i ||x_i||`` and ``s_y = sqrt(||Y||_F^2 / n)`` per dataset, shapes (R or 1,)."""
+    s_x = torch.linalg.vector_norm(x, dim=-1).amax(dim=-1)
+    s_y = torch.sqrt(y.square().sum(dim=(-2, -1)) / y.shape[-2])
+    return s_x, s_y
+
+
+def run_gradient_descent(
+    w0: torch.Tensor,
+    a0: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    leak: float,
+    learning_rate: float,
+    max_steps: int,
+    train_output: bool = True,
+    grad_tol: float = 1e-8,
+    divergence_factor: float = 1e6,
+    n_checkpoints: int = 64,
+    plateaus: PlateauSettings | None = None,
+) -> DescentResult:
+    """Train a batch of networks by full-batch gradient descent, each run stopping on its own.
+
+    A run stops when its gradient norm falls below ``grad_tol * s_y**1.5 * s_x**0.5`` (the natural
+    gradient scale: loss ``s_y**2`` over parameter size ``sqrt(s_y / s_x)``), after ``max_steps`` steps,
+    or when its loss is non-finite or exceeds ``divergence_factor`` times its initial loss (plus
+    ``s_y**2``). Stopped runs are frozen by a mask; the batch keeps its shape.
+
+    Parameters
+    ----------
+    w0, a0
+        Initial parameters, (R, m, d) and (R, m, k).
+    x, y
+        Inputs (R or 1, n, d) and targets (R or 1, n, k); leading size 1 shares one dataset.
+    leak
+        Negative slope of the activation, in [0, 1) (0: ReLU).
+    learning_rate
+        Step size ``eta > 0``.
+    max_steps
+        Step budget (>= 0).
+    train_output
+        If False, the output weights stay at ``a0``.
+    grad_tol
+        Relative gradient-norm tolerance for convergence (> 0).
+    divergence_factor
+        Loss growth factor that flags a run as diverged (> 1).
+    n_checkpoints
+        Size of the log-spaced step grid of the trajectory summary (>= 2).
+    plateaus
+        Plateau-detection thresholds (default :class:`PlateauSettings`).
+    """
+    _check_arguments(w0, a0, x, y, leak, learning_rate, max_steps, grad_tol, divergence_factor)
+    plateaus = plateaus or PlateauSettings()
+    n_runs, width = w0.shape[0], w0.shape[1]
+    s_x, s_y = data_scales(x, y)
+    grad_threshold = (grad_tol * s_y**1.5 * s_x**0.5).expand(n_runs)
+    steps = checkpoint_steps(max_steps, n_checkpoints)
+    checkpoints = CheckpointRecorder(steps, n_runs, width, w0)
+    plateau_recorder = PlateauRecorder(plateaus, (learning_rate * s_x * s_y).expand(n_runs), w0, a0)
+
+    w, a = w0.clone(), a0.clone()
+    active = torch.ones(n_runs, dtype=torch.bool, device=w0.device)
+    steps_taken = torch.zeros(n_runs, dtype=torch.int64, device=w0.device)
+    stop_reason = torch.zeros(n_runs, dtype=torch.int64, device=w0.device)
+    loss_final = torch.full((n_runs,), torch.nan, dtype=w0.dtype, device=w0.device)
+    grad_norm_final = torch.full_like(loss_final, torch.nan)
+    loss_limit: torch.Tensor | None = None
+    for step in range(max_steps + 1):
+        grads = nets.gradients(w, a, x, y, leak, train_output=train_output)
+        grad_norm = grads.norm()
+        if loss_limit is None:
+            loss_limit = divergence_factor * (grads.loss + s_y.square())
+        diverged = active & ~(torch.isfinite(grads.loss) & (grads.loss <= loss_limit) & torch.isfinite(grad_norm))
+        converged = active & ~diverged & (grad_norm <= grad_threshold)
+        out_of_steps = active & ~diverged & ~converged if step == max_steps else torch.zeros_like(active)
+        stopping = diverged | converged | out_of_steps
+        live = active & ~diverged
+        checkpoints.record(step, live, grads.loss, grad_norm, w, a)
+        plateau_recorder.update(step, live, grads.loss, grad_norm, w, a)
+        plateau_recorder.finish(stopping & ~diverged, step)
+        stop_reason = torch.where(diverged, int(StopReason.DIVERGED), stop_reason)
+        stop_reason = torch.where(converged, int(StopReason.CONVERGED), stop_reason)
+        stop_reason = torch.where(out_of_steps, int(StopReason.MAX_STEPS), stop_reason)
+        loss_final = torch.where(stopping, grads.loss, loss_final)
+        grad_norm_final = torch.where(stopping, grad_norm, grad_norm_final)
+        active = active & ~stopping
+        if not bool(active.any()):
+            break
+        mask = active.to(w.dtype)[:, None, None]
+        w = w - (learning_rate * mask) * grads.grad_w
+        if train_output:
+            a = a - (learning_rate * mask) * grads.grad_a
+        steps_taken = steps_taken + active.to(torch.int64)
+
+    return DescentResult(
+        w_init=w0,
+        a_init=a0,
+        w_final=w,
+        a_final=a,
+        loss_final=loss_final,
+        grad_norm_final=grad_norm_final,
+        steps_taken=steps_taken,
+        stop_reason=stop_reason,
+        checkpoint_step=torch.as_tensor(steps, device=w0.device),
+        checkpoint_loss=checkpoints.loss,
+        checkpoint_grad_norm=checkpoints.grad_norm,
+        checkpoint_amplitude=checkpoints.amplitude,
+        checkpoint_balance=checkpoints.balance,
+        n_plateaus=plateau_recorder.count,
+        plateau_start=plateau_recorder.start,
+        plateau_end=plateau_recorder.end,
+        plateau_step=plateau_recorder.representative_step,
+        plateau_loss=plateau_recorder.loss,
+        plateau_grad_norm=plateau_recorder.grad_norm,
+        plateau_is_final=plateau_recorder.is_final,
+        plateau_w=plateau_recorder.w,
+        plateau_a=plateau_recorder.a,
+    )
+
+
+def _check_arguments(
+    w0: torch.Tensor,
+    a0: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    leak: float,
+    learning_rate: float,
+    max_steps: int,
+    grad_tol: float,
+    divergence_factor: float,
+) -> None:
+    """Raise ``ValueError`` naming the first argument with a wrong rank, size, dtype, device or range."""
+    for name, tensor in (("w0", w0), ("a0", a0), ("x", x), ("y", y)):
+        if not isinstance(tensor, torch.Tensor) or tensor.ndim != 3:
+            raise ValueError(f"{name} must be a 3-d torch.Tensor (runs, rows, columns); got {_describe(tensor)}")
+        if not tensor.is_floating_point():
+            raise ValueError(f"{name} must have a floating dtype (float32 or float64); got {tensor.dtype}")
+        if tensor.dtype != w0.dtype or tensor.device != w0.device:
+            raise ValueError(
+                f"{name} has dtype {tensor.dtype} on {tensor.device} but w0 has {w0.dtype} on {w0.device};"
+                " convert all inputs to one dtype and device"
+            )
+    n_runs, width, n_inputs = w0.shape
+    expected = {
+        "a0": (a0, a0.shape[:2], (n_runs, width), "(R, m, k) with R, m from w0"),
+        "x": (x, x.shape[2:], (n_inputs,), "(R or 1, n, d) with d from w0"),
+        "y": (y, y.shape[2:], (a0.shape[2],), "(R or 1, n, k) with k from a0"),
+    }
+    for name, (tensor, got, want, layout) in expected.items():
+        if tuple(got) != want:
+            raise ValueError(f"{name} has shape {tuple(tensor.shape)}; expected {layout}")
+    for name, tensor in (("x", x), ("y", y)):
+        if tensor.shape[0] not in (1, n_runs):
+            raise ValueError(f"{name} has {tensor.shape[0]} datasets; expected 1 (shared) or {n_runs} (one per run)")
+    if x.shape[1] != y.shape[1] or x.shape[1] < 1:
+        raise ValueError(f"x has {x.shape[1]} samples and y has {y.shape[1]}; both need the same n >= 1")
+    if not 0.0 <= leak < 1.0:
+        raise ValueError(f"leak must be in [0, 1); got {leak}")
+    if not learning_rate > 0.0:
+        raise ValueError(f"learning_rate must be positive; got {learning_rate}")
+    if max_steps < 0:
+        raise ValueError(f"max_steps must be non-negative; got {max_steps}")
+    if not grad_tol > 0.0:
+        raise ValueError(f"grad_tol must be positive; got {grad_tol}")
+    if not divergence_factor > 1.0:
+        raise ValueError(f"divergence_factor must exceed 1; got {divergence_factor}")
+
+
+def _describe(value: object) -> str:
+    shape = getattr(value, "shape", None)
+    return f"{type(value).__name__} with shape {tuple(shape)}" if shape is not None else type(value).__name__

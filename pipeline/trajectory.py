@@ -1,0 +1,219 @@
+"""Bounded-memory summaries of gradient-descent trajectories: checkpoints and plateaus.
+
+Both recorders are updated once per step with tensors of the current step and keep
+O(checkpoints) and O(plateaus) memory, never O(steps).
+
+Plateaus (theory.md section 8.2 step 0) are maximal windows of steps in which the loss is flat on
+the natural time scale of the problem. Flatness is measured by the *normalised loss-decrease
+rate*
+
+    q_t = EMA_t(L_{t-1} - L_t) / (learning_rate * L_t * s_x * s_y),
+
+the relative loss decrease per unit of gradient-flow time, in units of the data's natural rate
+``s_x * s_y`` (``s_x = max_i ||x_i||``, ``s_y = sqrt(||Y||_F^2 / n)``: a balanced network fitting
+the data has parameters of size ``sqrt(s_y / s_x)``, hence curvature of order ``s_x * s_y``). The
+exponential moving average over a few steps cancels the period-two zig-zag of gradient descent
+across a kink. A step is flat when ``q_t < rate_tol``; a flat window becomes a plateau when it lasts
+at least ``max(min_steps, min_fraction * start)`` steps. Exponential convergence to a zero-loss
+minimum has ``q_t`` bounded below and is never a plateau; the approach to a saddle or to a
+non-global minimum is. The representative of a plateau is its step of smallest gradient norm,
+whose parameters are kept so that the plateau point can be classified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["CheckpointRecorder", "PlateauRecorder", "checkpoint_steps"]
+
+
+def checkpoint_steps(max_steps: int, n_checkpoints: int) -> np.ndarray:
+    """Log-spaced, strictly increasing steps ``0 = s_0 < ... <= max_steps`` (at most ``n_checkpoints``).
+
+    Step 0 and ``max_steps`` are always included.
+    """
+    if n_checkpoints < 2:
+        raise ValueError(f"n_checkpoints must be at least 2, got {n_checkpoints}")
+    if max_steps < 1:
+        return np.zeros(1, dtype=np.int64)
+    grid = np.geomspace(1, max_steps, n_checkpoints - 1)
+    return np.unique(np.concatenate([[0], np.rint(grid).astype(np.int64), [max_steps]]))
+
+
+class CheckpointRecorder:
+    """Loss, gradient norm, neuron amplitude and balance at a fixed set of steps.
+
+    Values of runs that stopped before a checkpoint are NaN there.
+
+    Parameters
+    ----------
+    steps
+        Checkpoint steps, shape (C,), increasing.
+    n_runs, width
+        Batch size ``R`` and network width ``m``.
+    like
+        A tensor whose dtype and device the records take.
+    """
+
+    def __init__(self, steps: np.ndarray, n_runs: int, width: int, like: torch.Tensor) -> None:
+        self.steps = steps
+        self._index = {int(step): i for i, step in enumerate(steps)}
+        nan = dict(dtype=like.dtype, device=like.device)
+        self.loss = torch.full((n_runs, len(steps)), torch.nan, **nan)
+        self.grad_norm = torch.full((n_runs, len(steps)), torch.nan, **nan)
+        self.amplitude = torch.full((n_runs, len(steps), width), torch.nan, **nan)
+        self.balance = torch.full((n_runs, len(steps), width), torch.nan, **nan)
+
+    def record(
+        self,
+        step: int,
+        active: torch.Tensor,
+        loss: torch.Tensor,
+        grad_norm: torch.Tensor,
+        w: torch.Tensor,
+        a: torch.Tensor,
+    ) -> None:
+        """Record the state at ``step`` for the runs where ``active`` (R,) is true, if it is a checkpoint."""
+        column = self._index.get(step)
+        if column is None:
+            return
+        w_norm = torch.linalg.vector_norm(w, dim=-1)
+        a_norm = torch.linalg.vector_norm(a, dim=-1)
+        keep = active.unsqueeze(-1)
+        self.loss[:, column] = torch.where(active, loss, self.loss[:, column])
+        self.grad_norm[:, column] = torch.where(active, grad_norm, self.grad_norm[:, column])
+        self.amplitude[:, column] = torch.where(keep, w_norm * a_norm, self.amplitude[:, column])
+        self.balance[:, column] = torch.where(
+            keep, w_norm.square() - a_norm.square(), self.balance[:, column]
+        )
+
+
+@dataclass(frozen=True)
+class PlateauSettings:
+    """Thresholds of plateau detection (see the module docstring).
+
+    Attributes
+    ----------
+    rate_tol
+        Flat when the normalised loss-decrease rate is below this.
+    min_steps, min_fraction
+        A flat window starting at step ``s`` is a plateau if it lasts ``max(min_steps, min_fraction * s)`` steps.
+    smoothing
+        Weight of the newest loss decrease in the moving average (1: no smoothing).
+    max_plateaus
+        Plateaus stored per run (later ones are counted, not stored).
+    """
+
+    rate_tol: float = 1e-3
+    min_steps: int = 20
+    min_fraction: float = 0.2
+    smoothing: float = 0.1
+    max_plateaus: int = 8
+
+
+class PlateauRecorder:
+    """Streaming plateau detection with the parameters at each plateau's representative step.
+
+    Parameters
+    ----------
+    settings
+        Detection thresholds.
+    rate_scale
+        ``learning_rate * s_x * s_y`` per run, shape (R,).
+    w, a
+        Initial parameters, (R, m, d) and (R, m, k); give the shapes, dtype and device.
+    """
+
+    def __init__(
+        self, settings: PlateauSettings, rate_scale: torch.Tensor, w: torch.Tensor, a: torch.Tensor
+    ) -> None:
+        n_runs, slots = w.shape[0], settings.max_plateaus
+        like = dict(dtype=w.dtype, device=w.device)
+        index = dict(dtype=torch.int64, device=w.device)
+        self.settings = settings
+        self._rate_scale = rate_scale
+        self._previous_loss: torch.Tensor | None = None
+        self._mean_decrease = torch.zeros(n_runs, **like)
+        self._in_flat = torch.zeros(n_runs, dtype=torch.bool, device=w.device)
+        self._flat_start = torch.zeros(n_runs, **index)
+        self._best_grad = torch.full((n_runs,), torch.inf, **like)
+        self._best_step = torch.zeros(n_runs, **index)
+        self._best_loss = torch.zeros(n_runs, **like)
+        self._best_w = w.clone()
+        self._best_a = a.clone()
+        self.count = torch.zeros(n_runs, **index)
+        self.start = torch.full((n_runs, slots), -1, **index)
+        self.end = torch.full((n_runs, slots), -1, **index)
+        self.representative_step = torch.full((n_runs, slots), -1, **index)
+        self.loss = torch.full((n_runs, slots), torch.nan, **like)
+        self.grad_norm = torch.full((n_runs, slots), torch.nan, **like)
+        self.is_final = torch.zeros((n_runs, slots), dtype=torch.bool, device=w.device)
+        self.w = torch.full((n_runs, slots, *w.shape[1:]), torch.nan, **like)
+        self.a = torch.full((n_runs, slots, *a.shape[1:]), torch.nan, **like)
+
+    def update(
+        self,
+        step: int,
+        active: torch.Tensor,
+        loss: torch.Tensor,
+        grad_norm: torch.Tensor,
+        w: torch.Tensor,
+        a: torch.Tensor,
+    ) -> None:
+        """Feed the state at ``step`` (before the update of that step) for the active runs."""
+        settings = self.settings
+        if self._previous_loss is None:
+            self._previous_loss = loss.clone()
+            return
+        decrease = self._previous_loss - loss
+        weight = 1.0 if step == 1 else settings.smoothing  # the first decrease starts the average
+        self._mean_decrease = torch.where(
+            active, self._mean_decrease + weight * (decrease - self._mean_decrease), self._mean_decrease
+        )
+        self._previous_loss = torch.where(active, loss, self._previous_loss)
+        rate = self._mean_decrease / (self._rate_scale * loss)
+        flat = active & (rate < settings.rate_tol)
+        starting = flat & ~self._in_flat
+        self._flat_start = torch.where(starting, step, self._flat_start)
+        self._best_grad = torch.where(starting, torch.inf, self._best_grad)
+        better = flat & (grad_norm < self._best_grad)
+        self._best_grad = torch.where(better, grad_norm, self._best_grad)
+        self._best_step = torch.where(better, step, self._best_step)
+        self._best_loss = torch.where(better, loss, self._best_loss)
+        if bool(better.any()):
+            self._best_w = torch.where(better[:, None, None], w, self._best_w)
+            self._best_a = torch.where(better[:, None, None], a, self._best_a)
+        ending = self._in_flat & ~flat & active
+        self._commit(ending, step, final=False)
+        self._in_flat = flat | (self._in_flat & ~active)
+
+    def finish(self, stopping: torch.Tensor, step: int | torch.Tensor) -> None:
+        """Close the open flat window of runs that stop now (``stopping`` (R,)) at ``step``."""
+        self._commit(stopping & self._in_flat, step, final=True)
+        self._in_flat = self._in_flat & ~stopping
+
+    def _commit(self, closing: torch.Tensor, step: int | torch.Tensor, *, final: bool) -> None:
+        """Store the closing flat windows that are long enough as plateaus."""
+        settings = self.settings
+        length = step - self._flat_start
+        long_enough = length >= torch.clamp(
+            (settings.min_fraction * self._flat_start).to(torch.int64), min=settings.min_steps
+        )
+        commit = closing & long_enough
+        if not bool(commit.any()):
+            return
+        runs = torch.nonzero(commit & (self.count < settings.max_plateaus)).squeeze(-1)
+        slot = self.count[runs]
+        end = step[runs] if isinstance(step, torch.Tensor) else torch.full_like(slot, step)
+        self.start[runs, slot] = self._flat_start[runs]
+        self.end[runs, slot] = end
+        self.representative_step[runs, slot] = self._best_step[runs]
+        self.loss[runs, slot] = self._best_loss[runs]
+        self.grad_norm[runs, slot] = self._best_grad[runs]
+        self.is_final[runs, slot] = final
+        self.w[runs, slot] = self._best_w[runs]
+        self.a[runs, slot] = self._best_a[runs]
+        self.count = self.count + commit.to(torch.int64)
