@@ -166,8 +166,9 @@ def run_gradient_descent(
     loss_final = torch.full((n_runs,), torch.nan, dtype=w0.dtype, device=w0.device)
     grad_norm_final = torch.full_like(loss_final, torch.nan)
     loss_limit: torch.Tensor | None = None
+    evaluate = nets.GradientWorkspace(x, y, n_runs, width, leak, train_output=train_output)
     for step in range(max_steps + 1):
-        grads = nets.gradients(w, a, x, y, leak, train_output=train_output)
+        grads = evaluate(w, a)
         grad_norm = grads.norm()
         if loss_limit is None:
             loss_limit = divergence_factor * (grads.loss + s_y.square())
@@ -187,10 +188,10 @@ def run_gradient_descent(
         active = active & ~stopping
         if not bool(active.any()):
             break
-        mask = active.to(w.dtype)[:, None, None]
-        w = w - (learning_rate * mask) * grads.grad_w
+        step_size = (learning_rate * active.to(w.dtype))[:, None, None]
+        w = w - step_size * grads.grad_w
         if train_output:
-            a = a - (learning_rate * mask) * grads.grad_a
+            a = a - step_size * grads.grad_a
         steps_taken = steps_taken + active.to(torch.int64)
 
     return DescentResult(

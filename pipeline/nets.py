@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
+    "GradientWorkspace",
     "Gradients",
     "activation",
     "activation_slope",
@@ -93,6 +94,87 @@ class Gradients:
         return torch.sqrt(self.grad_w.square().sum(dim=(-2, -1)) + self.grad_a.square().sum(dim=(-2, -1)))
 
 
+class GradientWorkspace:
+    """Preallocated buffers for repeated gradient evaluations on fixed data.
+
+    Gradient descent evaluates gradients thousands of times at the same shapes; writing every
+    intermediate into a buffer allocated once (``out=``) avoids re-allocating the (R, n, m)
+    activations at each step, which costs more than the arithmetic on CPU. The returned
+    :class:`Gradients` views these buffers and is overwritten by the next call.
+
+    Parameters
+    ----------
+    x, y
+        Inputs (R or 1, n, d) and targets (R or 1, n, k); a leading 1 is shared by all runs.
+    n_runs, width
+        ``R`` and ``m``.
+    leak
+        Negative slope of the activation, in [0, 1).
+    train_output
+        If False, ``grad_a`` is zero.
+    """
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, n_runs: int, width: int, leak: float, *, train_output: bool = True
+    ) -> None:
+        n_samples, n_inputs, n_outputs = x.shape[-2], x.shape[-1], y.shape[-1]
+        like = dict(dtype=x.dtype, device=x.device)
+        self.x = x.expand(n_runs, n_samples, n_inputs)
+        self.y = y
+        self.leak = leak
+        self.train_output = train_output
+        self._contract_samples_first = n_outputs * n_inputs <= width
+        self._z = torch.empty(n_runs, n_samples, width, **like)
+        self._slope = torch.empty_like(self._z)
+        self._hidden = torch.empty_like(self._z)
+        self._residual = torch.empty(n_runs, n_samples, n_outputs, **like)
+        self._weighted = torch.empty(n_runs, n_samples, n_outputs * n_inputs, **like)
+        self._grad_w = torch.empty(n_runs, width, n_inputs, **like)
+        self._grad_a = torch.zeros(n_runs, width, n_outputs, **like)
+
+    def __call__(self, w: torch.Tensor, a: torch.Tensor) -> Gradients:
+        """Loss and gradients at ``w`` (R, m, d), ``a`` (R, m, k)."""
+        n_samples = self.x.shape[-2]
+        z, slope, hidden, residual = self._z, self._slope, self._hidden, self._residual
+        torch.bmm(self.x, w.transpose(-1, -2), out=z)
+        torch.gt(z, 0, out=slope)
+        if self.leak != 0.0:
+            slope.mul_(1.0 - self.leak).add_(self.leak)
+        torch.mul(z, slope, out=hidden)
+        torch.bmm(hidden, a, out=residual)
+        residual.sub_(self.y)
+        loss_value = 0.5 * residual.square().sum(dim=(-2, -1)) / n_samples
+        self._input_weight_gradient(a)
+        if self.train_output:
+            torch.bmm(hidden.transpose(-1, -2), residual, out=self._grad_a)
+            self._grad_a.div_(n_samples)
+        return Gradients(loss=loss_value, residual=residual, grad_w=self._grad_w, grad_a=self._grad_a)
+
+    def _input_weight_gradient(self, a: torch.Tensor) -> None:
+        """``n dL/dw_j = sum_i (a_j . r_i) rho'(z_ij) x_i`` into ``self._grad_w``, then divide by n.
+
+        When ``k * d <= m`` (the common scalar-output case) the sum over samples is taken first,
+        ``sum_l a_jl [slope^T (r_l * x)]_j``, which never materialises the (R, n, m) back-propagated
+        signal.
+        """
+        n_runs, n_samples, n_inputs = self.x.shape
+        n_outputs = a.shape[-1]
+        if not self._contract_samples_first:
+            back = torch.bmm(self._residual, a.transpose(-1, -2)).mul_(self._slope)
+            torch.bmm(back.transpose(-1, -2), self.x, out=self._grad_w)
+        elif n_outputs == 1:
+            torch.mul(self._residual, self.x, out=self._weighted)
+            torch.bmm(self._slope.transpose(-1, -2), self._weighted, out=self._grad_w)
+            self._grad_w.mul_(a)
+        else:
+            weighted = self._weighted.view(n_runs, n_samples, n_outputs, n_inputs)
+            torch.mul(self._residual.unsqueeze(-1), self.x.unsqueeze(-2), out=weighted)
+            per_output = torch.bmm(self._slope.transpose(-1, -2), self._weighted)
+            per_output = per_output.unflatten(-1, (n_outputs, n_inputs))
+            torch.matmul(a.unsqueeze(-2), per_output, out=self._grad_w.unsqueeze(-2))
+        self._grad_w.div_(n_samples)
+
+
 def gradients(
     w: torch.Tensor,
     a: torch.Tensor,
@@ -102,10 +184,9 @@ def gradients(
     *,
     train_output: bool = True,
 ) -> Gradients:
-    """Closed-form loss and gradients of a batch of networks.
+    """Closed-form loss and gradients of a batch of networks (one evaluation).
 
-    ``dL/da_j = 1/n sum_i rho(z_ij) r_i`` and
-    ``dL/dw_j = 1/n sum_i (a_j . r_i) rho'(z_ij) x_i``; five batched matrix products in all.
+    ``dL/da_j = 1/n sum_i rho(z_ij) r_i`` and ``dL/dw_j = 1/n sum_i (a_j . r_i) rho'(z_ij) x_i``.
 
     Parameters
     ----------
@@ -116,34 +197,5 @@ def gradients(
     train_output
         If False the output weights are fixed and ``grad_a`` is zero.
     """
-    n = x.shape[-2]
-    z = pre_activations(w, x)
-    slope = activation_slope(z, leak)
-    hidden = z * slope
-    residual = torch.matmul(hidden, a) - y
-    loss_value = 0.5 * residual.square().sum(dim=(-2, -1)) / n
-    grad_w = _input_weight_gradient(slope, residual, a, x) / n
-    if train_output:
-        grad_a = torch.matmul(hidden.transpose(-1, -2), residual) / n
-    else:
-        grad_a = torch.zeros_like(a)
-    return Gradients(loss=loss_value, residual=residual, grad_w=grad_w, grad_a=grad_a)
-
-
-def _input_weight_gradient(
-    slope: torch.Tensor, residual: torch.Tensor, a: torch.Tensor, x: torch.Tensor
-) -> torch.Tensor:
-    """``n dL/dw_j = sum_i (a_j . r_i) rho'(z_ij) x_i``, shape (R, m, d).
-
-    Contracting over samples first, ``sum_l a_jl [slope^T (r_l * x)]_j``, avoids materialising the
-    (R, n, m) back-propagated signal whenever ``k * d <= m`` (the common scalar-output case); this
-    saves several memory passes over the largest tensor of a step.
-    """
-    n_outputs, n_inputs = residual.shape[-1], x.shape[-1]
-    if n_outputs * n_inputs > slope.shape[-1]:
-        back = torch.matmul(residual, a.transpose(-1, -2)) * slope
-        return torch.matmul(back.transpose(-1, -2), x)
-    weighted = (residual.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2)  # (R, n, k*d)
-    per_output = torch.matmul(slope.transpose(-1, -2), weighted)  # (R, m, k*d)
-    per_output = per_output.unflatten(-1, (n_outputs, n_inputs))
-    return torch.einsum("rmk,rmkd->rmd", a, per_output)
+    workspace = GradientWorkspace(x, y, w.shape[0], w.shape[1], leak, train_output=train_output)
+    return workspace(w, a)

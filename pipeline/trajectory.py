@@ -86,9 +86,7 @@ class CheckpointRecorder:
         self.loss[:, column] = torch.where(active, loss, self.loss[:, column])
         self.grad_norm[:, column] = torch.where(active, grad_norm, self.grad_norm[:, column])
         self.amplitude[:, column] = torch.where(keep, w_norm * a_norm, self.amplitude[:, column])
-        self.balance[:, column] = torch.where(
-            keep, w_norm.square() - a_norm.square(), self.balance[:, column]
-        )
+        self.balance[:, column] = torch.where(keep, w_norm.square() - a_norm.square(), self.balance[:, column])
 
 
 @dataclass(frozen=True)
@@ -127,9 +125,7 @@ class PlateauRecorder:
         Initial parameters, (R, m, d) and (R, m, k); give the shapes, dtype and device.
     """
 
-    def __init__(
-        self, settings: PlateauSettings, rate_scale: torch.Tensor, w: torch.Tensor, a: torch.Tensor
-    ) -> None:
+    def __init__(self, settings: PlateauSettings, rate_scale: torch.Tensor, w: torch.Tensor, a: torch.Tensor) -> None:
         n_runs, slots = w.shape[0], settings.max_plateaus
         like = dict(dtype=w.dtype, device=w.device)
         index = dict(dtype=torch.int64, device=w.device)

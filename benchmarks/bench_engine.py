@@ -1,0 +1,117 @@
+"""Engine throughput, measured side by side in one process (float64, CPU by default).
+
+Compares, on identical runs and numbers of steps:
+
+(a) ``pipeline.engine.run_gradient_descent`` (closed-form batched gradients, full trajectory bookkeeping);
+(b) the torch.func ensembling recipe: ``vmap(grad(loss))`` over stacked parameters, plain GD update;
+(c) a Python loop over runs with autograd and ``torch.optim.SGD``, timed on a subset of runs and scaled.
+
+Also prints the engine's effective GFLOP/s (6 n d m k flops per run-step) as a fraction of this
+process's large-GEMM GFLOP/s. Run: ``python benchmarks/bench_engine.py [--steps 200] [--device cpu]``.
+Nothing is asserted: the printed ratios are the result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+
+import torch
+from torch.func import grad, vmap
+
+from pipeline import nets
+from pipeline.engine import run_gradient_descent
+
+SHAPES = ((1024, 16, 3, 8), (512, 64, 8, 16), (256, 256, 16, 32))  # (runs, n, d, width)
+LEAK, LEARNING_RATE = 0.0, 0.01
+
+
+def best_time(function: Callable[[], object], repeats: int = 3) -> float:
+    """Smallest wall time of ``repeats`` calls, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def gemm_gflops(device: torch.device, size: int = 2048) -> float:
+    """GFLOP/s of one large float64 matrix product on ``device``."""
+    left = torch.randn(size, size, dtype=torch.float64, device=device)
+    right = torch.randn(size, size, dtype=torch.float64, device=device)
+    seconds = best_time(lambda: _synchronised(device, lambda: left @ right))
+    return 2 * size**3 / seconds / 1e9
+
+
+def _synchronised(device: torch.device, function: Callable[[], object]) -> object:
+    result = function()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result
+
+
+def vmap_recipe(w0: torch.Tensor, a0: torch.Tensor, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+    """torch.func ensembling: per-model autograd gradient, vectorised with vmap over the run axis."""
+
+    def single_loss(w: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        hidden = torch.nn.functional.leaky_relu(x[0] @ w.T, LEAK)
+        return 0.5 * (hidden @ a - y[0]).square().sum() / x.shape[1]
+
+    batched_grad = vmap(grad(single_loss, argnums=(0, 1)))
+    w, a = w0.clone(), a0.clone()
+    for _ in range(steps):
+        grad_w, grad_a = batched_grad(w, a)
+        w, a = w - LEARNING_RATE * grad_w, a - LEARNING_RATE * grad_a
+
+
+def loop_recipe(w0: torch.Tensor, a0: torch.Tensor, x: torch.Tensor, y: torch.Tensor, steps: int) -> None:
+    """One model at a time: autograd and torch.optim.SGD."""
+    for run in range(w0.shape[0]):
+        w = w0[run].clone().requires_grad_(True)
+        a = a0[run].clone().requires_grad_(True)
+        optimiser = torch.optim.SGD([w, a], lr=LEARNING_RATE)
+        for _ in range(steps):
+            optimiser.zero_grad()
+            hidden = torch.nn.functional.leaky_relu(x[0] @ w.T, LEAK)
+            (0.5 * (hidden @ a - y[0]).square().sum() / x.shape[1]).backward()
+            optimiser.step()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=200, help="gradient steps per run")
+    parser.add_argument("--loop-runs", type=int, default=8, help="runs timed for the per-run loop (scaled up)")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    peak = gemm_gflops(device)
+    print(f"device {device}, torch threads {torch.get_num_threads()}, large-GEMM float64: {peak:.1f} GFLOP/s")
+    header = "runs    n   d   m | engine s | vmap s  | loop s (scaled) | vmap/engine | loop/engine | GEMM fraction"
+    print(header)
+    for runs, n, d, m in SHAPES:
+        options = dict(dtype=torch.float64, device=device)
+        x, y = torch.randn(1, n, d, **options), torch.randn(1, n, 1, **options)
+        w0, a0 = torch.randn(runs, m, d, **options) / d**0.5, torch.randn(runs, m, 1, **options) / m**0.5
+        steps = args.steps
+
+        def engine() -> object:
+            return run_gradient_descent(
+                w0, a0, x, y, leak=LEAK, learning_rate=LEARNING_RATE, max_steps=steps - 1, grad_tol=1e-300
+            )
+
+        engine_s = best_time(lambda: _synchronised(device, engine))
+        vmap_s = best_time(lambda: _synchronised(device, lambda: vmap_recipe(w0, a0, x, y, steps)))
+        subset = min(args.loop_runs, runs)
+        loop_s = best_time(lambda: loop_recipe(w0[:subset], a0[:subset], x, y, steps), repeats=1) * runs / subset
+        gflops = 6 * n * d * m * 1 * runs * steps / engine_s / 1e9
+        print(
+            f"{runs:4d} {n:4d} {d:3d} {m:3d} | {engine_s:8.3f} | {vmap_s:7.3f} | {loop_s:15.2f} |"
+            f" {vmap_s / engine_s:11.1f} | {loop_s / engine_s:11.0f} | {gflops / peak:8.1%} ({gflops:.1f} GFLOP/s)"
+        )
+
+
+if __name__ == "__main__":
+    main()

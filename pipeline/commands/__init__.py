@@ -1,0 +1,1 @@
+"""Subcommands of the ``landscape`` command line; each module has ``main(argv) -> int``."""

@@ -1,0 +1,112 @@
+"""What every subcommand shares: logging, progress, provenance and the user-error convention."""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import tqdm
+
+from pipeline.survey import Survey, SurveyError, load_survey
+
+__all__ = ["Progress", "load_resolved", "provenance", "setup_logging", "user_errors"]
+
+LIBRARIES = (
+    "numpy",
+    "torch",
+    "scipy",
+    "xarray",
+    "zarr",
+    "dask",
+    "distributed",
+    "scikit-learn",
+    "pydantic",
+    "snakemake",
+)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """Log lines to stderr (Snakemake routes them to the rule's log file)."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def user_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
+    """Turn user errors (bad survey, bad arguments) into a one-line message and exit code 2."""
+
+    @functools.wraps(main)
+    def wrapped(argv: Sequence[str] | None = None) -> int:
+        try:
+            return main(argv)
+        except (SurveyError, FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+
+    return wrapped
+
+
+def load_resolved(path: str | Path) -> Survey:
+    """Load a survey file or a resolved survey (both validate)."""
+    return load_survey(path)
+
+
+class Progress:
+    """A progress bar on a terminal, periodic log lines otherwise."""
+
+    def __init__(self, description: str, *, every_seconds: float = 30.0) -> None:
+        self.description = description
+        self.every_seconds = every_seconds
+        self._bar: tqdm.tqdm | None = None
+        self._last = 0.0
+        self._log = logging.getLogger("pipeline.progress")
+
+    def __call__(self, done: int, total: int) -> None:
+        if sys.stderr.isatty():
+            if self._bar is None:
+                self._bar = tqdm.tqdm(total=total, desc=self.description, unit="batch")
+            self._bar.update(done - self._bar.n)
+            if done == total:
+                self._bar.close()
+            return
+        now = time.monotonic()
+        if done == total or now - self._last >= self.every_seconds:
+            self._last = now
+            self._log.info("%s: %d/%d batches", self.description, done, total)
+
+
+def _git_revision() -> str:
+    try:
+        root = Path(__file__).resolve().parents[2]
+        result = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return result.stdout.strip() or "unknown"
+
+
+def provenance() -> dict[str, Any]:
+    """Package version, git revision, Python and library versions."""
+    versions = {}
+    for library in LIBRARIES:
+        try:
+            versions[library] = importlib.metadata.version(library)
+        except importlib.metadata.PackageNotFoundError:
+            versions[library] = "not installed"
+    return {
+        "package_version": importlib.metadata.version("relu-landscape-survey"),
+        "git_revision": _git_revision(),
+        "python_version": platform.python_version(),
+        "library_versions": " ".join(f"{name}={version}" for name, version in versions.items()),
+    }

@@ -1,0 +1,78 @@
+"""``landscape simulate SURVEY --shard K --out shard.zarr``: train and classify the runs of one shard."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+from collections.abc import Sequence
+
+from pipeline.batch import Padding, resolve_device
+from pipeline.commands.common import Progress, load_resolved, setup_logging, user_errors
+from pipeline.plan import batches, make_plan, shard_runs
+from pipeline.runner import ExecutionSettings, run_batches
+from pipeline.store import write_atomic
+from pipeline.survey import Survey
+
+log = logging.getLogger(__name__)
+
+
+def padding(survey: Survey) -> Padding:
+    """Survey-wide sizes of the store's padded dimensions."""
+    cells = survey.cells()
+    return Padding(
+        neuron=max(cell["width"] for cell in cells),
+        input=max(cell["input_dim"] + int(cell["bias"]) for cell in cells),
+        output=max(cell["output_dim"] for cell in cells),
+        checkpoint=max(cell["n_checkpoints"] for cell in cells) + 1,
+        plateau=8,
+    )
+
+
+def execution_settings(survey: Survey, threads: int, in_process: bool) -> ExecutionSettings:
+    """Execution settings from the survey, sized to the ``threads`` the job was given."""
+    execution = survey.execution
+    per_worker = execution.threads_per_worker
+    workers = execution.workers or max(threads // per_worker, 1)
+    return ExecutionSettings(
+        cluster="none" if in_process else execution.cluster,
+        workers=workers,
+        threads_per_worker=per_worker,
+        device=execution.device,
+        scheduler_address=execution.scheduler_address,
+    )
+
+
+@user_errors
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="landscape simulate", description=__doc__)
+    parser.add_argument("survey", help="a survey or resolved survey file")
+    parser.add_argument("--shard", type=int, required=True, help="shard number")
+    parser.add_argument("--out", required=True, help="shard store to write (zarr)")
+    parser.add_argument("--threads", type=int, default=1, help="cores this step may use")
+    parser.add_argument("--in-process", action="store_true", help="run batches in this process (no Dask)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    survey = load_resolved(args.survey)
+    rows = shard_runs(make_plan(survey), args.shard)
+    execution = execution_settings(survey, args.threads, args.in_process)
+    work = batches(rows, survey.execution.batch_size)
+    log.info("shard %d: %d runs in %d batches, %s", args.shard, len(rows), len(work), execution)
+    dataset = run_batches(
+        work,
+        master_seed=survey.master_seed,
+        padding=padding(survey),
+        classify_plateaus=survey.classify.classify_plateaus,
+        execution=execution,
+        progress=Progress(f"shard {args.shard}"),
+    )
+    dataset.attrs.update(
+        shard=args.shard,
+        computed=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        device=str(resolve_device(survey.execution.device)),
+        workers=execution.workers,
+        threads_per_worker=execution.threads_per_worker,
+    )
+    write_atomic(dataset, args.out)
+    log.info("wrote %s", args.out)
+    return 0

@@ -1,0 +1,166 @@
+"""Run the batches of a shard in-process or on Dask workers, and gather them into one Dataset.
+
+The only module that talks to ``dask.distributed``. A Dask task is a batch (hundreds of runs), not
+a run. Workers are a local cluster sized from the step's threads (default), an existing scheduler,
+or SLURM jobs started by dask-jobqueue. Every task sets its torch threads explicitly, so that
+``workers x threads_per_worker`` never exceeds the cores it was given.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import xarray as xr
+
+from pipeline.batch import Padding, simulate_batch
+from pipeline.store import record_to_dataset
+
+__all__ = ["ExecutionSettings", "run_batches"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExecutionSettings:
+    """How the batches of a shard are executed.
+
+    Attributes
+    ----------
+    cluster
+        ``none`` (in-process, no Dask), ``local`` (a local Dask cluster), ``scheduler`` (an existing
+        scheduler at ``scheduler_address``) or ``slurm`` (dask-jobqueue SLURMCluster).
+    workers
+        Number of Dask workers (local: processes; slurm: jobs).
+    threads_per_worker
+        torch threads per worker.
+    device
+        ``auto``, ``cpu`` or ``cuda``; with ``cuda`` each local worker takes one GPU.
+    scheduler_address
+        Address of an existing scheduler (``cluster == "scheduler"``).
+    """
+
+    cluster: str = "local"
+    workers: int = 1
+    threads_per_worker: int = 1
+    device: str = "cpu"
+    scheduler_address: str | None = None
+
+
+def run_batches(
+    batches: Sequence[pd.DataFrame],
+    *,
+    master_seed: int,
+    padding: Padding,
+    classify_plateaus: bool,
+    execution: ExecutionSettings,
+    progress: Callable[[int, int], None] | None = None,
+) -> xr.Dataset:
+    """Simulate every batch and concatenate the results along ``run`` in plan order."""
+    task = _BatchTask(master_seed, padding, classify_plateaus, execution.device, execution.threads_per_worker)
+    if execution.cluster == "none":
+        results = []
+        for index, rows in enumerate(batches):
+            results.append(task(rows))
+            if progress:
+                progress(index + 1, len(batches))
+    else:
+        with _client(execution) as client:
+            results = _run_on_dask(client, task, batches, progress)
+    datasets = [record_to_dataset(rows, record) for rows, record in results]
+    return xr.concat(datasets, dim="run", data_vars="all", coords="different", compat="equals").sortby("run")
+
+
+@dataclass(frozen=True)
+class _BatchTask:
+    """One Dask task: simulate a batch with explicit thread and device settings; time it."""
+
+    master_seed: int
+    padding: Padding
+    classify_plateaus: bool
+    device: str
+    threads: int
+
+    def __call__(self, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+        torch.set_num_threads(self.threads)
+        start = time.perf_counter()
+        record = simulate_batch(
+            rows,
+            master_seed=self.master_seed,
+            padding=self.padding,
+            device=_worker_device(self.device),
+            classify_plateaus=self.classify_plateaus,
+        )
+        record["batch_wall_time"] = np.full(len(rows), time.perf_counter() - start)
+        return rows, record
+
+
+def _worker_device(device: str) -> str:
+    """With CUDA and several GPUs, the GPU of this Dask worker (workers are named 0, 1, ...)."""
+    if device not in ("auto", "cuda") or not torch.cuda.is_available():
+        return device
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        return "cuda"
+    index = int(name) if isinstance(name, int) or str(name).isdigit() else 0
+    return f"cuda:{index % torch.cuda.device_count()}"
+
+
+def _run_on_dask(
+    client: object,
+    task: _BatchTask,
+    batches: Sequence[pd.DataFrame],
+    progress: Callable[[int, int], None] | None,
+) -> list[tuple[pd.DataFrame, dict[str, np.ndarray]]]:
+    from distributed import as_completed
+
+    futures = client.map(task, list(batches), pure=False, retries=3)  # type: ignore[attr-defined]
+    done = 0
+    for _ in as_completed(futures):
+        done += 1
+        if progress:
+            progress(done, len(futures))
+    return client.gather(futures)  # type: ignore[attr-defined,no-any-return]
+
+
+@contextlib.contextmanager
+def _client(execution: ExecutionSettings) -> Iterator[object]:
+    """A Dask client for the execution settings; clusters started here are closed on exit."""
+    from distributed import Client, LocalCluster
+
+    if execution.cluster == "scheduler":
+        with Client(execution.scheduler_address) as client:
+            yield client
+        return
+    if execution.cluster == "slurm":
+        from dask_jobqueue import SLURMCluster
+
+        cluster = SLURMCluster(
+            cores=execution.threads_per_worker,
+            processes=1,
+            memory=f"{2 * execution.threads_per_worker}GiB",
+            walltime="24:00:00",
+        )
+        cluster.scale(jobs=execution.workers)
+    else:
+        workers = execution.workers
+        if execution.device in ("auto", "cuda") and torch.cuda.is_available():
+            workers = torch.cuda.device_count()
+        cluster = LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            env={"OMP_NUM_THREADS": str(execution.threads_per_worker)},
+        )
+    with cluster, Client(cluster) as client:
+        yield client

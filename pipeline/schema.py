@@ -1,0 +1,148 @@
+"""The schema of the survey store: every data variable with its dimensions, description, units and flags.
+
+This table is the single source of truth for the store (``results/<survey>/survey.zarr``):
+:mod:`pipeline.batch` pads arrays to its dimensions, :mod:`pipeline.store` attaches its attributes
+and :func:`pipeline.store.validate` checks a store against it. Categorical variables are small
+integers with CF ``flag_values`` / ``flag_meanings`` (or ``flag_masks`` for bit fields); -1 marks
+"no value" (a padded plateau slot).
+
+Dimensions: ``run``; ``neuron`` (padded to the survey's largest width, NaN/False/-1 beyond a run's
+own ``width``); ``input`` (input dimension including the bias column, padded); ``output``;
+``checkpoint`` (log-spaced steps of the trajectory summary, padded); ``plateau`` (slots, padded).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.engine import GRAD_NORM_DESCRIPTION, StopReason
+from pipeline.stationary import labels
+
+__all__ = ["OUTCOME", "SCHEMA_VERSION", "VARIABLES", "Variable"]
+
+SCHEMA_VERSION = 1
+
+OUTCOME: tuple[str, ...] = (
+    "converged_global",
+    "stuck_spurious_local_min",
+    "stalled_at_saddle",
+    "not_converged",
+    "diverged",
+    "undetermined",
+)
+"""Run outcomes (theory.md section 8.1, run level)."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    """Dimensions and attributes of one store variable."""
+
+    dims: tuple[str, ...]
+    description: str
+    units: str | None = None
+    flags: dict[str, Any] = field(default_factory=dict)
+
+    def attrs(self) -> dict[str, Any]:
+        """The variable's attributes as written to the store."""
+        attrs: dict[str, Any] = {"description": self.description}
+        if self.units is not None:
+            attrs["units"] = self.units
+        attrs.update(self.flags)
+        return attrs
+
+
+RUN = ("run",)
+NEURON = ("run", "neuron")
+W = ("run", "neuron", "input")
+A = ("run", "neuron", "output")
+CHECKPOINT = ("run", "checkpoint")
+PLATEAU = ("run", "plateau")
+STOP_FLAGS = {
+    "flag_values": [int(reason) for reason in StopReason],
+    "flag_meanings": " ".join(reason.name.lower() for reason in StopReason),
+}
+
+
+def _point_variables(prefix: str, what: str, dims: tuple[str, ...]) -> dict[str, Variable]:
+    """Classification variables of a point (end point: dims ``(run,)``; plateau points: ``(run, plateau)``)."""
+    return {
+        f"{prefix}_point_type": Variable(
+            dims, f"type of the {what} (theory.md 8.1)", flags=labels.flag_attrs(labels.POINT_TYPE)
+        ),
+        f"{prefix}_stationarity": Variable(
+            dims, f"directional stationarity of the {what} (theory.md 3)", flags=labels.flag_attrs(labels.STATIONARITY)
+        ),
+        f"{prefix}_certificate": Variable(
+            dims, f"what certifies the type of the {what}", flags=labels.flag_attrs(labels.CERTIFICATE)
+        ),
+        f"{prefix}_mechanisms": Variable(
+            dims, f"saddle mechanisms of the {what} (bit field)", flags=labels.mechanism_flag_attrs()
+        ),
+        f"{prefix}_escape": Variable(dims + ("neuron",), f"escape neurons of the {what} (theory.md 4)"),
+    }
+
+
+VARIABLES: dict[str, Variable] = {
+    # gradient descent
+    "w_init": Variable(W, "initial input weights w_j"),
+    "a_init": Variable(A, "initial output weights a_j"),
+    "w_final": Variable(W, "input weights at the last step"),
+    "a_final": Variable(A, "output weights at the last step"),
+    "loss_final": Variable(RUN, "L = 1/(2n) sum_i ||f(x_i) - y_i||^2 at the last step", "target units squared"),
+    "grad_norm_final": Variable(RUN, GRAD_NORM_DESCRIPTION + ", at the last step"),
+    "steps_taken": Variable(RUN, "gradient steps applied", "steps"),
+    "stop_reason": Variable(RUN, "why the run stopped", flags=STOP_FLAGS),
+    "checkpoint_step": Variable(CHECKPOINT, "step of each checkpoint (log-spaced; -1 padding)", "steps"),
+    "checkpoint_loss": Variable(CHECKPOINT, "loss at the checkpoint (NaN after the run stopped)"),
+    "checkpoint_grad_norm": Variable(CHECKPOINT, "gradient norm at the checkpoint"),
+    "checkpoint_amplitude": Variable(CHECKPOINT + ("neuron",), "neuron amplitude ||w_j|| ||a_j|| at the checkpoint"),
+    "checkpoint_balance": Variable(CHECKPOINT + ("neuron",), "neuron balance ||w_j||^2 - ||a_j||^2 at the checkpoint"),
+    "n_plateaus": Variable(RUN, "plateaus detected (only the first `plateau` slots are stored)"),
+    "plateau_start": Variable(PLATEAU, "first step of the plateau (-1: empty slot)", "steps"),
+    "plateau_end": Variable(PLATEAU, "first step after the plateau", "steps"),
+    "plateau_step": Variable(PLATEAU, "representative step (smallest gradient norm in the plateau)", "steps"),
+    "plateau_loss": Variable(PLATEAU, "loss at the representative step"),
+    "plateau_grad_norm": Variable(PLATEAU, "gradient norm at the representative step"),
+    "plateau_is_final": Variable(PLATEAU, "the plateau lasted until the run stopped"),
+    "plateau_w": Variable(PLATEAU + ("neuron", "input"), "input weights at the representative step"),
+    "plateau_a": Variable(PLATEAU + ("neuron", "output"), "output weights at the representative step"),
+    # end-point classification (pipeline.stationary.classify_batch)
+    "end_w": Variable(W, "input weights of the classified end point (after snapping onto exact kinks)"),
+    "end_a": Variable(A, "output weights of the classified end point"),
+    "end_loss": Variable(RUN, "loss at the classified end point"),
+    "end_first_order_gap": Variable(RUN, "relative directional-stationarity gap (max over neurons; theory.md 8.2)"),
+    "end_is_local_min": Variable(
+        RUN,
+        "certified local minimum (true), certified not (false), unknown",
+        flags=labels.flag_attrs(labels.IS_LOCAL_MIN),
+    ),
+    "end_strictness": Variable(RUN, "strictness of a saddle", flags=labels.flag_attrs(labels.STRICTNESS)),
+    "end_differentiable": Variable(RUN, "the loss is differentiable at the end point (theory.md 8.1)"),
+    "end_kink": Variable(NEURON, "neuron has data points on its kink"),
+    "end_roles": Variable(NEURON, "neuron role at the end point", flags=labels.flag_attrs(labels.ROLE)),
+    "end_escape_strength": Variable(NEURON, "escape strength kappa_j (theory.md 4); NaN if not escape"),
+    "end_margin": Variable(RUN, "local-minimum margin min |a_j| over neurons with D_j != 0 (theory.md 5.1)"),
+    "end_curvature": Variable(RUN, "most negative curvature found (kappa or Hessian eigenvalue)"),
+    "end_witness_w": Variable(W, "descent perturbation of w (verified on the true loss); NaN if none"),
+    "end_witness_a": Variable(A, "descent perturbation of a; NaN if none"),
+    "end_has_witness": Variable(RUN, "a verified descent perturbation exists"),
+    "end_witness_decrease": Variable(RUN, "loss decrease achieved by the witness"),
+    "end_tolerance_sensitive": Variable(RUN, "the label changes when the kink tolerance is scaled by 0.1 or 10"),
+    **_point_variables("end", "end point", RUN),
+    # plateau classification and the escape-consistency statistic (theory.md section 6)
+    **_point_variables("plateau", "plateau point", PLATEAU),
+    "plateau_grew": Variable(PLATEAU + ("neuron",), "amplitude grew 10x before the next plateau / end"),
+    "plateau_n_grew": Variable(PLATEAU, "neurons that grew before the next plateau (-1: empty slot)"),
+    "plateau_n_grew_predicted": Variable(PLATEAU, "neurons that grew and were predicted escape neurons"),
+    "plateau_n_escape": Variable(PLATEAU, "predicted escape neurons at the plateau point"),
+    # added by the runner and by gathering
+    "batch_wall_time": Variable(RUN, "wall time of the run's batch (training and classification)", "s"),
+    "global_reference_loss": Variable(
+        RUN, "best final loss of any run of the survey on the same data set (an upper bound on the global minimum)"
+    ),
+    "outcome": Variable(RUN, "run outcome", flags=labels.flag_attrs(OUTCOME)),
+    "n_escape_neurons": Variable(RUN, "escape neurons at the end point"),
+    "n_dead_neurons": Variable(RUN, "dead ReLU neurons at the end point (including those touching data)"),
+    "n_kink_neurons": Variable(RUN, "neurons with data on their kink at the end point"),
+}

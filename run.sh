@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The project's two entry points. Each creates (or reuses) the virtual environment .venv first.
+#   bash run.sh survey [NAME]   run surveys/NAME.yaml (default: default) end to end with Snakemake
+#   bash run.sh test            run the default test suite (what CI runs first)
+#   bash run.sh test-slow       the slow, bounded tests (CI's second step)
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+
+setup() {
+  if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+  fi
+  local stamp=.venv/.installed
+  if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    # The CPU build of torch; the project itself accepts any torch >= 2.2 (see pyproject.toml).
+    .venv/bin/python -m pip install --quiet "torch==2.13.0"
+    .venv/bin/python -m pip install --quiet -e ".[test]"
+    touch "$stamp"
+  fi
+}
+
+command=${1:-}
+case "$command" in
+  survey)
+    setup
+    name=${2:-default}
+    .venv/bin/snakemake --profile profiles/default --config survey="$name"
+    echo "store:  results/$name/survey.zarr"
+    echo "report: results/$name/report/index.html"
+    ;;
+  test)
+    setup
+    .venv/bin/python -m pytest -m "not slow and not slurm and not gpu" -n 2 -q
+    ;;
+  test-slow)
+    setup
+    .venv/bin/python -m pytest -m "slow and not slurm and not gpu" -n 2 -q
+    ;;
+  *)
+    sed -n '2,6p' "$0"
+    exit 2
+    ;;
+esac
