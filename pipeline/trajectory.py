@@ -39,7 +39,8 @@ def checkpoint_steps(max_steps: int, n_checkpoints: int) -> np.ndarray:
         raise ValueError(f"n_checkpoints must be at least 2, got {n_checkpoints}")
     if max_steps < 1:
         return np.zeros(1, dtype=np.int64)
-    grid = np.geomspace(1, max_steps, n_checkpoints - 1)
+    # geomspace with a single point returns its start (1), which would add a third step: keep [0, max_steps]
+    grid = np.geomspace(1, max_steps, n_checkpoints - 1) if n_checkpoints > 2 else np.zeros(0)
     return np.unique(np.concatenate([[0], np.rint(grid).astype(np.int64), [max_steps]]))
 
 

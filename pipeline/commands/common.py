@@ -56,9 +56,18 @@ def user_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequen
     return wrapped
 
 
+RESOLVED_NAME = "survey.resolved.yaml"
+
+
 def load_resolved(path: str | Path) -> Survey:
-    """Load a survey file or a resolved survey (both validate)."""
-    return load_survey(path)
+    """Load ``surveys/<name>.yaml`` or ``results/<name>/survey.resolved.yaml`` (both validate).
+
+    A resolved survey takes its name from its folder, as in the Snakefile's path grammar.
+    """
+    path = Path(path)
+    if path.name != RESOLVED_NAME:
+        return load_survey(path)
+    return load_survey(path, name=path.parent.name)
 
 
 class Progress:

@@ -1,0 +1,217 @@
+"""Public entry points ``classify_batch`` and ``classify_point`` (docs/classifier-api.md).
+
+``classify_batch`` casts to float64 on the input device, runs one classification pass
+(:func:`pipeline.stationary.classify.classify_once`) and re-runs, only for the runs whose kink sets
+change, with the kink tolerance scaled by 0.1 and 10 (``tolerance_sensitive``: the point type
+changes). ``classify_point`` wraps it with ``R = 1`` and decodes the labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from pipeline.stationary import labels
+from pipeline.stationary.classify import classify_once
+from pipeline.stationary.tolerances import tolerances_for
+
+__all__ = ["BatchClassification", "PointReport", "classify_batch", "classify_point"]
+
+SENSITIVITY_FACTORS: tuple[float, ...] = (0.1, 10.0)
+
+
+@dataclass(frozen=True)
+class BatchClassification:
+    """Classification of a batch; numpy arrays with a leading run axis ``R``.
+
+    Integer fields hold codes of the tables in :mod:`pipeline.stationary.labels`.
+
+    Attributes
+    ----------
+    w : (R, m, d), a : (R, m, k)
+        The classified (snapped) points.
+    loss, first_order_gap, margin : (R,) float
+        Loss, relative stationarity gap (max over neurons), local-minimum margin (NaN if not a
+        certified local minimum; ``inf`` if no neuron limits it).
+    stationarity, point_type, is_local_min, certificate, strictness : (R,) int8
+        Codes of ``STATIONARITY``, ``POINT_TYPE``, ``IS_LOCAL_MIN``, ``CERTIFICATE``, ``STRICTNESS``.
+    mechanisms : (R,) int8
+        Bit field over ``MECHANISM`` (saddles only).
+    differentiable, has_witness, tolerance_sensitive : (R,) bool
+    curvature : (R,) float
+        ``min kappa_j`` (zero-output saddles) or the Hessian eigenvalue of the second-order test.
+    escape, kink : (R, m) bool
+    roles : (R, m) int8
+        ``ROLE`` codes.
+    escape_strength : (R, m) float
+        ``kappa_j`` for zero-output escape neurons, NaN elsewhere.
+    witness_w : (R, m, d), witness_a : (R, m, k)
+        Verified descent perturbations (NaN where ``has_witness`` is False).
+    witness_decrease : (R,)
+        Loss decrease achieved by the witness (NaN without one).
+    """
+
+    w: np.ndarray
+    a: np.ndarray
+    loss: np.ndarray
+    stationarity: np.ndarray
+    first_order_gap: np.ndarray
+    point_type: np.ndarray
+    is_local_min: np.ndarray
+    certificate: np.ndarray
+    mechanisms: np.ndarray
+    strictness: np.ndarray
+    differentiable: np.ndarray
+    escape: np.ndarray
+    kink: np.ndarray
+    roles: np.ndarray
+    escape_strength: np.ndarray
+    margin: np.ndarray
+    curvature: np.ndarray
+    witness_w: np.ndarray
+    witness_a: np.ndarray
+    has_witness: np.ndarray
+    witness_decrease: np.ndarray
+    tolerance_sensitive: np.ndarray
+
+
+@dataclass(frozen=True)
+class PointReport:
+    """Decoded classification of one point (field meanings: docs/classifier-api.md)."""
+
+    w: np.ndarray
+    a: np.ndarray
+    loss: float
+    stationarity: str
+    first_order_gap: float
+    point_type: str
+    is_local_min: bool | None
+    certificate: str
+    mechanisms: frozenset[str]
+    strictness: str
+    differentiable: bool
+    escape: np.ndarray
+    kink: np.ndarray
+    roles: tuple[str, ...]
+    escape_strength: np.ndarray
+    margin: float
+    witness: tuple[np.ndarray, np.ndarray] | None
+    tolerance_sensitive: bool
+    curvature: float
+
+
+def _as_tensor(value, device: torch.device | None) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.to(device=device if device is not None else value.device, dtype=torch.float64)
+    return torch.as_tensor(np.asarray(value, dtype=np.float64), device=device)
+
+
+def _validate(w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float) -> None:
+    if w.dim() != 3 or a.dim() != 3 or x.dim() != 3 or y.dim() != 3:
+        raise ValueError("classify_batch expects w (R, m, d), a (R, m, k), x (R or 1, n, d), y (R or 1, n, k)")
+    R, m, d = w.shape
+    if a.shape[:2] != (R, m):
+        raise ValueError(f"a has shape {tuple(a.shape)}; expected ({R}, {m}, k)")
+    if x.shape[-1] != d or x.shape[0] not in (1, R):
+        raise ValueError(f"x has shape {tuple(x.shape)}; expected (1 or {R}, n, {d})")
+    if y.shape[-1] != a.shape[-1] or y.shape[0] not in (1, R) or y.shape[1] != x.shape[1]:
+        raise ValueError(f"y has shape {tuple(y.shape)}; expected (1 or {R}, {x.shape[1]}, {a.shape[-1]})")
+    if not 0.0 <= leak < 1.0:
+        raise ValueError(f"leak must lie in [0, 1); got {leak}")
+
+
+def classify_batch(
+    w, a, x, y, *, leak: float, train_output: bool = True, mode: str = "end_point",
+    learning_rate: float | None = None, realisable: bool = False, best_known_loss=None,
+) -> BatchClassification:  # fmt: skip
+    """Classify a batch of points of one-hidden-layer ReLU-like networks.
+
+    Parameters
+    ----------
+    w : (R, m, d), a : (R, m, k), x : (R or 1, n, d), y : (R or 1, n, k)
+        Torch tensors (any device) or arrays; computations run in float64 on ``w``'s device.
+    leak
+        Negative-side slope in [0, 1).
+    train_output
+        False: the output layer is fixed (not a parameter).
+    mode
+        ``"end_point"`` or ``"plateau"`` (amplitude snapping, relaxed tolerances).
+    learning_rate
+        Step size of the GD that produced the points (kink tolerance, theory 8.2 step 2).
+    realisable
+        The target is exactly representable: a local minimum is global iff its loss is ~0.
+    best_known_loss
+        Float or (R,) array: best loss known for the same data (NaN entries: unknown).
+
+    Returns
+    -------
+    BatchClassification
+    """
+    device = w.device if isinstance(w, torch.Tensor) else None
+    w, a, x, y = (_as_tensor(v, device) for v in (w, a, x, y))
+    _validate(w, a, x, y, leak)
+    tol = tolerances_for(mode)
+    best = None
+    if best_known_loss is not None:
+        best = torch.as_tensor(np.broadcast_to(np.asarray(best_known_loss, dtype=np.float64), (w.shape[0],)).copy())
+    kwargs = dict(leak=leak, train_output=train_output, learning_rate=learning_rate, realisable=realisable)
+    out = classify_once(w, a, x, y, tol=tol, best_known_loss=best, **kwargs)
+    sensitive = np.zeros(w.shape[0], bool)
+    base_kink = _kinks(w, a, x, y, leak, tol, learning_rate)
+    for factor in SENSITIVITY_FACTORS:
+        scaled = tol.scaled_kink(factor)
+        changed = (_kinks(w, a, x, y, leak, scaled, learning_rate) != base_kink).flatten(1).any(dim=1)
+        runs = changed.nonzero().flatten()
+        if runs.numel() == 0:
+            continue
+        sub = classify_once(w[runs], a[runs], x[runs] if x.shape[0] > 1 else x, y[runs] if y.shape[0] > 1 else y,
+                            tol=scaled, best_known_loss=None if best is None else best[runs.cpu()],
+                            **kwargs)  # fmt: skip
+        rn = runs.cpu().numpy()
+        sensitive[rn] |= sub["point_type"] != out["point_type"][rn]
+    out["tolerance_sensitive"] = sensitive
+    return BatchClassification(**{f.name: out[f.name] for f in fields(BatchClassification)})
+
+
+def _kinks(w, a, x, y, leak, tol, learning_rate) -> torch.Tensor:
+    """Kink masks of the zero-snapped (not yet projected) point, as in ``snap_point``."""
+    from pipeline.stationary.kinks import snap_point
+
+    return snap_point(w, a, x, y, leak, tol, learning_rate).kink
+
+
+def classify_point(
+    w, a, x, y, *, leak: float = 0.0, train_output: bool = True, mode: str = "end_point",
+    learning_rate: float | None = None, realisable: bool = False, best_known_loss: float | None = None,
+) -> PointReport:  # fmt: skip
+    """Classify one point: ``w`` (m, d), ``a`` (m, k), ``x`` (n, d), ``y`` (n, k) (arrays or tensors).
+
+    A 1-d ``a`` (m,) or ``y`` (n,) is read as scalar output (k = 1). Thin wrapper around
+    :func:`classify_batch` with ``R = 1``; labels are decoded to strings.
+    """
+    device = w.device if isinstance(w, torch.Tensor) else None
+    w, a, x, y = (_as_tensor(v, device) for v in (w, a, x, y))
+    if a.dim() == 1:
+        a = a.unsqueeze(-1)
+    if y.dim() == 1:
+        y = y.unsqueeze(-1)
+    batch = classify_batch(w[None], a[None], x[None], y[None], leak=leak, train_output=train_output, mode=mode,
+                           learning_rate=learning_rate, realisable=realisable,
+                           best_known_loss=best_known_loss)  # fmt: skip
+    witness = (batch.witness_w[0], batch.witness_a[0]) if batch.has_witness[0] else None
+    return PointReport(
+        w=batch.w[0], a=batch.a[0], loss=float(batch.loss[0]),
+        stationarity=labels.STATIONARITY[batch.stationarity[0]],
+        first_order_gap=float(batch.first_order_gap[0]),
+        point_type=labels.POINT_TYPE[batch.point_type[0]],
+        is_local_min=labels.decode_is_local_min(batch.is_local_min[0]),
+        certificate=labels.CERTIFICATE[batch.certificate[0]],
+        mechanisms=labels.decode_mechanisms(batch.mechanisms[0]),
+        strictness=labels.STRICTNESS[batch.strictness[0]],
+        differentiable=bool(batch.differentiable[0]), escape=batch.escape[0], kink=batch.kink[0],
+        roles=tuple(labels.ROLE[c] for c in batch.roles[0]), escape_strength=batch.escape_strength[0],
+        margin=float(batch.margin[0]), witness=witness, tolerance_sensitive=bool(batch.tolerance_sensitive[0]),
+        curvature=float(batch.curvature[0]),
+    )  # fmt: skip

@@ -1,0 +1,252 @@
+"""One classification pass over a batch of points (theory.md section 8.2, steps 1-8).
+
+``classify_once`` takes float64 tensors with a leading run axis and returns a dict of numpy
+arrays (label codes from :mod:`pipeline.stationary.labels`). The public entry points with the
+tolerance-sensitivity re-runs live in :mod:`pipeline.stationary.api`.
+
+Fixed output layer (``train_output=False``): only ``W`` is perturbed, and the exact expansion of
+section 2 reduces to ``L(W + dW) - L(W) = 1/n sum_j g_j(dw_j) + 1/(2n) sum_i ||delta f_i||^2`` for
+``||dw_j|| < mu_j`` (``delta f_i = sum_j a_j phi_ij(dw_j)``; no ``da`` terms). The quadratic term is
+non-negative, so *every directionally stationary point is a local minimum* (any output dimension,
+any fixed ``a``): certificate ``no_escape``, no escape neurons, no saddles among stationary points,
+and the margin (a neighbourhood radius in ``a``) is ``inf`` because ``a`` is not a parameter.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pipeline.stationary import labels
+from pipeline.stationary.escape import differentiable, escape_flags
+from pipeline.stationary.first_order import clarke_gap, first_order
+from pipeline.stationary.kinks import snap_point
+from pipeline.stationary.neurons import NeuronQuantities, neuron_quantities, parallel_inputs
+from pipeline.stationary.second_order import second_order
+from pipeline.stationary.strength import escape_strength
+from pipeline.stationary.tolerances import Tolerances
+from pipeline.stationary.witness import best_on_grid, escape_witness, first_order_witness
+
+__all__ = ["classify_once"]
+
+_C = labels.code
+
+
+def classify_once(
+    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, leak: float, tol: Tolerances,
+    train_output: bool, learning_rate: float | None, realisable: bool, best_known_loss: torch.Tensor | None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Classify every run of the batch at one kink tolerance.
+
+    Parameters
+    ----------
+    w : (R, m, d), a : (R, m, k), x : (R or 1, n, d), y : (R or 1, n, k)
+        float64 tensors on one device.
+    best_known_loss : (R,) or None
+        Best known loss per run (NaN: unknown).
+
+    Returns
+    -------
+    dict of numpy arrays keyed by the ``BatchClassification`` field names.
+    """
+    R, m, d = w.shape
+    k = a.shape[-1]
+    sp = snap_point(w, a, x, y, leak, tol, learning_rate)
+    w, a = sp.w, sp.a
+    q = neuron_quantities(w, a, x, y, sp.kink, leak)
+    fo = first_order(q, a, x, train_output)
+    stationarity = torch.full((R,), _C(labels.STATIONARITY, "not_stationary"), dtype=torch.int8)
+    stationarity[fo.gap.cpu() <= tol.approx_stationary] = _C(labels.STATIONARITY, "approx_stationary")
+    stationarity[fo.gap.cpu() <= tol.stationary] = _C(labels.STATIONARITY, "stationary")
+    failing = (fo.gap.cpu() > tol.approx_stationary).nonzero().flatten()
+    if failing.numel():
+        clarke = torch.maximum(clarke_gap(q, a, x, failing.tolist()), fo.out_gap[failing].amax(dim=-1).cpu())
+        stationarity[failing[clarke <= tol.approx_stationary]] = _C(labels.STATIONARITY, "clarke_only")
+    st = (fo.gap <= tol.approx_stationary).to(w.device)
+
+    par = parallel_inputs(x)
+    esc = escape_flags(q, a, x, par, leak, tol.escape, train_output)
+    escape = esc.escape & st.unsqueeze(-1)
+    zero_escape = escape & q.a_zero
+
+    out = _empty(R, m, d, k, w)
+    out["stationarity"] = stationarity.numpy()
+    out["first_order_gap"] = fo.gap.cpu().numpy()
+    out["loss"] = q.loss.cpu().numpy()
+    out["differentiable"] = differentiable(q, a, par, tol.stationary).cpu().numpy()
+    out["escape"] = escape.cpu().numpy()
+    out["kink"] = q.kink.any(dim=-2).cpu().numpy()
+    out["roles"] = q.roles.cpu().numpy()
+    out["w"], out["a"] = w.cpu().numpy(), a.cpu().numpy()
+
+    _not_stationary(out, q, fo, w, a, x, y, leak, train_output, ~st)
+    minimum = st & ~escape.any(dim=-1)
+    _minima(out, q, esc.d_zero, a, minimum, train_output, tol, realisable, best_known_loss)
+    _zero_output_saddles(out, q, w, a, x, y, leak, zero_escape)
+    vector = st & escape.any(dim=-1) & ~zero_escape.any(dim=-1)
+    for r in vector.nonzero().flatten().tolist():
+        _second_order_run(out, q, w, a, x, y, leak, esc.d_zero, tol, r)
+    _mechanisms(out, q, escape, k)
+    return out
+
+
+def _empty(R: int, m: int, d: int, k: int, w: torch.Tensor) -> dict[str, np.ndarray]:
+    """Arrays initialised to 'undetermined' / NaN."""
+    return {
+        "point_type": np.full(R, _C(labels.POINT_TYPE, "undetermined"), np.int8),
+        "is_local_min": np.full(R, _C(labels.IS_LOCAL_MIN, "unknown"), np.int8),
+        "certificate": np.full(R, _C(labels.CERTIFICATE, "none"), np.int8),
+        "strictness": np.full(R, _C(labels.STRICTNESS, "unknown"), np.int8),
+        "mechanisms": np.zeros(R, np.int8),
+        "margin": np.full(R, np.nan),
+        "escape_strength": np.full((R, m), np.nan),
+        "curvature": np.full(R, np.nan),
+        "witness_w": np.full((R, m, d), np.nan),
+        "witness_a": np.full((R, m, k), np.nan),
+        "has_witness": np.zeros(R, bool),
+        "witness_decrease": np.full(R, np.nan),
+    }
+
+
+def _set_witness(out: dict, runs: np.ndarray, dw: torch.Tensor, da: torch.Tensor, verified, decrease) -> None:
+    ok = verified.cpu().numpy()
+    sel = runs[ok]
+    out["witness_w"][sel] = dw.cpu().numpy()[ok]
+    out["witness_a"][sel] = da.cpu().numpy()[ok]
+    out["has_witness"][sel] = True
+    out["witness_decrease"][sel] = decrease.cpu().numpy()[ok]
+
+
+def _not_stationary(out, q: NeuronQuantities, fo, w, a, x, y, leak, train_output, mask) -> None:
+    """``not_stationary`` label and a verified first-order descent witness."""
+    runs = mask.nonzero().flatten()
+    if runs.numel() == 0:
+        return
+    rn = runs.cpu().numpy()
+    out["point_type"][rn] = _C(labels.POINT_TYPE, "not_stationary")
+    out["strictness"][rn] = _C(labels.STRICTNESS, "not_applicable")
+    gap_abs = fo.in_gap[runs] * (q.r_norm * q.s_x)[runs].unsqueeze(-1) * a[runs].norm(dim=-1)
+    xr = x[runs] if x.shape[0] > 1 else x
+    yr = y[runs] if y.shape[0] > 1 else y
+    wit = first_order_witness(w[runs], a[runs], xr, yr, leak, q.G[runs], gap_abs, fo.direction[runs], train_output)
+    _set_witness(out, rn, wit.dw, wit.da, wit.verified, wit.decrease)
+    ok = rn[wit.verified.cpu().numpy()]
+    out["is_local_min"][ok] = _C(labels.IS_LOCAL_MIN, "false")
+    out["certificate"][ok] = _C(labels.CERTIFICATE, "first_order_descent")
+
+
+def _minima(out, q: NeuronQuantities, d_zero, a, mask, train_output, tol, realisable, best_known) -> None:
+    """Section 5.1 (and the fixed-output theorem): certified local minima, globality and margin."""
+    rn = mask.cpu().numpy()
+    if not rn.any():
+        return
+    loss = q.loss.cpu().numpy()
+    s_y = q.s_y.cpu().numpy()
+    zero_loss = loss <= tol.global_loss * s_y**2
+    kind = np.full(loss.shape, _C(labels.POINT_TYPE, "local_min"), np.int8)
+    if realisable:
+        kind[:] = _C(labels.POINT_TYPE, "spurious_local_min")
+    if best_known is not None:
+        bk = best_known.cpu().numpy()
+        known = np.isfinite(bk)
+        better = loss <= bk * (1 + 1e-6) + tol.global_loss * s_y**2
+        kind[known & better] = _C(labels.POINT_TYPE, "global_min")
+        kind[known & ~better] = _C(labels.POINT_TYPE, "spurious_local_min")
+    kind[zero_loss] = _C(labels.POINT_TYPE, "global_min")
+    out["point_type"][rn] = kind[rn]
+    out["is_local_min"][rn] = _C(labels.IS_LOCAL_MIN, "true")
+    out["certificate"][rn] = _C(labels.CERTIFICATE, "no_escape")
+    out["strictness"][rn] = _C(labels.STRICTNESS, "not_applicable")
+    if train_output:
+        norms = torch.where(d_zero, torch.full(d_zero.shape, float("inf"), dtype=a.dtype, device=a.device),
+                            a.norm(dim=-1))  # fmt: skip
+        margin = norms.amin(dim=-1).cpu().numpy() if norms.shape[-1] else np.full(loss.shape, np.inf)
+    else:
+        margin = np.full(loss.shape, np.inf)
+    out["margin"][rn] = margin[rn]
+
+
+def _zero_output_saddles(out, q: NeuronQuantities, w, a, x, y, leak, zero_escape) -> None:
+    """Section 5.2: escape neurons with ``a_j = 0`` -> strict saddle; ``kappa_j``; verified witness."""
+    runs, neurons = zero_escape.nonzero(as_tuple=True)
+    if runs.numel() == 0:
+        return
+    kappa, _, u = escape_strength(q, w, x, runs, neurons, leak)
+    out["escape_strength"][runs.cpu().numpy(), neurons.cpu().numpy()] = kappa.cpu().numpy()
+    R, m = zero_escape.shape
+    table = torch.full((R, m), float("inf"), dtype=kappa.dtype, device=kappa.device)
+    table[runs, neurons] = kappa
+    saddle_runs = zero_escape.any(dim=-1).nonzero().flatten()
+    best = table[saddle_runs].argmin(dim=-1)
+    u_table = torch.zeros(R, m, w.shape[-1], dtype=w.dtype, device=w.device)
+    u_table[runs, neurons] = u
+    rn = saddle_runs.cpu().numpy()
+    out["point_type"][rn] = _C(labels.POINT_TYPE, "saddle")
+    out["is_local_min"][rn] = _C(labels.IS_LOCAL_MIN, "false")
+    out["certificate"][rn] = _C(labels.CERTIFICATE, "escape_zero_output")
+    out["strictness"][rn] = _C(labels.STRICTNESS, "strict")
+    out["curvature"][rn] = table[saddle_runs, best].cpu().numpy()
+    wit = escape_witness(q, w, a, x, y, leak, saddle_runs, best, u_table[saddle_runs, best])
+    _set_witness(out, rn, wit.dw, wit.da, wit.verified, wit.decrease)
+
+
+def _second_order_run(out, q: NeuronQuantities, w, a, x, y, leak, d_zero, tol: Tolerances, r: int) -> None:
+    """Section 8.2 step 7 for one vector-output run; a saddle needs a verified witness."""
+    res = second_order(q, w, a, x, r, leak, d_zero, tol.curvature)
+    if res.verdict == "local_min":
+        out["point_type"][r] = _C(labels.POINT_TYPE, "local_min")
+        out["is_local_min"][r] = _C(labels.IS_LOCAL_MIN, "true")
+        out["certificate"][r] = _C(labels.CERTIFICATE, "hessian_morse_bott")
+        out["strictness"][r] = _C(labels.STRICTNESS, "not_applicable")
+        out["curvature"][r] = res.curvature
+        return
+    if res.verdict != "saddle" or res.direction is None:
+        return
+    vw = torch.as_tensor(res.direction[0], dtype=w.dtype, device=w.device)
+    va = torch.as_tensor(res.direction[1], dtype=w.dtype, device=w.device)
+    scale = max(float(torch.sqrt(w[r].square().sum() + a[r].square().sum())), 1.0)
+    steps = scale * 2.0 ** -torch.arange(60, dtype=w.dtype, device=w.device)
+    steps = torch.cat([steps, -steps])
+    xr = x[r : r + 1] if x.shape[0] > 1 else x
+    yr = y[r : r + 1] if y.shape[0] > 1 else y
+    wit = best_on_grid(w[r : r + 1], a[r : r + 1], xr, yr, leak, (steps[:, None, None] * vw).unsqueeze(0),
+                       (steps[:, None, None] * va).unsqueeze(0))  # fmt: skip
+    if not bool(wit.verified[0]):
+        return
+    out["point_type"][r] = _C(labels.POINT_TYPE, "saddle")
+    out["is_local_min"][r] = _C(labels.IS_LOCAL_MIN, "false")
+    out["certificate"][r] = _C(labels.CERTIFICATE, "negative_curvature_witness")
+    out["strictness"][r] = _C(labels.STRICTNESS, "strict")
+    out["curvature"][r] = res.curvature
+    _set_witness(out, np.array([r]), wit.dw, wit.da, wit.verified, wit.decrease)
+
+
+def _mechanisms(out, q: NeuronQuantities, escape: torch.Tensor, k: int) -> None:
+    """Saddle mechanisms (section 8.1) as a bit field over the escape neurons of each saddle."""
+    saddle = torch.as_tensor(out["point_type"] == _C(labels.POINT_TYPE, "saddle"), device=escape.device)
+    runs = (saddle & escape.any(dim=-1)).nonzero().flatten()
+    if runs.numel() == 0:
+        return
+    role = q.roles[runs]
+    esc = escape[runs]
+    a_zero = q.a_zero[runs]
+    pattern = (q.pos[runs].to(torch.int8) * 2 + q.kink[runs].to(torch.int8))  # (E, n, m)
+    same = (pattern.unsqueeze(-1) == pattern.unsqueeze(-2)).all(dim=1)  # (E, m, m)
+    same = same & ~torch.eye(same.shape[-1], dtype=torch.bool, device=same.device)
+    partner = (same & ~a_zero.unsqueeze(-2)).any(dim=-1)
+    bits = torch.zeros_like(esc, dtype=torch.int64)
+    r_zero, r_touch = _C(labels.ROLE, "zero"), _C(labels.ROLE, "dead_touching")
+    bits = torch.where(esc & (role == r_zero), 1 << _C(labels.MECHANISM, "Z"), bits)
+    other = esc & a_zero & (role != r_zero)
+    bits = torch.where(other & (role == r_touch), 1 << _C(labels.MECHANISM, "O-touch"), bits)
+    rest = other & (role != r_touch)
+    bits = torch.where(rest & partner, 1 << _C(labels.MECHANISM, "O-split"), bits)
+    bits = torch.where(rest & ~partner, 1 << _C(labels.MECHANISM, "O-other"), bits)
+    if k > 1:
+        vector = (out["certificate"][runs.cpu().numpy()] == _C(labels.CERTIFICATE, "negative_curvature_witness"))
+        vec = torch.as_tensor(vector, device=esc.device).unsqueeze(-1) & esc & ~a_zero
+        bits = torch.where(vec, 1 << _C(labels.MECHANISM, "V"), bits)
+    combined = torch.zeros(runs.numel(), dtype=torch.int64, device=esc.device)
+    for j in range(bits.shape[-1]):
+        combined |= bits[:, j]
+    out["mechanisms"][runs.cpu().numpy()] = combined.cpu().numpy().astype(np.int8)

@@ -1,0 +1,135 @@
+"""Second-order test for vector outputs (theory.md sections 5.3 and 8.2 step 7).
+
+Used only at stationary points whose escape neurons all have ``a_j != 0``. Implemented for the
+case in which the second-order form ``Q`` of the exact expansion (section 2) is a quadratic form:
+every neuron with ``a_j != 0`` has no kink points, and every neuron with ``a_j = 0`` has
+``D_j = 0``. Then ``Q(Delta) = 1/2 Delta^T H Delta`` with the analytic Hessian
+
+``H = 1/n (J^T J + C)``, ``J`` the Jacobian of the outputs, ``C`` the cross blocks
+``d^2 / da_j dw_j = B_j`` (zero for ``a_j = 0`` neurons, where ``D_j = 0``),
+
+which equals ``torch.func.hessian`` of the loss in the smooth case. The flat space ``T`` holds the
+per-neuron rescalings, the ``GL`` generators of neurons with equal activation patterns, the input
+weights of zero-output neurons and both weights of strictly dead ReLU neurons (the loss does not
+depend on them near the point). Verdicts: ``lambda_min(H) < -tau`` -> saddle (eigenvector witness,
+verified by the caller); ``H >= 0`` and positive definite on ``T^perp`` -> local minimum
+(``hessian_morse_bott``); otherwise, or in the non-quadratic case, ``None`` (undetermined).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from pipeline.stationary.neurons import NeuronQuantities
+
+__all__ = ["SecondOrder", "analytic_hessian", "flat_space", "quadratic_case", "second_order"]
+
+
+@dataclass(frozen=True)
+class SecondOrder:
+    """Outcome for one run.
+
+    Attributes
+    ----------
+    verdict
+        ``"local_min"``, ``"saddle"`` or ``None`` (undetermined).
+    direction : (m, d), (m, k) or None
+        Unit negative-curvature direction (saddles).
+    curvature
+        ``lambda_min(H)`` (saddles) or ``lambda_min`` on ``T^perp`` (minima); NaN otherwise.
+    """
+
+    verdict: str | None
+    direction: tuple[np.ndarray, np.ndarray] | None
+    curvature: float
+
+
+def quadratic_case(q: NeuronQuantities, r: int, d_zero: torch.Tensor) -> bool:
+    """``Q`` is a quadratic form at run ``r``: no kinks on ``a_j != 0`` neurons, ``D_j = 0`` on ``a_j = 0``."""
+    kinked = q.kink[r].any(dim=0)
+    return bool(((~q.a_zero[r] & ~kinked) | (q.a_zero[r] & d_zero[r])).all())
+
+
+def analytic_hessian(q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, r: int) -> np.ndarray:
+    """``H`` of run ``r`` in the coordinates ``(vec W, vec A)``, shape (m d + m k, m d + m k)."""
+    xr = (x[r] if x.shape[0] > 1 else x[0]).cpu().numpy()
+    n, d = xr.shape
+    A = a[r].cpu().numpy()
+    m, k = A.shape
+    slope = q.slope[r].cpu().numpy()
+    rho = q.rho[r].cpu().numpy()
+    Jw = np.einsum("mk,nm,nd->nkmd", A, slope, xr).reshape(n * k, m * d)
+    Ja = np.einsum("nm,kl->nkml", rho, np.eye(k)).reshape(n * k, m * k)
+    J = np.hstack([Jw, Ja])
+    H = J.T @ J
+    B = q.B[r].cpu().numpy() * (~q.a_zero[r].cpu().numpy())[:, None, None]
+    for j in range(m):
+        wj = slice(j * d, (j + 1) * d)
+        aj = slice(m * d + j * k, m * d + (j + 1) * k)
+        H[aj, wj] += B[j]
+        H[wj, aj] += B[j].T
+    return H / n
+
+
+def flat_space(q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, r: int, leak: float) -> np.ndarray:
+    """Orthonormal basis (columns) of the flat space ``T`` at run ``r``."""
+    W, A = w[r].cpu().numpy(), a[r].cpu().numpy()
+    m, d = W.shape
+    k = A.shape[1]
+    size = m * d + m * k
+    vecs = []
+
+    def unit(j_w=None, v_w=None, j_a=None, v_a=None):
+        v = np.zeros(size)
+        if j_w is not None:
+            v[j_w * d:(j_w + 1) * d] = v_w
+        if j_a is not None:
+            v[m * d + j_a * k:m * d + (j_a + 1) * k] = v_a
+        return v
+
+    pattern = (q.pos[r].cpu().numpy() * 2 + q.kink[r].cpu().numpy()).T  # (m, n)
+    a_zero = q.a_zero[r].cpu().numpy()
+    dead = ~q.pos[r].any(dim=0).cpu().numpy() & ~q.kink[r].any(dim=0).cpu().numpy() & (leak == 0)
+    for j in range(m):
+        vecs.append(unit(j, W[j], j, -A[j]))
+        if a_zero[j] or dead[j]:
+            vecs.extend(unit(j, e) for e in np.eye(d))
+        if dead[j]:
+            vecs.extend(unit(j_a=j, v_a=e) for e in np.eye(k))
+        for p in range(m):
+            if p != j and (pattern[p] == pattern[j]).all():
+                vecs.append(unit(p, -W[j], j, A[p]))
+    M = np.array(vecs).T
+    if M.size == 0:
+        return np.zeros((size, 0))
+    U, s, _ = np.linalg.svd(M, full_matrices=False)
+    rank = int((s > 1e-10 * max(s.max(), 1e-300)).sum())
+    return U[:, :rank]
+
+
+def second_order(
+    q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, r: int, leak: float,
+    d_zero: torch.Tensor, tol: float,
+) -> SecondOrder:  # fmt: skip
+    """Second-order verdict at run ``r`` (see the module docstring)."""
+    if not quadratic_case(q, r, d_zero):
+        return SecondOrder(None, None, float("nan"))
+    H = analytic_hessian(q, a, x, r)
+    evals, evecs = np.linalg.eigh(H)
+    scale = max(float(np.abs(evals).max()), 1e-300)
+    m, d = w.shape[1:]
+    if evals[0] < -tol * scale:
+        v = evecs[:, 0]
+        return SecondOrder("saddle", (v[: m * d].reshape(m, d), v[m * d:].reshape(m, -1)), float(evals[0]))
+    T = flat_space(q, w, a, r, leak)
+    U, _, _ = np.linalg.svd(T, full_matrices=True)
+    perp = U[:, T.shape[1]:]
+    if perp.shape[1] == 0:
+        return SecondOrder("local_min", None, float("inf"))
+    low = float(np.linalg.eigvalsh(perp.T @ H @ perp)[0])
+    if low > tol * scale:
+        return SecondOrder("local_min", None, low)
+    return SecondOrder(None, None, float("nan"))

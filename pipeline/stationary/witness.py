@@ -1,0 +1,130 @@
+"""Descent witnesses, verified on the true loss (theory.md sections 3, 5.2 and 8.2 step 7).
+
+Every witness is a perturbation ``(dw, da)`` of the classified point with
+``nets.loss(w + dw, a + da) < nets.loss(w, a)`` evaluated in the working dtype (float64). Candidates
+are generated along a geometric grid of step sizes and all evaluated in one batched loss call; the
+best one is kept and reported as verified only if it strictly decreases the loss.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pipeline import nets
+from pipeline.stationary.neurons import NeuronQuantities, direction_derivative
+
+__all__ = ["Witness", "best_on_grid", "escape_witness", "first_order_witness"]
+
+_GRID = 60
+
+
+@dataclass(frozen=True)
+class Witness:
+    """Witnesses of selected runs.
+
+    Attributes
+    ----------
+    dw : (E, m, d), da : (E, m, k)
+        The perturbations.
+    verified : (E,)
+        ``L(w + dw, a + da) < L(w, a)`` on the true loss.
+    decrease : (E,)
+        ``L(w, a) - L(w + dw, a + da)``.
+    """
+
+    dw: torch.Tensor
+    da: torch.Tensor
+    verified: torch.Tensor
+    decrease: torch.Tensor
+
+
+def _data(x: torch.Tensor, runs: torch.Tensor) -> torch.Tensor:
+    return x[runs] if x.shape[0] > 1 else x
+
+
+def best_on_grid(
+    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float,
+    dw: torch.Tensor, da: torch.Tensor,
+) -> Witness:  # fmt: skip
+    """Pick, per run, the candidate with the lowest true loss.
+
+    Parameters
+    ----------
+    w : (E, m, d), a : (E, m, k), x, y : (E or 1, n, .)
+        The selected runs' points and data.
+    dw : (E, T, m, d), da : (E, T, m, k)
+        ``T`` candidate perturbations per run.
+    """
+    E, T = dw.shape[:2]
+    base = nets.loss(w, a, x, y, leak)
+    cand_w = (w.unsqueeze(1) + dw).flatten(0, 1)
+    cand_a = (a.unsqueeze(1) + da).flatten(0, 1)
+    xr = x.repeat_interleave(T, dim=0) if x.shape[0] > 1 else x
+    yr = y.repeat_interleave(T, dim=0) if y.shape[0] > 1 else y
+    values = nets.loss(cand_w, cand_a, xr, yr, leak).reshape(E, T)
+    best = values.argmin(dim=1)
+    idx = torch.arange(E, device=w.device)
+    decrease = base - values[idx, best]
+    return Witness(dw=dw[idx, best], da=da[idx, best], verified=decrease > 0, decrease=decrease)
+
+
+def first_order_witness(
+    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float,
+    G: torch.Tensor, gap_abs: torch.Tensor, direction: torch.Tensor, train_output: bool,
+) -> Witness:  # fmt: skip
+    """First-order descent ``da_j = -G_j``, ``dw_j = gap_j u_j`` (so ``n L'(theta; .) = -sum ||G||^2 - sum gap^2``).
+
+    Parameters
+    ----------
+    w, a, x, y
+        Selected runs (see :func:`best_on_grid`).
+    G : (E, m, k), gap_abs : (E, m), direction : (E, m, d)
+        Output gradients (``n dL/da``), absolute input gaps and unit descent directions.
+    """
+    dw = gap_abs.unsqueeze(-1) * direction
+    da = -G if train_output else torch.zeros_like(G)
+    size = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1)))
+    scale = torch.sqrt(w.square().sum(dim=(-2, -1)) + a.square().sum(dim=(-2, -1))).clamp_min(1.0)
+    t0 = scale / size.clamp_min(torch.finfo(w.dtype).tiny)
+    steps = t0.unsqueeze(-1) * 2.0 ** -torch.arange(_GRID, dtype=w.dtype, device=w.device)
+    return best_on_grid(w, a, x, y, leak, steps[..., None, None] * dw.unsqueeze(1),
+                        steps[..., None, None] * da.unsqueeze(1))  # fmt: skip
+
+
+def escape_witness(
+    q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float,
+    runs: torch.Tensor, neurons: torch.Tensor, u: torch.Tensor,
+) -> Witness:  # fmt: skip
+    """Section 5.2 witness for an escape neuron ``j`` with ``a_j = 0`` (one neuron per selected run).
+
+    ``dw_j = s u`` and the optimal ``da_j = -(G_j + D_j(s u)) / P_j(s)`` with
+    ``P_j(s) = sum_i (rho_ij + s phi_ij(u))^2``, which keeps the first-order term at numerically
+    stationary points; ``s`` runs over a geometric grid below the validity radius ``mu_j / 2``.
+    """
+    E = runs.numel()
+    m, d = w.shape[-2:]
+    k = a.shape[-1]
+    xb = x[runs] if x.shape[0] > 1 else x[0].expand(E, -1, -1)
+    mu = q.mu[runs, neurons]
+    scale = torch.sqrt(w[runs].square().sum(dim=(-2, -1)) + a[runs].square().sum(dim=(-2, -1))).clamp_min(1.0)
+    s0 = torch.where(torch.isfinite(mu), 0.5 * mu, scale)
+    s = s0.unsqueeze(-1) * 2.0 ** -torch.arange(_GRID, dtype=w.dtype, device=w.device)  # (E, T)
+    Du = direction_derivative(u.unsqueeze(1), xb, q.residual[runs], q.z[runs, :, neurons], q.kink[runs, :, neurons],
+                              leak).squeeze(1)  # fmt: skip
+    t = torch.einsum("ed,end->en", u, xb)
+    zz, kk = q.z[runs, :, neurons], q.kink[runs, :, neurons]
+    phi = torch.where(kk, torch.where(t > 0, t, leak * t), torch.where(zz > 0, t, leak * t))  # (E, n)
+    rho = q.rho[runs, :, neurons]
+    P = (rho.unsqueeze(1) + s.unsqueeze(-1) * phi.unsqueeze(1)).square().sum(dim=-1)  # (E, T)
+    num = q.G[runs, neurons].unsqueeze(1) + s.unsqueeze(-1) * Du.unsqueeze(1)  # (E, T, k)
+    da_j = -num / P.unsqueeze(-1).clamp_min(torch.finfo(w.dtype).tiny)
+    T = s.shape[1]
+    dw = w.new_zeros(E, T, m, d)
+    da = a.new_zeros(E, T, m, k)
+    idx = torch.arange(E, device=w.device)
+    dw[idx, :, neurons] = s.unsqueeze(-1) * u.unsqueeze(1)
+    da[idx, :, neurons] = da_j
+    yr = y[runs] if y.shape[0] > 1 else y
+    return best_on_grid(w[runs], a[runs], _data(x, runs), yr, leak, dw, da)
