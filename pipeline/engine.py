@@ -34,6 +34,11 @@ GRAD_NORM_DESCRIPTION = (
 )
 
 
+GRAD_TOL_FLOOR_EPS = 100.0
+"""The convergence tolerance is never below this many machine epsilons of the dtype: gradients are
+not resolved below rounding noise (float32 would otherwise never converge)."""
+
+
 class StopReason(enum.IntEnum):
     """Why a run stopped (stored as small integers)."""
 
@@ -142,7 +147,8 @@ def run_gradient_descent(
     train_output
         If False, the output weights stay at ``a0``.
     grad_tol
-        Relative gradient-norm tolerance for convergence (> 0).
+        Relative gradient-norm tolerance for convergence (> 0); raised to
+        ``GRAD_TOL_FLOOR_EPS * eps`` of the dtype if smaller.
     divergence_factor
         Loss growth factor that flags a run as diverged (> 1).
     n_checkpoints
@@ -154,6 +160,7 @@ def run_gradient_descent(
     plateaus = plateaus or PlateauSettings()
     n_runs, width = w0.shape[0], w0.shape[1]
     s_x, s_y = data_scales(x, y)
+    grad_tol = max(grad_tol, GRAD_TOL_FLOOR_EPS * torch.finfo(w0.dtype).eps)
     grad_threshold = (grad_tol * s_y**1.5 * s_x**0.5).expand(n_runs)
     steps = checkpoint_steps(max_steps, n_checkpoints)
     checkpoints = CheckpointRecorder(steps, n_runs, width, w0)
@@ -179,7 +186,7 @@ def run_gradient_descent(
         live = active & ~diverged
         checkpoints.record(step, live, grads.loss, grad_norm, w, a)
         plateau_recorder.update(step, live, grads.loss, grad_norm, w, a)
-        plateau_recorder.finish(stopping & ~diverged, step)
+        plateau_recorder.finish(stopping, step, diverged)
         stop_reason = torch.where(diverged, int(StopReason.DIVERGED), stop_reason)
         stop_reason = torch.where(converged, int(StopReason.CONVERGED), stop_reason)
         stop_reason = torch.where(out_of_steps, int(StopReason.MAX_STEPS), stop_reason)

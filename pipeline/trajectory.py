@@ -172,7 +172,7 @@ class PlateauRecorder:
         )
         self._previous_loss = torch.where(active, loss, self._previous_loss)
         rate = self._mean_decrease / (self._rate_scale * loss)
-        flat = active & (rate < settings.rate_tol)
+        flat = active & (rate.abs() < settings.rate_tol)  # a sustained rise (catapult) is not a plateau
         starting = flat & ~self._in_flat
         self._flat_start = torch.where(starting, step, self._flat_start)
         self._best_grad = torch.where(starting, torch.inf, self._best_grad)
@@ -187,12 +187,17 @@ class PlateauRecorder:
         self._commit(ending, step, final=False)
         self._in_flat = flat | (self._in_flat & ~active)
 
-    def finish(self, stopping: torch.Tensor, step: int | torch.Tensor) -> None:
-        """Close the open flat window of runs that stop now (``stopping`` (R,)) at ``step``."""
-        self._commit(stopping & self._in_flat, step, final=True)
+    def finish(self, stopping: torch.Tensor, step: int, diverged: torch.Tensor) -> None:
+        """Close the open flat window of runs that stop at ``step`` (``stopping`` (R,)).
+
+        The window includes ``step``; it is a final plateau unless the run ``diverged`` (R,).
+        """
+        closing = stopping & self._in_flat
+        self._commit(closing & ~diverged, step + 1, final=True)
+        self._commit(closing & diverged, step + 1, final=False)
         self._in_flat = self._in_flat & ~stopping
 
-    def _commit(self, closing: torch.Tensor, step: int | torch.Tensor, *, final: bool) -> None:
+    def _commit(self, closing: torch.Tensor, step: int, *, final: bool) -> None:
         """Store the closing flat windows that are long enough as plateaus."""
         settings = self.settings
         length = step - self._flat_start
@@ -204,9 +209,8 @@ class PlateauRecorder:
             return
         runs = torch.nonzero(commit & (self.count < settings.max_plateaus)).squeeze(-1)
         slot = self.count[runs]
-        end = step[runs] if isinstance(step, torch.Tensor) else torch.full_like(slot, step)
         self.start[runs, slot] = self._flat_start[runs]
-        self.end[runs, slot] = end
+        self.end[runs, slot] = step
         self.representative_step[runs, slot] = self._best_step[runs]
         self.loss[runs, slot] = self._best_loss[runs]
         self.grad_norm[runs, slot] = self._best_grad[runs]
