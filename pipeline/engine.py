@@ -168,6 +168,7 @@ def run_gradient_descent(
 
     w, a = w0.clone(), a0.clone()
     active = torch.ones(n_runs, dtype=torch.bool, device=w0.device)
+    step_size = torch.full((n_runs, 1, 1), learning_rate, dtype=w0.dtype, device=w0.device)
     steps_taken = torch.zeros(n_runs, dtype=torch.int64, device=w0.device)
     stop_reason = torch.zeros(n_runs, dtype=torch.int64, device=w0.device)
     loss_final = torch.full((n_runs,), torch.nan, dtype=w0.dtype, device=w0.device)
@@ -179,27 +180,27 @@ def run_gradient_descent(
         grad_norm = grads.norm()
         if loss_limit is None:
             loss_limit = divergence_factor * (grads.loss + s_y.square())
-        diverged = active & ~(torch.isfinite(grads.loss) & (grads.loss <= loss_limit) & torch.isfinite(grad_norm))
-        converged = active & ~diverged & (grad_norm <= grad_threshold)
-        out_of_steps = active & ~diverged & ~converged if step == max_steps else torch.zeros_like(active)
-        stopping = diverged | converged | out_of_steps
-        live = active & ~diverged
+        healthy = torch.isfinite(grads.loss) & (grads.loss <= loss_limit) & torch.isfinite(grad_norm)
+        live = active & healthy
+        converged = live & (grad_norm <= grad_threshold)
+        stopping = (active & ~healthy) | converged if step < max_steps else active
         checkpoints.record(step, live, grads.loss, grad_norm, w, a)
         plateau_recorder.update(step, live, grads.loss, grad_norm, w, a)
-        plateau_recorder.finish(stopping, step, diverged)
-        stop_reason = torch.where(diverged, int(StopReason.DIVERGED), stop_reason)
-        stop_reason = torch.where(converged, int(StopReason.CONVERGED), stop_reason)
-        stop_reason = torch.where(out_of_steps, int(StopReason.MAX_STEPS), stop_reason)
-        loss_final = torch.where(stopping, grads.loss, loss_final)
-        grad_norm_final = torch.where(stopping, grad_norm, grad_norm_final)
-        active = active & ~stopping
-        if not bool(active.any()):
-            break
-        step_size = (learning_rate * active.to(w.dtype))[:, None, None]
-        w = w - step_size * grads.grad_w
+        if bool(stopping.any()):  # bookkeeping of stopping runs; most steps skip it
+            reason = torch.where(converged, int(StopReason.CONVERGED), int(StopReason.MAX_STEPS))
+            reason = torch.where(healthy, reason, int(StopReason.DIVERGED))
+            plateau_recorder.finish(stopping, step, stopping & ~healthy)
+            stop_reason = torch.where(stopping, reason, stop_reason)
+            steps_taken = torch.where(stopping, step, steps_taken)
+            loss_final = torch.where(stopping, grads.loss, loss_final)
+            grad_norm_final = torch.where(stopping, grad_norm, grad_norm_final)
+            active = active & ~stopping
+            if not bool(active.any()):
+                break
+            step_size = (learning_rate * active.to(w.dtype))[:, None, None]
+        w = torch.addcmul(w, step_size, grads.grad_w, value=-1.0)
         if train_output:
-            a = a - step_size * grads.grad_a
-        steps_taken = steps_taken + active.to(torch.int64)
+            a = torch.addcmul(a, step_size, grads.grad_a, value=-1.0)
 
     return DescentResult(
         w_init=w0,

@@ -10,6 +10,10 @@ section 2 reduces to ``L(W + dW) - L(W) = 1/n sum_j g_j(dw_j) + 1/(2n) sum_i ||d
 non-negative, so *every directionally stationary point is a local minimum* (any output dimension,
 any fixed ``a``): certificate ``no_escape``, no escape neurons, no saddles among stationary points,
 and the margin (a neighbourhood radius in ``a``) is ``inf`` because ``a`` is not a parameter.
+
+Numerically zero loss (``L <= tau_L s_y^2``): a global minimum because ``L >= 0``, whatever the
+relative gaps say (they are ill-conditioned as ``R -> 0``): ``global_min``, ``is_local_min`` True,
+certificate ``none`` (no local certificate is needed), stationarity at least ``approx_stationary``.
 """
 
 from __future__ import annotations
@@ -54,15 +58,21 @@ def classify_once(
     sp = snap_point(w, a, x, y, leak, tol, learning_rate)
     w, a = sp.w, sp.a
     q = neuron_quantities(w, a, x, y, sp.kink, leak)
-    fo = first_order(q, a, x, train_output)
+    fo = first_order(q, a, x, train_output, tol.approx_stationary)
     stationarity = torch.full((R,), _C(labels.STATIONARITY, "not_stationary"), dtype=torch.int8)
     stationarity[fo.gap.cpu() <= tol.approx_stationary] = _C(labels.STATIONARITY, "approx_stationary")
     stationarity[fo.gap.cpu() <= tol.stationary] = _C(labels.STATIONARITY, "stationary")
     failing = (fo.gap.cpu() > tol.approx_stationary).nonzero().flatten()
     if failing.numel():
-        clarke = torch.maximum(clarke_gap(q, a, x, failing.tolist()), fo.out_gap[failing].amax(dim=-1).cpu())
+        failing = failing.to(w.device)
+        clarke = clarke_gap(q, a, x, fo, failing, tol.approx_stationary)
+        clarke = torch.maximum(clarke, fo.out_gap[failing].amax(dim=-1))
+        clarke, failing = clarke.cpu(), failing.cpu()
         stationarity[failing[clarke <= tol.approx_stationary]] = _C(labels.STATIONARITY, "clarke_only")
-    st = (fo.gap <= tol.approx_stationary).to(w.device)
+    zero_loss = q.loss <= tol.global_loss * q.s_y.square()
+    approx = _C(labels.STATIONARITY, "approx_stationary")
+    stationarity[zero_loss.cpu() & (stationarity > approx)] = approx
+    st = (fo.gap <= tol.approx_stationary) | zero_loss
 
     par = parallel_inputs(x)
     esc = escape_flags(q, a, x, par, leak, tol.escape, train_output)
@@ -80,10 +90,11 @@ def classify_once(
     out["w"], out["a"] = w.cpu().numpy(), a.cpu().numpy()
 
     _not_stationary(out, q, fo, w, a, x, y, leak, train_output, ~st)
-    minimum = st & ~escape.any(dim=-1)
+    minimum = st & (~escape.any(dim=-1) | zero_loss)
     _minima(out, q, esc.d_zero, a, minimum, train_output, tol, realisable, best_known_loss)
+    zero_escape = zero_escape & ~zero_loss.unsqueeze(-1)
     _zero_output_saddles(out, q, w, a, x, y, leak, zero_escape)
-    vector = st & escape.any(dim=-1) & ~zero_escape.any(dim=-1)
+    vector = st & ~zero_loss & escape.any(dim=-1) & ~zero_escape.any(dim=-1)
     for r in vector.nonzero().flatten().tolist():
         _second_order_run(out, q, w, a, x, y, leak, esc.d_zero, tol, r)
     _mechanisms(out, q, escape, k)
@@ -155,7 +166,8 @@ def _minima(out, q: NeuronQuantities, d_zero, a, mask, train_output, tol, realis
     kind[zero_loss] = _C(labels.POINT_TYPE, "global_min")
     out["point_type"][rn] = kind[rn]
     out["is_local_min"][rn] = _C(labels.IS_LOCAL_MIN, "true")
-    out["certificate"][rn] = _C(labels.CERTIFICATE, "no_escape")
+    certificate = np.where(zero_loss, _C(labels.CERTIFICATE, "none"), _C(labels.CERTIFICATE, "no_escape"))
+    out["certificate"][rn] = certificate[rn]
     out["strictness"][rn] = _C(labels.STRICTNESS, "not_applicable")
     if train_output:
         norms = torch.where(d_zero, torch.full(d_zero.shape, float("inf"), dtype=a.dtype, device=a.device),
@@ -205,7 +217,7 @@ def _second_order_run(out, q: NeuronQuantities, w, a, x, y, leak, d_zero, tol: T
     vw = torch.as_tensor(res.direction[0], dtype=w.dtype, device=w.device)
     va = torch.as_tensor(res.direction[1], dtype=w.dtype, device=w.device)
     scale = max(float(torch.sqrt(w[r].square().sum() + a[r].square().sum())), 1.0)
-    steps = scale * 2.0 ** -torch.arange(60, dtype=w.dtype, device=w.device)
+    steps = scale * 4.0 ** -torch.arange(24, dtype=w.dtype, device=w.device)
     steps = torch.cat([steps, -steps])
     xr = x[r : r + 1] if x.shape[0] > 1 else x
     yr = y[r : r + 1] if y.shape[0] > 1 else y

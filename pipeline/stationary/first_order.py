@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from pipeline.stationary.boxls import ENUMERATION_MAX_COLUMNS, box_ls, box_ls_scipy
+from pipeline.stationary.boxls import ENUMERATION_MAX_COLUMNS, box_ls, box_ls_bounds, box_ls_scipy
 from pipeline.stationary.neurons import NeuronQuantities
 
 __all__ = ["FirstOrder", "SUBSET_MAX", "clarke_gap", "first_order", "significant_kinks"]
@@ -71,11 +71,21 @@ def _gather_columns(q: NeuronQuantities, xb: torch.Tensor, mask: torch.Tensor, r
     return gam.unsqueeze(-1) * xs
 
 
-def first_order(q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, train_output: bool) -> FirstOrder:
-    """Relative first-order gaps of every neuron and per-neuron descent directions."""
+def first_order(
+    q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, train_output: bool, decide_at: float
+) -> FirstOrder:
+    """Relative first-order gaps of every neuron and per-neuron descent directions.
+
+    Neurons with few kinks get the exact gap. Neurons with many kinks first get certified bounds
+    from the subsets ``S = {}`` and ``S = N_j`` (:func:`box_ls_bounds`); if the lower bound already
+    exceeds ``decide_at`` (relative) the neuron is certainly not stationary and its gap is reported
+    as that lower bound; with ``N_j`` empty the upper bound is the (converged) gap; otherwise the
+    exact scipy path runs.
+    """
     runs_total, m, d = q.p.shape
     xb = x.expand(runs_total, -1, -1) if x.shape[0] != runs_total else x
     a_norm = a.norm(dim=-1)
+    scale = (q.r_norm * q.s_x).unsqueeze(-1) * a_norm
     if train_output:
         out_gap = _safe_ratio(q.G.norm(dim=-1), q.r_norm.unsqueeze(-1) * q.rho.norm(dim=-2))
     else:
@@ -99,14 +109,31 @@ def first_order(q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, train_out
         vs = v.gather(1, worst.view(-1, 1, 1).expand(-1, 1, d)).squeeze(1)
         ss = s.gather(1, worst.view(-1, 1, 1).expand(-1, 1, qp)).squeeze(1)
         resid[runs, neurons] = vs + torch.einsum("eq,eqd->ed", ss, cols_p)
-    large = ((nP > ENUMERATION_MAX_COLUMNS) | (nN > ENUMERATION_MAX_COLUMNS)).nonzero().tolist()
-    for r, j in large:
-        value, vec = _large_gap(q, xb, P, N, r, j)
-        gap[r, j] = value
-        resid[r, j] = torch.as_tensor(vec, dtype=gap.dtype, device=gap.device)
+    large = (nP > ENUMERATION_MAX_COLUMNS) | (nN > ENUMERATION_MAX_COLUMNS)
+    if bool(large.any()):
+        runs, neurons = torch.nonzero(large, as_tuple=True)
+        cols_p = _gather_columns(q, xb, P, runs, neurons, int(nP[large].max()))
+        cols_n = _gather_columns(q, xb, N, runs, neurons, int(nN[large].max()))
+        p = q.p[runs, neurons]
+        v = torch.cat([p, p + cols_n.sum(dim=1)])
+        upper, lower, s = box_ls_bounds(torch.cat([cols_p, cols_p]), v)
+        e = v + (s.unsqueeze(-1) * torch.cat([cols_p, cols_p])).sum(dim=1)
+        E = runs.numel()
+        pick = (lower[E:] > lower[:E]).long()
+        idx = torch.arange(E, device=v.device) + E * pick
+        low, res = lower[idx], e[idx]
+        decided = low > decide_at * scale[runs, neurons]
+        no_concave = nN[runs, neurons] == 0
+        value = torch.where(decided, low, upper[:E])
+        gap[runs, neurons] = value
+        resid[runs, neurons] = torch.where(decided.unsqueeze(-1), res, e[:E])
+        for r, j in zip(runs[~decided & ~no_concave].tolist(), neurons[~decided & ~no_concave].tolist(), strict=True):
+            value_rj, vec = _large_gap(q, xb, P, N, r, j)
+            gap[r, j] = value_rj
+            resid[r, j] = torch.as_tensor(vec, dtype=gap.dtype, device=gap.device)
     direction = -resid / resid.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(gap.dtype).tiny)
     direction = torch.where((gap > 0).unsqueeze(-1), direction, torch.zeros_like(direction))
-    in_gap = _safe_ratio(gap, (q.r_norm * q.s_x).unsqueeze(-1) * a_norm)
+    in_gap = _safe_ratio(gap, scale)
     total = torch.maximum(out_gap, in_gap).amax(dim=-1) if m > 0 else torch.zeros_like(q.loss)
     return FirstOrder(out_gap=out_gap, in_gap=in_gap, direction=direction, gap=total)
 
@@ -166,24 +193,37 @@ def _milp_min(p: np.ndarray, xs: np.ndarray, gam: np.ndarray) -> tuple[float, np
     return float(result.fun), result.x[:d]
 
 
-def clarke_gap(q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, runs: list[int]) -> torch.Tensor:
+def clarke_gap(
+    q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, fo: FirstOrder, runs: torch.Tensor, decide_at: float
+) -> torch.Tensor:
     """Relative Clarke input gap of the given runs, (len(runs),).
 
     Max over neurons of ``min_{s in [0,1]^{I_0}} ||p_j + sum_i s_i gamma_ij x_i|| / (||R||_F ||a_j|| s_x)``:
-    Clarke stationarity allows any kink slope in ``[leak, 1]`` without the sign condition. The
-    output condition is the same as for directional stationarity (combine with ``out_gap``).
+    Clarke stationarity allows any kink slope in ``[leak, 1]`` without the sign condition (the output
+    condition is the same as for directional stationarity; combine with ``out_gap``). Neurons without
+    concave kinks reuse the directional gap (the two coincide); the others are solved exactly for few
+    kinks, else bounded, and exactly (scipy) only when the bounds straddle ``decide_at``.
     """
-    out = torch.zeros(len(runs), dtype=q.loss.dtype)
     P, N = significant_kinks(q, a)
+    gaps = fo.in_gap[runs].clone()
+    sel = N[runs].any(dim=-2)
+    if not bool(sel.any()):
+        return gaps.amax(dim=-1)
     xb = x.expand(q.p.shape[0], -1, -1) if x.shape[0] != q.p.shape[0] else x
     scale = (q.r_norm * q.s_x).unsqueeze(-1) * a.norm(dim=-1)
-    for pos, r in enumerate(runs):
-        worst = 0.0
-        for j in range(q.p.shape[1]):
-            mask = (P[r, :, j] | N[r, :, j]).cpu().numpy()
-            cols = (q.gamma[r, :, j].cpu().numpy()[mask, None]) * xb[r].cpu().numpy()[mask]
-            value, _ = box_ls_scipy(cols, q.p[r, j].cpu().numpy())
-            den = float(scale[r, j])
-            worst = max(worst, 0.0 if value == 0 else value / max(den, np.finfo(float).tiny))
-        out[pos] = worst
-    return out
+    local, neurons = torch.nonzero(sel, as_tuple=True)
+    rr = runs[local]
+    both = P | N
+    width = int(both[rr, :, neurons].sum(dim=-1).max())
+    cols = _gather_columns(q, xb, both, rr, neurons, width)
+    p = q.p[rr, neurons]
+    if width <= ENUMERATION_MAX_COLUMNS:
+        value = box_ls(cols, p.unsqueeze(1))[0].squeeze(1)
+    else:
+        upper, lower, _ = box_ls_bounds(cols, p)
+        thresh = decide_at * scale[rr, neurons]
+        value = torch.where(upper <= thresh, upper, lower)
+        for e in ((upper > thresh) & (lower <= thresh)).nonzero().flatten().tolist():
+            value[e] = box_ls_scipy(cols[e].cpu().numpy(), p[e].cpu().numpy())[0]
+    gaps[local, neurons] = _safe_ratio(value, scale[rr, neurons])
+    return gaps.amax(dim=-1)

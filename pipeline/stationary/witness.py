@@ -17,7 +17,8 @@ from pipeline.stationary.neurons import NeuronQuantities, direction_derivative
 
 __all__ = ["Witness", "best_on_grid", "escape_witness", "first_order_witness"]
 
-_GRID = 60
+_GRID = 24
+_RATIO = 4.0
 
 
 @dataclass(frozen=True)
@@ -88,7 +89,7 @@ def first_order_witness(
     size = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1)))
     scale = torch.sqrt(w.square().sum(dim=(-2, -1)) + a.square().sum(dim=(-2, -1))).clamp_min(1.0)
     t0 = scale / size.clamp_min(torch.finfo(w.dtype).tiny)
-    steps = t0.unsqueeze(-1) * 2.0 ** -torch.arange(_GRID, dtype=w.dtype, device=w.device)
+    steps = t0.unsqueeze(-1) * _RATIO ** -torch.arange(_GRID, dtype=w.dtype, device=w.device)
     return best_on_grid(w, a, x, y, leak, steps[..., None, None] * dw.unsqueeze(1),
                         steps[..., None, None] * da.unsqueeze(1))  # fmt: skip
 
@@ -110,7 +111,7 @@ def escape_witness(
     mu = q.mu[runs, neurons]
     scale = torch.sqrt(w[runs].square().sum(dim=(-2, -1)) + a[runs].square().sum(dim=(-2, -1))).clamp_min(1.0)
     s0 = torch.where(torch.isfinite(mu), 0.5 * mu, scale)
-    s = s0.unsqueeze(-1) * 2.0 ** -torch.arange(_GRID, dtype=w.dtype, device=w.device)  # (E, T)
+    s = s0.unsqueeze(-1) * _RATIO ** -torch.arange(_GRID, dtype=w.dtype, device=w.device)  # (E, T)
     Du = direction_derivative(u.unsqueeze(1), xb, q.residual[runs], q.z[runs, :, neurons], q.kink[runs, :, neurons],
                               leak).squeeze(1)  # fmt: skip
     t = torch.einsum("ed,end->en", u, xb)

@@ -136,3 +136,19 @@ def test_invalid_arguments_are_reported():
         classify_point(w, a, x, y, leak=1.0)
     with pytest.raises(ValueError, match="mode"):
         classify_point(w, a, x, y, mode="bogus")
+
+
+def test_many_kink_gap_matches_scipy():
+    from pipeline.stationary.first_order import first_order
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(1, 9, 3, generator=g, dtype=torch.float64)
+    y = -torch.rand(1, 9, 1, generator=g, dtype=torch.float64) - 0.1
+    w, a = torch.zeros(1, 1, 3, dtype=torch.float64), torch.ones(1, 1, 1, dtype=torch.float64)
+    kink = torch.ones(1, 9, 1, dtype=torch.bool)
+    q = neuron_quantities(w, a, x, y, kink, 0.2)
+    fo = first_order(q, a, x, True, 1e-3)
+    cols = (q.gamma[0, :, 0, None] * x[0]).numpy()
+    ref, _ = box_ls_scipy(cols, q.p[0, 0].numpy())
+    scale = float(q.r_norm[0] * q.s_x[0])
+    assert float(fo.in_gap[0, 0]) * scale == pytest.approx(ref, abs=1e-6 * scale)

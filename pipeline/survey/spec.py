@@ -1,0 +1,191 @@
+"""The survey file: the models of ``surveys/<name>.yaml`` and of a validated, named survey."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import ConfigDict, Field, model_validator
+
+from pipeline.survey.rules import CONDITIONAL, check_settings, combos, normalised
+from pipeline.survey.settings import DEFAULTS, SETTING_NAMES, FixedSettings, GridSettings, Strict
+
+SCHEMA_VERSION = 1
+MAX_RUNS = 10_000_000
+"""Most runs (grid cells x data seeds x init seeds) one survey may hold; split bigger surveys."""
+NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+"""A survey's name is its file stem: lower-case letters, digits, ``_`` and ``-`` (no ``/``, no ``..``)."""
+_NAME_MAX = 64
+
+
+class Seeds(Strict):
+    """How many random seeds each grid cell runs."""
+
+    data: int = Field(1, ge=1, le=1_000_000, description="Data sets (data seeds) per grid cell.")
+    init: int = Field(1, ge=1, le=1_000_000, description="Initialisations (init seeds) per data set.")
+
+
+class Classify(Strict):
+    """Stationary-point classification of end points (and plateau points)."""
+
+    classify_plateaus: bool = Field(True, description="Also classify the stationary point near each plateau.")
+    refine_end_point: bool = Field(
+        False, description="Refine the end point to an exact stationary point before classifying it."
+    )
+    kink_tolerance_factor: float = Field(
+        1.0, gt=0, le=1e6, description="Multiplies the classifier's tolerance for data on a neuron's kink."
+    )
+
+
+class Execution(Strict):
+    """Where and in what pieces the runs are computed; never changes the results."""
+
+    shard_size: int = Field(256, ge=1, le=10_000_000, description="Runs per shard (one Snakemake job each).")
+    batch_size: int = Field(128, ge=1, le=1_000_000, description="Most runs per batch (one Dask task each).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Engine device; auto uses CUDA if present.")
+    cluster: Literal["local", "scheduler", "slurm"] = Field(
+        "local",
+        description="Dask cluster: a local one, an existing scheduler (scheduler_address), "
+        "or SLURM workers via dask-jobqueue.",
+    )
+    scheduler_address: Annotated[str, Field(pattern=r"^(tcp|tls|inproc|ucx|ws|wss)://\S+$")] | None = Field(
+        None, description="Address of a running Dask scheduler, e.g. tcp://10.0.0.1:8786 (cluster scheduler only)."
+    )
+    workers: Annotated[int, Field(ge=1, le=100_000)] | None = Field(
+        None, description="Number of Dask workers; null: one per core (or per GPU) available to the job."
+    )
+    threads_per_worker: int = Field(1, ge=1, le=1024, description="Threads per Dask worker (torch and BLAS).")
+
+    @model_validator(mode="after")
+    def _address_iff_scheduler(self) -> Execution:
+        if self.cluster == "scheduler" and self.scheduler_address is None:
+            raise ValueError(
+                "scheduler_address: missing; cluster 'scheduler' needs the address of a "
+                "running scheduler, e.g. tcp://10.0.0.1:8786"
+            )
+        if self.cluster != "scheduler" and self.scheduler_address is not None:
+            raise ValueError(
+                f"scheduler_address: {self.scheduler_address!r} is not allowed with "
+                f"cluster {self.cluster!r}; remove it or set cluster: scheduler"
+            )
+        return self
+
+
+class SurveySpec(Strict):
+    """The content of a survey file ``surveys/<name>.yaml``."""
+
+    model_config = ConfigDict(title="Survey")
+
+    schema_version: Literal[1] = Field(description="Version of this file format; must be 1.")
+    description: Annotated[str, Field(max_length=200, pattern=r"^[^\n\r]*$")] = Field(
+        "", description="One line saying what the survey asks."
+    )
+    master_seed: int = Field(0, ge=0, lt=2**63, description="Master seed; every run's seeds derive from it.")
+    seeds: Seeds = Field(default_factory=lambda: Seeds.model_validate({}), description=Seeds.__doc__)
+    fixed: FixedSettings = Field(
+        default_factory=lambda: FixedSettings.model_validate({}), description=FixedSettings.__doc__
+    )
+    grid: GridSettings = Field(
+        default_factory=lambda: GridSettings.model_validate({}), description=GridSettings.__doc__
+    )
+    classify: Classify = Field(default_factory=lambda: Classify.model_validate({}), description=Classify.__doc__)
+    execution: Execution = Field(default_factory=lambda: Execution.model_validate({}), description=Execution.__doc__)
+
+    @model_validator(mode="after")
+    def _check_survey(self) -> SurveySpec:
+        fixed, grid = self.fixed_settings, self.grid_axes
+        both = [name for name in SETTING_NAMES if name in grid and name in self.fixed.model_fields_set]
+        if both:
+            raise ValueError(
+                "\n".join(
+                    f"grid.{name}: {name} is also under fixed; a setting is either fixed or a grid axis, "
+                    f"not both; remove fixed.{name} or grid.{name}"
+                    for name in both
+                )
+            )
+        if self.n_runs > MAX_RUNS:
+            shape = " x ".join(f"{len(v)} {k}" for k, v in grid.items()) or "1 cell"
+            raise ValueError(
+                f"grid: {self.n_runs:,} runs ({shape} x {self.seeds.data} data seeds x {self.seeds.init} "
+                f"init seeds) exceed the cap of {MAX_RUNS:,} runs per survey; shrink the grid or the seeds, "
+                "or split the survey into several files"
+            )
+        messages, _ = check_settings(fixed, grid)
+        if messages:
+            raise ValueError("\n".join(messages))
+        return self
+
+    @property
+    def fixed_settings(self) -> dict[str, Any]:
+        """The settings given under ``fixed`` (explicit nulls left out)."""
+        return {k: v for k, v in self.fixed.model_dump(exclude_unset=True).items() if v is not None}
+
+    @property
+    def grid_axes(self) -> dict[str, list[Any]]:
+        """The grid axes, in canonical setting order, each the list of its values."""
+        given = self.grid.model_dump(exclude_unset=True)
+        return {name: list(given[name]) for name in SETTING_NAMES if name in given}
+
+    @property
+    def n_cells(self) -> int:
+        """Number of grid cells (1 without a grid)."""
+        return math.prod(len(values) for values in self.grid_axes.values())
+
+    @property
+    def runs_per_cell(self) -> int:
+        """Data seeds x init seeds."""
+        return self.seeds.data * self.seeds.init
+
+    @property
+    def n_runs(self) -> int:
+        """Grid cells x data seeds x init seeds."""
+        return self.n_cells * self.runs_per_cell
+
+    def cells(self) -> list[dict[str, Any]]:
+        """One dict per grid cell, every setting resolved (defaults filled, inapplicable ones None).
+
+        Cells come in grid order: the Cartesian product of the axes in canonical setting order
+        (:data:`SETTING_NAMES`), the last axis varying fastest, each axis in its listed order.
+        """
+        base = {**DEFAULTS, **self.fixed_settings}
+        grid = self.grid_axes
+        return [normalised(cell) for cell in combos(SETTING_NAMES, base, grid)]
+
+    def resolved_dict(self) -> dict[str, Any]:
+        """The survey with every default written out: deterministic, and it loads back to ``self``.
+
+        ``fixed`` holds every setting that is not a grid axis and applies in at least one cell.
+        """
+        fixed_given, grid = self.fixed_settings, self.grid_axes
+        _, applies_somewhere = check_settings(fixed_given, grid)
+        fixed = {}
+        for name in SETTING_NAMES:
+            if name in grid:
+                continue
+            value = fixed_given.get(name, DEFAULTS[name])
+            if value is None or (name in CONDITIONAL and name not in applies_somewhere):
+                continue
+            fixed[name] = value
+        return {
+            "schema_version": self.schema_version,
+            "description": self.description,
+            "master_seed": self.master_seed,
+            "seeds": self.seeds.model_dump(),
+            "fixed": fixed,
+            "grid": grid,
+            "classify": self.classify.model_dump(),
+            "execution": self.execution.model_dump(),
+        }
+
+    def resolved_yaml(self) -> str:
+        """:meth:`resolved_dict` as YAML text (keys in model order, no timestamps)."""
+        return yaml.safe_dump(self.resolved_dict(), sort_keys=False, default_flow_style=None, width=100)
+
+
+class Survey(SurveySpec):
+    """A validated survey: the file's content plus its name (the file stem)."""
+
+    name: Annotated[str, Field(max_length=_NAME_MAX, pattern=NAME_PATTERN)] = Field(
+        "survey", description="The survey's name: its file stem; names results/<name>/."
+    )
