@@ -20,14 +20,22 @@ torch.Size([256])
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
-from pipeline import nets
+from pipeline import nets, population
 from pipeline.trajectory import CheckpointRecorder, PlateauRecorder, PlateauSettings, checkpoint_steps
 
-__all__ = ["GRAD_NORM_DESCRIPTION", "DescentResult", "StopReason", "data_scales", "run_gradient_descent"]
+__all__ = [
+    "GRAD_NORM_DESCRIPTION",
+    "DescentResult",
+    "StopReason",
+    "data_scales",
+    "run_gradient_descent",
+    "run_population_gradient_descent",
+]
 
 GRAD_NORM_DESCRIPTION = (
     "Euclidean norm of the gradient of L = 1/(2n) sum_i ||f(x_i) - y_i||^2 over all trained parameters"
@@ -157,9 +165,98 @@ def run_gradient_descent(
         Plateau-detection thresholds (default :class:`PlateauSettings`).
     """
     _check_arguments(w0, a0, x, y, leak, learning_rate, max_steps, grad_tol, divergence_factor)
-    plateaus = plateaus or PlateauSettings()
-    n_runs, width = w0.shape[0], w0.shape[1]
     s_x, s_y = data_scales(x, y)
+    workspace = nets.GradientWorkspace(x, y, w0.shape[0], w0.shape[1], leak, train_output=train_output)
+    return _descend(
+        w0,
+        a0,
+        workspace,
+        s_x,
+        s_y,
+        learning_rate=learning_rate,
+        max_steps=max_steps,
+        train_output=train_output,
+        grad_tol=grad_tol,
+        divergence_factor=divergence_factor,
+        n_checkpoints=n_checkpoints,
+        plateaus=plateaus or PlateauSettings(),
+    )
+
+
+def run_population_gradient_descent(
+    w0: torch.Tensor,
+    a0: torch.Tensor,
+    teacher_w: torch.Tensor,
+    teacher_a: torch.Tensor,
+    *,
+    leak: float,
+    learning_rate: float,
+    max_steps: int,
+    train_output: bool = True,
+    grad_tol: float = 1e-8,
+    divergence_factor: float = 1e6,
+    n_checkpoints: int = 64,
+    plateaus: PlateauSettings | None = None,
+) -> DescentResult:
+    """Gradient descent on the population loss for standard Gaussian inputs (theory.md 11.1).
+
+    The loss is ``1/2 E ||f(x) - g(x)||^2`` against the teacher ``g(x) = sum_j b_j rho(v_j . x)``
+    with ``x ~ N(0, I_d)``, in closed form (:mod:`pipeline.population`); student and teacher share
+    the activation. Scales: ``s_x = sqrt(d)`` (root mean square input norm) and
+    ``s_y = sqrt(E ||g(x)||^2)``. Other arguments as in :func:`run_gradient_descent`, with the
+    teacher weights ``teacher_w`` (R or 1, t, d) and ``teacher_a`` (R or 1, t, k) in place of data.
+    """
+    _check_arguments(
+        w0,
+        a0,
+        teacher_w,
+        teacher_a,
+        leak,
+        learning_rate,
+        max_steps,
+        grad_tol,
+        divergence_factor,
+        ("teacher_w", "teacher_a"),
+    )
+    zero_student = torch.zeros_like(teacher_w[..., :1, :]), torch.zeros_like(teacher_a[..., :1, :])
+    s_y = torch.sqrt(2 * population.population_loss(*zero_student, teacher_w, teacher_a, leak))
+    s_x = torch.full_like(s_y, float(w0.shape[-1]) ** 0.5)
+    workspace = population.PopulationWorkspace(
+        teacher_w, teacher_a, w0.shape[0], w0.shape[1], leak, train_output=train_output
+    )
+    return _descend(
+        w0,
+        a0,
+        workspace,
+        s_x,
+        s_y,
+        learning_rate=learning_rate,
+        max_steps=max_steps,
+        train_output=train_output,
+        grad_tol=grad_tol,
+        divergence_factor=divergence_factor,
+        n_checkpoints=n_checkpoints,
+        plateaus=plateaus or PlateauSettings(),
+    )
+
+
+def _descend(
+    w0: torch.Tensor,
+    a0: torch.Tensor,
+    evaluate: Callable[[torch.Tensor, torch.Tensor], nets.Gradients],
+    s_x: torch.Tensor,
+    s_y: torch.Tensor,
+    *,
+    learning_rate: float,
+    max_steps: int,
+    train_output: bool,
+    grad_tol: float,
+    divergence_factor: float,
+    n_checkpoints: int,
+    plateaus: PlateauSettings,
+) -> DescentResult:
+    """The descent loop shared by the empirical and the population loss (see run_gradient_descent)."""
+    n_runs, width = w0.shape[0], w0.shape[1]
     grad_tol = max(grad_tol, GRAD_TOL_FLOOR_EPS * torch.finfo(w0.dtype).eps)
     grad_threshold = (grad_tol * s_y**1.5 * s_x**0.5).expand(n_runs)
     steps = checkpoint_steps(max_steps, n_checkpoints)
@@ -174,7 +271,6 @@ def run_gradient_descent(
     loss_final = torch.full((n_runs,), torch.nan, dtype=w0.dtype, device=w0.device)
     grad_norm_final = torch.full_like(loss_final, torch.nan)
     loss_limit: torch.Tensor | None = None
-    evaluate = nets.GradientWorkspace(x, y, n_runs, width, leak, train_output=train_output)
     for step in range(max_steps + 1):
         grads = evaluate(w, a)
         grad_norm = grads.norm()
@@ -238,9 +334,11 @@ def _check_arguments(
     max_steps: int,
     grad_tol: float,
     divergence_factor: float,
+    data_names: tuple[str, str] = ("x", "y"),
 ) -> None:
     """Raise ``ValueError`` naming the first argument with a wrong rank, size, dtype, device or range."""
-    for name, tensor in (("w0", w0), ("a0", a0), ("x", x), ("y", y)):
+    x_name, y_name = data_names
+    for name, tensor in (("w0", w0), ("a0", a0), (x_name, x), (y_name, y)):
         if not isinstance(tensor, torch.Tensor) or tensor.ndim != 3:
             raise ValueError(f"{name} must be a 3-d torch.Tensor (runs, rows, columns); got {_describe(tensor)}")
         if not tensor.is_floating_point():
@@ -253,17 +351,19 @@ def _check_arguments(
     n_runs, width, n_inputs = w0.shape
     expected = {
         "a0": (a0, a0.shape[:2], (n_runs, width), "(R, m, k) with R, m from w0"),
-        "x": (x, x.shape[2:], (n_inputs,), "(R or 1, n, d) with d from w0"),
-        "y": (y, y.shape[2:], (a0.shape[2],), "(R or 1, n, k) with k from a0"),
+        x_name: (x, x.shape[2:], (n_inputs,), "(R or 1, n, d) with d from w0"),
+        y_name: (y, y.shape[2:], (a0.shape[2],), "(R or 1, n, k) with k from a0"),
     }
     for name, (tensor, got, want, layout) in expected.items():
         if tuple(got) != want:
             raise ValueError(f"{name} has shape {tuple(tensor.shape)}; expected {layout}")
-    for name, tensor in (("x", x), ("y", y)):
+    for name, tensor in ((x_name, x), (y_name, y)):
         if tensor.shape[0] not in (1, n_runs):
             raise ValueError(f"{name} has {tensor.shape[0]} datasets; expected 1 (shared) or {n_runs} (one per run)")
     if x.shape[1] != y.shape[1] or x.shape[1] < 1:
-        raise ValueError(f"x has {x.shape[1]} samples and y has {y.shape[1]}; both need the same n >= 1")
+        raise ValueError(
+            f"{x_name} has {x.shape[1]} rows and {y_name} has {y.shape[1]}; both need the same number (>= 1)"
+        )
     if not 0.0 <= leak < 1.0:
         raise ValueError(f"leak must be in [0, 1); got {leak}")
     if not learning_rate > 0.0:

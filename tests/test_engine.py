@@ -367,3 +367,41 @@ def test_good_arguments_run():
     positional = [kwargs.pop(key) for key in ("w0", "a0", "x", "y")]
     result = run_gradient_descent(*positional, **kwargs, plateaus=PlateauSettings())
     assert result.w_final.shape == positional[0].shape
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Population loss (infinite Gaussian data)
+
+
+def test_population_descent_from_near_the_teacher_converges_to_zero_loss():
+    from pipeline.engine import run_population_gradient_descent
+    from pipeline.population import population_loss
+
+    generator = torch.Generator().manual_seed(3)
+    teacher_w = torch.eye(4, dtype=torch.float64)[None]
+    teacher_a = torch.ones(1, 4, 1, dtype=torch.float64)
+    w0 = teacher_w + 0.05 * torch.randn(3, 4, 4, dtype=torch.float64, generator=generator)
+    a0 = torch.ones(3, 4, 1, dtype=torch.float64)
+    result = run_population_gradient_descent(
+        w0, a0, teacher_w, teacher_a, leak=0.0, learning_rate=0.1, max_steps=5000, train_output=False
+    )
+    assert result.stop_reason.tolist() == [int(StopReason.CONVERGED)] * 3
+    assert float(result.loss_final.abs().max()) < 1e-12
+    torch.testing.assert_close(result.checkpoint_loss[:, 0], population_loss(w0, a0, teacher_w, teacher_a, 0.0))
+
+
+def test_population_descent_names_the_teacher_in_errors():
+    from pipeline.engine import run_population_gradient_descent
+
+    w0 = torch.zeros(2, 3, 4, dtype=torch.float64)
+    a0 = torch.ones(2, 3, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="teacher_w"):
+        run_population_gradient_descent(
+            w0,
+            a0,
+            torch.eye(3, dtype=torch.float64)[None],
+            torch.ones(1, 3, 1, dtype=torch.float64),
+            leak=0.0,
+            learning_rate=0.1,
+            max_steps=1,
+        )
