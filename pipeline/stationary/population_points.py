@@ -1,0 +1,213 @@
+"""Classification of points of the population (infinite Gaussian data) loss.
+
+For standard Gaussian inputs the loss ``F`` is given in closed form (:mod:`pipeline.population`,
+theory.md 11.1). It is C^1 everywhere and C^2 away from zero neurons (``w_j = 0``), so where no
+neuron is zero a second-order test is exact (theory.md 8.2 step 7, differentiable case):
+
+* relative gradient norm above the tolerance: ``not_stationary``;
+* the Hessian restricted to the complement of the symmetry directions has a negative eigenvalue:
+  ``saddle`` (``strict``), with the eigenvector as a witness verified on the true loss;
+* it is positive definite there: ``local_min`` with certificate ``hessian_morse_bott`` (the symmetry
+  orbit is a critical manifold with non-degenerate normal Hessian, so a true local minimum lies
+  within ``||grad F|| / lambda_min`` of the point), resolved to global or spurious when the target
+  is realisable;
+* anything else, and every point with a zero neuron (where the escape-neuron theory of the
+  empirical loss does not carry over): ``undetermined``.
+
+The symmetry directions are the per-neuron rescalings ``(dw_j, da_j) = (w_j, -a_j)`` when the
+output layer is trained; with a fixed output layer there are none.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from pipeline import population
+from pipeline.stationary import labels
+from pipeline.stationary.api import BatchClassification
+
+__all__ = ["classify_population_batch"]
+
+STATIONARY_TOL = 1e-6
+"""Relative gradient-norm tolerance ``||grad F|| / (s_y^1.5 s_x^0.5)`` of a stationary point."""
+APPROX_STATIONARY_TOL = 1e-2
+CURVATURE_TOL = 1e-9
+"""Eigenvalues within this fraction of the largest eigenvalue count as zero."""
+GLOBAL_LOSS_TOL = 1e-8
+"""A local minimum of a realisable target is global when ``F <= GLOBAL_LOSS_TOL * s_y^2``."""
+
+
+def classify_population_batch(
+    w: torch.Tensor,
+    a: torch.Tensor,
+    teacher_w: torch.Tensor,
+    teacher_a: torch.Tensor,
+    *,
+    leak: float,
+    train_output: bool = True,
+    realisable: bool = False,
+) -> BatchClassification:
+    """Classify a batch of points of the population loss.
+
+    Parameters
+    ----------
+    w, a
+        Points, (R, m, d) and (R, m, k).
+    teacher_w, teacher_a
+        Teacher, (R or 1, t, d) and (R or 1, t, k); student and teacher share the activation.
+    leak
+        Negative slope in [0, 1).
+    train_output
+        False: the output layer is fixed (not a parameter).
+    realisable
+        The student can represent the teacher: a local minimum is global iff ``F ~ 0``.
+    """
+    w, a = w.to(torch.float64), a.to(torch.float64)
+    teacher_w, teacher_a = teacher_w.to(torch.float64), teacher_a.to(torch.float64)
+    n_runs, width, _ = w.shape
+    grads = population.population_gradients(w, a, teacher_w, teacher_a, leak, train_output=train_output)
+    flags = population.regularity(w, a, teacher_w, teacher_a)
+    zero_student = torch.zeros_like(w[:, :1]), torch.zeros_like(a[:, :1])
+    s_y = torch.sqrt(2 * population.population_loss(*zero_student, teacher_w, teacher_a, leak))
+    gap = (grads.norm() / (s_y**1.5 * w.shape[-1] ** 0.25)).cpu().numpy()
+    record = _empty_record(w, a, grads.loss, gap, flags)
+    for run in range(n_runs):
+        if gap[run] > STATIONARY_TOL or not bool(flags.twice_differentiable[run]):
+            continue
+        teacher = (teacher_w[min(run, teacher_w.shape[0] - 1)], teacher_a[min(run, teacher_a.shape[0] - 1)])
+        _second_order(record, run, w[run], a[run], teacher, leak, train_output)
+    _resolve_globality(record, realisable, float(GLOBAL_LOSS_TOL) * s_y.cpu().numpy() ** 2)
+    return BatchClassification(**record)
+
+
+def _empty_record(
+    w: torch.Tensor, a: torch.Tensor, loss: torch.Tensor, gap: np.ndarray, flags: population.Regularity
+) -> dict[str, np.ndarray]:
+    """First-order labels; second-order fields start as 'undetermined' / NaN."""
+    n_runs, width, _ = w.shape
+    stationarity = np.select(
+        [gap <= STATIONARY_TOL, gap <= APPROX_STATIONARY_TOL],
+        [labels.code(labels.STATIONARITY, "stationary"), labels.code(labels.STATIONARITY, "approx_stationary")],
+        labels.code(labels.STATIONARITY, "not_stationary"),
+    ).astype(np.int8)
+    stationary = gap <= STATIONARY_TOL
+    point_type = np.where(
+        stationary, labels.code(labels.POINT_TYPE, "undetermined"), labels.code(labels.POINT_TYPE, "not_stationary")
+    )
+    zero_neuron = flags.zero_neuron.cpu().numpy()
+    roles = np.where(zero_neuron, labels.code(labels.ROLE, "zero_input"), labels.code(labels.ROLE, "active_smooth"))
+    nan = np.full(n_runs, np.nan)
+    return {
+        "w": w.cpu().numpy(),
+        "a": a.cpu().numpy(),
+        "loss": loss.cpu().numpy(),
+        "stationarity": stationarity,
+        "first_order_gap": gap,
+        "point_type": point_type.astype(np.int8),
+        "is_local_min": np.where(stationary, 2, 0).astype(np.int8),
+        "certificate": np.full(n_runs, labels.code(labels.CERTIFICATE, "none"), dtype=np.int8),
+        "mechanisms": np.zeros(n_runs, dtype=np.int8),
+        "strictness": np.full(n_runs, labels.code(labels.STRICTNESS, "not_applicable"), dtype=np.int8),
+        "differentiable": flags.differentiable.cpu().numpy(),
+        "escape": np.zeros((n_runs, width), dtype=bool),
+        "kink": np.zeros((n_runs, width), dtype=bool),
+        "roles": roles.astype(np.int8),
+        "escape_strength": np.full((n_runs, width), np.nan),
+        "margin": nan.copy(),
+        "curvature": nan.copy(),
+        "witness_w": np.full(w.shape, np.nan),
+        "witness_a": np.full(a.shape, np.nan),
+        "has_witness": np.zeros(n_runs, dtype=bool),
+        "witness_decrease": nan.copy(),
+        "tolerance_sensitive": np.zeros(n_runs, dtype=bool),
+    }
+
+
+def _symmetry_complement(w: torch.Tensor, a: torch.Tensor, train_output: bool) -> np.ndarray:
+    """Orthonormal basis (P, P - s) of the complement of the rescaling directions ``(w_j, -a_j)``."""
+    size = w.numel() + (a.numel() if train_output else 0)
+    if not train_output:
+        return np.eye(size)
+    width = w.shape[0]
+    directions = np.zeros((size, width))
+    for neuron in range(width):
+        dw = np.zeros(w.shape)
+        da = np.zeros(a.shape)
+        dw[neuron] = w[neuron].cpu().numpy()
+        da[neuron] = -a[neuron].cpu().numpy()
+        directions[:, neuron] = np.concatenate([dw.ravel(), da.ravel()])
+    return scipy.linalg.null_space(directions.T)
+
+
+def _second_order(
+    record: dict[str, np.ndarray],
+    run: int,
+    w: torch.Tensor,
+    a: torch.Tensor,
+    teacher: tuple[torch.Tensor, torch.Tensor],
+    leak: float,
+    train_output: bool,
+) -> None:
+    """Hessian test of one stationary, twice-differentiable point; fills the record in place."""
+    hessian = population.population_hessian(w, a, *teacher, leak, train_output=train_output).cpu().numpy()
+    basis = _symmetry_complement(w, a, train_output)
+    eigenvalues, eigenvectors = np.linalg.eigh(basis.T @ hessian @ basis)
+    scale = max(float(np.abs(eigenvalues).max()), np.finfo(float).tiny)
+    lowest = float(eigenvalues[0])
+    record["curvature"][run] = lowest
+    if lowest > CURVATURE_TOL * scale:
+        gradient_norm = record["first_order_gap"][run]
+        record["point_type"][run] = labels.code(labels.POINT_TYPE, "local_min")
+        record["is_local_min"][run] = 1
+        record["certificate"][run] = labels.code(labels.CERTIFICATE, "hessian_morse_bott")
+        record["margin"][run] = gradient_norm / lowest
+        return
+    if lowest < -CURVATURE_TOL * scale:
+        direction = basis @ eigenvectors[:, 0]
+        _verify_witness(record, run, w, a, teacher, leak, train_output, direction)
+
+
+def _verify_witness(
+    record: dict[str, np.ndarray],
+    run: int,
+    w: torch.Tensor,
+    a: torch.Tensor,
+    teacher: tuple[torch.Tensor, torch.Tensor],
+    leak: float,
+    train_output: bool,
+    direction: np.ndarray,
+) -> None:
+    """Label a saddle only if a step along the negative-curvature direction lowers the true loss."""
+    n_w = w.numel()
+    base = float(population.population_loss(w[None], a[None], teacher[0][None], teacher[1][None], leak)[0])
+    for step in np.geomspace(1e-1, 1e-6, 11):
+        for sign in (1.0, -1.0):
+            dw = torch.as_tensor(sign * step * direction[:n_w].reshape(w.shape))
+            da = (
+                torch.as_tensor(sign * step * direction[n_w:].reshape(a.shape)) if train_output else torch.zeros_like(a)
+            )
+            moved = float(
+                population.population_loss((w + dw)[None], (a + da)[None], teacher[0][None], teacher[1][None], leak)[0]
+            )
+            if moved < base:
+                record["point_type"][run] = labels.code(labels.POINT_TYPE, "saddle")
+                record["is_local_min"][run] = 0
+                record["certificate"][run] = labels.code(labels.CERTIFICATE, "negative_curvature_witness")
+                record["strictness"][run] = labels.code(labels.STRICTNESS, "strict")
+                record["witness_w"][run] = dw.numpy()
+                record["witness_a"][run] = da.numpy()
+                record["has_witness"][run] = True
+                record["witness_decrease"][run] = base - moved
+                return
+
+
+def _resolve_globality(record: dict[str, np.ndarray], realisable: bool, zero_loss: np.ndarray) -> None:
+    """Realisable target: a local minimum is global iff its loss is ~0, else spurious."""
+    if not realisable:
+        return
+    local = record["point_type"] == labels.code(labels.POINT_TYPE, "local_min")
+    is_global = record["loss"] <= zero_loss
+    record["point_type"][local & is_global] = labels.code(labels.POINT_TYPE, "global_min")
+    record["point_type"][local & ~is_global] = labels.code(labels.POINT_TYPE, "spurious_local_min")

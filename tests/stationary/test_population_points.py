@@ -1,0 +1,87 @@
+"""Population-loss classification against independent oracles (hand-built points, brute force)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pipeline.engine import run_population_gradient_descent
+from pipeline.population import population_loss
+from pipeline.stationary import labels
+from pipeline.stationary.population_points import classify_population_batch
+
+DTYPE = torch.float64
+
+
+def orthonormal_teacher(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.eye(k, dtype=DTYPE)[None], torch.ones(1, k, 1, dtype=DTYPE)
+
+
+def names(codes: np.ndarray) -> list[str]:
+    return [labels.POINT_TYPE[code] for code in codes]
+
+
+def test_student_equal_to_the_teacher_is_a_global_minimum():
+    teacher_w, teacher_a = orthonormal_teacher(4)
+    permutation = torch.tensor([2, 0, 3, 1])
+    w, a = teacher_w[:, permutation], teacher_a.clone()
+    result = classify_population_batch(w, a, teacher_w, teacher_a, leak=0.0, train_output=False, realisable=True)
+    assert names(result.point_type) == ["global_min"]
+    assert labels.CERTIFICATE[result.certificate[0]] == "hessian_morse_bott"
+    assert result.curvature[0] > 0
+
+
+def test_symmetric_student_converges_to_a_saddle_with_a_verified_witness():
+    # Two identical neurons stay identical under gradient descent (the symmetry is preserved), so
+    # descent from w1 = w2 = (0.3, 0.3) converges to a symmetric stationary point with loss > 0. Breaking
+    # the symmetry lowers the loss: a saddle.
+    teacher_w, teacher_a = orthonormal_teacher(2)
+    u = torch.tensor([0.3, 0.3], dtype=DTYPE)
+    w0, a0 = torch.stack([u, u])[None], torch.ones(1, 2, 1, dtype=DTYPE)
+    descent = run_population_gradient_descent(
+        w0, a0, teacher_w, teacher_a, leak=0.0, learning_rate=0.1, max_steps=5000, train_output=False, grad_tol=1e-12
+    )
+    result = classify_population_batch(
+        descent.w_final, descent.a_final, teacher_w, teacher_a, leak=0.0, train_output=False, realisable=True
+    )
+    assert names(result.point_type) == ["saddle"]
+    assert result.has_witness[0]
+    moved = population_loss(
+        descent.w_final + torch.as_tensor(result.witness_w), descent.a_final, teacher_w, teacher_a, 0.0
+    )
+    assert float(moved[0]) < float(descent.loss_final[0])
+
+
+def test_non_stationary_and_zero_neuron_points_are_not_certified():
+    teacher_w, teacher_a = orthonormal_teacher(3)
+    w = torch.randn(2, 3, 3, dtype=DTYPE, generator=torch.Generator().manual_seed(0))
+    w[1] = 0.0  # every neuron zero: not twice differentiable there
+    a = torch.ones(2, 3, 1, dtype=DTYPE)
+    result = classify_population_batch(w, a, teacher_w, teacher_a, leak=0.0, train_output=False, realisable=True)
+    assert names(result.point_type)[0] == "not_stationary"
+    assert names(result.point_type)[1] in ("not_stationary", "undetermined")
+    assert labels.decode_is_local_min(result.is_local_min[1]) is not True
+
+
+def test_certified_minima_survive_random_perturbations():
+    teacher_w, teacher_a = orthonormal_teacher(3)
+    generator = torch.Generator().manual_seed(1)
+    w0 = torch.randn(6, 3, 3, dtype=DTYPE, generator=generator) / 3**0.5
+    a0 = torch.randn(6, 3, 1, dtype=DTYPE, generator=generator)
+    descent = run_population_gradient_descent(
+        w0, a0, teacher_w, teacher_a, leak=0.1, learning_rate=0.1, max_steps=6000, grad_tol=1e-11
+    )
+    result = classify_population_batch(
+        descent.w_final, descent.a_final, teacher_w, teacher_a, leak=0.1, realisable=True
+    )
+    minima = np.flatnonzero(labels.code(labels.IS_LOCAL_MIN, "true") == result.is_local_min)
+    assert minima.size > 0
+    rng = np.random.default_rng(2)
+    for run in minima:
+        w, a = descent.w_final[run : run + 1], descent.a_final[run : run + 1]
+        base = float(population_loss(w, a, teacher_w, teacher_a, 0.1)[0])
+        for scale in (1e-3, 1e-4):
+            dw = torch.as_tensor(rng.normal(size=(200, 3, 3)) * scale)
+            da = torch.as_tensor(rng.normal(size=(200, 3, 1)) * scale)
+            moved = population_loss(w + dw, a + da, teacher_w, teacher_a, 0.1)
+            assert float(moved.min()) >= base - 1e-12
