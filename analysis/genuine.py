@@ -336,9 +336,10 @@ def _end_point_cell(x: np.ndarray, w: np.ndarray) -> tuple[int, Orientation]:
     """Cell ``(k, orientation)`` of end point ``w = (w_x, b)`` over sorted raw inputs ``x``.
 
     Points on the kink (``w^T (x, 1) == 0``) count as inactive; at a differentiable end point there are none.
+    The all-active and all-inactive cells are named ``(0, "right")`` and ``(n, "right")``.
     """
     active = w[0] * x + w[1] > 0
-    if w[0] >= 0:
+    if w[0] >= 0 or active.all() or not active.any():
         return len(x) - int(active.sum()), "right"
     return int(active.sum()), "left"
 
@@ -357,8 +358,8 @@ def end_point_cells(store: str | Path | xr.Dataset) -> pd.DataFrame:
     -------
     pandas.DataFrame
         One row per eligible run: ``run``, ``n``, ``k``, ``orientation``, ``point_type`` (name),
-        ``differentiable``, ``differentiable_min``, ``genuine`` and ``u_distance`` (``||a w - u*||`` to the
-        cell's LS solution; near 0 at a genuine minimum).
+        ``n_active``, ``differentiable``, ``differentiable_min``, ``genuine`` and ``prediction_gap``
+        (``max_i |f(x_i) - LS prediction_i|``: near 0 when the end point is the cell's LS minimum).
     """
     from pipeline.batch import run_inputs  # imports torch: only the store check needs it
     from pipeline.store import open_store
@@ -391,8 +392,9 @@ def end_point_cells(store: str | Path | xr.Dataset) -> pd.DataFrame:
                 "point_type": point_type,
                 "differentiable": differentiable,
                 "differentiable_min": differentiable and point_type in DIFFERENTIABLE_MIN_TYPES,
+                "n_active": int(fit.active.sum()),
                 "genuine": is_genuine(x, y, k, orientation),
-                "u_distance": float(np.linalg.norm(a * w - fit.u)),
+                "prediction_gap": float(np.max(np.abs(a * np.maximum(w[0] * x + w[1], 0.0) - fit.prediction))),
             }
         )
     return pd.DataFrame(rows)
@@ -404,19 +406,18 @@ def check_end_points(store: str | Path | xr.Dataset) -> dict[str, int]:
     Returns
     -------
     dict
-        ``eligible`` runs (see :func:`end_point_cells`), ``differentiable_minima`` among them, how many of
-        those are in a ``genuine`` cell and how many are ``not_genuine`` (theory: 0), and
-        ``other_in_genuine`` (eligible end points of other types whose cell is genuine).
+        ``eligible`` runs (see :func:`end_point_cells`); ``differentiable_minima`` among them, of which
+        ``dead`` have no active point (the trivially genuine all-inactive cell), ``genuine`` sit in a genuine
+        cell and ``not_genuine`` do not (theory: 0); ``other_in_genuine``: eligible end points of other
+        types (saddles, non-differentiable or non-stationary points) whose cell is genuine.
     """
     cells = end_point_cells(store)
+    names = ("eligible", "differentiable_minima", "dead", "genuine", "not_genuine", "other_in_genuine")
     if cells.empty:
-        return {"eligible": 0, "differentiable_minima": 0, "genuine": 0, "not_genuine": 0, "other_in_genuine": 0}
+        return dict.fromkeys(names, 0)
     minima = cells["differentiable_min"].to_numpy(bool)
     genuine = cells["genuine"].to_numpy(bool)
-    return {
-        "eligible": len(cells),
-        "differentiable_minima": int(minima.sum()),
-        "genuine": int((minima & genuine).sum()),
-        "not_genuine": int((minima & ~genuine).sum()),
-        "other_in_genuine": int((~minima & genuine).sum()),
-    }
+    dead = cells["n_active"].to_numpy() == 0
+    counts = (len(cells), minima.sum(), (minima & dead).sum(), (minima & genuine).sum(), (minima & ~genuine).sum(),
+              (~minima & genuine).sum())  # fmt: skip
+    return {name: int(count) for name, count in zip(names, counts, strict=True)}
