@@ -41,7 +41,18 @@ def _interval(v: Mapping[str, Any]) -> bool:
     return v["input_distribution"] == "interval"
 
 
+def _sampled(v: Mapping[str, Any]) -> bool:
+    return v["input_distribution"] != "gaussian_population"
+
+
 CONDITIONAL_SETTINGS: tuple[Conditional, ...] = (
+    Conditional(
+        "n_samples",
+        ("input_distribution",),
+        _sampled,
+        "sampled inputs only (not gaussian_population)",
+        "set another input_distribution",
+    ),
     Conditional(
         "leak",
         ("activation",),
@@ -160,6 +171,33 @@ def _rule_orthonormal_teacher(v: Mapping[str, Any]) -> list[Problem]:
     return out
 
 
+def _rule_population(v: Mapping[str, Any]) -> list[Problem]:
+    if _sampled(v):
+        return []
+    problems = []
+    context = "with input_distribution 'gaussian_population' (the closed-form population loss"
+    if v["target"] != "teacher":
+        problems.append(("target", f"{v['target']!r} is not allowed {context} needs a teacher); set target: teacher"))
+        return problems
+    student = (v["activation"], v["leak"] if v["activation"] == "leaky_relu" else None)
+    teacher = (v["teacher_activation"], v["teacher_leak"] if v["teacher_activation"] == "leaky_relu" else None)
+    if student != teacher:
+        problems.append(
+            (
+                "teacher_activation",
+                f"{teacher!r} differs from the student's activation {student!r}, which is not allowed {context} "
+                "uses one activation); give the teacher the student's activation and leak",
+            )
+        )
+    if v["bias"]:
+        problems.append(("bias", f"True is not allowed {context} has no bias input); set bias: false"))
+    if v["label_noise"] > 0:
+        problems.append(
+            ("label_noise", f"{v['label_noise']!r} is not allowed {context} is noiseless); set label_noise: 0")
+        )
+    return problems
+
+
 def _rule_init_scale(v: Mapping[str, Any]) -> list[Problem]:
     if not _gaussian_init(v):
         return []
@@ -198,6 +236,19 @@ def _rule_balanced(v: Mapping[str, Any]) -> list[Problem]:
 CELL_RULES: tuple[tuple[tuple[str, ...], Callable[[Mapping[str, Any]], list[Problem]]], ...] = (
     (("input_distribution", "interval_low", "interval_high", "input_dim"), _rule_interval),
     (("input_distribution", "n_samples", "input_dim"), _rule_orthogonal),
+    (
+        (
+            "input_distribution",
+            "target",
+            "activation",
+            "leak",
+            "teacher_activation",
+            "teacher_leak",
+            "bias",
+            "label_noise",
+        ),
+        _rule_population,
+    ),
     (("target", "teacher_kind", "teacher_width", "input_dim", "output_dim"), _rule_orthonormal_teacher),
     (("init_distribution", "init_scale", "init_width_exponent"), _rule_init_scale),
     (("balanced_init", "output_layer"), _rule_balanced),

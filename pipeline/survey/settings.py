@@ -28,11 +28,15 @@ class Settings(Strict):
 
     # data
     input_dim: int = Field(2, ge=1, le=100_000, description="Raw input dimension d, before the bias column.")
-    n_samples: int = Field(16, ge=1, le=10_000_000, description="Number of training samples n.")
-    input_distribution: Literal["gaussian", "sphere", "interval", "orthogonal"] = Field(
+    n_samples: int = Field(
+        16, ge=1, le=10_000_000, description="Number of training samples n (not with gaussian_population)."
+    )
+    input_distribution: Literal["gaussian", "sphere", "interval", "orthogonal", "gaussian_population"] = Field(
         "gaussian",
         description="Inputs: standard Gaussian, uniform on the unit sphere, uniform on "
-        "[interval_low, interval_high] (input_dim 1), or a random orthonormal set (n_samples <= input_dim).",
+        "[interval_low, interval_high] (input_dim 1), a random orthonormal set (n_samples <= input_dim), or "
+        "gaussian_population: infinitely many standard Gaussian inputs, i.e. the population loss in closed form "
+        "(needs a teacher with the student's activation, no bias, no label noise).",
     )
     interval_low: float = Field(-1.0, ge=-1e6, le=1e6, description="Lower end of the input interval.")
     interval_high: float = Field(1.0, ge=-1e6, le=1e6, description="Upper end of the input interval.")
@@ -86,11 +90,15 @@ class Settings(Strict):
     learning_rate: float = Field(0.05, gt=0, le=1e6, description="Step size of full-batch gradient descent.")
     max_steps: int = Field(10_000, ge=1, le=10**10, description="Most gradient-descent steps per run.")
     grad_tol: float = Field(
-        1e-8, gt=0, lt=1, description="Stop when the gradient norm falls below grad_tol times its initial value."
+        1e-8,
+        gt=0,
+        lt=1,
+        description="Stop when the gradient norm falls below grad_tol times the natural gradient scale "
+        "s_y**1.5 * s_x**0.5 (s_x = max input norm, s_y = root mean square target norm).",
     )
     dtype: Literal["float64", "float32"] = Field("float64", description="Floating-point type of the training.")
     n_checkpoints: int = Field(
-        64, ge=1, le=100_000, description="Number of log-spaced steps at which the loss curve is recorded."
+        64, ge=2, le=100_000, description="Number of log-spaced steps at which the loss curve is recorded."
     )
 
 
