@@ -133,8 +133,8 @@ def grid_axes(dataset: xr.Dataset) -> list[str]:
     settings = settings_of(dataset)
     resolved = survey_attrs(dataset)
     if resolved is not None:
-        grid = resolved.get("grid") or {}
-        return [name for name in settings if name in grid]
+        varied = set(resolved.get("grid") or {}) | {name for case in resolved.get("cases") or [] for name in case}
+        return [name for name in settings if name in varied]
     varying = []
     for name in settings:
         values = pd.unique(pd.Series(np.asarray(dataset[name].values).astype(object)))

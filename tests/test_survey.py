@@ -570,3 +570,48 @@ def test_property_arbitrary_values_give_a_survey_or_a_survey_error(path: str, ke
         assert str(error).startswith(f"{SOURCE}: ")
     else:
         assert survey.n_runs == len(survey.cells()) * survey.runs_per_cell
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# cases: settings varied together
+
+
+def with_cases(cases: list[dict[str, Any]], **grid: list[Any]) -> dict[str, Any]:
+    data = base()
+    data["cases"] = cases
+    data["grid"] = grid
+    data["fixed"]["init_scale"] = 1.0
+    for case in cases:
+        for name in case:
+            data["fixed"].pop(name, None)
+    return data
+
+
+def test_cases_are_crossed_with_the_grid_case_by_case() -> None:
+    survey = parse(with_cases([{"input_dim": 3, "n_samples": 5}, {"input_dim": 4, "n_samples": 9}], width=[2, 3]))
+    cells = [(cell["input_dim"], cell["n_samples"], cell["width"]) for cell in survey.cells()]
+    assert cells == [(3, 5, 2), (3, 5, 3), (4, 9, 2), (4, 9, 3)]
+    assert survey.n_cells == 4
+    assert survey.varied_settings == ["input_dim", "n_samples", "width"]
+    again = parse(yaml.safe_load(survey.resolved_yaml()))
+    assert again.cells() == survey.cells()
+
+
+@pytest.mark.parametrize(
+    ("cases", "expected"),
+    [
+        ([{"input_dim": 3}, {"n_samples": 4}], "cases[1]: sets ['n_samples']"),
+        ([{"input_dim": 3}, {"input_dim": 3}], "two cases are identical"),
+        ([{"width": 3}], "cases: width is also under grid"),
+        ([{"input_dim": 3}, {}], "cases[1]: empty"),
+    ],
+)
+def test_bad_cases_are_rejected_naming_the_problem(cases: list[dict[str, Any]], expected: str) -> None:
+    assert expected in rejected(with_cases(cases, width=[2, 3]))
+
+
+def test_cell_rules_are_checked_in_every_case() -> None:
+    data = with_cases(
+        [{"input_dim": 1, "input_distribution": "interval"}, {"input_dim": 2, "input_distribution": "interval"}]
+    )
+    assert "input_dim: 2 is not allowed with input_distribution 'interval'" in rejected(data)

@@ -89,6 +89,12 @@ class SurveySpec(Strict):
     grid: GridSettings = Field(
         default_factory=lambda: GridSettings.model_validate({}), description=GridSettings.__doc__
     )
+    cases: list[FixedSettings] = Field(
+        default_factory=list,
+        description="Settings varied together, one mapping per case (every case sets the same settings, "
+        "none of them under fixed or grid); the survey runs every case with every grid cell. "
+        "Example: [{input_dim: 6, teacher_width: 6}, {input_dim: 8, teacher_width: 8}].",
+    )
     classify: Classify = Field(default_factory=lambda: Classify.model_validate({}), description=Classify.__doc__)
     execution: Execution = Field(default_factory=lambda: Execution.model_validate({}), description=Execution.__doc__)
 
@@ -104,6 +110,7 @@ class SurveySpec(Strict):
                     for name in both
                 )
             )
+        self._check_cases(fixed, grid)
         if self.n_runs > MAX_RUNS:
             shape = " x ".join(f"{len(v)} {k}" for k, v in grid.items()) or "1 cell"
             raise ValueError(
@@ -111,10 +118,46 @@ class SurveySpec(Strict):
                 f"init seeds) exceed the cap of {MAX_RUNS:,} runs per survey; shrink the grid or the seeds, "
                 "or split the survey into several files"
             )
-        messages, _ = check_settings(fixed, grid)
+        messages: list[str] = []
+        for case in self.case_settings or [{}]:
+            messages += check_settings({**fixed, **case}, grid)[0]
         if messages:
-            raise ValueError("\n".join(messages))
+            raise ValueError("\n".join(dict.fromkeys(messages)))
         return self
+
+    def _check_cases(self, fixed: dict[str, Any], grid: dict[str, list[Any]]) -> None:
+        cases = self.case_settings
+        if not cases:
+            return
+        keys = list(cases[0])
+        for index, case in enumerate(cases):
+            if not case:
+                raise ValueError(f"cases[{index}]: empty; every case sets at least one setting")
+            if sorted(case) != sorted(keys):
+                raise ValueError(
+                    f"cases[{index}]: sets {sorted(case)} but cases[0] sets {sorted(keys)}; every case must set "
+                    "the same settings"
+                )
+        for name in keys:
+            where = "fixed" if name in fixed else "grid" if name in grid else None
+            if where:
+                raise ValueError(
+                    f"cases: {name} is also under {where}; a setting varied by cases cannot be fixed or a grid "
+                    f"axis; remove {where}.{name} or {name} from the cases"
+                )
+        if len({tuple(sorted(case.items())) for case in cases}) != len(cases):
+            raise ValueError("cases: two cases are identical; list each case once")
+
+    @property
+    def case_settings(self) -> list[dict[str, Any]]:
+        """The cases, each the dict of the settings it sets (empty list without cases)."""
+        return [{k: v for k, v in case.model_dump(exclude_unset=True).items() if v is not None} for case in self.cases]
+
+    @property
+    def varied_settings(self) -> list[str]:
+        """Settings that vary across cells: the case settings, then the grid axes, in setting order."""
+        varied = set(self.grid_axes) | {name for case in self.case_settings for name in case}
+        return [name for name in SETTING_NAMES if name in varied]
 
     @property
     def fixed_settings(self) -> dict[str, Any]:
@@ -129,8 +172,8 @@ class SurveySpec(Strict):
 
     @property
     def n_cells(self) -> int:
-        """Number of grid cells (1 without a grid)."""
-        return math.prod(len(values) for values in self.grid_axes.values())
+        """Number of grid cells: cases x grid points (1 without cases and grid)."""
+        return max(len(self.cases), 1) * math.prod(len(values) for values in self.grid_axes.values())
 
     @property
     def runs_per_cell(self) -> int:
@@ -145,23 +188,29 @@ class SurveySpec(Strict):
     def cells(self) -> list[dict[str, Any]]:
         """One dict per grid cell, every setting resolved (defaults filled, inapplicable ones None).
 
-        Cells come in grid order: the Cartesian product of the axes in canonical setting order
-        (:data:`SETTING_NAMES`), the last axis varying fastest, each axis in its listed order.
+        Cells come case by case (in listed order), and within a case in grid order: the Cartesian
+        product of the axes in canonical setting order (:data:`SETTING_NAMES`), the last axis varying
+        fastest, each axis in its listed order.
         """
-        base = {**DEFAULTS, **self.fixed_settings}
         grid = self.grid_axes
-        return [normalised(cell) for cell in combos(SETTING_NAMES, base, grid)]
+        return [
+            normalised(cell)
+            for case in self.case_settings or [{}]
+            for cell in combos(SETTING_NAMES, {**DEFAULTS, **self.fixed_settings, **case}, grid)
+        ]
 
     def resolved_dict(self) -> dict[str, Any]:
         """The survey with every default written out: deterministic, and it loads back to ``self``.
 
         ``fixed`` holds every setting that is not a grid axis and applies in at least one cell.
         """
-        fixed_given, grid = self.fixed_settings, self.grid_axes
-        _, applies_somewhere = check_settings(fixed_given, grid)
+        fixed_given, grid, cases = self.fixed_settings, self.grid_axes, self.case_settings
+        applies_somewhere: set[str] = set()
+        for case in cases or [{}]:
+            applies_somewhere |= check_settings({**fixed_given, **case}, grid)[1]
         fixed = {}
         for name in SETTING_NAMES:
-            if name in grid:
+            if name in grid or (cases and name in cases[0]):
                 continue
             value = fixed_given.get(name, DEFAULTS[name])
             if value is None or (name in CONDITIONAL and name not in applies_somewhere):
@@ -174,6 +223,7 @@ class SurveySpec(Strict):
             "seeds": self.seeds.model_dump(),
             "fixed": fixed,
             "grid": grid,
+            "cases": cases,
             "classify": self.classify.model_dump(),
             "execution": self.execution.model_dump(),
         }
