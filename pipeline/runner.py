@@ -9,6 +9,7 @@ or SLURM jobs started by dask-jobqueue. Every task sets its torch threads explic
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -22,7 +23,10 @@ import xarray as xr
 from pipeline.batch import Padding, simulate_batch
 from pipeline.store import record_to_dataset
 
-__all__ = ["ExecutionSettings", "run_batches"]
+__all__ = ["ExecutionSettings", "fit_to_threads", "run_batches"]
+
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+"""Environment variables that cap BLAS/OpenMP threads in worker processes."""
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,30 @@ class ExecutionSettings:
     threads_per_worker: int = 1
     device: str = "cpu"
     scheduler_address: str | None = None
+
+
+def fit_to_threads(execution: ExecutionSettings, threads: int) -> ExecutionSettings:
+    """Shrink a local or in-process execution so that ``workers x threads_per_worker <= threads``.
+
+    ``threads`` are the cores this step was given (Snakemake's ``{threads}``). Workers of an existing
+    scheduler or of SLURM jobs run elsewhere and are left as they are.
+    """
+    if threads < 1:
+        raise ValueError(f"--threads must be >= 1; got {threads}")
+    if execution.cluster not in ("none", "local"):
+        return execution
+    per_worker = min(execution.threads_per_worker, threads)
+    workers = 1 if execution.cluster == "none" else max(min(execution.workers, threads // per_worker), 1)
+    if (workers, per_worker) != (execution.workers, execution.threads_per_worker):
+        log.warning(
+            "%d workers x %d threads exceed the %d threads given; using %d x %d",
+            execution.workers,
+            execution.threads_per_worker,
+            threads,
+            workers,
+            per_worker,
+        )
+    return dataclasses.replace(execution, workers=workers, threads_per_worker=per_worker)
 
 
 def run_batches(
@@ -142,14 +170,31 @@ def _client(execution: ExecutionSettings) -> Iterator[object]:
             yield client
         return
     if execution.cluster == "slurm":
+        import sys
+
+        import dask.config
         from dask_jobqueue import SLURMCluster
 
+        # One SLURM job per worker, each a single worker process holding threads_per_worker cores.
+        # Partition, account and the like come from the site's dask-jobqueue configuration
+        # (jobqueue.slurm.*); the directives below are appended to the configured ones.
+        threads = execution.threads_per_worker
+        directives = list(dask.config.get("jobqueue.slurm.job-extra-directives", None) or [])
+        if execution.device == "cuda":
+            directives.append("--gres=gpu:1")  # the job's one GPU is its worker's cuda:0
         cluster = SLURMCluster(
-            cores=execution.threads_per_worker,
+            cores=threads,
             processes=1,
-            memory=f"{2 * execution.threads_per_worker}GiB",
+            memory=f"{2 * threads}GiB",
             walltime="24:00:00",
+            job_name="landscape-dask",
+            python=sys.executable,  # the same environment (the project is importable there)
+            local_directory="${TMPDIR:-/tmp}",  # node-local scratch, expanded in the job script
+            job_extra_directives=directives,
+            job_script_prologue=[f"export {name}={threads}" for name in THREAD_VARIABLES],
+            scheduler_options={"dashboard_address": ":0"},  # no fixed port: shard jobs may share a host
         )
+        log.info("dask-jobqueue: %d SLURM job(s), each:\n%s", execution.workers, cluster.job_script())
         cluster.scale(jobs=execution.workers)
     else:
         workers = execution.workers
@@ -157,10 +202,10 @@ def _client(execution: ExecutionSettings) -> Iterator[object]:
             workers = torch.cuda.device_count()
         cluster = LocalCluster(
             n_workers=workers,
-            threads_per_worker=1,
+            threads_per_worker=1,  # one task at a time per worker; the task itself uses threads_per_worker
             processes=True,
-            dashboard_address=None,
-            env={"OMP_NUM_THREADS": str(execution.threads_per_worker)},
+            dashboard_address=":0",  # no fixed port: concurrent shard jobs must not collide on 8787
+            env={name: str(execution.threads_per_worker) for name in THREAD_VARIABLES},
         )
     with cluster, Client(cluster) as client:
         yield client

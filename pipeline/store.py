@@ -9,8 +9,10 @@ and, given the plan, that every planned run is present exactly once.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,13 +25,33 @@ from pipeline.engine import StopReason
 from pipeline.schema import OUTCOME, SCHEMA_VERSION, VARIABLES
 from pipeline.stationary import labels
 
-__all__ = ["GLOBAL_RELATIVE_TOLERANCE", "gather", "open_store", "record_to_dataset", "validate", "write_atomic"]
+__all__ = [
+    "GLOBAL_RELATIVE_TOLERANCE",
+    "SHARD_ATTRS",
+    "gather",
+    "open_store",
+    "record_to_dataset",
+    "shard_provenance",
+    "temporary_path",
+    "validate",
+    "write_atomic",
+]
 
 GLOBAL_RELATIVE_TOLERANCE = 1e-4
 """A certified local minimum is global when its loss is within this relative distance of the best
 final loss of any run on the same data set (or when the target is realisable and the loss is ~0)."""
 
-REQUIRED_ATTRS = ("survey", "schema_version", "package_version", "created", "resolved_survey")
+REQUIRED_ATTRS = ("survey", "schema_version", "package_version", "created", "resolved_survey", "shards")
+
+IN_MEMORY_BYTES = 256 * 2**20
+""":func:`gather` concatenates shards in memory up to this total size, and lazily (Dask, one chunk
+per shard along ``run``) above it, so that collecting a large survey needs little memory."""
+
+SHARD_ATTRS = ("shard", "computed", "device", "cluster", "workers", "threads_per_worker", "threads")
+"""Attributes of a shard store that describe how that one shard was computed. :func:`gather` moves
+them into the survey store's ``shards`` attribute (JSON: one object per shard, in shard order) and
+keeps at the top level only those equal across shards (``device``, ``workers``, ...), never
+``shard`` or ``computed``."""
 
 
 def record_to_dataset(rows: pd.DataFrame, record: Mapping[str, np.ndarray]) -> xr.Dataset:
@@ -58,17 +80,36 @@ def _coordinate(column: pd.Series) -> np.ndarray:
 def write_atomic(dataset: xr.Dataset, path: str | Path, *, chunk_runs: int | None = None) -> Path:
     """Write ``dataset`` to ``path`` as zarr: into a temporary sibling, then renamed into place."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temporary = temporary_path(path)
     if temporary.exists():
         shutil.rmtree(temporary)
     path.parent.mkdir(parents=True, exist_ok=True)
     chunks = {"run": chunk_runs or max(dataset.sizes.get("run", 1), 1)}
     encoding = {name: {"chunks": _chunks(dataset[name], chunks)} for name in dataset.data_vars}
-    dataset.to_zarr(temporary, mode="w", encoding=encoding, consolidated=True, zarr_format=3)
+    try:
+        # every chunk is written, even all-fill ones, so that validate() can tell a truncated store
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
+            dataset.to_zarr(
+                temporary, mode="w", encoding=encoding, consolidated=True, zarr_format=3, write_empty_chunks=True
+            )
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
     if path.exists():
-        shutil.rmtree(path)
-    os.replace(temporary, path)
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        os.replace(path, old)
+        os.replace(temporary, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(temporary, path)
     return path
+
+
+def temporary_path(path: str | Path, pid: int | None = None) -> Path:
+    """Where :func:`write_atomic` writes ``path`` before renaming it: a hidden sibling named with the pid."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.tmp-{os.getpid() if pid is None else pid}")
 
 
 def _chunks(variable: xr.DataArray, chunks: Mapping[str, int]) -> tuple[int, ...]:
@@ -91,14 +132,48 @@ def gather(shard_paths: Sequence[str | Path], out_path: str | Path, attrs: Mappi
     """Concatenate shard stores into the survey store, add derived variables and provenance."""
     if not shard_paths:
         raise ValueError("gather needs at least one shard store")
-    shards = [xr.open_zarr(path, consolidated=True) for path in shard_paths]
-    dataset = xr.concat(shards, dim="run", data_vars="all", coords="different", compat="equals", join="exact")
-    dataset = dataset.sortby("run")
+    shards = [xr.open_zarr(path, consolidated=True, chunks=None) for path in shard_paths]
+    if sum(shard.nbytes for shard in shards) <= IN_MEMORY_BYTES:
+        shards = [shard.load() for shard in shards]
+    else:
+        shards = [shard.chunk({"run": shard.sizes["run"]}) for shard in shards]
+    shards.sort(key=lambda shard: int(shard["run"].values[0]) if shard.sizes["run"] else -1)
+    dataset = xr.concat(
+        shards,
+        dim="run",
+        data_vars="all",
+        coords="different",
+        compat="equals",
+        join="exact",
+    )
+    dataset.attrs = {}  # the first shard's attrs (shard, computed, ...) do not describe the survey
+    if not (np.diff(dataset["run"].values) > 0).all():
+        dataset = dataset.sortby("run")
     dataset = add_derived_variables(dataset)
+    dataset.attrs.update(shard_provenance(shards))
     dataset.attrs.update(attrs)
     dataset.attrs["schema_version"] = SCHEMA_VERSION
     chunk = int(max(shard.sizes["run"] for shard in shards))
     return write_atomic(dataset, out_path, chunk_runs=chunk)
+
+
+def shard_provenance(shards: Sequence[xr.Dataset]) -> dict[str, Any]:
+    """Survey attrs from the shards' attrs: ``shards`` (JSON list, one object per shard) and the
+    execution attrs that all shards share (for example ``device``, ``threads_per_worker``)."""
+    records = [{name: _plain(shard.attrs[name]) for name in SHARD_ATTRS if name in shard.attrs} for shard in shards]
+    records.sort(key=lambda record: record.get("shard", -1))
+    common: dict[str, Any] = {}
+    for name in SHARD_ATTRS:
+        if name in ("shard", "computed"):
+            continue
+        values = {json.dumps(record.get(name)) for record in records}
+        if len(values) == 1 and records and name in records[0]:
+            common[name] = records[0][name]
+    return {**common, "shards": json.dumps(records)}
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def add_derived_variables(dataset: xr.Dataset) -> xr.Dataset:
@@ -136,6 +211,31 @@ def add_derived_variables(dataset: xr.Dataset) -> xr.Dataset:
     return dataset
 
 
+def _same_attr(stored: Any, expected: Any) -> bool:
+    if isinstance(expected, list | tuple | np.ndarray) or isinstance(stored, list | tuple | np.ndarray):
+        return stored is not None and np.array_equal(np.asarray(stored), np.asarray(expected))
+    return bool(stored == expected)
+
+
+def _truncation_problems(path: str | Path) -> list[str]:
+    """Arrays whose metadata or chunks are missing on disk (the consolidated metadata hides both)."""
+    import zarr
+
+    try:
+        with warnings.catch_warnings():  # Snakemake leaves a .snakemake_timestamp file in directory outputs
+            warnings.filterwarnings("ignore", message="Object at", category=UserWarning)
+            group = zarr.open_group(str(path), mode="r", use_consolidated=False)
+            on_disk = dict(group.arrays())
+        listed = set(zarr.open_group(str(path), mode="r", use_consolidated=True).array_keys())
+    except (ValueError, FileNotFoundError, KeyError, OSError) as error:
+        return [f"cannot read the arrays of {path}: {error}"]
+    problems = [f"array {name!r} has no metadata (zarr.json) on disk" for name in sorted(listed - set(on_disk))]
+    for name, array in sorted(on_disk.items()):
+        if array.nchunks_initialized != array.nchunks:
+            problems.append(f"array {name!r} has {array.nchunks_initialized} of {array.nchunks} chunks on disk")
+    return problems
+
+
 def _outcome(point_type: np.ndarray, stop_reason: np.ndarray) -> np.ndarray:
     """Run outcome codes from the resolved end-point type and the stop reason."""
     by_type = {
@@ -164,11 +264,17 @@ def validate(path: str | Path, plan: pd.DataFrame | None = None) -> list[str]:
     except (ValueError, FileNotFoundError, KeyError, OSError) as error:
         return [f"cannot open {path}: {error}"]
     problems = [f"attribute {name!r} is missing" for name in REQUIRED_ATTRS if name not in dataset.attrs]
+    problems += _truncation_problems(path)
     for name, variable in VARIABLES.items():
         if name not in dataset:
             problems.append(f"variable {name!r} is missing")
         elif dataset[name].dims != variable.dims:
             problems.append(f"variable {name!r} has dims {dataset[name].dims}, expected {variable.dims}")
+        elif any(not _same_attr(dataset[name].attrs.get(key), value) for key, value in variable.attrs().items()):
+            problems.append(f"variable {name!r} lacks the attributes of the schema (description, units, flags)")
+    for name in dataset.data_vars:
+        if dataset[name].dtype.kind in "OSU":
+            problems.append(f"variable {name!r} holds strings or objects ({dataset[name].dtype})")
     runs = dataset["run"].values
     if len(np.unique(runs)) != len(runs):
         problems.append("some runs appear more than once")

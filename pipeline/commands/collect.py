@@ -7,8 +7,6 @@ import datetime
 import json
 from collections.abc import Sequence
 
-import torch
-
 from pipeline.commands.common import load_resolved, provenance, setup_logging, user_errors
 from pipeline.plan import make_plan
 from pipeline.store import gather, validate
@@ -28,7 +26,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         "resolved_survey": survey.resolved_yaml(),
         "resolved_survey_json": json.dumps(survey.resolved_dict(), sort_keys=True),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "torch_default_threads": torch.get_num_threads(),
         **provenance(),
     }
     gather(args.shards, args.out, attrs)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import os
 from collections.abc import Sequence
 
 from pipeline.batch import Padding, resolve_device
 from pipeline.commands.common import Progress, load_resolved, setup_logging, user_errors
 from pipeline.plan import batches, make_plan, shard_runs
-from pipeline.runner import ExecutionSettings, run_batches
+from pipeline.runner import ExecutionSettings, fit_to_threads, run_batches
 from pipeline.store import write_atomic
 from pipeline.survey import Survey
 
@@ -30,17 +31,32 @@ def padding(survey: Survey) -> Padding:
 
 
 def execution_settings(survey: Survey, threads: int, in_process: bool) -> ExecutionSettings:
-    """Execution settings from the survey, sized to the ``threads`` the job was given."""
+    """Execution settings from the survey, sized to the ``threads`` the job was given.
+
+    For the in-process path and a local cluster, ``workers x threads_per_worker <= threads``
+    (see :func:`pipeline.runner.fit_to_threads`).
+    """
     execution = survey.execution
     per_worker = execution.threads_per_worker
     workers = execution.workers or max(threads // per_worker, 1)
-    return ExecutionSettings(
+    settings = ExecutionSettings(
         cluster="none" if in_process else execution.cluster,
-        workers=workers,
+        workers=1 if in_process else workers,
         threads_per_worker=per_worker,
         device=execution.device,
         scheduler_address=execution.scheduler_address,
     )
+    return fit_to_threads(settings, threads)
+
+
+def quiet_distributed() -> None:
+    """Keep distributed's INFO chatter (scheduler, nanny, worker start/stop) out of the step's log.
+
+    Loggers of this process are set to WARNING; spawned worker processes read the environment.
+    """
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "warning")
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.worker", "distributed.core"):
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @user_errors
@@ -53,6 +69,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--in-process", action="store_true", help="run batches in this process (no Dask)")
     args = parser.parse_args(argv)
     setup_logging()
+    quiet_distributed()
     survey = load_resolved(args.survey)
     rows = shard_runs(make_plan(survey), args.shard)
     execution = execution_settings(survey, args.threads, args.in_process)
@@ -70,8 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         shard=args.shard,
         computed=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         device=str(resolve_device(survey.execution.device)),
+        cluster=execution.cluster,
         workers=execution.workers,
         threads_per_worker=execution.threads_per_worker,
+        threads=args.threads,
     )
     write_atomic(dataset, args.out)
     log.info("wrote %s", args.out)

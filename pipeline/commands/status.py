@@ -1,13 +1,22 @@
-"""``landscape status SURVEY``: which shards of a survey are done, being written, or missing."""
+"""``landscape status SURVEY``: which shards of a survey are done, being written, or missing.
+
+A shard is *running* while a hidden ``.shard-K.zarr.tmp-PID`` sibling exists whose process is alive
+on this machine; a temporary store left by a killed job (its process is gone) counts as missing and
+is listed as interrupted. (On a cluster the writing process may live on another node; it then shows
+as interrupted too; `snakemake` decides what to recompute.)
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipeline.commands.common import load_resolved, user_errors
 from pipeline.plan import make_plan, n_shards
+
+TMP_MARK = ".tmp-"
 
 
 def shard_path(results: Path, shard: int) -> Path:
@@ -23,20 +32,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     survey = load_resolved(args.survey)
     results = Path(args.results) / survey.name
-    done, running, missing = [], [], []
+    done, running, missing, interrupted = [], [], [], []
     for shard in range(n_shards(make_plan(survey))):
         path = shard_path(results, shard)
+        writers = [_pid(tmp) for tmp in path.parent.glob(f".{path.name}{TMP_MARK}*")]
         if path.exists():
             done.append(shard)
-        elif any(path.parent.glob(f".{path.name}.tmp-*")):
+        elif any(_alive(pid) for pid in writers):
             running.append(shard)
         else:
             missing.append(shard)
+            if writers:
+                interrupted.append(shard)
     total = len(done) + len(running) + len(missing)
     print(f"survey {survey.name}: {total} shards: {len(done)} done, {len(running)} running, {len(missing)} missing")
-    for label, shards in (("running", running), ("missing", missing)):
+    for label, shards in (
+        ("running", running),
+        ("missing", missing),
+        ("interrupted (stale temporary store)", interrupted),
+    ):
         if shards:
             print(f"  {label}: {', '.join(map(str, shards))}")
     store = results / "survey.zarr"
     print(f"  store: {store} ({'present' if store.exists() else 'not collected yet'})")
     return 0
+
+
+def _pid(temporary: Path) -> int | None:
+    text = temporary.name.rsplit(TMP_MARK, 1)[-1]
+    return int(text) if text.isdigit() else None
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -18,6 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--survey", help="survey the store was planned from (checks that no run is missing)")
     args = parser.parse_args(argv)
     path = Path(args.path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such survey file or store")
     if path.suffix in (".yaml", ".yml"):
         survey = load_resolved(path)
         print(f"{path}: valid survey {survey.name!r} with {survey.n_runs} runs in {survey.n_cells} grid cells")

@@ -3,7 +3,8 @@
 ``classify_batch`` casts to float64 on the input device, runs one classification pass
 (:func:`pipeline.stationary.classify.classify_once`) and re-runs, only for the runs whose kink sets
 change, with the kink tolerance scaled by 0.1 and 10 (``tolerance_sensitive``: the point type
-changes). ``classify_point`` wraps it with ``R = 1`` and decodes the labels.
+changes). The kink sets at all three tolerances come from one evaluation of ``|z|`` and the bound
+(both scale linearly), and the re-runs compute labels only (no witnesses). ``classify_point`` wraps it with ``R = 1`` and decodes the labels.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 
 from pipeline.stationary import labels
 from pipeline.stationary.classify import classify_once
+from pipeline.stationary.kinks import kink_scores
 from pipeline.stationary.tolerances import tolerances_for
 
 __all__ = ["BatchClassification", "PointReport", "classify_batch", "classify_point"]
@@ -157,29 +159,23 @@ def classify_batch(
     if best_known_loss is not None:
         best = torch.as_tensor(np.broadcast_to(np.asarray(best_known_loss, dtype=np.float64), (w.shape[0],)).copy())
     kwargs = dict(leak=leak, train_output=train_output, learning_rate=learning_rate, realisable=realisable)
-    out = classify_once(w, a, x, y, tol=tol, best_known_loss=best, **kwargs)
+    absz, bound = kink_scores(w, a, x, y, leak, tol, learning_rate)
+    base_kink = absz <= bound
+    out = classify_once(w, a, x, y, tol=tol, best_known_loss=best, kink=base_kink, **kwargs)
     sensitive = np.zeros(w.shape[0], bool)
-    base_kink = _kinks(w, a, x, y, leak, tol, learning_rate)
     for factor in SENSITIVITY_FACTORS:
-        scaled = tol.scaled_kink(factor)
-        changed = (_kinks(w, a, x, y, leak, scaled, learning_rate) != base_kink).flatten(1).any(dim=1)
+        scaled_kink = absz <= factor * bound
+        changed = (scaled_kink != base_kink).flatten(1).any(dim=1)
         runs = changed.nonzero().flatten()
         if runs.numel() == 0:
             continue
         sub = classify_once(w[runs], a[runs], x[runs] if x.shape[0] > 1 else x, y[runs] if y.shape[0] > 1 else y,
-                            tol=scaled, best_known_loss=None if best is None else best[runs.cpu()],
-                            **kwargs)  # fmt: skip
+                            tol=tol.scaled_kink(factor), best_known_loss=None if best is None else best[runs.cpu()],
+                            kink=scaled_kink[runs], labels_only=True, **kwargs)  # fmt: skip
         rn = runs.cpu().numpy()
         sensitive[rn] |= sub["point_type"] != out["point_type"][rn]
     out["tolerance_sensitive"] = sensitive
     return BatchClassification(**{f.name: out[f.name] for f in fields(BatchClassification)})
-
-
-def _kinks(w, a, x, y, leak, tol, learning_rate) -> torch.Tensor:
-    """Kink masks of the zero-snapped (not yet projected) point, as in ``snap_point``."""
-    from pipeline.stationary.kinks import snap_point
-
-    return snap_point(w, a, x, y, leak, tol, learning_rate).kink
 
 
 def classify_point(

@@ -11,7 +11,7 @@ non-negative, so *every directionally stationary point is a local minimum* (any 
 any fixed ``a``): certificate ``no_escape``, no escape neurons, no saddles among stationary points,
 and the margin (a neighbourhood radius in ``a``) is ``inf`` because ``a`` is not a parameter.
 
-Numerically zero loss (``L <= tau_L s_y^2``): a global minimum because ``L >= 0``, whatever the
+Numerically zero loss (``L <= tau_L s_y^2`` plus the float-noise floor ``q.loss_floor``): a global minimum because ``L >= 0``, whatever the
 relative gaps say (they are ill-conditioned as ``R -> 0``): ``global_min``, ``is_local_min`` True,
 certificate ``none`` (no local certificate is needed), stationarity at least ``approx_stationary``.
 """
@@ -39,6 +39,7 @@ _C = labels.code
 def classify_once(
     w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, leak: float, tol: Tolerances,
     train_output: bool, learning_rate: float | None, realisable: bool, best_known_loss: torch.Tensor | None,
+    kink: torch.Tensor | None = None, labels_only: bool = False,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """Classify every run of the batch at one kink tolerance.
 
@@ -48,6 +49,12 @@ def classify_once(
         float64 tensors on one device.
     best_known_loss : (R,) or None
         Best known loss per run (NaN: unknown).
+    kink : (R, n, m) or None
+        Precomputed kink sets of the zero-snapped point (:func:`pipeline.stationary.kinks.kink_scores`).
+    labels_only
+        Compute only what decides ``point_type`` (the tolerance-sensitivity re-runs): no Clarke test,
+        differentiability, first-order or zero-output witnesses, escape strengths or mechanisms. Second-order saddles still need
+        their verified witness, so step 7 runs in full.
 
     Returns
     -------
@@ -55,7 +62,7 @@ def classify_once(
     """
     R, m, d = w.shape
     k = a.shape[-1]
-    sp = snap_point(w, a, x, y, leak, tol, learning_rate)
+    sp = snap_point(w, a, x, y, leak, tol, learning_rate, kink=kink)
     w, a = sp.w, sp.a
     q = neuron_quantities(w, a, x, y, sp.kink, leak)
     fo = first_order(q, a, x, train_output, tol.approx_stationary)
@@ -63,19 +70,19 @@ def classify_once(
     stationarity[fo.gap.cpu() <= tol.approx_stationary] = _C(labels.STATIONARITY, "approx_stationary")
     stationarity[fo.gap.cpu() <= tol.stationary] = _C(labels.STATIONARITY, "stationary")
     failing = (fo.gap.cpu() > tol.approx_stationary).nonzero().flatten()
-    if failing.numel():
+    if failing.numel() and not labels_only:
         failing = failing.to(w.device)
         clarke = clarke_gap(q, a, x, fo, failing, tol.approx_stationary)
         clarke = torch.maximum(clarke, fo.out_gap[failing].amax(dim=-1))
         clarke, failing = clarke.cpu(), failing.cpu()
         stationarity[failing[clarke <= tol.approx_stationary]] = _C(labels.STATIONARITY, "clarke_only")
-    zero_loss = q.loss <= tol.global_loss * q.s_y.square()
+    zero_loss = q.loss <= tol.global_loss * q.s_y.square() + q.loss_floor
     approx = _C(labels.STATIONARITY, "approx_stationary")
     stationarity[zero_loss.cpu() & (stationarity > approx)] = approx
     st = (fo.gap <= tol.approx_stationary) | zero_loss
 
     par = parallel_inputs(x)
-    esc = escape_flags(q, a, x, par, leak, tol.escape, train_output)
+    esc = escape_flags(q, a, x, par, leak, tol.escape, train_output, active=st)
     escape = esc.escape & st.unsqueeze(-1)
     zero_escape = escape & q.a_zero
 
@@ -83,21 +90,23 @@ def classify_once(
     out["stationarity"] = stationarity.numpy()
     out["first_order_gap"] = fo.gap.cpu().numpy()
     out["loss"] = q.loss.cpu().numpy()
-    out["differentiable"] = differentiable(q, a, par, tol.stationary).cpu().numpy()
+    if not labels_only:
+        out["differentiable"] = differentiable(q, a, par, tol.stationary).cpu().numpy()
     out["escape"] = escape.cpu().numpy()
     out["kink"] = q.kink.any(dim=-2).cpu().numpy()
     out["roles"] = q.roles.cpu().numpy()
     out["w"], out["a"] = w.cpu().numpy(), a.cpu().numpy()
 
-    _not_stationary(out, q, fo, w, a, x, y, leak, train_output, ~st)
+    _not_stationary(out, q, fo, w, a, x, y, leak, train_output, ~st, labels_only)
     minimum = st & (~escape.any(dim=-1) | zero_loss)
     _minima(out, q, esc.d_zero, a, minimum, train_output, tol, realisable, best_known_loss)
     zero_escape = zero_escape & ~zero_loss.unsqueeze(-1)
-    _zero_output_saddles(out, q, w, a, x, y, leak, zero_escape)
+    _zero_output_saddles(out, q, w, a, x, y, leak, zero_escape, labels_only)
     vector = st & ~zero_loss & escape.any(dim=-1) & ~zero_escape.any(dim=-1)
     for r in vector.nonzero().flatten().tolist():
         _second_order_run(out, q, w, a, x, y, leak, esc.d_zero, tol, r)
-    _mechanisms(out, q, escape, k)
+    if not labels_only:
+        _mechanisms(out, q, escape, k)
     return out
 
 
@@ -128,7 +137,7 @@ def _set_witness(out: dict, runs: np.ndarray, dw: torch.Tensor, da: torch.Tensor
     out["witness_decrease"][sel] = decrease.cpu().numpy()[ok]
 
 
-def _not_stationary(out, q: NeuronQuantities, fo, w, a, x, y, leak, train_output, mask) -> None:
+def _not_stationary(out, q: NeuronQuantities, fo, w, a, x, y, leak, train_output, mask, labels_only) -> None:
     """``not_stationary`` label and a verified first-order descent witness."""
     runs = mask.nonzero().flatten()
     if runs.numel() == 0:
@@ -136,10 +145,14 @@ def _not_stationary(out, q: NeuronQuantities, fo, w, a, x, y, leak, train_output
     rn = runs.cpu().numpy()
     out["point_type"][rn] = _C(labels.POINT_TYPE, "not_stationary")
     out["strictness"][rn] = _C(labels.STRICTNESS, "not_applicable")
+    if labels_only:
+        return
     gap_abs = fo.in_gap[runs] * (q.r_norm * q.s_x)[runs].unsqueeze(-1) * a[runs].norm(dim=-1)
     xr = x[runs] if x.shape[0] > 1 else x
     yr = y[runs] if y.shape[0] > 1 else y
-    wit = first_order_witness(w[runs], a[runs], xr, yr, leak, q.G[runs], gap_abs, fo.direction[runs], train_output)
+    model = (q.z[runs], q.kink[runs], q.residual[runs])
+    wit = first_order_witness(w[runs], a[runs], xr, yr, leak, q.G[runs], gap_abs, fo.direction[runs], train_output,
+                              model=model)  # fmt: skip
     _set_witness(out, rn, wit.dw, wit.da, wit.verified, wit.decrease)
     ok = rn[wit.verified.cpu().numpy()]
     out["is_local_min"][ok] = _C(labels.IS_LOCAL_MIN, "false")
@@ -153,7 +166,7 @@ def _minima(out, q: NeuronQuantities, d_zero, a, mask, train_output, tol, realis
         return
     loss = q.loss.cpu().numpy()
     s_y = q.s_y.cpu().numpy()
-    zero_loss = loss <= tol.global_loss * s_y**2
+    zero_loss = loss <= tol.global_loss * s_y**2 + q.loss_floor.cpu().numpy()
     kind = np.full(loss.shape, _C(labels.POINT_TYPE, "local_min"), np.int8)
     if realisable:
         kind[:] = _C(labels.POINT_TYPE, "spurious_local_min")
@@ -178,10 +191,13 @@ def _minima(out, q: NeuronQuantities, d_zero, a, mask, train_output, tol, realis
     out["margin"][rn] = margin[rn]
 
 
-def _zero_output_saddles(out, q: NeuronQuantities, w, a, x, y, leak, zero_escape) -> None:
+def _zero_output_saddles(out, q: NeuronQuantities, w, a, x, y, leak, zero_escape, labels_only) -> None:
     """Section 5.2: escape neurons with ``a_j = 0`` -> strict saddle; ``kappa_j``; verified witness."""
     runs, neurons = zero_escape.nonzero(as_tuple=True)
     if runs.numel() == 0:
+        return
+    if labels_only:
+        out["point_type"][zero_escape.any(dim=-1).cpu().numpy()] = _C(labels.POINT_TYPE, "saddle")
         return
     kappa, _, u = escape_strength(q, w, x, runs, neurons, leak)
     out["escape_strength"][runs.cpu().numpy(), neurons.cpu().numpy()] = kappa.cpu().numpy()

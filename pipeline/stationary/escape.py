@@ -67,9 +67,13 @@ def _x_like(q: NeuronQuantities) -> torch.Tensor:
 
 def escape_flags(
     q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, par: torch.Tensor, leak: float, tol: float,
-    train_output: bool,
+    train_output: bool, active: torch.Tensor | None = None,
 ) -> EscapeFlags:  # fmt: skip
-    """Escape flags of every neuron (meaningful at stationary points)."""
+    """Escape flags of every neuron (meaningful at stationary points).
+
+    ``active`` (R,) bool: runs that need the exact (LP) test of kinked vector-output neurons; the
+    others (e.g. not stationary) get only the closed forms.
+    """
     scale = (q.r_norm * q.s_x).unsqueeze(-1)  # (R, 1)
     sums = line_sums(q.residual.unsqueeze(-2).expand(-1, -1, q.kink.shape[-1], -1), _x_like(q), q.kink, par)
     line_ok = (sums.norm(dim=-1) <= tol * scale.unsqueeze(-1)).all(dim=-2)
@@ -87,7 +91,8 @@ def escape_flags(
         vec = ~q.a_zero & ~d_zero
         escape = escape | (vec & ~has_kink & smooth_escape)
         xb = x.expand(a.shape[0], -1, -1) if x.shape[0] != a.shape[0] else x
-        for r, j in (vec & has_kink).nonzero().tolist():
+        need = vec & has_kink if active is None else vec & has_kink & active.unsqueeze(-1)
+        for r, j in need.nonzero().tolist():
             verdict = _kinked_vector_escape(q, xb, r, j, leak, tol * float(scale[r, 0]))
             if verdict is None:
                 unknown[r, j] = True
@@ -135,7 +140,7 @@ def _face_span(xs: np.ndarray, sig: np.ndarray, forced: np.ndarray) -> np.ndarra
         a_ub = np.hstack([-(sig[free, None] * xs[free]), np.eye(K)])
         a_eq = np.hstack([xs[forced], np.zeros((int(forced.sum()), K))]) if forced.any() else None
         b_eq = np.zeros(int(forced.sum())) if forced.any() else None
-        res = linprog(-np.ones(K), A_ub=a_ub, b_ub=np.zeros(K), A_eq=a_eq, b_eq=b_eq,
+        res = linprog(np.concatenate([np.zeros(d), -np.ones(K)]), A_ub=a_ub, b_ub=np.zeros(K), A_eq=a_eq, b_eq=b_eq,
                       bounds=[(-1, 1)] * d + [(0, 1)] * K, method="highs")  # fmt: skip
         t = res.x[d:] if res.x is not None else np.zeros(K)
         scale = np.linalg.norm(xs[free], axis=1)

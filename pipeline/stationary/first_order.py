@@ -96,19 +96,22 @@ def first_order(
     resid = q.p.clone()
     small = ((nP + nN) > 0) & (nP <= ENUMERATION_MAX_COLUMNS) & (nN <= ENUMERATION_MAX_COLUMNS)
     if bool(small.any()):
-        runs, neurons = torch.nonzero(small, as_tuple=True)
-        qp, qn = int(nP[small].max()), int(nN[small].max())
-        cols_p = _gather_columns(q, xb, P, runs, neurons, qp)
-        cols_n = _gather_columns(q, xb, N, runs, neurons, qn)
-        subsets = torch.tensor(list(itertools.product((0.0, 1.0), repeat=qn)), dtype=xb.dtype, device=xb.device)
-        subsets = subsets.reshape(2**qn, qn)
-        v = q.p[runs, neurons].unsqueeze(1) + torch.einsum("sq,eqd->esd", subsets, cols_n)
-        value, s = box_ls(cols_p, v)
-        worst = value.argmax(dim=-1)
-        gap[runs, neurons] = value.gather(1, worst.unsqueeze(-1)).squeeze(-1)
-        vs = v.gather(1, worst.view(-1, 1, 1).expand(-1, 1, d)).squeeze(1)
-        ss = s.gather(1, worst.view(-1, 1, 1).expand(-1, 1, qp)).squeeze(1)
-        resid[runs, neurons] = vs + torch.einsum("eq,eqd->ed", ss, cols_p)
+        # one batched enumeration per (|P_j|, |N_j|) size class: the cost grows like 3^|P| 2^|N|
+        size_class = torch.where(small, nP * (ENUMERATION_MAX_COLUMNS + 1) + nN, torch.full_like(nP, -1))
+        for cls in torch.unique(size_class[small]).tolist():
+            runs, neurons = torch.nonzero(size_class == cls, as_tuple=True)
+            qp, qn = divmod(int(cls), ENUMERATION_MAX_COLUMNS + 1)
+            cols_p = _gather_columns(q, xb, P, runs, neurons, qp)
+            cols_n = _gather_columns(q, xb, N, runs, neurons, qn)
+            subsets = torch.tensor(list(itertools.product((0.0, 1.0), repeat=qn)), dtype=xb.dtype, device=xb.device)
+            subsets = subsets.reshape(2**qn, qn)
+            v = q.p[runs, neurons].unsqueeze(1) + torch.einsum("sq,eqd->esd", subsets, cols_n)
+            value, s = box_ls(cols_p, v)
+            worst = value.argmax(dim=-1)
+            gap[runs, neurons] = value.gather(1, worst.unsqueeze(-1)).squeeze(-1)
+            vs = v.gather(1, worst.view(-1, 1, 1).expand(-1, 1, d)).squeeze(1)
+            ss = s.gather(1, worst.view(-1, 1, 1).expand(-1, 1, qp)).squeeze(1)
+            resid[runs, neurons] = vs + torch.einsum("eq,eqd->ed", ss, cols_p)
     large = (nP > ENUMERATION_MAX_COLUMNS) | (nN > ENUMERATION_MAX_COLUMNS)
     if bool(large.any()):
         runs, neurons = torch.nonzero(large, as_tuple=True)
@@ -116,7 +119,8 @@ def first_order(
         cols_n = _gather_columns(q, xb, N, runs, neurons, int(nN[large].max()))
         p = q.p[runs, neurons]
         v = torch.cat([p, p + cols_n.sum(dim=1)])
-        upper, lower, s = box_ls_bounds(torch.cat([cols_p, cols_p]), v)
+        sc = scale[runs, neurons]
+        upper, lower, s = box_ls_bounds(torch.cat([cols_p, cols_p]), v, scale=torch.cat([sc, sc]))
         e = v + (s.unsqueeze(-1) * torch.cat([cols_p, cols_p])).sum(dim=1)
         E = runs.numel()
         pick = (lower[E:] > lower[:E]).long()
@@ -220,7 +224,7 @@ def clarke_gap(
     if width <= ENUMERATION_MAX_COLUMNS:
         value = box_ls(cols, p.unsqueeze(1))[0].squeeze(1)
     else:
-        upper, lower, _ = box_ls_bounds(cols, p)
+        upper, lower, _ = box_ls_bounds(cols, p, scale=scale[rr, neurons])
         thresh = decide_at * scale[rr, neurons]
         value = torch.where(upper <= thresh, upper, lower)
         for e in ((upper > thresh) & (lower <= thresh)).nonzero().flatten().tolist():

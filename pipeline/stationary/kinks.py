@@ -13,7 +13,7 @@ import torch
 from pipeline import nets
 from pipeline.stationary.tolerances import Tolerances
 
-__all__ = ["SnappedPoint", "data_scales", "kink_mask", "project_onto_kinks", "snap_point"]
+__all__ = ["SnappedPoint", "data_scales", "kink_mask", "kink_scores", "project_onto_kinks", "snap_point", "zero_snap"]
 
 
 def data_scales(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -38,37 +38,69 @@ def kink_mask(
     ``tau_z = max(tol.kink, C eta (1 - leak) |c_ij| ||x_i|| / (n ||w_j||))`` and ``c_ij = a_j . r_i``
     (residuals of the unsnapped point). A zero neuron has every data point on its kink.
     """
+    absz, bound = _scores(w, a, x, y, leak, tol, learning_rate)
+    return absz <= bound
+
+
+def kink_scores(
+    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float, tol: Tolerances,
+    learning_rate: float | None,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``|z_ij|`` and the bound of :func:`kink_mask`, each (R, n, m), at the zero-snapped point.
+
+    Both terms of the bound are proportional to the kink tolerances, so the kink sets at the
+    tolerances scaled by ``f`` are ``|z| <= f * bound`` (the sensitivity re-runs need no recomputation).
+    """
+    w, a = zero_snap(w, a, x, y, tol)
+    return _scores(w, a, x, y, leak, tol, learning_rate)
+
+
+def _scores(w, a, x, y, leak: float, tol: Tolerances, learning_rate: float | None):
     z = nets.pre_activations(w, x)
-    w_norm = w.norm(dim=-1).unsqueeze(-2)  # (R, 1, m)
-    x_norm = x.norm(dim=-1).unsqueeze(-1)  # (R or 1, n, 1)
+    w_norm = w.norm(dim=-1).unsqueeze(-2)
+    x_norm = x.norm(dim=-1).unsqueeze(-1)
     bound = tol.kink * w_norm * x_norm
     if learning_rate is not None and learning_rate > 0:
         residual = torch.matmul(nets.activation(z, leak), a) - y
         c = torch.matmul(residual, a.transpose(-1, -2))
         zigzag = tol.kink_factor * learning_rate * (1.0 - leak) * c.abs() * x_norm.square() / x.shape[-2]
         bound = torch.maximum(bound, zigzag)
-    return z.abs() <= bound
+    return z.abs(), bound
 
 
 def project_onto_kinks(w: torch.Tensor, x: torch.Tensor, kink: torch.Tensor) -> torch.Tensor:
     """Project every ``w_j`` onto ``{v : v . x_i = 0 for i in I_0^j}``, shape (R, m, d).
 
-    ``w_j <- w_j - P_j w_j`` with ``P_j`` the orthogonal projector onto ``span(x_i : i in I_0^j)``,
-    computed from the eigendecomposition of the (d, d) Gram matrix of the kink rows; only neurons
-    with kinks are touched.
+    ``w_j <- w_j - P_j w_j`` with ``P_j`` the orthogonal projector onto ``span(x_i : i in I_0^j)``.
+    The span's orthonormal basis comes from a batched Gram-Schmidt pass over the (few) kink rows,
+    repeated once for accuracy; a row whose remainder is below ``1e-6`` of its norm adds nothing
+    (numerically dependent). Only neurons with kinks and ``w_j != 0`` are touched.
     """
-    has = kink.any(dim=-2)  # (R, m)
+    has = kink.any(dim=-2) & (w != 0).any(dim=-1)  # (R, m)
     if not bool(has.any()):
         return w
     runs, neurons = torch.nonzero(has, as_tuple=True)
-    xr = x[runs] if x.shape[0] > 1 else x[0].expand(runs.numel(), -1, -1)  # (E, n, d)
-    rows = xr * kink[runs, :, neurons].unsqueeze(-1).to(x.dtype)
-    gram = rows.transpose(-1, -2) @ rows  # (E, d, d)
-    evals, evecs = torch.linalg.eigh(gram)
-    keep = evals > 1e-12 * evals.amax(dim=-1, keepdim=True).clamp_min(torch.finfo(x.dtype).tiny)
-    basis = evecs * keep.unsqueeze(-2).to(x.dtype)
+    d = x.shape[-1]
+    sel = kink[runs, :, neurons]  # (E, n)
+    width = int(sel.sum(dim=-1).max())
+    order = torch.argsort(sel.to(torch.int8), dim=-1, descending=True, stable=True)[:, :width]
+    valid = sel.gather(1, order).to(x.dtype)
+    if x.shape[0] > 1:
+        rows = x[runs].gather(1, order.unsqueeze(-1).expand(-1, -1, d))
+    else:
+        rows = x[0][order]
+    rows = rows * valid.unsqueeze(-1)  # (E, K, d)
+    basis = torch.zeros_like(rows)
+    for t in range(width):
+        v = rows[:, t]
+        size = v.norm(dim=-1, keepdim=True)
+        for _ in range(2):
+            v = v - torch.einsum("ekd,ek->ed", basis, torch.einsum("ekd,ed->ek", basis, v))
+        norm = v.norm(dim=-1, keepdim=True)
+        keep = norm > 1e-6 * size
+        basis[:, t] = torch.where(keep, v / norm.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(v))
     wj = w[runs, neurons]
-    shift = (basis @ (basis.transpose(-1, -2) @ wj.unsqueeze(-1))).squeeze(-1)
+    shift = torch.einsum("ekd,ek->ed", basis, torch.einsum("ekd,ed->ek", basis, wj))
     out = w.clone()
     out[runs, neurons] = wj - shift
     return out
@@ -101,13 +133,26 @@ def snap_point(
     leak: float,
     tol: Tolerances,
     learning_rate: float | None,
+    kink: torch.Tensor | None = None,
 ) -> SnappedPoint:
     """Zero snapping (step 3), kink detection and projection (step 2).
 
     End points: only output weights with ``||a_j|| <= tol.zero_output s_y`` become exactly zero
     (small output weights are never snapped, section 7.3). Plateau mode additionally zeroes
     neurons of amplitude ``||w_j|| ||a_j|| s_x <= tol.amplitude s_y`` (both ``w_j`` and ``a_j``).
+    ``kink`` (R, n, m): precomputed kink sets of the zero-snapped point (see :func:`kink_scores`).
     """
+    w, a = zero_snap(w, a, x, y, tol)
+    if kink is None:
+        kink = kink_mask(w, a, x, y, leak, tol, learning_rate)
+    w = project_onto_kinks(w, x, kink)
+    return SnappedPoint(w=w, a=a, kink=kink)
+
+
+def zero_snap(
+    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, tol: Tolerances
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Step 3: exact zeros for tiny output weights (and tiny amplitudes in plateau mode)."""
     s_x, s_y = data_scales(x, y)
     s_x = s_x.unsqueeze(-1)
     s_y = s_y.unsqueeze(-1)
@@ -120,6 +165,4 @@ def snap_point(
         zero_w = zero_w | small
     a = torch.where(zero_a.unsqueeze(-1), torch.zeros_like(a), a)
     w = torch.where(zero_w.unsqueeze(-1), torch.zeros_like(w), w)
-    kink = kink_mask(w, a, x, y, leak, tol, learning_rate)
-    w = project_onto_kinks(w, x, kink)
-    return SnappedPoint(w=w, a=a, kink=kink)
+    return w, a

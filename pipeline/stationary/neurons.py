@@ -49,6 +49,10 @@ class NeuronQuantities:
         Validity radius ``min_{i not in I_0} |z_ij| / ||x_i||`` (inf if none).
     s_x, s_y, r_norm : (R,)
         Data scales and ``||R||_F``.
+    loss_floor : (R,)
+        Float-noise floor of the computed loss: ``1/2 (64 m eps s_f)^2`` with
+        ``s_f^2 = mean_i (sum_j ||a_j|| |rho_ij|)^2`` (the residual is a sum of ``m`` terms of that size,
+        so losses below the floor are indistinguishable from 0; this matters when ``y = 0``).
     a_zero, w_zero : (R, m)
         Exactly-zero output / input weights.
     roles : (R, m)
@@ -74,6 +78,7 @@ class NeuronQuantities:
     s_x: torch.Tensor
     s_y: torch.Tensor
     r_norm: torch.Tensor
+    loss_floor: torch.Tensor
     a_zero: torch.Tensor
     w_zero: torch.Tensor
     roles: torch.Tensor
@@ -107,6 +112,8 @@ def neuron_quantities(
     mu = ratio.amin(dim=-2)
     s_x, s_y = data_scales(xb, y.expand(runs, -1, -1) if y.shape[0] != runs else y)
     r_norm = residual.square().sum(dim=(-2, -1)).sqrt()
+    s_f2 = torch.matmul(rho.abs(), a.norm(dim=-1).unsqueeze(-1)).square().mean(dim=(-2, -1))
+    loss_floor = 0.5 * (64 * a.shape[-2] * torch.finfo(z.dtype).eps) ** 2 * s_f2
     a_zero = (a == 0).all(dim=-1)
     w_zero = (w == 0).all(dim=-1)
     roles = _roles(pos, kink, a_zero, w_zero, leak)
@@ -114,7 +121,7 @@ def neuron_quantities(
         z=z, rho=rho, slope=slope, kink=kink, pos=pos, neg=neg, residual=residual,
         loss=0.5 * r_norm.square() / n, c=c, gamma=gamma, G=G, B=B, B_tilde=B_tilde, p=p,
         x_norm=x_norm.squeeze(-1), mu=mu,
-        s_x=s_x, s_y=s_y, r_norm=r_norm, a_zero=a_zero, w_zero=w_zero, roles=roles,
+        s_x=s_x, s_y=s_y, r_norm=r_norm, loss_floor=loss_floor, a_zero=a_zero, w_zero=w_zero, roles=roles,
     )  # fmt: skip
 
 

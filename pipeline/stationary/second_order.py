@@ -13,7 +13,8 @@ per-neuron rescalings, the ``GL`` generators of neurons with equal activation pa
 weights of zero-output neurons and both weights of strictly dead ReLU neurons (the loss does not
 depend on them near the point). Verdicts: ``lambda_min(H) < -tau`` -> saddle (eigenvector witness,
 verified by the caller); ``H >= 0`` and positive definite on ``T^perp`` -> local minimum
-(``hessian_morse_bott``); otherwise, or in the non-quadratic case, ``None`` (undetermined).
+(``hessian_morse_bott``); otherwise ``None`` (undetermined). Non-quadratic case (kinks on neurons
+with ``a_j != 0``): the piecewise test of :mod:`pipeline.stationary.pieces`.
 """
 
 from __future__ import annotations
@@ -24,8 +25,9 @@ import numpy as np
 import torch
 
 from pipeline.stationary.neurons import NeuronQuantities
+from pipeline.stationary.pieces import piecewise_second_order
 
-__all__ = ["SecondOrder", "analytic_hessian", "flat_space", "quadratic_case", "second_order"]
+__all__ = ["SecondOrder", "analytic_hessian", "flat_space", "hessian_from", "quadratic_case", "second_order"]
 
 
 @dataclass(frozen=True)
@@ -56,21 +58,23 @@ def quadratic_case(q: NeuronQuantities, r: int, d_zero: torch.Tensor) -> bool:
 def analytic_hessian(q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, r: int) -> np.ndarray:
     """``H`` of run ``r`` in the coordinates ``(vec W, vec A)``, shape (m d + m k, m d + m k)."""
     xr = (x[r] if x.shape[0] > 1 else x[0]).cpu().numpy()
+    B = q.B[r].cpu().numpy() * (~q.a_zero[r].cpu().numpy())[:, None, None]
+    return hessian_from(a[r].cpu().numpy(), q.slope[r].cpu().numpy(), q.rho[r].cpu().numpy(), xr, B)
+
+
+def hessian_from(A: np.ndarray, slope: np.ndarray, rho: np.ndarray, xr: np.ndarray, cross: np.ndarray) -> np.ndarray:
+    """``1/n (J^T J + C)`` from output weights (m, k), slopes and ``rho`` (n, m), data (n, d), cross blocks (m, k, d)."""
     n, d = xr.shape
-    A = a[r].cpu().numpy()
     m, k = A.shape
-    slope = q.slope[r].cpu().numpy()
-    rho = q.rho[r].cpu().numpy()
     Jw = np.einsum("mk,nm,nd->nkmd", A, slope, xr).reshape(n * k, m * d)
     Ja = np.einsum("nm,kl->nkml", rho, np.eye(k)).reshape(n * k, m * k)
     J = np.hstack([Jw, Ja])
     H = J.T @ J
-    B = q.B[r].cpu().numpy() * (~q.a_zero[r].cpu().numpy())[:, None, None]
     for j in range(m):
         wj = slice(j * d, (j + 1) * d)
         aj = slice(m * d + j * k, m * d + (j + 1) * k)
-        H[aj, wj] += B[j]
-        H[wj, aj] += B[j].T
+        H[aj, wj] += cross[j]
+        H[wj, aj] += cross[j].T
     return H / n
 
 
@@ -116,7 +120,11 @@ def second_order(
 ) -> SecondOrder:  # fmt: skip
     """Second-order verdict at run ``r`` (see the module docstring)."""
     if not quadratic_case(q, r, d_zero):
-        return SecondOrder(None, None, float("nan"))
+        if not bool((q.a_zero[r] <= d_zero[r]).all()):  # a zero-output neuron with D != 0 (handled by 5.2)
+            return SecondOrder(None, None, float("nan"))
+        verdict, direction, curvature = piecewise_second_order(q, w, a, x, r, leak, d_zero, tol,
+                                                               flat_space(q, w, a, r, leak))  # fmt: skip
+        return SecondOrder(verdict, direction, curvature)
     H = analytic_hessian(q, a, x, r)
     evals, evecs = np.linalg.eigh(H)
     scale = max(float(np.abs(evals).max()), 1e-300)

@@ -40,7 +40,29 @@ def escape_strength(
     Returns
     -------
     kappa : (E,), M : (E,), u : (E, d)
+
+    Zero neurons (``w_j = 0``) of one run share ``D_j(u) = sum_i r_i rho(x_i . u)`` and every start
+    direction, so one representative per run is computed and copied to the others.
     """
+    zero = q.w_zero[runs, neurons]
+    if bool(zero.any()):
+        zr = runs[zero]
+        uniq, inverse = torch.unique(zr, return_inverse=True)
+        first = torch.full((int(uniq.numel()),), -1, dtype=torch.long, device=runs.device)
+        first.scatter_reduce_(0, inverse, torch.nonzero(zero).flatten(), reduce="amax", include_self=True)
+        keep = ~zero
+        keep[first] = True
+        rep = torch.nonzero(keep).flatten()
+        kappa_r, m_r, u_r = _strength(q, w, x, runs[rep], neurons[rep], leak, seed)
+        slot = torch.full((runs.numel(),), -1, dtype=torch.long, device=runs.device)
+        slot[rep] = torch.arange(rep.numel(), device=runs.device)
+        source = slot.clone()
+        source[zero] = slot[first[inverse]]
+        return kappa_r[source], m_r[source], u_r[source]
+    return _strength(q, w, x, runs, neurons, leak, seed)
+
+
+def _strength(q, w, x, runs, neurons, leak, seed):
     n = x.shape[-2]
     E = runs.numel()
     xb = x[runs] if x.shape[0] > 1 else x[0].expand(E, -1, -1)

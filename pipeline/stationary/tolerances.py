@@ -24,7 +24,13 @@ class Tolerances:
         ``tau_z`` floor: ``i`` is a kink point of neuron ``j`` if
         ``|z_ij| <= max(kink * ||w_j|| ||x_i||, kink_factor * eta (1 - leak) |c_ij| ||x_i||^2 / n)``.
     kink_factor
-        ``C`` of step 2 (GD zig-zag amplitude multiplier; used only with a learning rate).
+        ``C`` of step 2 (GD zig-zag amplitude multiplier; used only with a learning rate). Derivation
+        (loss ``1/(2n) sum ||r_i||^2``, as in theory.md): near a kinked stationary point the GD step
+        along ``x_i`` jumps by ``J = eta (1 - leak) |c_ij| ||x_i||^2 / n`` when ``z_ij`` changes sign, the
+        rest of the step balancing it with multiplier ``s`` in [0, 1]; ``z_ij`` then stays in
+        ``[-s J, (1 - s) J]``, so ``|z_ij| <= J`` (``C = 1``) for one kink. ``C = 2`` leaves a factor 2 for
+        the coupling of a neuron's other kinks and the drift of ``c_ij``; the 0.1x / 10x sensitivity
+        re-runs (``C`` in [0.2, 20]) flag every label that depends on the choice.
     stationary, approx_stationary
         Strict and relaxed thresholds on the relative first-order gaps (step 5).
     escape
@@ -40,7 +46,7 @@ class Tolerances:
     """
 
     kink: float = 1e-8
-    kink_factor: float = 10.0
+    kink_factor: float = 2.0
     stationary: float = 1e-6
     approx_stationary: float = 1e-3
     escape: float = 1e-6

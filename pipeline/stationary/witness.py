@@ -74,8 +74,15 @@ def best_on_grid(
 def first_order_witness(
     w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float,
     G: torch.Tensor, gap_abs: torch.Tensor, direction: torch.Tensor, train_output: bool,
+    model: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
 ) -> Witness:  # fmt: skip
     """First-order descent ``da_j = -G_j``, ``dw_j = gap_j u_j`` (so ``n L'(theta; .) = -sum ||G||^2 - sum gap^2``).
+
+    With ``model = (z, kink, residual)`` of the selected runs ((E, n, m), (E, n, m), (E, n, k)) the step
+    length is first taken from the exact second-order model of section 2 along the direction,
+    ``t* = -c_1 / (2 c_2)`` (``c_1`` the directional derivative, ``c_2 = Q(d)``), on a short grid
+    ``t* 4^{0, -1, -2}``; runs whose short grid finds no verified decrease fall back to the long grid
+    starting at the parameter scale.
 
     Parameters
     ----------
@@ -89,9 +96,47 @@ def first_order_witness(
     size = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1)))
     scale = torch.sqrt(w.square().sum(dim=(-2, -1)) + a.square().sum(dim=(-2, -1))).clamp_min(1.0)
     t0 = scale / size.clamp_min(torch.finfo(w.dtype).tiny)
-    steps = t0.unsqueeze(-1) * _RATIO ** -torch.arange(_GRID, dtype=w.dtype, device=w.device)
+    ladder = _RATIO ** -torch.arange(_GRID, dtype=w.dtype, device=w.device)
+    if model is not None:
+        t_model = _model_step(x, a, dw, da, *model, leak)
+        t_model = torch.where(torch.isfinite(t_model) & (t_model > 0), t_model, t0)
+        short = t_model.unsqueeze(-1) * _RATIO ** -torch.arange(0, 3, dtype=w.dtype, device=w.device)
+        wit = best_on_grid(w, a, x, y, leak, short[..., None, None] * dw.unsqueeze(1),
+                           short[..., None, None] * da.unsqueeze(1))  # fmt: skip
+        retry = (~wit.verified).nonzero().flatten()
+        if retry.numel() == 0:
+            return wit
+        steps = t0[retry].unsqueeze(-1) * ladder
+        xr, yr = (v[retry] if v.shape[0] > 1 else v for v in (x, y))
+        again = best_on_grid(w[retry], a[retry], xr, yr, leak, steps[..., None, None] * dw[retry].unsqueeze(1),
+                             steps[..., None, None] * da[retry].unsqueeze(1))  # fmt: skip
+        better = again.decrease > wit.decrease[retry]
+        pick = retry[better]
+        fields = {name: getattr(wit, name).clone() for name in ("dw", "da", "verified", "decrease")}
+        for name in fields:
+            fields[name][pick] = getattr(again, name)[better]
+        return Witness(**fields)
+    steps = t0.unsqueeze(-1) * ladder
     return best_on_grid(w, a, x, y, leak, steps[..., None, None] * dw.unsqueeze(1),
                         steps[..., None, None] * da.unsqueeze(1))  # fmt: skip
+
+
+def _model_step(x, a, dw, da, z, kink, residual, leak: float) -> torch.Tensor:
+    """Minimiser ``-c_1 / (2 c_2)`` of the model ``c_1 t + c_2 t^2`` of ``n (L(theta + t d) - L)`` (E,).
+
+    ``c_1 = sum_j [da_j . G_j + g_j(dw_j)]`` and ``c_2 = sum_j da_j . D_j(dw_j) + 1/2 sum_i ||delta f_i||^2``
+    (section 2 with ``Delta = t d``; exact up to ``O(t^3)``). NaN/negative where ``c_2 <= 0`` or ``c_1 >= 0``.
+    """
+    t = torch.matmul(x, dw.transpose(-1, -2))  # (E, n, m)
+    phi = torch.where(kink, torch.where(t > 0, t, leak * t), torch.where(z > 0, t, leak * t))
+    rho = torch.where(z > 0, z, leak * z)
+    G = torch.matmul(rho.transpose(-1, -2), residual)  # (E, m, k)
+    D = torch.matmul(phi.transpose(-1, -2), residual)  # (E, m, k): D_j(dw_j)
+    c = torch.matmul(residual, a.transpose(-1, -2))  # (E, n, m)
+    c1 = (da * G).sum(dim=(-2, -1)) + (c * phi).sum(dim=(-2, -1))
+    delta_f = torch.matmul(rho, da) + torch.matmul(phi, a)  # (E, n, k)
+    c2 = (da * D).sum(dim=(-2, -1)) + 0.5 * delta_f.square().sum(dim=(-2, -1))
+    return -c1 / (2.0 * c2)
 
 
 def escape_witness(

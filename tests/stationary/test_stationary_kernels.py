@@ -152,3 +152,19 @@ def test_many_kink_gap_matches_scipy():
     ref, _ = box_ls_scipy(cols, q.p[0, 0].numpy())
     scale = float(q.r_norm[0] * q.s_x[0])
     assert float(fo.in_gap[0, 0]) * scale == pytest.approx(ref, abs=1e-6 * scale)
+
+
+def test_box_ls_closed_form_handles_exactly_dependent_and_zero_columns():
+    g = torch.Generator().manual_seed(3)
+    base = torch.randn(40, 2, 4, generator=g, dtype=torch.float64)
+    # third column = sum of the first two (dependent), and a zero padding column
+    M = torch.cat([base, base.sum(dim=1, keepdim=True)], dim=1)
+    M[::5, 2] = 0.0
+    v = torch.randn(40, 3, 4, generator=g, dtype=torch.float64)
+    value, s = box_ls(M, v)
+    assert torch.isfinite(value).all() and ((s >= 0) & (s <= 1)).all()
+    for e in range(40):
+        for j in range(3):
+            ref, _ = box_ls_scipy(M[e].numpy(), v[e, j].numpy())
+            assert value[e, j].item() == pytest.approx(ref, abs=1e-10)
+            assert (v[e, j] + s[e, j] @ M[e]).norm().item() == pytest.approx(value[e, j].item(), abs=1e-12)
