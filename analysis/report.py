@@ -39,6 +39,7 @@ from analysis.query import (
     strictness_table,
     summary_table,
 )
+from analysis.reproductions import Reproduction, reproduction_for
 from analysis.runs import grid_axes, open_survey, survey_attrs
 from analysis.stats import INTERVAL_METHOD, TEST_METHOD, TREND_METHOD
 from pipeline.schema import OUTCOME
@@ -131,6 +132,9 @@ def build_report(store: str | Path, out_dir: str | Path) -> Path:
     axes = grid_axes(dataset)
     report.sections.append(_settings_section(dataset, axes))
     report.sections.append(_summary_section(report, dataset, axes))
+    reproduction = reproduction_for(dataset)
+    if reproduction is not None:
+        report.sections.append(_reproduction_section(report, reproduction))
     comparisons = report.table(
         "comparisons", comparison_table(dataset, axes), "tests across each grid axis, pooled over the others"
     )
@@ -150,6 +154,13 @@ def build_report(store: str | Path, out_dir: str | Path) -> Path:
 # --------------------------------------------------------------------------------------------------
 # Sections
 # --------------------------------------------------------------------------------------------------
+
+
+def _reproduction_section(report: Report, reproduction: Reproduction) -> Section:
+    """What the paper found, and what this survey measured."""
+    table = report.table("reproduction", reproduction.table, f"comparison with {reproduction.paper}")
+    reading = f"{reproduction.paper}. Claim: {reproduction.claim} {reproduction.reading}"
+    return Section(f"Reproduction: {reproduction.paper}", reading=reading, tables=[table], table_ids=["reproduction"])
 
 
 def _settings_section(dataset: xr.Dataset, axes: Sequence[str]) -> Section:
