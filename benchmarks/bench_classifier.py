@@ -14,6 +14,7 @@ Two measurements (issue 3, "Speed"); nothing is asserted, the printed numbers ar
 Run: ``python benchmarks/bench_classifier.py [--runs 256] [--steps 4000] [--profile]``.
 """
 
+# ruff: noqa: B023  (the timed lambdas run inside their loop iteration)
 from __future__ import annotations
 
 import argparse
@@ -76,8 +77,10 @@ def throughput(runs: int, steps: int, profile: bool) -> None:
         total_time += seconds
         kinked = res.kink.sum(axis=1).mean()
         types = np.bincount(res.point_type, minlength=7)
-        print(f"  init {scale:7.0e}: {runs / seconds:8.0f} points/s  (mean kinked neurons {kinked:4.1f}/{WIDTH}, "
-              f"point_type counts {types.tolist()}, tolerance_sensitive {int(res.tolerance_sensitive.sum())})")
+        print(
+            f"  init {scale:7.0e}: {runs / seconds:8.0f} points/s  (mean kinked neurons {kinked:4.1f}/{WIDTH}, "
+            f"point_type counts {types.tolist()}, tolerance_sensitive {int(res.tolerance_sensitive.sum())})"
+        )
         if profile:
             prof = cProfile.Profile()
             prof.runcall(call)
@@ -113,8 +116,10 @@ def survey_ratio(max_steps: int | None) -> None:
             plateau_time, _ = timed(lambda: classify_batch(descent.plateau_w[ri, si], descent.plateau_a[ri, si],
                                                            x[ri], y[ri], mode="plateau", **common))  # fmt: skip
         total = end_time + plateau_time
-        print(f"  init_scale {settings['init_scale']:7.0e}: GD {gd_time:7.2f} s ({steps} steps max), classify end "
-              f"{end_time:6.3f} s + plateaus ({runs_i.size}) {plateau_time:6.3f} s -> ratio {total / gd_time:6.1%}")
+        print(
+            f"  init_scale {settings['init_scale']:7.0e}: GD {gd_time:7.2f} s ({steps} steps max), classify end "
+            f"{end_time:6.3f} s + plateaus ({runs_i.size}) {plateau_time:6.3f} s -> ratio {total / gd_time:6.1%}"
+        )
 
 
 def main() -> None:

@@ -4,7 +4,8 @@
 (:func:`pipeline.stationary.classify.classify_once`) and re-runs, only for the runs whose kink sets
 change, with the kink tolerance scaled by 0.1 and 10 (``tolerance_sensitive``: the point type
 changes). The kink sets at all three tolerances come from one evaluation of ``|z|`` and the bound
-(both scale linearly), and the re-runs compute labels only (no witnesses). ``classify_point`` wraps it with ``R = 1`` and decodes the labels.
+(both scale linearly), and the re-runs compute labels only (no witnesses).
+``classify_point`` wraps it with ``R = 1`` and decodes the labels.
 """
 
 from __future__ import annotations

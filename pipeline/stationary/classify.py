@@ -11,7 +11,8 @@ non-negative, so *every directionally stationary point is a local minimum* (any 
 any fixed ``a``): certificate ``no_escape``, no escape neurons, no saddles among stationary points,
 and the margin (a neighbourhood radius in ``a``) is ``inf`` because ``a`` is not a parameter.
 
-Numerically zero loss (``L <= tau_L s_y^2`` plus the float-noise floor ``q.loss_floor``): a global minimum because ``L >= 0``, whatever the
+Numerically zero loss (``L <= tau_L s_y^2`` plus the float-noise floor ``q.loss_floor``): a global
+minimum because ``L >= 0``, whatever the
 relative gaps say (they are ill-conditioned as ``R -> 0``): ``global_min``, ``is_local_min`` True,
 certificate ``none`` (no local certificate is needed), stationarity at least ``approx_stationary``.
 """
@@ -53,7 +54,8 @@ def classify_once(
         Precomputed kink sets of the zero-snapped point (:func:`pipeline.stationary.kinks.kink_scores`).
     labels_only
         Compute only what decides ``point_type`` (the tolerance-sensitivity re-runs): no Clarke test,
-        differentiability, first-order or zero-output witnesses, escape strengths or mechanisms. Second-order saddles still need
+        differentiability, first-order or zero-output witnesses, escape strengths or mechanisms.
+        Second-order saddles still need
         their verified witness, so step 7 runs in full.
 
     Returns

@@ -63,7 +63,7 @@ def analytic_hessian(q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, r: i
 
 
 def hessian_from(A: np.ndarray, slope: np.ndarray, rho: np.ndarray, xr: np.ndarray, cross: np.ndarray) -> np.ndarray:
-    """``1/n (J^T J + C)`` from output weights (m, k), slopes and ``rho`` (n, m), data (n, d), cross blocks (m, k, d)."""
+    """``1/n (J^T J + C)``: output weights (m, k), slopes and ``rho`` (n, m), data (n, d), cross blocks (m, k, d)."""
     n, d = xr.shape
     m, k = A.shape
     Jw = np.einsum("mk,nm,nd->nkmd", A, slope, xr).reshape(n * k, m * d)
