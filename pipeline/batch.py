@@ -18,13 +18,16 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.data import Dataset, make_dataset
-from pipeline.engine import DescentResult, run_gradient_descent
+from pipeline.data import Dataset, make_dataset, teacher_network
+from pipeline.engine import DescentResult, run_gradient_descent, run_population_gradient_descent
 from pipeline.initialization import draw_initialization, init_scale_std
 from pipeline.plan import data_settings, init_settings, run_settings
 from pipeline.seeds import run_generator
 from pipeline.stationary import classify_batch
 from pipeline.stationary.consistency import escape_consistency
+from pipeline.stationary.groups import group_neurons
+from pipeline.stationary.population_points import classify_population_batch
+from pipeline.stationary.refine import refine_end_points
 
 __all__ = ["Padding", "RunInputs", "resolve_device", "run_inputs", "simulate_batch"]
 
@@ -55,8 +58,43 @@ class RunInputs:
 def run_inputs(settings: Mapping[str, Any], master_seed: int, data_seed: int, init_seed: int) -> RunInputs:
     """Regenerate the dataset and initialisation of one run exactly from its settings and seeds."""
     data_rng = run_generator(master_seed, "data", data_seed, data_settings(settings))
-    dataset = make_dataset(
-        data_rng,
+    if settings["input_distribution"] == "gaussian_population":
+        dataset = _population_dataset(data_rng, settings)
+    else:
+        dataset = _sampled_dataset(data_rng, settings)
+    init_rng = run_generator(master_seed, "init", init_seed, init_settings(settings))
+    xavier = settings["init_distribution"] == "xavier"
+    std = 1.0 if xavier else init_scale_std(settings["init_scale"], settings["width"], settings["init_width_exponent"])
+    w0, a0 = draw_initialization(
+        init_rng,
+        width=settings["width"],
+        input_dim=dataset.x.shape[1],
+        output_dim=settings["output_dim"],
+        std=std,
+        balanced=settings["balanced_init"],
+        output_fixed=settings["output_layer"] == "fixed",
+        distribution=settings["init_distribution"],
+    )
+    return RunInputs(dataset=dataset, w0=w0, a0=a0)
+
+
+def _population_dataset(rng: np.random.Generator, settings: Mapping[str, Any]) -> Dataset:
+    """Infinitely many Gaussian inputs: only the teacher is drawn; ``x`` and ``y`` have no rows."""
+    teacher_w, teacher_a = teacher_network(
+        rng,
+        input_dim=settings["input_dim"],
+        width=settings["teacher_width"],
+        output_dim=settings["output_dim"],
+        kind=settings["teacher_kind"],
+    )
+    empty_x = np.zeros((0, settings["input_dim"]))
+    return Dataset(x=empty_x, y=np.zeros((0, settings["output_dim"])), teacher_v=teacher_w, teacher_b=teacher_a)
+
+
+def _sampled_dataset(rng: np.random.Generator, settings: Mapping[str, Any]) -> Dataset:
+    """A finite data set drawn as the settings say."""
+    return make_dataset(
+        rng,
         distribution=settings["input_distribution"],
         n_samples=settings["n_samples"],
         input_dim=settings["input_dim"],
@@ -71,19 +109,6 @@ def run_inputs(settings: Mapping[str, Any], master_seed: int, data_seed: int, in
         if settings["input_distribution"] == "interval"
         else (-1.0, 1.0),
     )
-    init_rng = run_generator(master_seed, "init", init_seed, init_settings(settings))
-    std = init_scale_std(settings["init_scale"], settings["width"], settings["init_width_exponent"])
-    w0, a0 = draw_initialization(
-        init_rng,
-        width=settings["width"],
-        input_dim=dataset.x.shape[1],
-        output_dim=settings["output_dim"],
-        std=std,
-        balanced=settings["balanced_init"],
-        output_fixed=settings["output_layer"] == "fixed",
-        distribution=settings["init_distribution"],
-    )
-    return RunInputs(dataset=dataset, w0=w0, a0=a0)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -102,6 +127,8 @@ def simulate_batch(
     padding: Padding,
     device: str = "cpu",
     classify_plateaus: bool = True,
+    refine_end_point: bool = False,
+    kink_tolerance_factor: float = 1.0,
 ) -> dict[str, np.ndarray]:
     """Train and classify the runs of one batch.
 
@@ -117,6 +144,11 @@ def simulate_batch(
         ``auto``, ``cpu`` or ``cuda[:i]``.
     classify_plateaus
         Also classify the representative point of every plateau (plateau mode).
+    refine_end_point
+        Refine each end point within its activation pattern first (:mod:`pipeline.stationary.refine`);
+        the refined point is classified where the refinement converged.
+    kink_tolerance_factor
+        Multiplies the classifier's kink tolerance.
 
     Returns
     -------
@@ -128,15 +160,21 @@ def simulate_batch(
         raise ValueError("a batch must hold runs of one grid cell; group the plan with pipeline.plan.batches")
     inputs = [run_inputs(settings, master_seed, int(row.data_seed), int(row.init_seed)) for row in rows.itertuples()]
     options = dict(dtype=getattr(torch, settings["dtype"]), device=resolve_device(device))
-    x = torch.as_tensor(np.stack([i.dataset.x for i in inputs]), **options)
-    y = torch.as_tensor(np.stack([i.dataset.y for i in inputs]), **options)
+    population = settings["input_distribution"] == "gaussian_population"
+    if population:
+        first = torch.as_tensor(np.stack([i.dataset.teacher_v for i in inputs]), **options)
+        second = torch.as_tensor(np.stack([i.dataset.teacher_b for i in inputs]), **options)
+    else:
+        first = torch.as_tensor(np.stack([i.dataset.x for i in inputs]), **options)
+        second = torch.as_tensor(np.stack([i.dataset.y for i in inputs]), **options)
     leak = _leak(settings["activation"], settings["leak"])
     train_output = settings["output_layer"] == "trained"
-    descent = run_gradient_descent(
+    descend = run_population_gradient_descent if population else run_gradient_descent
+    descent = descend(
         torch.as_tensor(np.stack([i.w0 for i in inputs]), **options),
         torch.as_tensor(np.stack([i.a0 for i in inputs]), **options),
-        x,
-        y,
+        first,
+        second,
         leak=leak,
         learning_rate=settings["learning_rate"],
         max_steps=settings["max_steps"],
@@ -144,14 +182,93 @@ def simulate_batch(
         grad_tol=settings["grad_tol"],
         n_checkpoints=settings["n_checkpoints"],
     )
-    common = dict(leak=leak, train_output=train_output, learning_rate=settings["learning_rate"])
-    realisable = _realisable(settings)
-    end = classify_batch(descent.w_final, descent.a_final, x, y, realisable=realisable, **common)
+    classify = _Classifier(first, second, leak, train_output, settings, population, kink_tolerance_factor)
     record = _descent_arrays(descent)
+    w_end, a_end = descent.w_final, descent.a_final
+    if refine_end_point and not population:
+        w_end, a_end, refined = _refine(w_end, a_end, first, second, leak, train_output, settings["learning_rate"])
+        record.update(refined)
+    else:
+        record["end_refined"] = np.zeros(len(rows), dtype=bool)
+        record["end_grad_norm_before_refine"] = record["grad_norm_final"]
+        record["end_grad_norm_after_refine"] = np.full(len(rows), np.nan)
+    end = classify(w_end, a_end, "end_point")
     record.update({f"end_{field.name}": getattr(end, field.name) for field in dataclasses.fields(end)})
+    record.update(_group_arrays(end, first, leak, population))
     if classify_plateaus:
-        record.update(_plateau_arrays(descent, x, y, common))
+        record.update(_plateau_arrays(descent, classify))
+    else:
+        record.update(_empty_plateau_record(descent))
+    amplitude = _plateau_amplitudes(descent)
+    present = _numpy(descent.plateau_start >= 0)
+    record.update(escape_consistency(amplitude, record["plateau_escape"], present, GROWTH_FACTOR))
     return _pad(record, padding)
+
+
+@dataclass(frozen=True)
+class _Classifier:
+    """Classify points of one batch's problem: the empirical loss on (x, y) or the population loss on a teacher."""
+
+    first: torch.Tensor
+    second: torch.Tensor
+    leak: float
+    train_output: bool
+    settings: Mapping[str, Any]
+    population: bool
+    kink_tolerance_factor: float
+
+    def __call__(self, w: torch.Tensor, a: torch.Tensor, mode: str, runs: np.ndarray | None = None) -> Any:
+        """Classify points ``w`` (P, m, d), ``a`` (P, m, k); ``runs`` (P,) picks per-run data when given."""
+        first, second = self.first, self.second
+        if runs is not None and first.shape[0] > 1:
+            index = torch.as_tensor(runs, device=first.device)
+            first, second = first[index], second[index]
+        realisable = _realisable(self.settings)
+        if self.population:
+            return classify_population_batch(
+                w, a, first, second, leak=self.leak, train_output=self.train_output, realisable=realisable
+            )
+        return classify_batch(
+            w,
+            a,
+            first,
+            second,
+            leak=self.leak,
+            train_output=self.train_output,
+            learning_rate=self.settings["learning_rate"],
+            realisable=realisable,
+            mode=mode,
+            kink_tolerance_factor=self.kink_tolerance_factor,
+        )
+
+
+def _refine(
+    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float, train_output: bool, lr: float
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
+    """Refine end points within their activation pattern; keep the refined point only where it converged."""
+    refinement = refine_end_points(w, a, x, y, leak, train_output=train_output, learning_rate=lr)
+    use = refinement.converged.view(-1, 1, 1).to(w.device)
+    record = {
+        "end_refined": _numpy(refinement.converged),
+        "end_grad_norm_before_refine": _numpy(refinement.grad_norm_before),
+        "end_grad_norm_after_refine": _numpy(refinement.grad_norm_after),
+    }
+    return torch.where(use, refinement.w.to(w), w), torch.where(use, refinement.a.to(a), a), record
+
+
+def _group_arrays(end: Any, x: torch.Tensor, leak: float, population: bool) -> dict[str, np.ndarray]:
+    """Neuron groups of the classified end point and the width of the network it embeds (theory.md 7)."""
+    n_runs, width = end.escape.shape
+    if population:  # groups are defined by activation patterns on data
+        return {
+            "end_neuron_group": np.full((n_runs, width), -1, dtype=np.int16),
+            "end_reduced_width": np.full(n_runs, -1, dtype=np.int16),
+        }
+    groups = group_neurons(torch.as_tensor(end.w), torch.as_tensor(end.a), x.cpu().to(torch.float64), leak)
+    return {
+        "end_neuron_group": _numpy(groups.group).astype(np.int16),
+        "end_reduced_width": _numpy(groups.width).astype(np.int16),
+    }
 
 
 def _leak(activation: str | None, leak: float | None) -> float:
@@ -160,8 +277,17 @@ def _leak(activation: str | None, leak: float | None) -> float:
 
 
 def _realisable(settings: Mapping[str, Any]) -> bool:
-    """True when the student can represent the target exactly (a noiseless teacher it contains)."""
-    if settings["target"] != "teacher" or settings["label_noise"] > 0:
+    """True when the student can represent the target exactly.
+
+    A noiseless teacher the student contains (same activation, width at least the teacher's; with a
+    fixed output layer only a teacher with output weights one), or a noiseless affine target with a
+    bias input (one neuron whose kink lies outside the data is affine on it).
+    """
+    if settings["label_noise"] > 0:
+        return False
+    if settings["target"] == "affine":
+        return bool(settings["bias"]) and settings["output_layer"] == "trained"
+    if settings["target"] != "teacher":
         return False
     same_activation = _leak(settings["teacher_activation"], settings["teacher_leak"]) == _leak(
         settings["activation"], settings["leak"]
@@ -183,35 +309,23 @@ def _descent_arrays(descent: DescentResult) -> dict[str, np.ndarray]:
     return record
 
 
-def _plateau_arrays(
-    descent: DescentResult, x: torch.Tensor, y: torch.Tensor, common: Mapping[str, Any]
-) -> dict[str, np.ndarray]:
-    """Classify every stored plateau point (plateau mode) and the escape-consistency statistic."""
+def _plateau_arrays(descent: DescentResult, classify: _Classifier) -> dict[str, np.ndarray]:
+    """Classify every stored plateau point (plateau mode)."""
     n_runs, n_slots = descent.plateau_start.shape
-    present = _numpy(descent.plateau_start >= 0)
-    runs, slots = np.nonzero(present)
+    runs, slots = np.nonzero(_numpy(descent.plateau_start >= 0))
+    if runs.size == 0:
+        return _empty_plateau_record(descent)
+    index_runs = torch.as_tensor(runs, device=descent.plateau_w.device)
+    index_slots = torch.as_tensor(slots, device=descent.plateau_w.device)
+    points = classify(
+        descent.plateau_w[index_runs, index_slots], descent.plateau_a[index_runs, index_slots], "plateau", runs
+    )
     record: dict[str, np.ndarray] = {}
-    if runs.size:
-        index_runs = torch.as_tensor(runs, device=x.device)
-        index_slots = torch.as_tensor(slots, device=x.device)
-        pick = (lambda data: data) if x.shape[0] == 1 else (lambda data: data[index_runs])
-        points = classify_batch(
-            descent.plateau_w[index_runs, index_slots],
-            descent.plateau_a[index_runs, index_slots],
-            pick(x),
-            pick(y),
-            mode="plateau",
-            **common,
-        )
-        for name in ("point_type", "stationarity", "certificate", "mechanisms", "escape"):
-            values = getattr(points, name)
-            full = np.full((n_runs, n_slots, *values.shape[1:]), _fill(values.dtype), dtype=values.dtype)
-            full[runs, slots] = values
-            record[f"plateau_{name}"] = full
-    else:
-        record.update(_empty_plateau_record(descent))
-    amplitude = _plateau_amplitudes(descent)
-    record.update(escape_consistency(amplitude, record["plateau_escape"], present, GROWTH_FACTOR))
+    for name in ("point_type", "stationarity", "certificate", "mechanisms", "escape"):
+        values = getattr(points, name)
+        full = np.full((n_runs, n_slots, *values.shape[1:]), _fill(values.dtype), dtype=values.dtype)
+        full[runs, slots] = values
+        record[f"plateau_{name}"] = full
     return record
 
 

@@ -89,9 +89,22 @@ def run_batches(
     classify_plateaus: bool,
     execution: ExecutionSettings,
     progress: Callable[[int, int], None] | None = None,
+    refine_end_point: bool = False,
+    kink_tolerance_factor: float = 1.0,
 ) -> xr.Dataset:
-    """Simulate every batch and concatenate the results along ``run`` in plan order."""
-    task = _BatchTask(master_seed, padding, classify_plateaus, execution.device, execution.threads_per_worker)
+    """Simulate every batch and concatenate the results along ``run`` in plan order.
+
+    The classification options are those of :func:`pipeline.batch.simulate_batch`.
+    """
+    task = _BatchTask(
+        master_seed,
+        padding,
+        classify_plateaus,
+        execution.device,
+        execution.threads_per_worker,
+        refine_end_point,
+        kink_tolerance_factor,
+    )
     if execution.cluster == "none":
         results = []
         for index, rows in enumerate(batches):
@@ -114,6 +127,8 @@ class _BatchTask:
     classify_plateaus: bool
     device: str
     threads: int
+    refine_end_point: bool = False
+    kink_tolerance_factor: float = 1.0
 
     def __call__(self, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         torch.set_num_threads(self.threads)
@@ -124,6 +139,8 @@ class _BatchTask:
             padding=self.padding,
             device=_worker_device(self.device),
             classify_plateaus=self.classify_plateaus,
+            refine_end_point=self.refine_end_point,
+            kink_tolerance_factor=self.kink_tolerance_factor,
         )
         record["batch_wall_time"] = np.full(len(rows), time.perf_counter() - start)
         return rows, record

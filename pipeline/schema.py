@@ -130,6 +130,13 @@ VARIABLES: dict[str, Variable] = {
     "end_witness_decrease": Variable(RUN, "loss decrease achieved by the witness"),
     "end_tolerance_sensitive": Variable(RUN, "the label changes when the kink tolerance is scaled by 0.1 or 10"),
     **_point_variables("end", "end point", RUN),
+    "end_neuron_group": Variable(
+        NEURON, "group of the neuron: same direction and activation pattern (-1: zero or dead, dropped; theory.md 7)"
+    ),
+    "end_reduced_width": Variable(RUN, "width of the narrower network the end point embeds (-1: not computed)"),
+    "end_refined": Variable(RUN, "the end point was refined within its activation pattern before classification"),
+    "end_grad_norm_before_refine": Variable(RUN, GRAD_NORM_DESCRIPTION + ", before refinement"),
+    "end_grad_norm_after_refine": Variable(RUN, GRAD_NORM_DESCRIPTION + ", after refinement (NaN: not refined)"),
     # plateau classification and the escape-consistency statistic (theory.md section 6)
     **_point_variables("plateau", "plateau point", PLATEAU),
     "plateau_grew": Variable(PLATEAU + ("neuron",), "amplitude grew 10x before the next plateau / end"),

@@ -43,7 +43,7 @@ final loss of any run on the same data set (or when the target is realisable and
 
 REQUIRED_ATTRS = ("survey", "schema_version", "package_version", "created", "resolved_survey", "shards")
 
-IN_MEMORY_BYTES = 256 * 2**20
+IN_MEMORY_BYTES = 64 * 2**20
 """:func:`gather` concatenates shards in memory up to this total size, and lazily (Dask, one chunk
 per shard along ``run``) above it, so that collecting a large survey needs little memory."""
 

@@ -80,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         master_seed=survey.master_seed,
         padding=padding(survey),
         classify_plateaus=survey.classify.classify_plateaus,
+        refine_end_point=survey.classify.refine_end_point,
+        kink_tolerance_factor=survey.classify.kink_tolerance_factor,
         execution=execution,
         progress=Progress(f"shard {args.shard}"),
     )

@@ -128,6 +128,7 @@ def _validate(w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor
 def classify_batch(
     w, a, x, y, *, leak: float, train_output: bool = True, mode: str = "end_point",
     learning_rate: float | None = None, realisable: bool = False, best_known_loss=None,
+    kink_tolerance_factor: float = 1.0,
 ) -> BatchClassification:  # fmt: skip
     """Classify a batch of points of one-hidden-layer ReLU-like networks.
 
@@ -147,6 +148,8 @@ def classify_batch(
         The target is exactly representable: a local minimum is global iff its loss is ~0.
     best_known_loss
         Float or (R,) array: best loss known for the same data (NaN entries: unknown).
+    kink_tolerance_factor
+        Multiplies the kink tolerance (theory 8.2 step 2); the sensitivity re-runs scale this one.
 
     Returns
     -------
@@ -155,7 +158,7 @@ def classify_batch(
     device = w.device if isinstance(w, torch.Tensor) else None
     w, a, x, y = (_as_tensor(v, device) for v in (w, a, x, y))
     _validate(w, a, x, y, leak)
-    tol = tolerances_for(mode)
+    tol = tolerances_for(mode).scaled_kink(kink_tolerance_factor)
     best = None
     if best_known_loss is not None:
         best = torch.as_tensor(np.broadcast_to(np.asarray(best_known_loss, dtype=np.float64), (w.shape[0],)).copy())

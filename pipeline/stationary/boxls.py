@@ -66,8 +66,10 @@ def box_ls(M: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     s = s_free.clamp(0.0, 1.0) * free[:, None, None, :] + ones[:, None, None, :]
     # rank candidates by the expanded square ||v||^2 + 2 s.(M v) + s^T G s (no d axis), then
     # evaluate the chosen one exactly
-    quad = sum(s[..., k] * (2.0 * vM[..., k].unsqueeze(0) + sum(s[..., l] * gram[None, :, None, k, l]
-                                                                 for l in range(q))) for k in range(q))
+    quad = sum(
+        s[..., k] * (2.0 * vM[..., k].unsqueeze(0) + sum(s[..., l] * gram[None, :, None, k, l] for l in range(q)))
+        for k in range(q)
+    )
     quad = torch.where(valid.unsqueeze(-1), quad, torch.full_like(quad, float("inf")))
     best = quad.argmin(dim=0)  # (E, S)
     s = s.gather(0, best.unsqueeze(0).unsqueeze(-1).expand(1, E, -1, q)).squeeze(0)

@@ -260,7 +260,7 @@ def _mechanisms(out, q: NeuronQuantities, escape: torch.Tensor, k: int) -> None:
     role = q.roles[runs]
     esc = escape[runs]
     a_zero = q.a_zero[runs]
-    pattern = (q.pos[runs].to(torch.int8) * 2 + q.kink[runs].to(torch.int8))  # (E, n, m)
+    pattern = q.pos[runs].to(torch.int8) * 2 + q.kink[runs].to(torch.int8)  # (E, n, m)
     same = (pattern.unsqueeze(-1) == pattern.unsqueeze(-2)).all(dim=1)  # (E, m, m)
     same = same & ~torch.eye(same.shape[-1], dtype=torch.bool, device=same.device)
     partner = (same & ~a_zero.unsqueeze(-2)).any(dim=-1)
@@ -273,7 +273,7 @@ def _mechanisms(out, q: NeuronQuantities, escape: torch.Tensor, k: int) -> None:
     bits = torch.where(rest & partner, 1 << _C(labels.MECHANISM, "O-split"), bits)
     bits = torch.where(rest & ~partner, 1 << _C(labels.MECHANISM, "O-other"), bits)
     if k > 1:
-        vector = (out["certificate"][runs.cpu().numpy()] == _C(labels.CERTIFICATE, "negative_curvature_witness"))
+        vector = out["certificate"][runs.cpu().numpy()] == _C(labels.CERTIFICATE, "negative_curvature_witness")
         vec = torch.as_tensor(vector, device=esc.device).unsqueeze(-1) & esc & ~a_zero
         bits = torch.where(vec, 1 << _C(labels.MECHANISM, "V"), bits)
     combined = torch.zeros(runs.numel(), dtype=torch.int64, device=esc.device)

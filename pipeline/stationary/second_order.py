@@ -89,9 +89,9 @@ def flat_space(q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, r: int, le
     def unit(j_w=None, v_w=None, j_a=None, v_a=None):
         v = np.zeros(size)
         if j_w is not None:
-            v[j_w * d:(j_w + 1) * d] = v_w
+            v[j_w * d : (j_w + 1) * d] = v_w
         if j_a is not None:
-            v[m * d + j_a * k:m * d + (j_a + 1) * k] = v_a
+            v[m * d + j_a * k : m * d + (j_a + 1) * k] = v_a
         return v
 
     pattern = (q.pos[r].cpu().numpy() * 2 + q.kink[r].cpu().numpy()).T  # (m, n)
@@ -131,10 +131,10 @@ def second_order(
     m, d = w.shape[1:]
     if evals[0] < -tol * scale:
         v = evecs[:, 0]
-        return SecondOrder("saddle", (v[: m * d].reshape(m, d), v[m * d:].reshape(m, -1)), float(evals[0]))
+        return SecondOrder("saddle", (v[: m * d].reshape(m, d), v[m * d :].reshape(m, -1)), float(evals[0]))
     T = flat_space(q, w, a, r, leak)
     U, _, _ = np.linalg.svd(T, full_matrices=True)
-    perp = U[:, T.shape[1]:]
+    perp = U[:, T.shape[1] :]
     if perp.shape[1] == 0:
         return SecondOrder("local_min", None, float("inf"))
     low = float(np.linalg.eigvalsh(perp.T @ H @ perp)[0])

@@ -65,7 +65,5 @@ def tolerances_for(mode: str) -> Tolerances:
     if mode == "end_point":
         return Tolerances()
     if mode == "plateau":
-        return Tolerances(
-            stationary=1e-2, approx_stationary=1e-1, escape=1e-2, amplitude=1e-3, global_loss=1e-6
-        )
+        return Tolerances(stationary=1e-2, approx_stationary=1e-1, escape=1e-2, amplitude=1e-3, global_loss=1e-6)
     raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
