@@ -146,6 +146,9 @@ def box_ls_bounds(
     s : (E, q)
         The feasible point of the upper bound.
     """
+    if M.shape[1] == 0:  # no box variables: the minimum is ||v||
+        norm = v.norm(dim=-1)
+        return norm, norm, M.new_zeros(M.shape[:2])
     gram = M @ M.transpose(-1, -2)
     lip = torch.linalg.eigvalsh(gram)[..., -1].clamp_min(torch.finfo(M.dtype).tiny)
     step = (1.0 / lip).unsqueeze(-1)

@@ -168,3 +168,11 @@ def test_box_ls_closed_form_handles_exactly_dependent_and_zero_columns():
             ref, _ = box_ls_scipy(M[e].numpy(), v[e, j].numpy())
             assert value[e, j].item() == pytest.approx(ref, abs=1e-10)
             assert (v[e, j] + s[e, j] @ M[e]).norm().item() == pytest.approx(value[e, j].item(), abs=1e-12)
+
+
+def test_box_bounds_without_box_variables_is_the_norm_of_v():
+    from pipeline.stationary.boxls import box_ls_bounds
+
+    v = torch.tensor([[3.0, 4.0], [0.0, 1.0]], dtype=torch.float64)
+    upper, lower, s = box_ls_bounds(torch.zeros(2, 0, 2, dtype=torch.float64), v)
+    assert upper.tolist() == [5.0, 1.0] and lower.tolist() == [5.0, 1.0] and s.shape == (2, 0)
