@@ -245,6 +245,7 @@ def _outcome(point_type: np.ndarray, stop_reason: np.ndarray) -> np.ndarray:
         "not_stationary": "not_converged",
         "undetermined": "undetermined",
         "local_min": "undetermined",
+        "non_finite": "diverged",
     }
     table = np.array([OUTCOME.index(by_type[name]) for name in labels.POINT_TYPE], dtype=np.int8)
     outcome = table[np.clip(point_type, 0, None)]

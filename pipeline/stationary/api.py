@@ -158,6 +158,11 @@ def classify_batch(
     device = w.device if isinstance(w, torch.Tensor) else None
     w, a, x, y = (_as_tensor(v, device) for v in (w, a, x, y))
     _validate(w, a, x, y, leak)
+    finite = torch.isfinite(w).all(dim=(1, 2)) & torch.isfinite(a).all(dim=(1, 2))
+    if not bool(finite.all()):
+        options = dict(leak=leak, train_output=train_output, mode=mode, learning_rate=learning_rate,
+                       realisable=realisable, kink_tolerance_factor=kink_tolerance_factor)  # fmt: skip
+        return _with_non_finite(finite, w, a, x, y, best_known_loss, options)
     tol = tolerances_for(mode).scaled_kink(kink_tolerance_factor)
     best = None
     if best_known_loss is not None:
@@ -180,6 +185,57 @@ def classify_batch(
         sensitive[rn] |= sub["point_type"] != out["point_type"][rn]
     out["tolerance_sensitive"] = sensitive
     return BatchClassification(**{f.name: out[f.name] for f in fields(BatchClassification)})
+
+
+def _with_non_finite(finite: torch.Tensor, w, a, x, y, best_known_loss, options: dict) -> BatchClassification:
+    """Classify the finite points; label the others ``non_finite`` (a label, never an exception)."""
+    keep = finite.nonzero().flatten()
+    n_runs = w.shape[0]
+
+    def pick(data: torch.Tensor) -> torch.Tensor:
+        return data[keep] if data.shape[0] > 1 else data
+
+    best = None
+    if best_known_loss is not None:
+        best = np.broadcast_to(np.asarray(best_known_loss, dtype=np.float64), (n_runs,))[keep.cpu().numpy()]
+    part = classify_batch(pick(w), pick(a), pick(x), pick(y), best_known_loss=best, **options) if keep.numel() else None
+    record = {}
+    for f in fields(BatchClassification):
+        like = getattr(part, f.name) if part is not None else _placeholder(f.name, w, a)
+        full = np.full((n_runs, *like.shape[1:]), _missing(like.dtype), dtype=like.dtype)
+        if part is not None:
+            full[keep.cpu().numpy()] = like
+        record[f.name] = full
+    bad = (~finite).cpu().numpy()
+    record["w"][bad], record["a"][bad] = w[~finite].cpu().numpy(), a[~finite].cpu().numpy()
+    record["point_type"][bad] = labels.code(labels.POINT_TYPE, "non_finite")
+    record["stationarity"][bad] = labels.code(labels.STATIONARITY, "not_stationary")
+    record["is_local_min"][bad] = labels.code(labels.IS_LOCAL_MIN, "unknown")
+    record["certificate"][bad] = labels.code(labels.CERTIFICATE, "none")
+    record["strictness"][bad] = labels.code(labels.STRICTNESS, "not_applicable")
+    record["mechanisms"][bad] = 0
+    return BatchClassification(**record)
+
+
+def _missing(dtype: np.dtype) -> object:
+    """Fill value of a field for points that are not classified: NaN, False or -1."""
+    if np.issubdtype(dtype, np.floating):
+        return np.nan
+    return False if np.issubdtype(dtype, np.bool_) else -1
+
+
+def _placeholder(name: str, w: torch.Tensor, a: torch.Tensor) -> np.ndarray:
+    """An empty array with the field's shape and dtype (when no point of the batch is finite)."""
+    n_runs, width = w.shape[:2]
+    shapes = {"w": w.shape, "a": a.shape, "witness_w": w.shape, "witness_a": a.shape}
+    per_neuron = {"escape": bool, "kink": bool, "roles": np.int8, "escape_strength": np.float64}
+    bools = {"differentiable", "has_witness", "tolerance_sensitive"}
+    codes = {"stationarity", "point_type", "is_local_min", "certificate", "mechanisms", "strictness"}
+    if name in shapes:
+        return np.zeros((0, *shapes[name][1:]))
+    if name in per_neuron:
+        return np.zeros((0, width), dtype=per_neuron[name])
+    return np.zeros(0, dtype=bool if name in bools else np.int8 if name in codes else np.float64)
 
 
 def classify_point(

@@ -13,7 +13,8 @@ Meanings (theory.md section 8.1):
     a loss-decreasing activation), ``not_stationary``.
 ``POINT_TYPE``
     ``global_min``, ``spurious_local_min``, ``local_min`` (globality unknown), ``saddle``,
-    ``undetermined`` (no certificate either way), ``not_stationary``.
+    ``undetermined`` (no certificate either way), ``not_stationary``, ``non_finite`` (the point has
+    NaN or infinite parameters, e.g. a diverged run: it is labelled, not classified).
 ``IS_LOCAL_MIN``
     tri-state ``False`` (certified not a local minimum), ``True`` (certified), ``None``.
 ``CERTIFICATE``
@@ -58,6 +59,7 @@ POINT_TYPE: tuple[str, ...] = (
     "saddle",
     "undetermined",
     "not_stationary",
+    "non_finite",
 )
 IS_LOCAL_MIN: tuple[str, ...] = ("false", "true", "unknown")
 CERTIFICATE: tuple[str, ...] = (

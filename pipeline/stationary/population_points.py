@@ -74,11 +74,14 @@ def classify_population_batch(
     gap = (grads.norm() / (s_y**1.5 * w.shape[-1] ** 0.25)).cpu().numpy()
     record = _empty_record(w, a, grads.loss, gap, flags)
     for run in range(n_runs):
-        if gap[run] > STATIONARY_TOL or not bool(flags.twice_differentiable[run]):
+        if not gap[run] <= STATIONARY_TOL or not bool(flags.twice_differentiable[run]):
             continue
         teacher = (teacher_w[min(run, teacher_w.shape[0] - 1)], teacher_a[min(run, teacher_a.shape[0] - 1)])
         _second_order(record, run, w[run], a[run], teacher, leak, train_output)
     _resolve_globality(record, realisable, float(GLOBAL_LOSS_TOL) * s_y.cpu().numpy() ** 2)
+    finite = (torch.isfinite(w).all(dim=(1, 2)) & torch.isfinite(a).all(dim=(1, 2))).cpu().numpy()
+    record["point_type"][~finite] = labels.code(labels.POINT_TYPE, "non_finite")
+    record["is_local_min"][~finite] = labels.code(labels.IS_LOCAL_MIN, "unknown")
     return BatchClassification(**record)
 
 

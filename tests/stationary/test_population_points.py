@@ -85,3 +85,10 @@ def test_certified_minima_survive_random_perturbations():
             da = torch.as_tensor(rng.normal(size=(200, 3, 1)) * scale)
             moved = population_loss(w + dw, a + da, teacher_w, teacher_a, 0.1)
             assert float(moved.min()) >= base - 1e-12
+
+
+def test_non_finite_points_are_labelled_not_classified():
+    teacher_w, teacher_a = orthonormal_teacher(2)
+    w = torch.full((1, 2, 2), float("nan"), dtype=DTYPE)
+    result = classify_population_batch(w, torch.ones(1, 2, 1, dtype=DTYPE), teacher_w, teacher_a, leak=0.0)
+    assert names(result.point_type) == ["non_finite"]

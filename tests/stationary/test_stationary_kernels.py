@@ -176,3 +176,19 @@ def test_box_bounds_without_box_variables_is_the_norm_of_v():
     v = torch.tensor([[3.0, 4.0], [0.0, 1.0]], dtype=torch.float64)
     upper, lower, s = box_ls_bounds(torch.zeros(2, 0, 2, dtype=torch.float64), v)
     assert upper.tolist() == [5.0, 1.0] and lower.tolist() == [5.0, 1.0] and s.shape == (2, 0)
+
+
+def test_non_finite_points_get_a_label_and_the_others_are_classified_as_alone():
+    from pipeline.stationary import classify_batch, labels
+
+    generator = torch.Generator().manual_seed(5)
+    x = torch.randn(1, 6, 3, dtype=torch.float64, generator=generator)
+    y = torch.randn(1, 6, 1, dtype=torch.float64, generator=generator)
+    w = torch.randn(3, 2, 3, dtype=torch.float64, generator=generator)
+    a = torch.randn(3, 2, 1, dtype=torch.float64, generator=generator)
+    alone = classify_batch(w[[0, 2]], a[[0, 2]], x, y, leak=0.0)
+    w[1, 0, 0] = float("nan")
+    mixed = classify_batch(w, a, x, y, leak=0.0)
+    assert labels.POINT_TYPE[mixed.point_type[1]] == "non_finite"
+    assert mixed.point_type[[0, 2]].tolist() == alone.point_type.tolist()
+    np.testing.assert_array_equal(mixed.first_order_gap[[0, 2]], alone.first_order_gap)
