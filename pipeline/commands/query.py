@@ -61,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         table.to_csv(args.csv, index=False)
     else:
         with pd.option_context("display.max_rows", None, "display.width", 200):
-            print(table.to_string(index=False, float_format=lambda value: f"{value:.3f}"))
+            print(table.to_string(index=False, float_format=lambda value: f"{value:.4g}"))
         for key, value in table.attrs.items():
             print(f"# {key}: {value}")
     return 0
