@@ -40,8 +40,9 @@ def _rate_row(key: dict[str, object], successes: int, trials: int) -> dict[str, 
             "ci_low": low, "ci_high": high}  # fmt: skip
 
 
-def _percent(row: pd.Series) -> str:
-    return f"{100 * row['rate']:.1f}% [{100 * row['ci_low']:.1f}, {100 * row['ci_high']:.1f}]"
+def _percent(row: tuple) -> str:
+    """``rate% [low, high]`` of a table row from ``DataFrame.itertuples``."""
+    return f"{100 * row.rate:.1f}% [{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]"
 
 
 def _point_types(dataset: xr.Dataset) -> np.ndarray:

@@ -102,7 +102,8 @@ def run_frame(dataset: xr.Dataset, variables: Sequence[str], by: Sequence[str] =
     for name, values in arrays.items():
         if values.ndim != 1:
             raise ValueError(f"{name!r} is not a per-run variable; use run_arrays")
-        columns[name] = values.astype(str).astype(object) if values.dtype.kind in "TUSO" else values
+        # numpy's variable-width StringDType (kind "T", as zarr 3 returns strings) casts to object directly
+        columns[name] = np.array(values.tolist(), dtype=object) if values.dtype.kind in "TUSO" else values
     return pd.DataFrame(columns)
 
 
