@@ -19,8 +19,8 @@ Tables (theory.md section 8.1):
   were predicted escape neurons there (and the converse), pooled over plateaus;
 * :func:`summary_table` -- the headline rates side by side, one row per group.
 
-The effective (reduced) width after grouping neurons by direction is not in the store (the schema
-has no group variable), so there is no table for it.
+* :func:`effective_width_table` -- the width of the narrower network each end point embeds after
+  grouping neurons by direction and activation pattern (``end_reduced_width``).
 """
 
 from __future__ import annotations
@@ -432,3 +432,28 @@ def _equal(values: np.ndarray, key: object) -> np.ndarray:
     if isinstance(key, float) and np.isnan(key):
         return pd.isna(values)
     return values == key
+
+
+def effective_width_table(dataset: xr.Dataset, by: Sequence[str] = ()) -> pd.DataFrame:
+    """Mean effective (reduced) width of the end points per group, with the student width beside it.
+
+    Runs where the reduction was not computed (``end_reduced_width == -1``, population-loss runs) are
+    left out. Columns ``*by, runs, mean, mean_ci_low, mean_ci_high, width_mean``.
+    """
+    by = list(by)
+    frame = run_frame(dataset, ["end_reduced_width", "width"], [name for name in by if name != "width"])
+    frame = frame[frame["end_reduced_width"] >= 0]
+    groups = frame.groupby(by, sort=True, dropna=False) if by else [((), frame)]
+    z = stats.norm.ppf(0.5 + CONFIDENCE / 2)
+    rows = []
+    for key, group in groups:
+        key = key if isinstance(key, tuple) else (key,)
+        values = group["end_reduced_width"].to_numpy().astype(float)
+        mean = float(values.mean())
+        half = z * float(values.std(ddof=1)) / np.sqrt(values.size) if values.size > 1 else np.nan
+        rows.append((*key, values.size, mean, mean - half, mean + half, float(group["width"].mean())))
+    table = pd.DataFrame(rows, columns=[*by, "runs", "mean", "mean_ci_low", "mean_ci_high", "width_mean"])
+    table.attrs.update(
+        interval=f"{CONFIDENCE:.0%} normal-approximation interval of the mean", variable="end_reduced_width"
+    )
+    return table

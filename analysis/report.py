@@ -32,6 +32,7 @@ from analysis.query import (
     count_summary,
     count_table,
     decode,
+    effective_width_table,
     escape_consistency_table,
     event_table,
     point_type_table,
@@ -308,6 +309,26 @@ def _axis_sections(report: Report, dataset: xr.Dataset, axis: str | None, compar
     )
     reading = readings.count_reading(summary, setting, "escape neurons", readings.PHRASES["escape_neuron"])
     sections.append(Section(f"Escape neurons{where}", reading, path, level=3))
+    widths, setting = _with_axis(effective_width_table(dataset, _by(axis)), axis)
+    if len(widths):
+        report.table(f"effective_width{suffix}", widths, f"effective (reduced) width of the end points{where}")
+        reading = (
+            "Mean width of the narrower network the end point embeds (neurons grouped by direction and pattern): "
+            + "; ".join(
+                f"{setting} = {getattr(row, setting) if setting in widths else 'all'}: {row.mean:.2f}"
+                f" [{row.mean_ci_low:.2f}, {row.mean_ci_high:.2f}] of {row.width_mean:.0f}"
+                for row in widths.itertuples()
+            )
+        )
+        sections.append(
+            Section(
+                f"Effective width{where}",
+                reading + ".",
+                tables=[widths],
+                table_ids=[f"effective_width{suffix}"],
+                level=3,
+            )
+        )
 
     plateaus, _ = _with_axis(count_table(dataset, "n_plateaus", _by(axis)), axis)
     report.table(f"plateau_counts{suffix}", plateaus, f"distribution of the number of plateaus{where}")
@@ -385,8 +406,8 @@ def _methods_section(report: Report) -> Section:
         f"Rates: count / runs with a 95% {INTERVAL_METHOD} interval (scipy.stats.binomtest(...).proportion_ci). "
         f"Comparisons: {TEST_METHOD}. Trends: {TREND_METHOD}; the regressor is log10 of a setting spanning a factor"
         " 10 or more, log2 of other positive settings, the setting itself otherwise. Saddle mechanisms and"
-        " strictness are among saddle end points only. The effective (reduced) width after grouping neurons by"
-        " direction is not reported: the store has no neuron-group variable."
+        " strictness are among saddle end points only. The effective width groups neurons with the same"
+        " direction and activation pattern and drops zero and dead ones (theory.md 7)."
     )
     return Section("Methods and tables", reading, tables=[links], table_ids=["tables"])
 
