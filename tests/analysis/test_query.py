@@ -132,3 +132,19 @@ def test_rate_table_keeps_its_interface(small_store: Path) -> None:
     table = query.rate_table(open_survey(small_store), ["width", "init_scale"], "outcome")
     assert list(table.columns) == ["width", "init_scale", "label", "count", "total", "rate", "ci_low", "ci_high"]
     assert table.groupby(["width", "init_scale"])["total"].first().to_list() == [5, 5, 5, 5]
+
+
+def test_effective_width_by_init_scale(tmp_path: Path) -> None:
+    from analysis.query import effective_width_table
+    from tests.analysis.conftest import small_record, write_store
+
+    rows, record = small_record()
+    reduced = np.array([1, 2] * 5 + [3, 4] * 4 + [-1, -1], dtype=np.int16)  # last two runs: not computed
+    record["end_reduced_width"] = reduced
+    dataset = open_survey(write_store(tmp_path / "store.zarr", rows, record))
+    table = effective_width_table(dataset, ["init_scale"]).set_index("init_scale")
+    # init_scale 1e-3 (even runs): widths [1]*5 + [3]*4 -> 17/9; 1.0 (odd runs): [2]*5 + [4]*4 -> 26/9
+    assert table.loc[1e-3, "runs"] == 9 and table.loc[1.0, "runs"] == 9
+    assert table.loc[1e-3, "mean"] == pytest.approx(17 / 9)
+    assert table.loc[1.0, "mean"] == pytest.approx(26 / 9)
+    assert table.loc[1e-3, "width_mean"] == pytest.approx((2 * 5 + 4 * 4) / 9)
