@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
+import fcntl
 import json
-from collections.abc import Sequence
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
-from pipeline.commands.common import load_resolved, provenance, setup_logging, user_errors
+from pipeline.commands.common import UserError, load_resolved, provenance, setup_logging, user_errors
 from pipeline.plan import make_plan
 from pipeline.store import gather, validate
 
@@ -28,8 +32,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **provenance(),
     }
-    gather(args.shards, args.out, attrs)
+    with collect_lock(args.out):
+        gather(args.shards, args.out, attrs)
     problems = validate(args.out, make_plan(survey))
     for problem in problems:
         print(f"invalid store: {problem}")
     return 1 if problems else 0
+
+
+class StoreLocked(UserError):
+    """Another ``landscape collect`` is writing the same survey store."""
+
+
+def lock_path(out: str | Path) -> Path:
+    """The lock file of a survey store: a hidden sibling, ``.survey.zarr.lock``."""
+    out = Path(out)
+    return out.with_name(f".{out.name}.lock")
+
+
+@contextlib.contextmanager
+def collect_lock(out: str | Path) -> Iterator[Path]:
+    """Hold an exclusive lock on ``out`` while it is written; refuse at once if another process holds it.
+
+    ``fcntl.flock`` on a hidden sibling file: the kernel releases it when its holder exits, even on
+    SIGKILL, so a killed collect never leaves a stale lock. The file records the holder's pid and is
+    removed on release.
+    """
+    path = lock_path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise StoreLocked(
+                f"another collect is writing {out} (lock {path} held by pid {holder}); "
+                "wait for it to finish"
+            ) from None
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:  # the previous holder removed it after we opened it
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.close(fd)

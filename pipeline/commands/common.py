@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import importlib.metadata
 import logging
@@ -17,7 +18,7 @@ import tqdm
 
 from pipeline.survey import Survey, SurveyError, load_survey
 
-__all__ = ["Progress", "load_resolved", "provenance", "setup_logging", "user_errors"]
+__all__ = ["Progress", "UserError", "load_resolved", "provenance", "setup_logging", "user_errors"]
 
 LIBRARIES = (
     "numpy",
@@ -42,18 +43,47 @@ def setup_logging(verbose: bool = False) -> None:
     )
 
 
+class UserError(Exception):
+    """An error the user can act on (a held lock, ...): one line on stderr and exit code 2, no traceback."""
+
+
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS})
+"""Errors of writing results (disk full, quota, permissions, read-only file system): reported in one
+line naming the path, exit code 1, no traceback."""
+
+
 def user_errors(main: Callable[[Sequence[str] | None], int]) -> Callable[[Sequence[str] | None], int]:
-    """Turn user errors (bad survey, bad arguments) into a one-line message and exit code 2."""
+    """Turn user errors (bad survey, bad arguments) into a one-line message and exit code 2, and
+    errors of writing the results (disk full, unwritable folder) into a one-line message and exit code 1."""
 
     @functools.wraps(main)
     def wrapped(argv: Sequence[str] | None = None) -> int:
         try:
             return main(argv)
-        except (SurveyError, FileNotFoundError, ValueError) as error:
+        except (SurveyError, FileNotFoundError, ValueError, UserError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        except OSError as error:
+            if error.errno not in WRITE_ERRNOS:
+                raise
+            print(f"error: {_write_error_message(error, argv)}", file=sys.stderr)
+            return 1
 
     return wrapped
+
+
+def _write_error_message(error: OSError, argv: Sequence[str] | None) -> str:
+    """``<reason>: <file> (while writing <--out>); <hint>``: one line naming the path."""
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    out = next((arguments[i + 1] for i, arg in enumerate(arguments[:-1]) if arg == "--out"), None)
+    out = out or next((arg.split("=", 1)[1] for arg in arguments if arg.startswith("--out=")), None)
+    where = error.filename if error.filename is not None else out
+    reason = error.strerror or str(error)
+    message = f"{reason}: {where}" if where is not None else reason
+    if out is not None and where != out:
+        message += f" (while writing {out})"
+    hint = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space"}.get(error.errno, "check permissions")
+    return f"{message}; {hint} and run the step again"
 
 
 RESOLVED_NAME = "survey.resolved.yaml"
