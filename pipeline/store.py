@@ -41,7 +41,19 @@ GLOBAL_RELATIVE_TOLERANCE = 1e-4
 """A certified local minimum is global when its loss is within this relative distance of the best
 final loss of any run on the same data set (or when the target is realisable and the loss is ~0)."""
 
-REQUIRED_ATTRS = ("survey", "schema_version", "package_version", "created", "resolved_survey", "shards")
+REQUIRED_ATTRS = (
+    "survey",
+    "schema_version",
+    "package_version",
+    "git_revision",
+    "python_version",
+    "library_versions",
+    "created",
+    "resolved_survey",
+    "shards",
+)
+SHARD_RECORD_FIELDS = ("shard", "computed", "device", "threads_per_worker")
+"""Fields every entry of the ``shards`` attribute (a JSON list, one record per shard) must have."""
 
 IN_MEMORY_BYTES = 64 * 2**20
 """:func:`gather` concatenates shards in memory up to this total size, and lazily (Dask, one chunk
@@ -116,8 +128,20 @@ def _chunks(variable: xr.DataArray, chunks: Mapping[str, int]) -> tuple[int, ...
     return tuple(chunks.get(dim, size) if dim in chunks else size for dim, size in variable.sizes.items())
 
 
-def open_store(path: str | Path) -> xr.Dataset:
-    """Open a store lazily; a store written by another schema version is an error."""
+def open_store(path: str | Path, *, check_complete: bool = True) -> xr.Dataset:
+    """Open a store lazily.
+
+    A store written by another schema version is an error, and so (with ``check_complete``) is a
+    store with missing arrays or chunks: zarr would read missing chunks as fill values and every
+    rate computed from them would be wrong.
+    """
+    if check_complete:
+        missing = _truncation_problems(path)
+        if missing:
+            raise ValueError(
+                f"{path}: the store is incomplete ({missing[0]}{'; ...' if len(missing) > 1 else ''});"
+                f" run `landscape validate {path}` and re-run `landscape collect`"
+            )
     dataset = xr.open_zarr(path, consolidated=True)
     version = dataset.attrs.get("schema_version")
     if version is not None and int(version) != SCHEMA_VERSION:
@@ -217,6 +241,22 @@ def _same_attr(stored: Any, expected: Any) -> bool:
     return bool(stored == expected)
 
 
+def _shard_record_problems(shards: object) -> list[str]:
+    """Problems with the ``shards`` provenance attribute (one JSON record per shard)."""
+    if shards is None:
+        return []
+    try:
+        records = json.loads(shards) if isinstance(shards, str) else shards
+    except json.JSONDecodeError:
+        return ["attribute 'shards' is not valid JSON"]
+    problems = []
+    for index, record in enumerate(records if isinstance(records, list) else []):
+        absent = [field for field in SHARD_RECORD_FIELDS if not isinstance(record, dict) or field not in record]
+        if absent:
+            problems.append(f"attribute 'shards': record {index} lacks {', '.join(absent)}")
+    return problems
+
+
 def _truncation_problems(path: str | Path) -> list[str]:
     """Arrays whose metadata or chunks are missing on disk (the consolidated metadata hides both)."""
     import zarr
@@ -261,10 +301,11 @@ def validate(path: str | Path, plan: pd.DataFrame | None = None) -> list[str]:
     the plan, every planned run is present exactly once.
     """
     try:
-        dataset = open_store(path)
+        dataset = open_store(path, check_complete=False)
     except (ValueError, FileNotFoundError, KeyError, OSError) as error:
         return [f"cannot open {path}: {error}"]
     problems = [f"attribute {name!r} is missing" for name in REQUIRED_ATTRS if name not in dataset.attrs]
+    problems += _shard_record_problems(dataset.attrs.get("shards"))
     problems += _truncation_problems(path)
     for name, variable in VARIABLES.items():
         if name not in dataset:

@@ -68,8 +68,7 @@ def collect_lock(out: str | Path) -> Iterator[Path]:
             holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise StoreLocked(
-                f"another collect is writing {out} (lock {path} held by pid {holder}); "
-                "wait for it to finish"
+                f"another collect is writing {out} (lock {path} held by pid {holder}); wait for it to finish"
             ) from None
         try:
             same = os.path.samestat(os.fstat(fd), os.stat(path))

@@ -82,7 +82,7 @@ def _write_error_message(error: OSError, argv: Sequence[str] | None) -> str:
     message = f"{reason}: {where}" if where is not None else reason
     if out is not None and where != out:
         message += f" (while writing {out})"
-    hint = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space"}.get(error.errno, "check permissions")
+    hint = "free some space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "check permissions"
     return f"{message}; {hint} and run the step again"
 
 

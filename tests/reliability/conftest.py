@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
 from workflow.conftest import (  # noqa: F401  (fixtures, re-exported for this folder)
     REPO,
     TINY,
@@ -70,13 +69,13 @@ def survey_file(
     return path
 
 
-def workflow_copy(workdir: Path, micro_survey: Path) -> Path:
+def workflow_copy(workdir: Path, survey: Path) -> Path:
     """Snakefile, profiles and surveys/ (with the micro survey) copied into ``workdir``."""
     workdir.mkdir(parents=True)
     shutil.copy(REPO / "Snakefile", workdir / "Snakefile")
     shutil.copytree(REPO / "profiles", workdir / "profiles")
     shutil.copytree(REPO / "surveys", workdir / "surveys")
-    shutil.copy(micro_survey, workdir / "surveys" / "micro.yaml")
+    shutil.copy(survey, workdir / "surveys" / "micro.yaml")
     return workdir
 
 
@@ -147,3 +146,16 @@ def live_group_members(pgid: int) -> list[int]:
 def file_stamps(folder: Path) -> dict[str, int]:
     """{relative path: mtime in ns} of every file under ``folder``: any rewrite changes it."""
     return {str(path.relative_to(folder)): path.stat().st_mtime_ns for path in folder.rglob("*") if path.is_file()}
+
+
+def cli(capsys: Any, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``landscape ARGS...`` in this process (faster than :func:`landscape`; same code path and exit code).
+
+    An exception escaping the command (a traceback on the command line) fails the test.
+    """
+    from pipeline.cli import main
+
+    capsys.readouterr()
+    code = main([str(arg) for arg in args])
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(["landscape", *map(str, args)], code, out, err)

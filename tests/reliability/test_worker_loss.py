@@ -11,10 +11,10 @@ from pathlib import Path
 import psutil
 import pytest
 import xarray as xr
+from workflow.conftest import comparable
 
 from pipeline.commands import simulate as simulate_command
 from reliability.conftest import environment, survey_file, wait_for
-from workflow.conftest import comparable
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")]
 
@@ -51,7 +51,9 @@ def test_a_killed_worker_costs_only_its_task(scratch: Path) -> None:
             [*command, "--out", str(out)], env=environment(), stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            wait_for(lambda: f"1/{BATCHES} batches" in log_path.read_text(encoding="utf-8"), timeout=300, process=process)
+            wait_for(
+                lambda: f"1/{BATCHES} batches" in log_path.read_text(encoding="utf-8"), timeout=300, process=process
+            )
             workers = wait_for(lambda: _worker_processes(process.pid), timeout=30, process=process)
             assert len(workers) == 2, workers
             victim = workers[0]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
+from workflow.conftest import comparable
 
 from reliability.conftest import (
     environment,
@@ -27,7 +28,6 @@ from reliability.conftest import (
     wait_for,
     workflow_copy,
 )
-from workflow.conftest import comparable
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")]
 
@@ -51,9 +51,10 @@ def _shard_state(workdir: Path) -> tuple[list[str], list[str]] | None:
         marker = incomplete_marker(workdir, f"results/micro/shards/shard-{shard}.zarr")
         if store.exists() and not marker.exists():
             finished.append(shard)
-        elif list(shards.glob(f".shard-{shard}.zarr.tmp-*")) or (
-            workdir / "logs" / "simulate" / "micro" / f"shard-{shard}.log"
-        ).exists():
+        elif (
+            list(shards.glob(f".shard-{shard}.zarr.tmp-*"))
+            or (workdir / "logs" / "simulate" / "micro" / f"shard-{shard}.log").exists()
+        ):
             running.append(shard)
     return (finished, running) if finished and running else None
 
