@@ -98,21 +98,26 @@ def small_store(tmp_path: Path) -> Path:
     return write_store(tmp_path / "small.zarr", rows, record, chunk_runs=10)
 
 
-@pytest.fixture(scope="session")
-def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``surveys/tiny.yaml`` run through the ``landscape`` steps in-process: resolve, plan, simulate, collect."""
-    folder = tmp_path_factory.mktemp("results") / "tiny"
+def run_in_process(survey: Path, folder: Path) -> Path:
+    """Run a survey through the ``landscape`` steps in-process (resolve, plan, simulate, collect); returns the store."""
+    folder.mkdir(parents=True, exist_ok=True)
     resolved = folder / "survey.resolved.yaml"
-    assert resolve.main([str(TINY), "--out", str(resolved)]) == 0
+    assert resolve.main([str(survey), "--out", str(resolved)]) == 0
     assert plan.main([str(resolved), "--out", str(folder / "plan.csv")]) == 0
     shards = []
-    for shard in range(n_shards(make_plan(load_survey(TINY)))):
+    for shard in range(n_shards(make_plan(load_survey(survey)))):
         path = folder / "shards" / f"shard-{shard:04d}.zarr"
         assert simulate.main([str(resolved), "--shard", str(shard), "--in-process", "--out", str(path)]) == 0
         shards.append(str(path))
     store = folder / "survey.zarr"
     assert collect.main([str(resolved), *shards, "--out", str(store)]) == 0
     return store
+
+
+@pytest.fixture(scope="session")
+def tiny_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``surveys/tiny.yaml`` run through the ``landscape`` steps in-process: resolve, plan, simulate, collect."""
+    return run_in_process(TINY, tmp_path_factory.mktemp("results") / "tiny")
 
 
 @pytest.fixture(scope="session")

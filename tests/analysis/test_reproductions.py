@@ -15,26 +15,9 @@ import yaml
 from analysis.genuine import check_end_points, genuine_rate_table
 from analysis.reproductions import reproduction_for
 from analysis.runs import open_survey
-from pipeline.commands import collect, plan, resolve, simulate
-from pipeline.plan import make_plan, n_shards
-from pipeline.survey import load_survey
+from tests.analysis.conftest import run_in_process
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
-
-
-def run_in_process(survey: Path, folder: Path) -> Path:
-    """Resolve, plan, simulate every shard in-process and collect; returns the store."""
-    resolved = folder / "survey.resolved.yaml"
-    assert resolve.main([str(survey), "--out", str(resolved)]) == 0
-    assert plan.main([str(resolved), "--out", str(folder / "plan.csv")]) == 0
-    shards = []
-    for shard in range(n_shards(make_plan(load_survey(survey)))):
-        path = folder / "shards" / f"shard-{shard:04d}.zarr"
-        assert simulate.main([str(resolved), "--shard", str(shard), "--in-process", "--out", str(path)]) == 0
-        shards.append(str(path))
-    store = folder / "survey.zarr"
-    assert collect.main([str(resolved), *shards, "--out", str(store)]) == 0
-    return store
 
 
 @pytest.mark.slow
