@@ -59,7 +59,19 @@ IN_MEMORY_BYTES = 64 * 2**20
 """:func:`gather` concatenates shards in memory up to this total size, and lazily (Dask, one chunk
 per shard along ``run``) above it, so that collecting a large survey needs little memory."""
 
-SHARD_ATTRS = ("shard", "computed", "device", "cluster", "workers", "threads_per_worker", "threads")
+SHARD_ATTRS = (
+    "shard",
+    "computed",
+    "package_version",
+    "git_revision",
+    "device",
+    "cluster",
+    "workers",
+    "threads_per_worker",
+    "threads",
+)
+CODE_ATTRS = ("package_version", "git_revision")
+"""Shard attributes naming the code that computed the shard: all shards of a store must agree."""
 """Attributes of a shard store that describe how that one shard was computed. :func:`gather` moves
 them into the survey store's ``shards`` attribute (JSON: one object per shard, in shard order) and
 keeps at the top level only those equal across shards (``device``, ``workers``, ...), never
@@ -186,6 +198,13 @@ def shard_provenance(shards: Sequence[xr.Dataset]) -> dict[str, Any]:
     execution attrs that all shards share (for example ``device``, ``threads_per_worker``)."""
     records = [{name: _plain(shard.attrs[name]) for name in SHARD_ATTRS if name in shard.attrs} for shard in shards]
     records.sort(key=lambda record: record.get("shard", -1))
+    for name in CODE_ATTRS:
+        versions = sorted({str(record[name]) for record in records if name in record})
+        if len(versions) > 1:
+            raise ValueError(
+                f"the shards were computed by different code ({name}: {', '.join(versions)}); delete the shards"
+                " computed by the old code and run the workflow again"
+            )
     common: dict[str, Any] = {}
     for name in SHARD_ATTRS:
         if name in ("shard", "computed"):

@@ -9,10 +9,10 @@ import os
 from collections.abc import Sequence
 
 from pipeline.batch import Padding, resolve_device
-from pipeline.commands.common import Progress, load_resolved, setup_logging, user_errors
+from pipeline.commands.common import Progress, load_resolved, provenance, setup_logging, user_errors
 from pipeline.plan import batches, make_plan, shard_runs
 from pipeline.runner import ExecutionSettings, fit_to_threads, run_batches
-from pipeline.store import write_atomic
+from pipeline.store import CODE_ATTRS, write_atomic
 from pipeline.survey import Survey
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         workers=execution.workers,
         threads_per_worker=execution.threads_per_worker,
         threads=args.threads,
+        **{name: value for name, value in provenance().items() if name in CODE_ATTRS},
     )
     write_atomic(dataset, args.out)
     log.info("wrote %s", args.out)

@@ -207,3 +207,18 @@ def _attrs(path: Path) -> dict:
     for name in ("shards", "schema_version", *store.SHARD_ATTRS):
         attrs.pop(name, None)
     return attrs
+
+
+def test_gather_refuses_shards_computed_by_different_code() -> None:
+    import xarray as xr
+
+    from pipeline.store import shard_provenance
+
+    old, new = (
+        xr.Dataset(attrs={"shard": 0, "git_revision": "aaa"}),
+        xr.Dataset(attrs={"shard": 1, "git_revision": "bbb"}),
+    )
+    with pytest.raises(ValueError, match="different code .*git_revision: aaa, bbb"):
+        shard_provenance([old, new])
+    same = xr.Dataset(attrs={"shard": 1, "git_revision": "aaa"})
+    assert json.loads(shard_provenance([old, same])["shards"])[1]["git_revision"] == "aaa"
