@@ -20,7 +20,6 @@ from collections.abc import Callable
 import torch
 from torch.func import grad, vmap
 
-from pipeline import nets
 from pipeline.engine import run_gradient_descent
 
 SHAPES = ((1024, 16, 3, 8), (512, 64, 8, 16), (256, 256, 16, 32))  # (runs, n, d, width)
@@ -79,6 +78,31 @@ def loop_recipe(w0: torch.Tensor, a0: torch.Tensor, x: torch.Tensor, y: torch.Te
             optimiser.step()
 
 
+def measure_shape(
+    shape: tuple[int, int, int, int], steps: int, loop_runs: int, device: torch.device, peak: float
+) -> str:
+    """One table row: the three recipes timed side by side on the same runs and steps."""
+    runs, n, d, m = shape
+    options = dict(dtype=torch.float64, device=device)
+    x, y = torch.randn(1, n, d, **options), torch.randn(1, n, 1, **options)
+    w0, a0 = torch.randn(runs, m, d, **options) / d**0.5, torch.randn(runs, m, 1, **options) / m**0.5
+
+    def engine() -> object:
+        return run_gradient_descent(
+            w0, a0, x, y, leak=LEAK, learning_rate=LEARNING_RATE, max_steps=steps - 1, grad_tol=1e-300
+        )
+
+    engine_s = best_time(lambda: _synchronised(device, engine))
+    vmap_s = best_time(lambda: _synchronised(device, lambda: vmap_recipe(w0, a0, x, y, steps)))
+    subset = min(loop_runs, runs)
+    loop_s = best_time(lambda: loop_recipe(w0[:subset], a0[:subset], x, y, steps), repeats=1) * runs / subset
+    gflops = 6 * n * d * m * 1 * runs * steps / engine_s / 1e9
+    return (
+        f"{runs:4d} {n:4d} {d:3d} {m:3d} | {engine_s:8.3f} | {vmap_s:7.3f} | {loop_s:15.2f} |"
+        f" {vmap_s / engine_s:11.1f} | {loop_s / engine_s:11.0f} | {gflops / peak:8.1%} ({gflops:.1f} GFLOP/s)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200, help="gradient steps per run")
@@ -91,26 +115,8 @@ def main() -> None:
     print(f"device {device}, torch threads {torch.get_num_threads()}, large-GEMM float64: {peak:.1f} GFLOP/s")
     header = "runs    n   d   m | engine s | vmap s  | loop s (scaled) | vmap/engine | loop/engine | GEMM fraction"
     print(header)
-    for runs, n, d, m in SHAPES:
-        options = dict(dtype=torch.float64, device=device)
-        x, y = torch.randn(1, n, d, **options), torch.randn(1, n, 1, **options)
-        w0, a0 = torch.randn(runs, m, d, **options) / d**0.5, torch.randn(runs, m, 1, **options) / m**0.5
-        steps = args.steps
-
-        def engine() -> object:
-            return run_gradient_descent(
-                w0, a0, x, y, leak=LEAK, learning_rate=LEARNING_RATE, max_steps=steps - 1, grad_tol=1e-300
-            )
-
-        engine_s = best_time(lambda: _synchronised(device, engine))
-        vmap_s = best_time(lambda: _synchronised(device, lambda: vmap_recipe(w0, a0, x, y, steps)))
-        subset = min(args.loop_runs, runs)
-        loop_s = best_time(lambda: loop_recipe(w0[:subset], a0[:subset], x, y, steps), repeats=1) * runs / subset
-        gflops = 6 * n * d * m * 1 * runs * steps / engine_s / 1e9
-        print(
-            f"{runs:4d} {n:4d} {d:3d} {m:3d} | {engine_s:8.3f} | {vmap_s:7.3f} | {loop_s:15.2f} |"
-            f" {vmap_s / engine_s:11.1f} | {loop_s / engine_s:11.0f} | {gflops / peak:8.1%} ({gflops:.1f} GFLOP/s)"
-        )
+    for shape in SHAPES:
+        print(measure_shape(shape, args.steps, args.loop_runs, device, peak))
 
 
 if __name__ == "__main__":

@@ -52,8 +52,8 @@ def tiny_variant(folder: Path, name: str, *, max_steps: int, init_seeds: int, sh
     return path
 
 
-def bench_workers(folder: Path, quick: bool) -> None:
-    """(a) 2 workers vs 1 worker on one shard."""
+def bench_workers(folder: Path, quick: bool, steps: int = 2000) -> None:
+    """(a) 2 workers vs 1 worker on one shard of runs with ``steps`` gradient steps each."""
     from pipeline.commands.simulate import padding, quiet_distributed
     from pipeline.plan import batches, make_plan, shard_runs
     from pipeline.runner import ExecutionSettings, _BatchTask, _client, _run_on_dask
@@ -63,11 +63,11 @@ def bench_workers(folder: Path, quick: bool) -> None:
     runs_per_cell, batch = (16, 4) if quick else (64, 16)
     survey = load_survey(
         tiny_variant(
-            folder, "shard", max_steps=2000, init_seeds=runs_per_cell, shard_size=4 * runs_per_cell, batch_size=batch
+            folder, "shard", max_steps=steps, init_seeds=runs_per_cell, shard_size=4 * runs_per_cell, batch_size=batch
         )
     )
     work = batches(shard_runs(make_plan(survey), 0), batch)
-    print(f"(a) one shard: {sum(len(b) for b in work)} tiny runs (2000 steps) in {len(work)} batches of {batch}")
+    print(f"(a) one shard: {sum(len(b) for b in work)} tiny runs ({steps} steps) in {len(work)} batches of {batch}")
     times = {}
     for workers in (1, 2):
         execution = ExecutionSettings(cluster="local", workers=workers, threads_per_worker=1, device="cpu")
@@ -159,12 +159,13 @@ def main() -> None:
     parser.add_argument("--simulate-shards", type=int, help="(b): simulate only this many shards")
     parser.add_argument("--threads", type=int, default=2, help="(b): --threads of each simulate step")
     parser.add_argument("--only", choices=("workers", "scale"), help="run one of the two benchmarks")
+    parser.add_argument("--steps", type=int, default=2000, help="(a): gradient steps per run of the shard")
     args = parser.parse_args()
     base = Path("/dev/shm") if os.access("/dev/shm", os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="bench-workflow-", dir=base) as tmp:
         folder = Path(tmp)
         if args.only in (None, "workers"):
-            bench_workers(folder, args.quick)
+            bench_workers(folder, args.quick, args.steps)
         if args.only in (None, "scale"):
             bench_scale(folder, args.quick, args.simulate_shards, args.threads)
 
