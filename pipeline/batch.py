@@ -18,14 +18,21 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.data import Dataset, make_dataset, teacher_network
-from pipeline.engine import DescentResult, run_gradient_descent, run_population_gradient_descent
+from pipeline.data import Dataset, draw_affine_map, make_dataset, teacher_network
+from pipeline.engine import (
+    DescentResult,
+    run_gradient_descent,
+    run_interval_gradient_descent,
+    run_population_gradient_descent,
+)
 from pipeline.initialization import draw_initialization, init_scale_std
+from pipeline.interval_population import IntervalTarget
 from pipeline.plan import data_settings, init_settings, run_settings
 from pipeline.seeds import run_generator
 from pipeline.stationary import classify_batch
 from pipeline.stationary.consistency import escape_consistency
 from pipeline.stationary.groups import group_neurons
+from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.population_points import classify_population_batch
 from pipeline.stationary.refine import refine_end_points
 
@@ -58,10 +65,7 @@ class RunInputs:
 def run_inputs(settings: Mapping[str, Any], master_seed: int, data_seed: int, init_seed: int) -> RunInputs:
     """Regenerate the dataset and initialisation of one run exactly from its settings and seeds."""
     data_rng = run_generator(master_seed, "data", data_seed, data_settings(settings))
-    if settings["input_distribution"] == "gaussian_population":
-        dataset = _population_dataset(data_rng, settings)
-    else:
-        dataset = _sampled_dataset(data_rng, settings)
+    dataset = _DATASETS.get(settings["input_distribution"], _sampled_dataset)(data_rng, settings)
     init_rng = run_generator(master_seed, "init", init_seed, init_settings(settings))
     xavier = settings["init_distribution"] == "xavier"
     std = 1.0 if xavier else init_scale_std(settings["init_scale"], settings["width"], settings["init_width_exponent"])
@@ -91,6 +95,13 @@ def _population_dataset(rng: np.random.Generator, settings: Mapping[str, Any]) -
     return Dataset(x=empty_x, y=np.zeros((0, settings["output_dim"])), teacher_v=teacher_w, teacher_b=teacher_a)
 
 
+def _interval_population_dataset(rng: np.random.Generator, settings: Mapping[str, Any]) -> Dataset:
+    """Infinitely many inputs on an interval: only the affine map is drawn; ``x`` (0, 2) carries the bias column."""
+    slope, intercept = draw_affine_map(rng, settings["input_dim"], settings["output_dim"])
+    empty_x = np.zeros((0, settings["input_dim"] + 1))
+    return Dataset(x=empty_x, y=np.zeros((0, settings["output_dim"])), affine_slope=slope, affine_intercept=intercept)
+
+
 def _sampled_dataset(rng: np.random.Generator, settings: Mapping[str, Any]) -> Dataset:
     """A finite data set drawn as the settings say."""
     return make_dataset(
@@ -109,6 +120,10 @@ def _sampled_dataset(rng: np.random.Generator, settings: Mapping[str, Any]) -> D
         if settings["input_distribution"] == "interval"
         else (-1.0, 1.0),
     )
+
+
+_DATASETS = {"gaussian_population": _population_dataset, "interval_population": _interval_population_dataset}
+"""Dataset makers of the population input distributions (sampled inputs use :func:`_sampled_dataset`)."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -160,43 +175,29 @@ def simulate_batch(
         raise ValueError("a batch must hold runs of one grid cell; group the plan with pipeline.plan.batches")
     inputs = [run_inputs(settings, master_seed, int(row.data_seed), int(row.init_seed)) for row in rows.itertuples()]
     options = dict(dtype=getattr(torch, settings["dtype"]), device=resolve_device(device))
-    population = settings["input_distribution"] == "gaussian_population"
-    if population:
-        first = torch.as_tensor(np.stack([i.dataset.teacher_v for i in inputs]), **options)
-        second = torch.as_tensor(np.stack([i.dataset.teacher_b for i in inputs]), **options)
-    else:
-        first = torch.as_tensor(np.stack([i.dataset.x for i in inputs]), **options)
-        second = torch.as_tensor(np.stack([i.dataset.y for i in inputs]), **options)
-    leak = _leak(settings["activation"], settings["leak"])
-    train_output = settings["output_layer"] == "trained"
-    descend = run_population_gradient_descent if population else run_gradient_descent
-    descent = descend(
+    problem = _problem(settings, inputs, options, kink_tolerance_factor)
+    descent = problem.descend(
         torch.as_tensor(np.stack([i.w0 for i in inputs]), **options),
         torch.as_tensor(np.stack([i.a0 for i in inputs]), **options),
-        first,
-        second,
-        leak=leak,
         learning_rate=settings["learning_rate"],
         max_steps=settings["max_steps"],
-        train_output=train_output,
         grad_tol=settings["grad_tol"],
         n_checkpoints=settings["n_checkpoints"],
     )
-    classify = _Classifier(first, second, leak, train_output, settings, population, kink_tolerance_factor)
     record = _descent_arrays(descent)
     w_end, a_end = descent.w_final, descent.a_final
-    if refine_end_point and not population:
-        w_end, a_end, refined = _refine(w_end, a_end, first, second, leak, train_output, settings["learning_rate"])
+    if refine_end_point and isinstance(problem, _SampledProblem):
+        w_end, a_end, refined = _refine(w_end, a_end, problem, settings["learning_rate"])
         record.update(refined)
     else:
         record["end_refined"] = np.zeros(len(rows), dtype=bool)
         record["end_grad_norm_before_refine"] = record["grad_norm_final"]
         record["end_grad_norm_after_refine"] = np.full(len(rows), np.nan)
-    end = classify(w_end, a_end, "end_point")
+    end = problem.classify(w_end, a_end, "end_point")
     record.update({f"end_{field.name}": getattr(end, field.name) for field in dataclasses.fields(end)})
-    record.update(_group_arrays(end, first, leak, population))
+    record.update(problem.groups(end))
     if classify_plateaus:
-        record.update(_plateau_arrays(descent, classify))
+        record.update(_plateau_arrays(descent, problem))
     else:
         record.update(_empty_plateau_record(descent))
     amplitude = _plateau_amplitudes(descent)
@@ -206,47 +207,160 @@ def simulate_batch(
 
 
 @dataclass(frozen=True)
-class _Classifier:
-    """Classify points of one batch's problem: the empirical loss on (x, y) or the population loss on a teacher."""
+class _Student:
+    """What every loss shares: the activation, whether the output layer trains, the survey settings."""
 
-    first: torch.Tensor
-    second: torch.Tensor
     leak: float
     train_output: bool
     settings: Mapping[str, Any]
-    population: bool
     kink_tolerance_factor: float
 
-    def __call__(self, w: torch.Tensor, a: torch.Tensor, mode: str, runs: np.ndarray | None = None) -> Any:
+
+@dataclass(frozen=True)
+class _SampledProblem:
+    """The empirical loss on a finite data set ``x`` (R or 1, n, d), ``y`` (R or 1, n, k)."""
+
+    student: _Student
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def descend(self, w0: torch.Tensor, a0: torch.Tensor, **options: Any) -> DescentResult:
+        return run_gradient_descent(
+            w0, a0, self.x, self.y, leak=self.student.leak, train_output=self.student.train_output, **options
+        )
+
+    def classify(self, w: torch.Tensor, a: torch.Tensor, mode: str, runs: np.ndarray | None = None) -> Any:
         """Classify points ``w`` (P, m, d), ``a`` (P, m, k); ``runs`` (P,) picks per-run data when given."""
-        first, second = self.first, self.second
-        if runs is not None and first.shape[0] > 1:
-            index = torch.as_tensor(runs, device=first.device)
-            first, second = first[index], second[index]
-        realisable = _realisable(self.settings)
-        if self.population:
-            return classify_population_batch(
-                w, a, first, second, leak=self.leak, train_output=self.train_output, realisable=realisable
-            )
+        x, y = _select(self.x, runs), _select(self.y, runs)
         return classify_batch(
             w,
             a,
-            first,
-            second,
-            leak=self.leak,
-            train_output=self.train_output,
-            learning_rate=self.settings["learning_rate"],
-            realisable=realisable,
+            x,
+            y,
+            leak=self.student.leak,
+            train_output=self.student.train_output,
+            learning_rate=self.student.settings["learning_rate"],
+            realisable=_realisable(self.student.settings),
             mode=mode,
-            kink_tolerance_factor=self.kink_tolerance_factor,
+            kink_tolerance_factor=self.student.kink_tolerance_factor,
         )
+
+    def groups(self, end: Any) -> dict[str, np.ndarray]:
+        """Neuron groups of the classified end point and the width of the network it embeds (theory.md 7)."""
+        groups = group_neurons(
+            torch.as_tensor(end.w), torch.as_tensor(end.a), self.x.cpu().to(torch.float64), self.student.leak
+        )
+        return {
+            "end_neuron_group": _numpy(groups.group).astype(np.int16),
+            "end_reduced_width": _numpy(groups.width).astype(np.int16),
+        }
+
+
+@dataclass(frozen=True)
+class _GaussianPopulationProblem:
+    """The population loss of standard Gaussian inputs against a teacher (R or 1, t, d), (R or 1, t, k)."""
+
+    student: _Student
+    teacher_w: torch.Tensor
+    teacher_a: torch.Tensor
+
+    def descend(self, w0: torch.Tensor, a0: torch.Tensor, **options: Any) -> DescentResult:
+        return run_population_gradient_descent(
+            w0, a0, self.teacher_w, self.teacher_a, leak=self.student.leak, train_output=self.student.train_output,
+            **options,
+        )  # fmt: skip
+
+    def classify(self, w: torch.Tensor, a: torch.Tensor, mode: str, runs: np.ndarray | None = None) -> Any:
+        return classify_population_batch(
+            w,
+            a,
+            _select(self.teacher_w, runs),
+            _select(self.teacher_a, runs),
+            leak=self.student.leak,
+            train_output=self.student.train_output,
+            realisable=_realisable(self.student.settings),
+        )
+
+    def groups(self, end: Any) -> dict[str, np.ndarray]:
+        return _no_groups(end)
+
+
+@dataclass(frozen=True)
+class _IntervalPopulationProblem:
+    """The exact population loss of inputs uniform on an interval against an affine target (theory.md 9)."""
+
+    student: _Student
+    target: IntervalTarget
+
+    def descend(self, w0: torch.Tensor, a0: torch.Tensor, **options: Any) -> DescentResult:
+        return run_interval_gradient_descent(
+            w0, a0, self.target, leak=self.student.leak, train_output=self.student.train_output, **options
+        )
+
+    def classify(self, w: torch.Tensor, a: torch.Tensor, mode: str, runs: np.ndarray | None = None) -> Any:
+        target = self.target if runs is None else self.target.select(torch.as_tensor(runs))
+        return classify_interval_batch(
+            w, a, target, leak=self.student.leak, boundary_tolerance_factor=self.student.kink_tolerance_factor
+        )
+
+    def groups(self, end: Any) -> dict[str, np.ndarray]:
+        return _no_groups(end)
+
+
+_Problem = _SampledProblem | _GaussianPopulationProblem | _IntervalPopulationProblem
+
+
+def _problem(
+    settings: Mapping[str, Any], inputs: list[RunInputs], options: dict[str, Any], kink_tolerance_factor: float
+) -> _Problem:
+    """The loss of one batch, with its data stacked on the run axis as tensors of the given dtype and device."""
+    student = _Student(
+        _leak(settings["activation"], settings["leak"]),
+        settings["output_layer"] == "trained",
+        settings,
+        kink_tolerance_factor,
+    )
+
+    def stacked(name: str) -> torch.Tensor:
+        return torch.as_tensor(np.stack([getattr(i.dataset, name) for i in inputs]), **options)
+
+    distribution = settings["input_distribution"]
+    if distribution == "gaussian_population":
+        return _GaussianPopulationProblem(student, stacked("teacher_v"), stacked("teacher_b"))
+    if distribution == "interval_population":
+        target = IntervalTarget(
+            settings["interval_low"],
+            settings["interval_high"],
+            stacked("affine_slope")[:, 0],
+            stacked("affine_intercept"),
+        )
+        return _IntervalPopulationProblem(student, target)
+    return _SampledProblem(student, stacked("x"), stacked("y"))
+
+
+def _select(tensor: torch.Tensor, runs: np.ndarray | None) -> torch.Tensor:
+    """Rows ``runs`` of a per-run tensor (a shared tensor, leading size 1, is returned as is)."""
+    if runs is None or tensor.shape[0] == 1:
+        return tensor
+    return tensor[torch.as_tensor(runs, device=tensor.device)]
+
+
+def _no_groups(end: Any) -> dict[str, np.ndarray]:
+    """Neuron groups are defined by activation patterns on data; population losses have none."""
+    n_runs, width = end.escape.shape
+    return {
+        "end_neuron_group": np.full((n_runs, width), -1, dtype=np.int16),
+        "end_reduced_width": np.full(n_runs, -1, dtype=np.int16),
+    }
 
 
 def _refine(
-    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float, train_output: bool, lr: float
+    w: torch.Tensor, a: torch.Tensor, problem: _SampledProblem, lr: float
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
     """Refine end points within their activation pattern; keep the refined point only where it converged."""
-    refinement = refine_end_points(w, a, x, y, leak, train_output=train_output, learning_rate=lr)
+    refinement = refine_end_points(
+        w, a, problem.x, problem.y, problem.student.leak, train_output=problem.student.train_output, learning_rate=lr
+    )
     use = refinement.converged.view(-1, 1, 1).to(w.device)
     record = {
         "end_refined": _numpy(refinement.converged),
@@ -254,21 +368,6 @@ def _refine(
         "end_grad_norm_after_refine": _numpy(refinement.grad_norm_after),
     }
     return torch.where(use, refinement.w.to(w), w), torch.where(use, refinement.a.to(a), a), record
-
-
-def _group_arrays(end: Any, x: torch.Tensor, leak: float, population: bool) -> dict[str, np.ndarray]:
-    """Neuron groups of the classified end point and the width of the network it embeds (theory.md 7)."""
-    n_runs, width = end.escape.shape
-    if population:  # groups are defined by activation patterns on data
-        return {
-            "end_neuron_group": np.full((n_runs, width), -1, dtype=np.int16),
-            "end_reduced_width": np.full(n_runs, -1, dtype=np.int16),
-        }
-    groups = group_neurons(torch.as_tensor(end.w), torch.as_tensor(end.a), x.cpu().to(torch.float64), leak)
-    return {
-        "end_neuron_group": _numpy(groups.group).astype(np.int16),
-        "end_reduced_width": _numpy(groups.width).astype(np.int16),
-    }
 
 
 def _leak(activation: str | None, leak: float | None) -> float:
@@ -309,7 +408,7 @@ def _descent_arrays(descent: DescentResult) -> dict[str, np.ndarray]:
     return record
 
 
-def _plateau_arrays(descent: DescentResult, classify: _Classifier) -> dict[str, np.ndarray]:
+def _plateau_arrays(descent: DescentResult, problem: _Problem) -> dict[str, np.ndarray]:
     """Classify every stored plateau point (plateau mode)."""
     n_runs, n_slots = descent.plateau_start.shape
     runs, slots = np.nonzero(_numpy(descent.plateau_start >= 0))
@@ -317,7 +416,7 @@ def _plateau_arrays(descent: DescentResult, classify: _Classifier) -> dict[str, 
         return _empty_plateau_record(descent)
     index_runs = torch.as_tensor(runs, device=descent.plateau_w.device)
     index_slots = torch.as_tensor(slots, device=descent.plateau_w.device)
-    points = classify(
+    points = problem.classify(
         descent.plateau_w[index_runs, index_slots], descent.plateau_a[index_runs, index_slots], "plateau", runs
     )
     record: dict[str, np.ndarray] = {}

@@ -20,6 +20,7 @@ __all__ = [
     "add_label_noise",
     "affine_targets",
     "append_bias",
+    "draw_affine_map",
     "draw_inputs",
     "make_dataset",
     "random_labels",
@@ -243,6 +244,13 @@ def affine_targets(
     return x @ slope + intercept
 
 
+def draw_affine_map(rng: np.random.Generator, input_dim: int, output_dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Slope (input_dim, k) then intercept (k,) of an affine map, i.i.d. N(0, 1) entries (as :func:`affine_targets`)."""
+    _check_positive_int("input_dim", input_dim)
+    _check_positive_int("output_dim", output_dim)
+    return rng.standard_normal((input_dim, output_dim)), rng.standard_normal(output_dim)
+
+
 def random_labels(rng: np.random.Generator, n_samples: int, output_dim: int) -> np.ndarray:
     """Labels with i.i.d. N(0, 1) entries, independent of the inputs, shape (n_samples, output_dim)."""
     _check_positive_int("n_samples", n_samples)
@@ -277,12 +285,18 @@ class Dataset:
         target is a teacher.
     teacher_b : (m*, k) or None
         Teacher output weights; None unless the target is a teacher.
+    affine_slope : (input_dim, k) or None
+        Slope of an affine target given as a map (population inputs); None otherwise.
+    affine_intercept : (k,) or None
+        Its intercept.
     """
 
     x: np.ndarray
     y: np.ndarray
     teacher_v: np.ndarray | None = None
     teacher_b: np.ndarray | None = None
+    affine_slope: np.ndarray | None = None
+    affine_intercept: np.ndarray | None = None
 
 
 def make_dataset(

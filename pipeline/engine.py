@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline import nets, population
+from pipeline import interval_population, nets, population
 from pipeline.trajectory import CheckpointRecorder, PlateauRecorder, PlateauSettings, checkpoint_steps
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "StopReason",
     "data_scales",
     "run_gradient_descent",
+    "run_interval_gradient_descent",
     "run_population_gradient_descent",
 ]
 
@@ -224,6 +225,60 @@ def run_population_gradient_descent(
     workspace = population.PopulationWorkspace(
         teacher_w, teacher_a, w0.shape[0], w0.shape[1], leak, train_output=train_output
     )
+    return _descend(
+        w0,
+        a0,
+        workspace,
+        s_x,
+        s_y,
+        learning_rate=learning_rate,
+        max_steps=max_steps,
+        train_output=train_output,
+        grad_tol=grad_tol,
+        divergence_factor=divergence_factor,
+        n_checkpoints=n_checkpoints,
+        plateaus=plateaus or PlateauSettings(),
+    )
+
+
+def run_interval_gradient_descent(
+    w0: torch.Tensor,
+    a0: torch.Tensor,
+    target: interval_population.IntervalTarget,
+    *,
+    leak: float,
+    learning_rate: float,
+    max_steps: int,
+    train_output: bool = True,
+    grad_tol: float = 1e-8,
+    divergence_factor: float = 1e6,
+    n_checkpoints: int = 64,
+    plateaus: PlateauSettings | None = None,
+) -> DescentResult:
+    """Gradient descent on the population loss of scalar inputs uniform on an interval (theory.md 9).
+
+    The loss is the exact profiled loss of :mod:`pipeline.interval_population` (the output bias at
+    its optimum) against the affine ``target``; ``w0`` is (R, m, 2) (rows ``(w_j, b_j)``), ``a0``
+    (R, m, k). Scales: ``s_x = sqrt(max(low^2, high^2) + 1)`` (the largest input norm with the bias
+    column) and ``s_y`` the root mean square of the target. Other arguments as in
+    :func:`run_gradient_descent`.
+    """
+    slope = target.slope.unsqueeze(-2)
+    _check_arguments(
+        w0,
+        a0,
+        w0.new_zeros(slope.shape[0], 1, 2),
+        slope,
+        leak,
+        learning_rate,
+        max_steps,
+        grad_tol,
+        divergence_factor,
+        ("the interval input (with its bias column)", "target.slope"),
+    )
+    s_y = interval_population.target_scale(target)
+    s_x = torch.full_like(s_y, (max(target.low**2, target.high**2) + 1.0) ** 0.5)
+    workspace = interval_population.IntervalWorkspace(target, w0.shape[0], w0.shape[1], leak, train_output=train_output)
     return _descend(
         w0,
         a0,

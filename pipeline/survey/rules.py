@@ -37,12 +37,16 @@ def _gaussian_init(v: Mapping[str, Any]) -> bool:
     return v["init_distribution"] == "gaussian"
 
 
+POPULATION_INPUTS = ("gaussian_population", "interval_population")
+"""Input distributions with infinitely many inputs (the population loss in closed form)."""
+
+
 def _interval(v: Mapping[str, Any]) -> bool:
-    return v["input_distribution"] == "interval"
+    return v["input_distribution"] in ("interval", "interval_population")
 
 
 def _sampled(v: Mapping[str, Any]) -> bool:
-    return v["input_distribution"] != "gaussian_population"
+    return v["input_distribution"] not in POPULATION_INPUTS
 
 
 CONDITIONAL_SETTINGS: tuple[Conditional, ...] = (
@@ -50,7 +54,7 @@ CONDITIONAL_SETTINGS: tuple[Conditional, ...] = (
         "n_samples",
         ("input_distribution",),
         _sampled,
-        "sampled inputs only (not gaussian_population)",
+        "sampled inputs only (not gaussian_population or interval_population)",
         "set another input_distribution",
     ),
     Conditional(
@@ -65,14 +69,14 @@ CONDITIONAL_SETTINGS: tuple[Conditional, ...] = (
         "interval_low",
         ("input_distribution",),
         _interval,
-        "input_distribution interval only",
+        "input_distribution interval or interval_population only",
         "set input_distribution: interval",
     ),
     Conditional(
         "interval_high",
         ("input_distribution",),
         _interval,
-        "input_distribution interval only",
+        "input_distribution interval or interval_population only",
         "set input_distribution: interval",
     ),
     Conditional("teacher_width", ("target",), _teacher, "target teacher only", "set target: teacher", required=True),
@@ -127,7 +131,7 @@ def _rule_interval(v: Mapping[str, Any]) -> list[Problem]:
         out.append(
             (
                 "input_dim",
-                f"{v['input_dim']!r} is not allowed with input_distribution 'interval' "
+                f"{v['input_dim']!r} is not allowed with input_distribution {v['input_distribution']!r} "
                 "(uniform on an interval is for scalar input); set input_dim: 1 or another input_distribution",
             )
         )
@@ -172,7 +176,7 @@ def _rule_orthonormal_teacher(v: Mapping[str, Any]) -> list[Problem]:
 
 
 def _rule_population(v: Mapping[str, Any]) -> list[Problem]:
-    if _sampled(v):
+    if v["input_distribution"] != "gaussian_population":
         return []
     problems = []
     context = "with input_distribution 'gaussian_population' (the closed-form population loss"
@@ -191,6 +195,27 @@ def _rule_population(v: Mapping[str, Any]) -> list[Problem]:
         )
     if v["bias"]:
         problems.append(("bias", f"True is not allowed {context} has no bias input); set bias: false"))
+    if v["label_noise"] > 0:
+        problems.append(
+            ("label_noise", f"{v['label_noise']!r} is not allowed {context} is noiseless); set label_noise: 0")
+        )
+    return problems
+
+
+def _rule_interval_population(v: Mapping[str, Any]) -> list[Problem]:
+    if v["input_distribution"] != "interval_population":
+        return []
+    context = "with input_distribution 'interval_population' (the exact population loss of an affine target"
+    required = (
+        ("target", "affine", "set target: affine"),
+        ("bias", True, "set bias: true"),
+        ("output_layer", "trained", "set output_layer: trained"),
+    )
+    problems = [
+        (name, f"{v[name]!r} is not allowed {context} with a bias and a trained output layer); {fix}")
+        for name, value, fix in required
+        if v[name] != value
+    ]
     if v["label_noise"] > 0:
         problems.append(
             ("label_noise", f"{v['label_noise']!r} is not allowed {context} is noiseless); set label_noise: 0")
@@ -249,6 +274,7 @@ CELL_RULES: tuple[tuple[tuple[str, ...], Callable[[Mapping[str, Any]], list[Prob
         ),
         _rule_population,
     ),
+    (("input_distribution", "target", "bias", "output_layer", "label_noise"), _rule_interval_population),
     (("target", "teacher_kind", "teacher_width", "input_dim", "output_dim"), _rule_orthonormal_teacher),
     (("init_distribution", "init_scale", "init_width_exponent"), _rule_init_scale),
     (("balanced_init", "output_layer"), _rule_balanced),

@@ -29,14 +29,19 @@ class Settings(Strict):
     # data
     input_dim: int = Field(2, ge=1, le=100_000, description="Raw input dimension d, before the bias column.")
     n_samples: int = Field(
-        16, ge=1, le=10_000_000, description="Number of training samples n (not with gaussian_population)."
+        16, ge=1, le=10_000_000, description="Number of training samples n (not with the population inputs)."
     )
-    input_distribution: Literal["gaussian", "sphere", "interval", "orthogonal", "gaussian_population"] = Field(
+    input_distribution: Literal[
+        "gaussian", "sphere", "interval", "orthogonal", "gaussian_population", "interval_population"
+    ] = Field(
         "gaussian",
         description="Inputs: standard Gaussian, uniform on the unit sphere, uniform on "
-        "[interval_low, interval_high] (input_dim 1), a random orthonormal set (n_samples <= input_dim), or "
+        "[interval_low, interval_high] (input_dim 1), a random orthonormal set (n_samples <= input_dim), "
         "gaussian_population: infinitely many standard Gaussian inputs, i.e. the population loss in closed form "
-        "(needs a teacher with the student's activation, no bias, no label noise).",
+        "(needs a teacher with the student's activation, no bias, no label noise), or interval_population: "
+        "infinitely many inputs uniform on [interval_low, interval_high], the exact population loss of "
+        "Cheridito-Jentzen-Rossmannek with the output bias at its optimum (input_dim 1, bias, affine target, "
+        "trained output layer, no label noise).",
     )
     interval_low: float = Field(-1.0, ge=-1e6, le=1e6, description="Lower end of the input interval.")
     interval_high: float = Field(1.0, ge=-1e6, le=1e6, description="Upper end of the input interval.")
