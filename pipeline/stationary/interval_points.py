@@ -221,8 +221,13 @@ def _zero_neuron_test(point: _Point, s_x: float, s_y: float, witnesses: bool) ->
     for neuron in np.flatnonzero(point.zero):
         a_j = point.a[neuron].numpy()
         if np.linalg.norm(a_j) > ZERO_TOL * s_y:
-            if (values @ a_j).min() < -tolerance * np.linalg.norm(a_j):
-                return _Verdict("not_stationary", "not_stationary", certificate="first_order_descent")
+            slopes = values @ a_j  # one-sided derivative along (dw_j, da_j) = (u, 0)
+            best = int(slopes.argmin())
+            if slopes[best] < -tolerance * np.linalg.norm(a_j):  # Clarke-stationary, not directionally
+                dw = np.zeros(point.w.shape)
+                dw[neuron] = directions[best].numpy()
+                witness = _verify(point, dw, np.zeros(point.a.shape), both_signs=False) if witnesses else None
+                return _Verdict("clarke_only", "not_stationary", "first_order_descent", witness=witness)
             continue
         strength = np.linalg.norm(values, axis=1)
         best = int(strength.argmax())
