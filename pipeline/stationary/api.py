@@ -4,7 +4,8 @@
 (:func:`pipeline.stationary.classify.classify_once`) and re-runs, only for the runs whose kink sets
 change, with the kink tolerance scaled by 0.1 and 10 (``tolerance_sensitive``: the point type
 changes). The kink sets at all three tolerances come from one evaluation of ``|z|`` and the bound
-(both scale linearly), and the re-runs compute labels only (no witnesses).
+(both scale linearly), and the re-runs compute labels only (no witnesses); runs whose output gaps
+already make them ``not_stationary`` skip the kink solves (an exact screen, see ``_point_types``).
 ``classify_point`` wraps it with ``R = 1`` and decodes the labels.
 """
 
@@ -16,9 +17,9 @@ import numpy as np
 import torch
 
 from pipeline.stationary import labels
-from pipeline.stationary.classify import classify_once
-from pipeline.stationary.kinks import kink_scores
-from pipeline.stationary.tolerances import tolerances_for
+from pipeline.stationary.classify import classify_once, settled_not_stationary
+from pipeline.stationary.kinks import SnappedPoint, kink_scores, resnap_point
+from pipeline.stationary.tolerances import Tolerances, tolerances_for
 
 __all__ = ["BatchClassification", "PointReport", "classify_batch", "classify_point"]
 
@@ -171,6 +172,8 @@ def classify_batch(
     absz, bound = kink_scores(w, a, x, y, leak, tol, learning_rate)
     base_kink = absz <= bound
     out = classify_once(w, a, x, y, tol=tol, best_known_loss=best, kink=base_kink, **kwargs)
+    base = SnappedPoint(w=torch.as_tensor(out["w"], device=w.device), a=torch.as_tensor(out["a"], device=w.device),
+                        kink=base_kink)  # fmt: skip
     sensitive = np.zeros(w.shape[0], bool)
     for factor in SENSITIVITY_FACTORS:
         scaled_kink = absz <= factor * bound
@@ -178,13 +181,40 @@ def classify_batch(
         runs = changed.nonzero().flatten()
         if runs.numel() == 0:
             continue
-        sub = classify_once(w[runs], a[runs], x[runs] if x.shape[0] > 1 else x, y[runs] if y.shape[0] > 1 else y,
-                            tol=tol.scaled_kink(factor), best_known_loss=None if best is None else best[runs.cpu()],
-                            kink=scaled_kink[runs], labels_only=True, **kwargs)  # fmt: skip
+        sub = _point_types(SnappedPoint(w=base.w[runs], a=base.a[runs], kink=base_kink[runs]), w[runs], a[runs],
+                           x[runs] if x.shape[0] > 1 else x, y[runs] if y.shape[0] > 1 else y,
+                           tol=tol.scaled_kink(factor), best_known_loss=None if best is None else best[runs.cpu()],
+                           kink=scaled_kink[runs], **kwargs)  # fmt: skip
         rn = runs.cpu().numpy()
-        sensitive[rn] |= sub["point_type"] != out["point_type"][rn]
+        sensitive[rn] |= sub != out["point_type"][rn]
     out["tolerance_sensitive"] = sensitive
     return BatchClassification(**{f.name: out[f.name] for f in fields(BatchClassification)})
+
+
+def _point_types(
+    base: SnappedPoint, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, leak: float,
+    tol: Tolerances, train_output: bool, learning_rate: float | None, realisable: bool,
+    best_known_loss: torch.Tensor | None, kink: torch.Tensor,
+) -> np.ndarray:  # fmt: skip
+    """``point_type`` codes (R,) at the kink sets ``kink``, as ``classify_once(..., labels_only=True)`` gives them.
+
+    ``base`` is the snapped point of the same runs at the base tolerance. With a trained output
+    layer, runs settled by :func:`pipeline.stationary.classify.settled_not_stationary` (an output gap
+    above the relaxed tolerance) skip the kink solves; only the others are classified.
+    """
+    types = np.full(w.shape[0], labels.code(labels.POINT_TYPE, "not_stationary"), np.int8)
+    rest = torch.arange(w.shape[0], device=w.device)
+    if train_output:  # a fixed output layer has no output gaps
+        settled = settled_not_stationary(resnap_point(base, w, a, x, y, tol, kink), x, y, leak=leak, tol=tol)
+        rest = (~settled).nonzero().flatten()
+    if rest.numel() == 0:
+        return types
+    sub = classify_once(w[rest], a[rest], x[rest] if x.shape[0] > 1 else x, y[rest] if y.shape[0] > 1 else y,
+                        leak=leak, tol=tol, train_output=train_output, learning_rate=learning_rate,
+                        realisable=realisable, best_known_loss=None if best_known_loss is None else
+                        best_known_loss[rest.cpu()], kink=kink[rest], labels_only=True)  # fmt: skip
+    types[rest.cpu().numpy()] = sub["point_type"]
+    return types
 
 
 def _with_non_finite(finite: torch.Tensor, w, a, x, y, best_known_loss, options: dict) -> BatchClassification:

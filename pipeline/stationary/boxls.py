@@ -155,11 +155,14 @@ def box_ls_bounds(
     s = M.new_zeros(M.shape[:2])
     prev, t = s, 1.0
     mv = (M @ v.unsqueeze(-1)).squeeze(-1)
+    grad = torch.empty_like(s).unsqueeze(-1)
     for it in range(1, iterations + 1):
-        grad = (gram @ s.unsqueeze(-1)).squeeze(-1) + mv
-        new = (s - step * grad).clamp(0.0, 1.0)
+        # in place, with the same roundings as s - step * (gram s + mv) and new + c (new - prev)
+        torch.bmm(gram, s.unsqueeze(-1), out=grad)
+        new = torch.sub(s, grad.squeeze(-1).add_(mv).mul_(step)).clamp_(0.0, 1.0)
         t_new = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
-        s, prev, t = new + ((t - 1.0) / t_new) * (new - prev), new, t_new
+        s = torch.sub(new, prev).mul_((t - 1.0) / t_new).add_(new)
+        prev, t = new, t_new
         if scale is not None and it % 25 == 0 and it < iterations:
             upper, lower = _bounds(M, v, prev)
             if bool((upper - lower <= 1e-10 * scale).all()):

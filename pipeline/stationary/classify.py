@@ -1,8 +1,10 @@
 """One classification pass over a batch of points (theory.md section 8.2, steps 1-8).
 
 ``classify_once`` takes float64 tensors with a leading run axis and returns a dict of numpy
-arrays (label codes from :mod:`pipeline.stationary.labels`). The public entry points with the
-tolerance-sensitivity re-runs live in :mod:`pipeline.stationary.api`.
+arrays (label codes from :mod:`pipeline.stationary.labels`). ``settled_not_stationary`` is the
+cheap screen of the tolerance-sensitivity re-runs: runs it returns are ``not_stationary`` in
+``classify_once`` too (it evaluates the same tensors). The public entry points with the re-runs
+live in :mod:`pipeline.stationary.api`.
 
 Fixed output layer (``train_output=False``): only ``W`` is perturbed, and the exact expansion of
 section 2 reduces to ``L(W + dW) - L(W) = 1/n sum_j g_j(dw_j) + 1/(2n) sum_i ||delta f_i||^2`` for
@@ -24,15 +26,22 @@ import torch
 
 from pipeline.stationary import labels
 from pipeline.stationary.escape import differentiable, escape_flags
-from pipeline.stationary.first_order import clarke_gap, first_order
-from pipeline.stationary.kinks import snap_point
-from pipeline.stationary.neurons import NeuronQuantities, neuron_quantities, parallel_inputs
-from pipeline.stationary.second_order import second_order
+from pipeline.stationary.first_order import clarke_gap, first_order, output_gaps
+from pipeline.stationary.kinks import SnappedPoint, snap_point
+from pipeline.stationary.neurons import (
+    FitQuantities,
+    NeuronQuantities,
+    fit_quantities,
+    neuron_quantities,
+    parallel_inputs,
+    select_runs,
+)
+from pipeline.stationary.second_order import record_non_strict, second_order
 from pipeline.stationary.strength import escape_strength
 from pipeline.stationary.tolerances import Tolerances
 from pipeline.stationary.witness import best_on_grid, escape_witness, first_order_witness
 
-__all__ = ["classify_once"]
+__all__ = ["classify_once", "settled_not_stationary"]
 
 _C = labels.code
 
@@ -78,14 +87,13 @@ def classify_once(
         clarke = torch.maximum(clarke, fo.out_gap[failing].amax(dim=-1))
         clarke, failing = clarke.cpu(), failing.cpu()
         stationarity[failing[clarke <= tol.approx_stationary]] = _C(labels.STATIONARITY, "clarke_only")
-    zero_loss = q.loss <= tol.global_loss * q.s_y.square() + q.loss_floor
+    zero_loss = _zero_loss(q, tol)
     approx = _C(labels.STATIONARITY, "approx_stationary")
     stationarity[zero_loss.cpu() & (stationarity > approx)] = approx
     st = (fo.gap <= tol.approx_stationary) | zero_loss
 
     par = parallel_inputs(x)
-    esc = escape_flags(q, a, x, par, leak, tol.escape, train_output, active=st)
-    escape = esc.escape & st.unsqueeze(-1)
+    escape, d_zero = _stationary_escape(q, a, x, par, leak, tol.escape, train_output, st)
     zero_escape = escape & q.a_zero
 
     out = _empty(R, m, d, k, w)
@@ -101,15 +109,61 @@ def classify_once(
 
     _not_stationary(out, q, fo, w, a, x, y, leak, train_output, ~st, labels_only)
     minimum = st & (~escape.any(dim=-1) | zero_loss)
-    _minima(out, q, esc.d_zero, a, minimum, train_output, tol, realisable, best_known_loss)
+    _minima(out, q, d_zero, a, minimum, train_output, tol, realisable, best_known_loss)
     zero_escape = zero_escape & ~zero_loss.unsqueeze(-1)
     _zero_output_saddles(out, q, w, a, x, y, leak, zero_escape, labels_only)
     vector = st & ~zero_loss & escape.any(dim=-1) & ~zero_escape.any(dim=-1)
     for r in vector.nonzero().flatten().tolist():
-        _second_order_run(out, q, w, a, x, y, leak, esc.d_zero, tol, r)
+        _second_order_run(out, q, w, a, x, y, leak, d_zero, tol, r)
     if not labels_only:
         _mechanisms(out, q, escape, k)
     return out
+
+
+def settled_not_stationary(
+    sp: SnappedPoint, x: torch.Tensor, y: torch.Tensor, *, leak: float, tol: Tolerances
+) -> torch.Tensor:
+    """Runs that :func:`classify_once` labels ``not_stationary`` (trained output layer), from the output gaps.
+
+    ``sp`` must be the snapped point that :func:`classify_once` classifies (:func:`snap_point`, or
+    :func:`pipeline.stationary.kinks.resnap_point`, which gives the same values). The first-order gap
+    of a run is the maximum over its neurons of the output and input gaps, so an output gap above
+    ``tol.approx_stationary`` makes the run not stationary (unless its loss is numerically zero)
+    whatever the kink solves give for the input gaps; the forward pass is the very computation of
+    :func:`classify_once`, so the verdict is exact. (A fixed output layer has no output gaps.)
+
+    Returns
+    -------
+    (R,) bool tensor on the device of ``sp.w``.
+    """
+    if sp.w.shape[1] == 0:
+        return torch.zeros(sp.w.shape[0], dtype=torch.bool, device=sp.w.device)
+    fit = fit_quantities(sp.w, sp.a, x, y, sp.kink, leak)
+    return (output_gaps(fit).amax(dim=-1) > tol.approx_stationary) & ~_zero_loss(fit, tol)
+
+
+def _zero_loss(fit: FitQuantities | NeuronQuantities, tol: Tolerances) -> torch.Tensor:
+    """Numerically zero loss, ``L <= tau_L s_y^2`` plus the float-noise floor, (R,) bool."""
+    return fit.loss <= tol.global_loss * fit.s_y.square() + fit.loss_floor
+
+
+def _stationary_escape(
+    q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, par: torch.Tensor, leak: float, tol: float,
+    train_output: bool, st: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Escape flags and ``D_j = 0`` flags (R, m) of the stationary runs ``st``; False for the others.
+
+    No other run reads them (its ``escape`` record is False), so only the stationary runs are evaluated.
+    """
+    escape = torch.zeros_like(q.a_zero)
+    d_zero = torch.zeros_like(q.a_zero)
+    runs = st.nonzero().flatten()
+    if runs.numel() == 0:
+        return escape, d_zero
+    esc = escape_flags(select_runs(q, runs), a[runs], x[runs] if x.shape[0] > 1 else x,
+                       par[runs] if par.shape[0] > 1 else par, leak, tol, train_output)  # fmt: skip
+    escape[runs], d_zero[runs] = esc.escape, esc.d_zero
+    return escape, d_zero
 
 
 def _empty(R: int, m: int, d: int, k: int, w: torch.Tensor) -> dict[str, np.ndarray]:
@@ -223,6 +277,8 @@ def _zero_output_saddles(out, q: NeuronQuantities, w, a, x, y, leak, zero_escape
 def _second_order_run(out, q: NeuronQuantities, w, a, x, y, leak, d_zero, tol: Tolerances, r: int) -> None:
     """Section 8.2 step 7 for one vector-output run; a saddle needs a verified witness."""
     res = second_order(q, w, a, x, r, leak, d_zero, tol.curvature)
+    if record_non_strict(out, r, res):
+        return
     if res.verdict == "local_min":
         out["point_type"][r] = _C(labels.POINT_TYPE, "local_min")
         out["is_local_min"][r] = _C(labels.IS_LOCAL_MIN, "true")

@@ -18,9 +18,10 @@ import torch
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from pipeline.stationary.boxls import ENUMERATION_MAX_COLUMNS, box_ls, box_ls_bounds, box_ls_scipy
-from pipeline.stationary.neurons import NeuronQuantities
+from pipeline.stationary.kinks import marked_first
+from pipeline.stationary.neurons import FitQuantities, NeuronQuantities
 
-__all__ = ["FirstOrder", "SUBSET_MAX", "clarke_gap", "first_order", "significant_kinks"]
+__all__ = ["FirstOrder", "SUBSET_MAX", "clarke_gap", "first_order", "output_gaps", "significant_kinks"]
 
 SUBSET_MAX = 10
 _GAMMA_REL = 1e-12
@@ -54,6 +55,11 @@ def _safe_ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.where(num == 0, torch.zeros_like(out), out)
 
 
+def output_gaps(fit: FitQuantities | NeuronQuantities) -> torch.Tensor:
+    """Relative output gaps ``||G_j|| / (||R||_F ||rho(X w_j)||)`` (0/0 = 0), (R, m)."""
+    return _safe_ratio(fit.G.norm(dim=-1), fit.r_norm.unsqueeze(-1) * fit.rho.norm(dim=-2))
+
+
 def significant_kinks(q: NeuronQuantities, a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Convex (``P_j``) and concave (``N_j``) kink masks, (R, n, m); negligible ``gamma`` dropped."""
     scale = (q.r_norm * q.s_x).unsqueeze(-1) * a.norm(dim=-1)  # (R, m)
@@ -61,13 +67,14 @@ def significant_kinks(q: NeuronQuantities, a: torch.Tensor) -> tuple[torch.Tenso
     return big & (q.gamma > 0), big & (q.gamma < 0)
 
 
-def _gather_columns(q: NeuronQuantities, xb: torch.Tensor, mask: torch.Tensor, runs, neurons, width: int):
-    """Columns ``gamma_ij x_i`` of the masked kinks of the selected neurons, (E, width, d)."""
-    sel = mask[runs, :, neurons].to(xb.dtype)  # (E, n)
-    order = torch.argsort(sel, dim=-1, descending=True, stable=True)[:, :width]
+def _gather_columns(q: NeuronQuantities, x: torch.Tensor, mask: torch.Tensor, runs, neurons, width: int):
+    """Columns ``gamma_ij x_i`` of the masked kinks of the selected neurons, (E, width, d); ``x`` (R or 1, n, d)."""
+    marked = mask[runs, :, neurons]  # (E, n)
+    sel = marked.to(x.dtype)
+    order = marked_first(marked, width)
     valid = sel.gather(1, order)
     gam = q.gamma[runs, :, neurons].gather(1, order) * valid
-    xs = xb[runs].gather(1, order.unsqueeze(-1).expand(-1, -1, xb.shape[-1]))
+    xs = x[0][order] if x.shape[0] == 1 else x[runs].gather(1, order.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
     return gam.unsqueeze(-1) * xs
 
 
@@ -87,7 +94,7 @@ def first_order(
     a_norm = a.norm(dim=-1)
     scale = (q.r_norm * q.s_x).unsqueeze(-1) * a_norm
     if train_output:
-        out_gap = _safe_ratio(q.G.norm(dim=-1), q.r_norm.unsqueeze(-1) * q.rho.norm(dim=-2))
+        out_gap = output_gaps(q)
     else:
         out_gap = torch.zeros_like(a_norm)
     P, N = significant_kinks(q, a)
@@ -101,8 +108,8 @@ def first_order(
         for cls in torch.unique(size_class[small]).tolist():
             runs, neurons = torch.nonzero(size_class == cls, as_tuple=True)
             qp, qn = divmod(int(cls), ENUMERATION_MAX_COLUMNS + 1)
-            cols_p = _gather_columns(q, xb, P, runs, neurons, qp)
-            cols_n = _gather_columns(q, xb, N, runs, neurons, qn)
+            cols_p = _gather_columns(q, x, P, runs, neurons, qp)
+            cols_n = _gather_columns(q, x, N, runs, neurons, qn)
             subsets = torch.tensor(list(itertools.product((0.0, 1.0), repeat=qn)), dtype=xb.dtype, device=xb.device)
             subsets = subsets.reshape(2**qn, qn)
             v = q.p[runs, neurons].unsqueeze(1) + torch.einsum("sq,eqd->esd", subsets, cols_n)
@@ -115,8 +122,8 @@ def first_order(
     large = (nP > ENUMERATION_MAX_COLUMNS) | (nN > ENUMERATION_MAX_COLUMNS)
     if bool(large.any()):
         runs, neurons = torch.nonzero(large, as_tuple=True)
-        cols_p = _gather_columns(q, xb, P, runs, neurons, int(nP[large].max()))
-        cols_n = _gather_columns(q, xb, N, runs, neurons, int(nN[large].max()))
+        cols_p = _gather_columns(q, x, P, runs, neurons, int(nP[large].max()))
+        cols_n = _gather_columns(q, x, N, runs, neurons, int(nN[large].max()))
         p = q.p[runs, neurons]
         v = torch.cat([p, p + cols_n.sum(dim=1)])
         sc = scale[runs, neurons]
@@ -213,13 +220,12 @@ def clarke_gap(
     sel = N[runs].any(dim=-2)
     if not bool(sel.any()):
         return gaps.amax(dim=-1)
-    xb = x.expand(q.p.shape[0], -1, -1) if x.shape[0] != q.p.shape[0] else x
     scale = (q.r_norm * q.s_x).unsqueeze(-1) * a.norm(dim=-1)
     local, neurons = torch.nonzero(sel, as_tuple=True)
     rr = runs[local]
     both = P | N
     width = int(both[rr, :, neurons].sum(dim=-1).max())
-    cols = _gather_columns(q, xb, both, rr, neurons, width)
+    cols = _gather_columns(q, x, both, rr, neurons, width)
     p = q.p[rr, neurons]
     if width <= ENUMERATION_MAX_COLUMNS:
         value = box_ls(cols, p.unsqueeze(1))[0].squeeze(1)

@@ -13,7 +13,18 @@ import torch
 from pipeline import nets
 from pipeline.stationary.tolerances import Tolerances
 
-__all__ = ["SnappedPoint", "data_scales", "kink_mask", "kink_scores", "project_onto_kinks", "snap_point", "zero_snap"]
+__all__ = [
+    "SnappedPoint",
+    "activation_parts",
+    "data_scales",
+    "kink_mask",
+    "kink_scores",
+    "marked_first",
+    "project_onto_kinks",
+    "resnap_point",
+    "snap_point",
+    "zero_snap",
+]
 
 
 def data_scales(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -21,6 +32,20 @@ def data_scales(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     s_x = x.norm(dim=-1).amax(dim=-1)
     s_y = torch.sqrt(y.square().sum(dim=(-2, -1)) / y.shape[-2])
     return s_x, s_y
+
+
+def activation_parts(z: torch.Tensor, leak: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``z > 0``, the slope (1 where ``z > 0``, ``leak`` elsewhere) and ``rho(z)``, each of the shape of ``z``.
+
+    Bit-identical to ``where(z > 0, 1, leak)`` and ``where(z > 0, z, leak * z)`` without their
+    selects, which are several times slower on masks that are true for about half the entries:
+    ``1 * (1 - leak) + leak`` rounds to exactly 1 for every ``leak`` in [0, 1) (the rounding error of
+    ``1 - leak`` is at most half an ulp of 1 from below), ``0 * (1 - leak) + leak = leak``, ``z * 1 = z``
+    and ``z * leak = leak * z``.
+    """
+    pos = z > 0
+    slope = pos.to(z.dtype).mul_(1.0 - leak).add_(leak)
+    return pos, slope, z * slope
 
 
 def kink_mask(
@@ -61,11 +86,23 @@ def _scores(w, a, x, y, leak: float, tol: Tolerances, learning_rate: float | Non
     x_norm = x.norm(dim=-1).unsqueeze(-1)
     bound = tol.kink * w_norm * x_norm
     if learning_rate is not None and learning_rate > 0:
-        residual = torch.matmul(nets.activation(z, leak), a) - y
+        residual = torch.matmul(activation_parts(z, leak)[2], a) - y
         c = torch.matmul(residual, a.transpose(-1, -2))
         zigzag = tol.kink_factor * learning_rate * (1.0 - leak) * c.abs() * x_norm.square() / x.shape[-2]
         bound = torch.maximum(bound, zigzag)
     return z.abs(), bound
+
+
+def marked_first(mask: torch.Tensor, width: int) -> torch.Tensor:
+    """First ``width`` entries of the stable descending argsort of the boolean ``mask`` (E, n), (E, width).
+
+    That is the indices of the marked entries in increasing order, then the unmarked ones in
+    increasing order; computed by prefix counts and one scatter (no sort).
+    """
+    marked = mask.to(torch.int64).cumsum(dim=-1)
+    index = torch.arange(mask.shape[-1], device=mask.device).expand_as(marked)
+    target = torch.where(mask, marked - 1, marked[:, -1:] + index - marked)
+    return torch.empty_like(target).scatter_(1, target, index)[:, :width]
 
 
 def project_onto_kinks(w: torch.Tensor, x: torch.Tensor, kink: torch.Tensor) -> torch.Tensor:
@@ -83,27 +120,39 @@ def project_onto_kinks(w: torch.Tensor, x: torch.Tensor, kink: torch.Tensor) -> 
     d = x.shape[-1]
     sel = kink[runs, :, neurons]  # (E, n)
     width = int(sel.sum(dim=-1).max())
-    order = torch.argsort(sel.to(torch.int8), dim=-1, descending=True, stable=True)[:, :width]
+    order = marked_first(sel, width)
     valid = sel.gather(1, order).to(x.dtype)
     if x.shape[0] > 1:
         rows = x[runs].gather(1, order.unsqueeze(-1).expand(-1, -1, d))
     else:
         rows = x[0][order]
     rows = rows * valid.unsqueeze(-1)  # (E, K, d)
-    basis = torch.zeros_like(rows)
-    for t in range(width):
-        v = rows[:, t]
-        size = v.norm(dim=-1, keepdim=True)
-        for _ in range(2):
-            v = v - torch.einsum("ekd,ek->ed", basis, torch.einsum("ekd,ed->ek", basis, v))
-        norm = v.norm(dim=-1, keepdim=True)
-        keep = norm > 1e-6 * size
-        basis[:, t] = torch.where(keep, v / norm.clamp_min(torch.finfo(x.dtype).tiny), torch.zeros_like(v))
+    basis = _kink_basis(rows, valid.sum(dim=-1))
     wj = w[runs, neurons]
     shift = torch.einsum("ekd,ek->ed", basis, torch.einsum("ekd,ed->ek", basis, wj))
     out = w.clone()
     out[runs, neurons] = wj - shift
     return out
+
+
+def _kink_basis(rows: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """Gram-Schmidt basis (E, K, d) of the first ``count[e]`` rows of ``rows[e]`` (zero rows elsewhere).
+
+    Step ``t`` touches only the problems with more than ``t`` rows: for the others row ``t`` is zero
+    padding, its remainder is zero and it adds nothing, so skipping them changes no value.
+    """
+    basis = torch.zeros_like(rows)
+    for t in range(rows.shape[1]):
+        live = (count > t).nonzero().flatten()
+        b = basis[live]
+        v = rows[live, t]
+        size = v.norm(dim=-1, keepdim=True)
+        for _ in range(2):
+            v = v - torch.einsum("ekd,ek->ed", b, torch.einsum("ekd,ed->ek", b, v))
+        norm = v.norm(dim=-1, keepdim=True)
+        keep = norm > 1e-6 * size
+        basis[live, t] = torch.where(keep, v / norm.clamp_min(torch.finfo(rows.dtype).tiny), torch.zeros_like(v))
+    return basis
 
 
 @dataclass(frozen=True)
@@ -147,6 +196,24 @@ def snap_point(
         kink = kink_mask(w, a, x, y, leak, tol, learning_rate)
     w = project_onto_kinks(w, x, kink)
     return SnappedPoint(w=w, a=a, kink=kink)
+
+
+def resnap_point(
+    base: SnappedPoint, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, tol: Tolerances,
+    kink: torch.Tensor,
+) -> SnappedPoint:  # fmt: skip
+    """:func:`snap_point` with the kink sets ``kink``, given the snapped point ``base`` at other kink sets.
+
+    ``base`` holds the same runs; ``tol`` may differ from its tolerances in the kink terms only. Zero
+    snapping does not involve them, and each ``w_j`` is projected onto its own kinks alone, so only
+    the neurons whose kink set changed are projected anew; the others keep their values from ``base``.
+    """
+    changed = (kink != base.kink).any(dim=-2)  # (R, m)
+    if not bool(changed.any()):
+        return SnappedPoint(w=base.w, a=base.a, kink=kink)
+    w, _ = zero_snap(w, a, x, y, tol)
+    projected = project_onto_kinks(w, x, kink & changed.unsqueeze(-2))
+    return SnappedPoint(w=torch.where(changed.unsqueeze(-1), projected, base.w), a=base.a, kink=kink)
 
 
 def zero_snap(

@@ -6,14 +6,23 @@ Everything is batched over the run axis ``R`` with torch einsums; shapes: ``x`` 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
 from pipeline.stationary import labels
-from pipeline.stationary.kinks import data_scales
+from pipeline.stationary.kinks import activation_parts, data_scales
 
-__all__ = ["NeuronQuantities", "direction_derivative", "line_sums", "neuron_quantities", "parallel_inputs"]
+__all__ = [
+    "FitQuantities",
+    "NeuronQuantities",
+    "direction_derivative",
+    "fit_quantities",
+    "line_sums",
+    "neuron_quantities",
+    "parallel_inputs",
+    "select_runs",
+]
 
 _PARALLEL_COS = 1.0 - 1e-9
 
@@ -84,25 +93,68 @@ class NeuronQuantities:
     roles: torch.Tensor
 
 
+@dataclass(frozen=True)
+class FitQuantities:
+    """The forward pass of a snapped point: what decides output stationarity and zero loss.
+
+    The fields mean what they mean in :class:`NeuronQuantities`.
+
+    Attributes
+    ----------
+    z, rho, slope, pos : (R, n, m)
+    residual : (R, n, k)
+    G : (R, m, k)
+    loss, s_x, s_y, r_norm, loss_floor : (R,)
+    """
+
+    z: torch.Tensor
+    rho: torch.Tensor
+    slope: torch.Tensor
+    pos: torch.Tensor
+    residual: torch.Tensor
+    G: torch.Tensor
+    loss: torch.Tensor
+    s_x: torch.Tensor
+    s_y: torch.Tensor
+    r_norm: torch.Tensor
+    loss_floor: torch.Tensor
+
+
+def fit_quantities(
+    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, kink: torch.Tensor, leak: float
+) -> FitQuantities:
+    """Forward pass, residuals, ``G_j``, loss and scales at the (already snapped) point ``(w, a)``.
+
+    :func:`neuron_quantities` builds on exactly these tensors, so a screen that uses only them
+    sees bit-identical values.
+    """
+    runs = w.shape[0]
+    z = torch.matmul(x, w.transpose(-1, -2))
+    z = torch.where(kink, torch.zeros_like(z), z)
+    pos, slope, rho = activation_parts(z, leak)
+    residual = torch.matmul(rho, a) - y
+    residual = residual.expand(runs, -1, -1) if residual.shape[0] != runs else residual
+    G = torch.matmul(rho.transpose(-1, -2), residual)
+    xb = x.expand(runs, -1, -1) if x.shape[0] != runs else x
+    s_x, s_y = data_scales(xb, y.expand(runs, -1, -1) if y.shape[0] != runs else y)
+    r_norm = residual.square().sum(dim=(-2, -1)).sqrt()
+    s_f2 = torch.matmul(rho.abs(), a.norm(dim=-1).unsqueeze(-1)).square().mean(dim=(-2, -1))
+    loss_floor = 0.5 * (64 * a.shape[-2] * torch.finfo(z.dtype).eps) ** 2 * s_f2
+    return FitQuantities(z=z, rho=rho, slope=slope, pos=pos, residual=residual, G=G,
+                         loss=0.5 * r_norm.square() / x.shape[-2], s_x=s_x, s_y=s_y, r_norm=r_norm,
+                         loss_floor=loss_floor)  # fmt: skip
+
+
 def neuron_quantities(
     w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, kink: torch.Tensor, leak: float
 ) -> NeuronQuantities:
     """Compute all per-neuron quantities at the (already snapped) point ``(w, a)``."""
-    n = x.shape[-2]
-    runs = w.shape[0]
-    z = torch.matmul(x, w.transpose(-1, -2))
-    z = torch.where(kink, torch.zeros_like(z), z)
-    pos = z > 0
+    fit = fit_quantities(w, a, x, y, kink, leak)
+    z, pos, slope, residual = fit.z, fit.pos, fit.slope, fit.residual
     neg = (z < 0) & ~kink
-    rho = torch.where(pos, z, leak * z)
-    one = torch.ones((), dtype=z.dtype, device=z.device)
-    slope = torch.where(pos, one, one * leak)
-    residual = torch.matmul(rho, a) - y
-    residual = residual.expand(runs, -1, -1) if residual.shape[0] != runs else residual
-    xb = x.expand(runs, -1, -1) if x.shape[0] != runs else x
+    xb = x.expand(w.shape[0], -1, -1) if x.shape[0] != w.shape[0] else x
     c = torch.matmul(residual, a.transpose(-1, -2))
     gamma = (1.0 - leak) * c * kink.to(z.dtype)
-    G = torch.matmul(rho.transpose(-1, -2), residual)
     B = torch.einsum("rnm,rnk,rnd->rmkd", slope, residual, xb)
     kink_rx = torch.einsum("rnm,rnk,rnd->rmkd", kink.to(z.dtype), residual, xb)
     B_tilde = B + 0.5 * (1.0 - leak) * kink_rx
@@ -110,19 +162,22 @@ def neuron_quantities(
     x_norm = xb.norm(dim=-1).unsqueeze(-1)
     ratio = torch.where(kink | (x_norm == 0), torch.full_like(z, float("inf")), z.abs() / x_norm)
     mu = ratio.amin(dim=-2)
-    s_x, s_y = data_scales(xb, y.expand(runs, -1, -1) if y.shape[0] != runs else y)
-    r_norm = residual.square().sum(dim=(-2, -1)).sqrt()
-    s_f2 = torch.matmul(rho.abs(), a.norm(dim=-1).unsqueeze(-1)).square().mean(dim=(-2, -1))
-    loss_floor = 0.5 * (64 * a.shape[-2] * torch.finfo(z.dtype).eps) ** 2 * s_f2
     a_zero = (a == 0).all(dim=-1)
     w_zero = (w == 0).all(dim=-1)
     roles = _roles(pos, kink, a_zero, w_zero, leak)
     return NeuronQuantities(
-        z=z, rho=rho, slope=slope, kink=kink, pos=pos, neg=neg, residual=residual,
-        loss=0.5 * r_norm.square() / n, c=c, gamma=gamma, G=G, B=B, B_tilde=B_tilde, p=p,
-        x_norm=x_norm.squeeze(-1), mu=mu,
-        s_x=s_x, s_y=s_y, r_norm=r_norm, loss_floor=loss_floor, a_zero=a_zero, w_zero=w_zero, roles=roles,
+        z=z, rho=fit.rho, slope=slope, kink=kink, pos=pos, neg=neg, residual=residual,
+        loss=fit.loss, c=c, gamma=gamma, G=fit.G, B=B, B_tilde=B_tilde, p=p,
+        x_norm=x_norm.squeeze(-1), mu=mu, s_x=fit.s_x, s_y=fit.s_y, r_norm=fit.r_norm,
+        loss_floor=fit.loss_floor, a_zero=a_zero, w_zero=w_zero, roles=roles,
     )  # fmt: skip
+
+
+def select_runs(q: NeuronQuantities, runs: torch.Tensor) -> NeuronQuantities:
+    """The quantities of the runs ``runs`` (sorted, distinct indices), ``q`` itself if that is every run."""
+    if runs.numel() == q.loss.shape[0]:
+        return q
+    return NeuronQuantities(**{f.name: getattr(q, f.name)[runs] for f in fields(NeuronQuantities)})
 
 
 def _roles(
@@ -169,15 +224,29 @@ def line_sums(values: torch.Tensor, x: torch.Tensor, kink: torch.Tensor, par: to
     Returns
     -------
     Tensor of the shape of ``values``; entries with ``i`` not a kink of ``j`` are zero.
+
+    When no two inputs share a line (``par`` diagonal, the rule for data with a bias column and
+    distinct points) every line holds one point and its sum is that point's own term: no product
+    over the points is formed (equal values; a zero may differ in sign).
     """
     scalar = values.dim() == 3
     v = values.unsqueeze(-1) if scalar else values
     weight = (kink.to(v.dtype) * x.norm(dim=-1).unsqueeze(-1)).unsqueeze(-1)
     weighted = v * weight
     runs, n, m, k = weighted.shape
-    summed = torch.matmul(par.to(v.dtype), weighted.reshape(runs, n, m * k)).reshape(runs, n, m, k)
+    if _is_diagonal(par):
+        summed = weighted * par.diagonal(dim1=-2, dim2=-1).to(v.dtype)[..., None, None]
+    else:
+        summed = torch.matmul(par.to(v.dtype), weighted.reshape(runs, n, m * k)).reshape(runs, n, m, k)
     summed = summed * kink.unsqueeze(-1).to(v.dtype)
     return summed.squeeze(-1) if scalar else summed
+
+
+def _is_diagonal(par: torch.Tensor) -> bool:
+    """No input is parallel to another one (``par`` (R or 1, n, n) has no off-diagonal entry)."""
+    off = par.clone()
+    off.diagonal(dim1=-2, dim2=-1).fill_(False)
+    return not bool(off.any())
 
 
 def direction_derivative(

@@ -13,8 +13,11 @@ per-neuron rescalings, the ``GL`` generators of neurons with equal activation pa
 weights of zero-output neurons and both weights of strictly dead ReLU neurons (the loss does not
 depend on them near the point). Verdicts: ``lambda_min(H) < -tau`` -> saddle (eigenvector witness,
 verified by the caller); ``H >= 0`` and positive definite on ``T^perp`` -> local minimum
-(``hessian_morse_bott``); otherwise ``None`` (undetermined). Non-quadratic case (kinks on neurons
-with ``a_j != 0``): the piecewise test of :mod:`pipeline.stationary.pieces`.
+(``hessian_morse_bott``); ``H >= 0`` with a kernel larger than ``T`` -> the higher-order probe of
+:mod:`pipeline.stationary.higher_order` on the numerical kernel (eigenvalues ``<= tau lambda_max``): a
+verified cubic or quartic decrease -> saddle, ``non_strict`` (the verified curve witness in ``curve``; the
+caller records it with :func:`record_non_strict`), otherwise ``None`` (undetermined). Non-quadratic case
+(kinks on neurons with ``a_j != 0``): the piecewise test of :mod:`pipeline.stationary.pieces`.
 """
 
 from __future__ import annotations
@@ -24,10 +27,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pipeline.stationary import labels
+from pipeline.stationary.higher_order import CurveWitness, Piece, higher_order_probe
 from pipeline.stationary.neurons import NeuronQuantities
 from pipeline.stationary.pieces import piecewise_second_order
+from pipeline.stationary.witness import true_change
 
-__all__ = ["SecondOrder", "analytic_hessian", "flat_space", "hessian_from", "quadratic_case", "second_order"]
+__all__ = [
+    "SecondOrder",
+    "analytic_hessian",
+    "flat_space",
+    "hessian_from",
+    "quadratic_case",
+    "record_non_strict",
+    "second_order",
+]
 
 
 @dataclass(frozen=True)
@@ -39,14 +53,18 @@ class SecondOrder:
     verdict
         ``"local_min"``, ``"saddle"`` or ``None`` (undetermined).
     direction : (m, d), (m, k) or None
-        Unit negative-curvature direction (saddles).
+        Unit negative-curvature direction (strict saddles).
     curvature
-        ``lambda_min(H)`` (saddles) or ``lambda_min`` on ``T^perp`` (minima); NaN otherwise.
+        ``lambda_min(H)`` (strict saddles) or ``lambda_min`` on ``T^perp`` (minima, non-strict saddles);
+        NaN otherwise.
+    curve
+        Verified higher-order descent (non-strict saddles; ``direction`` is then None).
     """
 
     verdict: str | None
     direction: tuple[np.ndarray, np.ndarray] | None
     curvature: float
+    curve: CurveWitness | None = None
 
 
 def quadratic_case(q: NeuronQuantities, r: int, d_zero: torch.Tensor) -> bool:
@@ -140,4 +158,49 @@ def second_order(
     low = float(np.linalg.eigvalsh(perp.T @ H @ perp)[0])
     if low > tol * scale:
         return SecondOrder("local_min", None, low)
+    curve = _probe(q, w, a, x, r, leak, evals, evecs, tol * scale)
+    if curve is not None:
+        return SecondOrder("saddle", None, low, curve)
     return SecondOrder(None, None, float("nan"))
+
+
+def _probe(
+    q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, r: int, leak: float,
+    evals: np.ndarray, evecs: np.ndarray, cut: float,
+) -> CurveWitness | None:  # fmt: skip
+    """Higher-order probe on the kernel ``{lambda <= cut}`` of ``H = evecs diag(evals) evecs^T``."""
+    xr = x[r] if x.shape[0] > 1 else x[0]
+    piece = Piece(
+        x=xr.cpu().numpy(), a=a[r].cpu().numpy(), z=q.z[r].cpu().numpy(), rho=q.rho[r].cpu().numpy(),
+        slope=q.slope[r].cpu().numpy(), kink=q.kink[r].cpu().numpy(), residual=q.residual[r].cpu().numpy(),
+        mu=q.mu[r].cpu().numpy(), leak=leak, loss=float(q.loss[r]),
+    )  # fmt: skip
+    keep = evals > cut
+    pinv = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
+    scale = max(float(torch.sqrt(w[r].square().sum() + a[r].square().sum())), 1.0)
+
+    def change(dw: np.ndarray, da: np.ndarray) -> np.ndarray:
+        as_t = lambda v: torch.as_tensor(v, dtype=w.dtype, device=w.device)  # noqa: E731
+        return true_change(w[r], a[r], xr, q.residual[r], leak, as_t(dw), as_t(da)).cpu().numpy()
+
+    return higher_order_probe(piece, evecs[:, ~keep], pinv, scale, change)
+
+
+def record_non_strict(out: dict[str, np.ndarray], r: int, res: SecondOrder) -> bool:
+    """Record a non-strict saddle of run ``r`` (a verified ``res.curve``) in the classification arrays.
+
+    Returns False (and writes nothing) without a curve witness. The certificate is
+    ``negative_curvature_witness`` (a verified descent of the second-order test; ``strictness`` says that
+    the curvature along it vanishes and the decrease is of order 3 or 4).
+    """
+    if res.curve is None:
+        return False
+    out["point_type"][r] = labels.code(labels.POINT_TYPE, "saddle")
+    out["is_local_min"][r] = labels.code(labels.IS_LOCAL_MIN, "false")
+    out["certificate"][r] = labels.code(labels.CERTIFICATE, "negative_curvature_witness")
+    out["strictness"][r] = labels.code(labels.STRICTNESS, "non_strict")
+    out["curvature"][r] = res.curvature
+    out["witness_w"][r], out["witness_a"][r] = res.curve.dw, res.curve.da
+    out["has_witness"][r] = True
+    out["witness_decrease"][r] = res.curve.decrease
+    return True

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 
+from pipeline.stationary.kinks import marked_first
 from pipeline.stationary.neurons import NeuronQuantities, direction_derivative
 
 __all__ = ["escape_strength"]
@@ -114,7 +115,7 @@ def _starts(
     wn = wn / wn.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(xb.dtype).tiny)
     gen = torch.Generator(device="cpu").manual_seed(seed)
     rand = torch.randn(1, _RANDOM_STARTS, d, generator=gen, dtype=xb.dtype).to(xb.device).expand(E, -1, -1)
-    order = torch.argsort(kink.to(xb.dtype), dim=-1, descending=True, stable=True)[:, :4]
+    order = marked_first(kink, 4)
     kx = xb.gather(1, order.unsqueeze(-1).expand(-1, -1, d)) * kink.gather(1, order).unsqueeze(-1)
     starts = torch.cat([top.unsqueeze(1), -top.unsqueeze(1), wn.unsqueeze(1), -wn.unsqueeze(1), kx, -kx, rand], 1)
     norm = starts.norm(dim=-1, keepdim=True)

@@ -15,7 +15,7 @@ import torch
 from pipeline import nets
 from pipeline.stationary.neurons import NeuronQuantities, direction_derivative
 
-__all__ = ["Witness", "best_on_grid", "escape_witness", "first_order_witness"]
+__all__ = ["Witness", "best_on_grid", "escape_witness", "first_order_witness", "true_change"]
 
 _GRID = 24
 _RATIO = 4.0
@@ -69,6 +69,27 @@ def best_on_grid(
     idx = torch.arange(E, device=w.device)
     decrease = base - values[idx, best]
     return Witness(dw=dw[idx, best], da=da[idx, best], verified=decrease > 0, decrease=decrease)
+
+
+def true_change(
+    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, residual: torch.Tensor, leak: float,
+    dw: torch.Tensor, da: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """True loss changes ``L(w + dw, a + da) - L(w, a)`` of ``T`` candidates of one run, shape (T,).
+
+    Computed from two true forward passes as ``1/n sum_i r_i . delta f_i + 1/(2n) sum_i ||delta f_i||^2``
+    (``delta f`` the output change, ``r`` the residual at the point): the same number as the difference of
+    the two losses, without the cancellation of two large losses.
+
+    Parameters
+    ----------
+    w : (m, d), a : (m, k), x : (n, d), residual : (n, k)
+        The point, its data and residuals.
+    dw : (T, m, d), da : (T, m, k)
+        The candidate perturbations.
+    """
+    delta = nets.forward(w + dw, a + da, x, leak) - nets.forward(w, a, x, leak)
+    return ((residual * delta).sum(dim=(-2, -1)) + 0.5 * delta.square().sum(dim=(-2, -1))) / x.shape[-2]
 
 
 def first_order_witness(

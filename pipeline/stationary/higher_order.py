@@ -1,0 +1,263 @@
+"""Higher-order probe of degenerate second-order points (theory.md sections 2 and 8.2 step 7).
+
+Applies where the second-order test of :mod:`pipeline.stationary.second_order` finds ``H >= 0`` but a
+kernel larger than the flat space ``T``. On the activation piece of the point the loss change is the
+exact polynomial of section 2: with ``delta f_i`` the output change (linear plus bilinear in
+``(Delta a, Delta w)``),
+
+``Phi(Delta) = 1/n sum_i r_i . delta f_i + 1/(2n) sum_i ||delta f_i||^2``,
+
+so along a curve ``Delta(t) = t u + t^2 v`` (``u`` in the numerical kernel ``K`` of ``H``) the change is a
+polynomial ``sum_{p=1}^{8} c_p t^p`` whose coefficients are computed exactly. With ``H u = 0``
+(and a stationary point) ``c_1 = c_2 = 0``, ``c_3 = Phi_3(u) = 1/n sum_i (J u)_i . N_i(u)``
+(``N_i(u) = sum_j u_{a_j} phi_ij(u_{w_j})``, independent of ``v``) and, where ``Phi_3 = 0``,
+
+``c_4(v) = Phi_4(u) + b(u) . v + 1/2 v^T H v``, minimised by the normal correction ``v = -H^+ b(u)``
+
+(``Phi_4(u) = 1/(2n) sum_i ||N_i(u)||^2``, ``b(u) . v = D Phi_3(u)[v]``). A significantly negative leading
+coefficient (``c_3`` on ``-sign(c_3) u``, else ``c_4``) is confirmed on the true loss at a step inside the
+validity radius of section 2 (no sign change of a non-kink pre-activation, constant kink signs), where the
+residual low-order part ``|c_1 t| + |c_2 t^2|`` (numerical stationarity and the curvature below the
+tolerance) is small against the decrease. Only a verified decrease is reported (``saddle``,
+``non_strict``); nothing here ever certifies a minimum.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["CurveWitness", "Piece", "curve_coefficients", "higher_order_probe", "kernel_candidates"]
+
+_SIGNIFICANT = 1e-6
+_LOW_ORDER_SHARE = 0.25
+_AGREEMENT = 0.5
+_FLOOR = 1e3
+_STEPS = 48
+_RANDOM = 8
+_PAIRWISE_MAX = 8
+
+TrueChange = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """The activation piece of one point (numpy float64).
+
+    Attributes
+    ----------
+    x : (n, d)
+        Inputs.
+    a : (m, k)
+        Output weights.
+    z, rho, slope : (n, m)
+        Pre-activations (0 on kinks), ``rho(z)`` and the slopes (1 on ``I_+``, ``leak`` elsewhere).
+    kink : (n, m)
+        ``I_0`` masks.
+    residual : (n, k)
+        ``r_i``.
+    mu : (m,)
+        Validity radius per neuron (``inf`` without non-kink points).
+    leak, loss
+        Negative-side slope and the loss at the point.
+    """
+
+    x: np.ndarray
+    a: np.ndarray
+    z: np.ndarray
+    rho: np.ndarray
+    slope: np.ndarray
+    kink: np.ndarray
+    residual: np.ndarray
+    mu: np.ndarray
+    leak: float
+    loss: float
+
+    def split(self, vec: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(vec W, vec A)`` coordinates (m d + m k,) -> ``(dW (m, d), dA (m, k))``."""
+        m, k = self.a.shape
+        return vec[: m * self.x.shape[1]].reshape(m, -1), vec[m * self.x.shape[1] :].reshape(m, k)
+
+
+@dataclass(frozen=True)
+class CurveWitness:
+    """A verified decrease along ``Delta(t) = t u + t^2 v``.
+
+    Attributes
+    ----------
+    dw : (m, d), da : (m, k)
+        The perturbation ``Delta(t)`` at the chosen step.
+    decrease
+        ``L(theta) - L(theta + Delta)`` on the true loss (> 0).
+    order
+        3 (cubic curve, ``v = 0``) or 4 (quartic curve with the normal correction ``v``).
+    step
+        The step ``t``.
+    """
+
+    dw: np.ndarray
+    da: np.ndarray
+    decrease: float
+    order: int
+    step: float
+
+
+def kernel_candidates(kernel: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Unit directions in the span of ``kernel`` (P, p): its columns, pairwise sums/differences, random mixes.
+
+    Returns
+    -------
+    (P, C)
+        Pairwise combinations only for ``p <= 8``; ``8`` seeded random combinations always.
+    """
+    p = kernel.shape[1]
+    mixes = [np.eye(p)]
+    if 1 < p <= _PAIRWISE_MAX:
+        i, j = np.triu_indices(p, k=1)
+        pair = np.zeros((p, i.size))
+        pair[i, np.arange(i.size)] = 1.0
+        mixes += [pair + np.eye(p)[:, j], pair - np.eye(p)[:, j]]
+    mixes.append(np.random.default_rng(seed).normal(size=(p, _RANDOM)))
+    coeff = np.hstack(mixes)
+    return kernel @ (coeff / np.linalg.norm(coeff, axis=0))
+
+
+def _kink_slopes(piece: Piece, uw: np.ndarray, vw: np.ndarray) -> np.ndarray:
+    """Slopes (n, m) of the piece entered by ``t uw + t^2 vw`` for small ``t > 0`` (kinks: first non-zero sign)."""
+    first, second = piece.x @ uw.T, piece.x @ vw.T
+    side = np.where(first != 0, first, second) > 0
+    return np.where(piece.kink, np.where(side, 1.0, piece.leak), piece.slope)
+
+
+def _output_terms(piece: Piece, u: np.ndarray, v: np.ndarray) -> list[np.ndarray]:
+    """Coefficients ``F_1..F_4`` (each (n, k)) of ``delta f(t) = sum_p t^p F_p`` along ``t u + t^2 v``."""
+    (uw, ua), (vw, va) = piece.split(u), piece.split(v)
+    s = _kink_slopes(piece, uw, vw)
+    su, sv = s * (piece.x @ uw.T), s * (piece.x @ vw.T)  # (n, m): phi_ij of uw_j and vw_j
+    return [
+        piece.rho @ ua + su @ piece.a,
+        piece.rho @ va + sv @ piece.a + su @ ua,
+        sv @ ua + su @ va,
+        sv @ va,
+    ]
+
+
+def curve_coefficients(piece: Piece, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Exact coefficients ``c_0..c_8`` (9,) of ``Phi(t u + t^2 v) = sum_p c_p t^p`` on the piece (``c_0 = 0``).
+
+    Parameters
+    ----------
+    u, v : (m d + m k,)
+        Velocity and normal correction in the coordinates ``(vec W, vec A)``.
+    """
+    n = piece.x.shape[0]
+    F = _output_terms(piece, u, v)
+    c = np.zeros(9)
+    for p, Fp in enumerate(F, start=1):
+        c[p] += np.sum(piece.residual * Fp) / n
+        for q, Fq in enumerate(F, start=1):
+            c[p + q] += np.sum(Fp * Fq) / (2 * n)
+    return c
+
+
+def _cubic(piece: Piece, u: np.ndarray) -> tuple[float, float]:
+    """``Phi_3(u) = 1/n sum_i (J u)_i . N_i(u)`` and its size ``1/n ||J u|| ||N(u)||`` (Cauchy-Schwarz)."""
+    F1, N = _output_terms(piece, u, np.zeros_like(u))[:2]
+    n = piece.x.shape[0]
+    return float(np.sum(F1 * N) / n), float(np.linalg.norm(F1) * np.linalg.norm(N) / n)
+
+
+def _cubic_gradient(piece: Piece, u: np.ndarray) -> np.ndarray:
+    """``b(u)`` (m d + m k,) with ``b . v = D Phi_3(u)[v] = 1/n [(J v) . N(u) + (J u) . (N(u, v) + N(v, u))]``."""
+    uw, ua = piece.split(u)
+    s = _kink_slopes(piece, uw, np.zeros_like(uw))
+    F1, N = _output_terms(piece, u, np.zeros_like(u))[:2]
+    b_w = (s * (N @ piece.a.T + F1 @ ua.T)).T @ piece.x
+    b_a = piece.rho.T @ N + (s * (piece.x @ uw.T)).T @ F1
+    return np.concatenate([b_w.ravel(), b_a.ravel()]) / piece.x.shape[0]
+
+
+def _curves(piece: Piece, u: np.ndarray, hessian_pinv: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Curves ``(u, v, order)`` from ``u`` whose leading coefficient is significantly negative (at most two)."""
+    c3, size3 = _cubic(piece, u)
+    if abs(c3) > _SIGNIFICANT * size3:
+        return [(-np.sign(c3) * u, np.zeros_like(u), 3)]
+    b = _cubic_gradient(piece, u)
+    v = -hessian_pinv @ b
+    phi4 = float(np.sum(_output_terms(piece, u, np.zeros_like(u))[1] ** 2) / (2 * piece.x.shape[0]))
+    quad = 0.5 * float(v @ b)  # 1/2 v^T H v = -1/2 b^T H^+ b
+    if phi4 + quad < -_SIGNIFICANT * (phi4 + abs(quad)):
+        return [(u, v, 4), (-u, v, 4)]
+    return []
+
+
+def _valid_steps(piece: Piece, u: np.ndarray, v: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Steps ``t`` (T,) inside the validity radius: ``||Delta w_j(t)|| <= mu_j / 2`` and constant kink signs."""
+    (uw, _), (vw, _) = piece.split(u), piece.split(v)
+    dw = steps[:, None, None] * uw + steps[:, None, None] ** 2 * vw  # (T, m, d)
+    inside = (np.linalg.norm(dw, axis=-1) <= 0.5 * piece.mu).all(axis=-1)
+    first, second = piece.x @ uw.T, piece.x @ vw.T  # (n, m)
+    end = first + steps[:, None, None] * second
+    constant = ((first == 0) | (first * end > 0) | ~piece.kink).all(axis=(-2, -1))
+    return steps[inside & constant]
+
+
+def _higher_order_steps(coeff: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Steps where the order >= 3 part is negative and the order 1-2 part is at most a quarter of it."""
+    powers = steps[:, None] ** np.arange(9)
+    low = np.abs(powers[:, 1:3] @ coeff[1:3])
+    high = powers[:, 3:] @ coeff[3:]
+    return steps[(high < 0) & (low <= _LOW_ORDER_SHARE * np.abs(high))]
+
+
+def _verified(piece: Piece, u, v, order: int, steps: np.ndarray, true_change: TrueChange) -> CurveWitness | None:
+    """Best step whose true change is a decrease above the rounding floor, agreeing with the polynomial."""
+    if steps.size == 0:
+        return None
+    (uw, ua), (vw, va) = piece.split(u), piece.split(v)
+    t = steps[:, None, None]
+    dw, da = t * uw + t**2 * vw, t * ua + t**2 * va
+    change = true_change(dw, da)
+    predicted = steps[:, None] ** np.arange(9) @ curve_coefficients(piece, u, v)
+    floor = _FLOOR * np.finfo(np.float64).eps * piece.loss
+    ok = (change < -floor) & (np.abs(change - predicted) <= _AGREEMENT * np.abs(predicted))
+    if not ok.any():
+        return None
+    best = int(np.argmin(np.where(ok, change, np.inf)))
+    return CurveWitness(dw=dw[best], da=da[best], decrease=float(-change[best]), order=order, step=float(steps[best]))
+
+
+def higher_order_probe(
+    piece: Piece, kernel: np.ndarray, hessian_pinv: np.ndarray, scale: float, true_change: TrueChange
+) -> CurveWitness | None:
+    """Search the kernel for a verified cubic or quartic decrease (see the module docstring).
+
+    Parameters
+    ----------
+    piece
+        The point's activation piece.
+    kernel : (P, p)
+        Orthonormal basis of the numerical kernel of ``H`` (``P = m d + m k``, ``T`` included).
+    hessian_pinv : (P, P)
+        ``H^+`` (pseudo-inverse with the kernel cut off).
+    scale
+        Parameter scale ``max(1, ||theta||)``: the largest step tried.
+    true_change
+        ``(dw (T, m, d), da (T, m, k)) -> (T,)``: ``L(theta + Delta) - L(theta)`` on the true loss.
+
+    Returns
+    -------
+    CurveWitness or None
+        The largest verified decrease; None if no curve decreases (the point stays undetermined).
+    """
+    grid = scale * 2.0 ** -np.arange(_STEPS, dtype=np.float64)
+    best = None
+    for u in kernel_candidates(kernel).T:
+        for cu, cv, order in _curves(piece, u, hessian_pinv):
+            steps = _higher_order_steps(curve_coefficients(piece, cu, cv), _valid_steps(piece, cu, cv, grid))
+            found = _verified(piece, cu, cv, order, steps, true_change)
+            if found is not None and (best is None or found.decrease > best.decrease):
+                best = found
+    return best
