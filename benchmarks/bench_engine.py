@@ -7,8 +7,10 @@ Compares, on identical runs and numbers of steps:
 (c) a Python loop over runs with autograd and ``torch.optim.SGD``, timed on a subset of runs and scaled.
 
 Also prints the engine's effective GFLOP/s (6 n d m k flops per run-step) as a fraction of this
-process's large-GEMM GFLOP/s. Run: ``python benchmarks/bench_engine.py [--steps 200] [--device cpu]``.
-Nothing is asserted: the printed ratios are the result.
+process's large-GEMM GFLOP/s. Run: ``python benchmarks/bench_engine.py [--steps 200] [--device cpu]
+[--threads N] [--repeats 3] [--clock wall|cpu]``. Every time is the best of ``--repeats`` calls (one
+for the slow per-run loop). On a busy shared machine, ``--threads 1 --clock cpu`` gives the ratios
+that other processes disturb least. Nothing is asserted: the printed ratios are the result.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch.func import grad, vmap
@@ -26,21 +29,35 @@ SHAPES = ((1024, 16, 3, 8), (512, 64, 8, 16), (256, 256, 16, 32))  # (runs, n, d
 LEAK, LEARNING_RATE = 0.0, 0.01
 
 
-def best_time(function: Callable[[], object], repeats: int = 3) -> float:
-    """Smallest wall time of ``repeats`` calls, in seconds."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return min(times)
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
-def gemm_gflops(device: torch.device, size: int = 2048) -> float:
+@dataclass(frozen=True)
+class Timer:
+    """Best-of-``repeats`` timing with ``clock``: wall time, or this process's CPU time (``time.process_time``).
+
+    CPU time ignores the time other processes hold the cores; it equals the wall time of an
+    undisturbed run only with one thread (``--threads 1``), as idle threads may spin.
+    """
+
+    repeats: int = 3
+    clock: Callable[[], float] = time.perf_counter
+
+    def best(self, function: Callable[[], object], repeats: int | None = None) -> float:
+        """Smallest time of ``repeats`` (default ``self.repeats``) calls, in seconds."""
+        times = []
+        for _ in range(repeats or self.repeats):
+            start = self.clock()
+            function()
+            times.append(self.clock() - start)
+        return min(times)
+
+
+def gemm_gflops(device: torch.device, timer: Timer, size: int = 2048) -> float:
     """GFLOP/s of one large float64 matrix product on ``device``."""
     left = torch.randn(size, size, dtype=torch.float64, device=device)
     right = torch.randn(size, size, dtype=torch.float64, device=device)
-    seconds = best_time(lambda: _synchronised(device, lambda: left @ right))
+    seconds = timer.best(lambda: _synchronised(device, lambda: left @ right))
     return 2 * size**3 / seconds / 1e9
 
 
@@ -79,7 +96,7 @@ def loop_recipe(w0: torch.Tensor, a0: torch.Tensor, x: torch.Tensor, y: torch.Te
 
 
 def measure_shape(
-    shape: tuple[int, int, int, int], steps: int, loop_runs: int, device: torch.device, peak: float
+    shape: tuple[int, int, int, int], steps: int, loop_runs: int, device: torch.device, peak: float, timer: Timer
 ) -> str:
     """One table row: the three recipes timed side by side on the same runs and steps."""
     runs, n, d, m = shape
@@ -92,10 +109,10 @@ def measure_shape(
             w0, a0, x, y, leak=LEAK, learning_rate=LEARNING_RATE, max_steps=steps - 1, grad_tol=1e-300
         )
 
-    engine_s = best_time(lambda: _synchronised(device, engine))
-    vmap_s = best_time(lambda: _synchronised(device, lambda: vmap_recipe(w0, a0, x, y, steps)))
+    engine_s = timer.best(lambda: _synchronised(device, engine))
+    vmap_s = timer.best(lambda: _synchronised(device, lambda: vmap_recipe(w0, a0, x, y, steps)))
     subset = min(loop_runs, runs)
-    loop_s = best_time(lambda: loop_recipe(w0[:subset], a0[:subset], x, y, steps), repeats=1) * runs / subset
+    loop_s = timer.best(lambda: loop_recipe(w0[:subset], a0[:subset], x, y, steps), repeats=1) * runs / subset
     gflops = 6 * n * d * m * 1 * runs * steps / engine_s / 1e9
     return (
         f"{runs:4d} {n:4d} {d:3d} {m:3d} | {engine_s:8.3f} | {vmap_s:7.3f} | {loop_s:15.2f} |"
@@ -108,15 +125,22 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="gradient steps per run")
     parser.add_argument("--loop-runs", type=int, default=8, help="runs timed for the per-run loop (scaled up)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--repeats", type=int, default=3, help="calls per timing; the best is kept")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="cpu: this process's CPU time")
     args = parser.parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    timer = Timer(args.repeats, CLOCKS[args.clock])
     torch.manual_seed(0)
-    peak = gemm_gflops(device)
-    print(f"device {device}, torch threads {torch.get_num_threads()}, large-GEMM float64: {peak:.1f} GFLOP/s")
+    peak = gemm_gflops(device, timer)
+    threads = torch.get_num_threads()
+    print(f"device {device}, torch threads {threads}, {args.clock} clock, large-GEMM float64: {peak:.1f} GFLOP/s")
     header = "runs    n   d   m | engine s | vmap s  | loop s (scaled) | vmap/engine | loop/engine | GEMM fraction"
     print(header)
     for shape in SHAPES:
-        print(measure_shape(shape, args.steps, args.loop_runs, device, peak))
+        print(measure_shape(shape, args.steps, args.loop_runs, device, peak, timer))
 
 
 if __name__ == "__main__":

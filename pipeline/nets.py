@@ -1,8 +1,9 @@
 """Batched one-hidden-layer ReLU-like networks: forward pass, loss and closed-form gradients.
 
 Every tensor carries a leading *run* axis ``R`` so that thousands of independent networks are
-evaluated with a handful of batched matrix products (``torch.bmm``). Data may be shared by all
-runs (leading size 1, broadcast) or given per run (leading size ``R``).
+evaluated with a handful of batched matrix products (``torch.bmm``; one GEMM over all runs where
+the data are shared). Data may be shared by all runs (leading size 1, broadcast) or given per run
+(leading size ``R``).
 
 Shapes and notation (theory.md section 1):
 
@@ -25,6 +26,7 @@ The loss is ``L = 1/(2n) sum_i ||f(x_i) - y_i||^2``. At a kink (``z = 0``) the g
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -91,16 +93,31 @@ class Gradients:
 
     def norm(self) -> torch.Tensor:
         """Euclidean norm of the full gradient over all trainable parameters, shape (R,)."""
-        return torch.sqrt(self.grad_w.square().sum(dim=(-2, -1)) + self.grad_a.square().sum(dim=(-2, -1)))
+        norm_w = torch.linalg.vector_norm(self.grad_w, dim=(-2, -1))
+        return torch.hypot(norm_w, torch.linalg.vector_norm(self.grad_a, dim=(-2, -1)))
 
 
 class GradientWorkspace:
     """Preallocated buffers for repeated gradient evaluations on fixed data.
 
     Gradient descent evaluates gradients thousands of times at the same shapes; writing every
-    intermediate into a buffer allocated once (``out=``) avoids re-allocating the (R, n, m)
+    intermediate into a buffer allocated once (``out=``) avoids re-allocating the large
     activations at each step, which costs more than the arithmetic on CPU. The returned
     :class:`Gradients` views these buffers and is overwritten by the next call.
+
+    One evaluation is two products over the samples and three passes over the (R, m, n)
+    activations, stored neuron-major (sample index last):
+
+    1. ``h = rho(w x^T)`` (a product, then ``leaky_relu_`` in place);
+    2. ``r = a^T h - y^T``, (R, k, n) (a small product per run);
+    3. per output ``l``: the back-propagated signal ``s_ij = rho'(z_ij) r_il / n`` (one fused pass)
+       and its product with the inputs, ``p_jl = sum_i s_ij x_i``.
+
+    Then ``dL/dw_j = sum_l a_jl p_jl`` and, because ``rho(z) = rho'(z) z`` (positive homogeneity),
+    ``dL/da_jl = 1/n sum_i rho(z_ij) r_il = w_j . p_jl``: the output gradient takes no pass over
+    the activations. With shared data (leading size 1) both products over the samples are single
+    GEMMs over all runs and neurons at once, (R m, d) x (d, n) and (d, n) x (n, R m); with data
+    per run they are batched products.
 
     Parameters
     ----------
@@ -119,60 +136,70 @@ class GradientWorkspace:
     ) -> None:
         n_samples, n_inputs, n_outputs = x.shape[-2], x.shape[-1], y.shape[-1]
         like = dict(dtype=x.dtype, device=x.device)
-        self.x = x.expand(n_runs, n_samples, n_inputs)
-        self.y = y
         self.leak = leak
         self.train_output = train_output
-        self._contract_samples_first = n_outputs * n_inputs <= width
-        self._z = torch.empty(n_runs, n_samples, width, **like)
-        self._slope = torch.empty_like(self._z)
-        self._hidden = torch.empty_like(self._z)
-        self._residual = torch.empty(n_runs, n_samples, n_outputs, **like)
-        self._weighted = torch.empty(n_runs, n_samples, n_outputs * n_inputs, **like)
+        # products over the samples are (*lead, d, columns): (d, R m) for shared data, (R, d, m) per run
+        self._lead = () if x.shape[0] == 1 else (n_runs,)
+        columns = n_runs * width if x.shape[0] == 1 else width
+        self._inputs_t = x.reshape(*self._lead, n_samples, n_inputs).transpose(-1, -2)
+        self._targets_t = y.transpose(-1, -2)
+        self._hidden = torch.empty(n_runs, width, n_samples, **like)
+        self._signal = torch.empty_like(self._hidden)
+        self._signal_t = self._product_layout(self._signal)
+        self._residual = torch.empty(n_runs, n_outputs, n_samples, **like)
+        self._products = torch.empty(n_outputs, *self._lead, n_inputs, columns, **like)
+        self._scratch = torch.empty_like(self._products[0])
         self._grad_w = torch.empty(n_runs, width, n_inputs, **like)
         self._grad_a = torch.zeros(n_runs, width, n_outputs, **like)
+        self._grad_w_t = self._product_layout(self._grad_w)
+        self._grad_a_rows = self._product_layout(self._grad_a).unbind(-2)
+        self._residual_rows = self._residual.split(1, dim=1)
 
     def __call__(self, w: torch.Tensor, a: torch.Tensor) -> Gradients:
         """Loss and gradients at ``w`` (R, m, d), ``a`` (R, m, k)."""
-        n_samples = self.x.shape[-2]
-        z, slope, hidden, residual = self._z, self._slope, self._hidden, self._residual
-        torch.bmm(self.x, w.transpose(-1, -2), out=z)
-        torch.gt(z, 0, out=slope)
-        if self.leak != 0.0:
-            slope.mul_(1.0 - self.leak).add_(self.leak)
-        torch.mul(z, slope, out=hidden)
-        torch.bmm(hidden, a, out=residual)
-        residual.sub_(self.y)
-        loss_value = 0.5 * residual.square().sum(dim=(-2, -1)) / n_samples
-        self._input_weight_gradient(a)
-        if self.train_output:
-            torch.bmm(hidden.transpose(-1, -2), residual, out=self._grad_a)
-            self._grad_a.div_(n_samples)
-        return Gradients(loss=loss_value, residual=residual, grad_w=self._grad_w, grad_a=self._grad_a)
+        hidden, residual = self._hidden, self._residual
+        torch.matmul(w, self._inputs_t, out=hidden)
+        torch.nn.functional.leaky_relu_(hidden, self.leak)
+        torch.matmul(a.transpose(-1, -2), hidden, out=residual)
+        residual.sub_(self._targets_t)
+        flat = residual.flatten(1)
+        loss_value = torch.linalg.vecdot(flat, flat).mul_(0.5 / hidden.shape[-1])
+        self._project()
+        self._weight_gradients(w, a)
+        return Gradients(loss_value, residual.transpose(-1, -2), self._grad_w, self._grad_a)
 
-    def _input_weight_gradient(self, a: torch.Tensor) -> None:
-        """``n dL/dw_j = sum_i (a_j . r_i) rho'(z_ij) x_i`` into ``self._grad_w``, then divide by n.
+    def _product_layout(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` (R, m, c) in the layout of the sample products: (c, R m) shared, (R, c, m) per run.
 
-        When ``k * d <= m`` (the common scalar-output case) the sum over samples is taken first,
-        ``sum_l a_jl [slope^T (r_l * x)]_j``, which never materialises the (R, n, m) back-propagated
-        signal.
+        A view (no copy) for contiguous ``t``, as the buffers written through it are.
         """
-        n_runs, n_samples, n_inputs = self.x.shape
-        n_outputs = a.shape[-1]
-        if not self._contract_samples_first:
-            back = torch.bmm(self._residual, a.transpose(-1, -2)).mul_(self._slope)
-            torch.bmm(back.transpose(-1, -2), self.x, out=self._grad_w)
-        elif n_outputs == 1:
-            torch.mul(self._residual, self.x, out=self._weighted)
-            torch.bmm(self._slope.transpose(-1, -2), self._weighted, out=self._grad_w)
-            self._grad_w.mul_(a)
-        else:
-            weighted = self._weighted.view(n_runs, n_samples, n_outputs, n_inputs)
-            torch.mul(self._residual.unsqueeze(-1), self.x.unsqueeze(-2), out=weighted)
-            per_output = torch.bmm(self._slope.transpose(-1, -2), self._weighted)
-            per_output = per_output.unflatten(-1, (n_outputs, n_inputs))
-            torch.matmul(a.unsqueeze(-2), per_output, out=self._grad_w.unsqueeze(-2))
-        self._grad_w.div_(n_samples)
+        return t.reshape(*self._lead, -1, t.shape[-1]).transpose(-1, -2)
+
+    def _project(self) -> None:
+        """``p_jl = 1/n sum_i rho'(z_ij) r_il x_i`` into ``self._products[l]``, (d, R m) or (R, d, m).
+
+        ``leaky_relu_backward`` of the stored activations fuses the slope ``rho'(z_ij)`` (1 where
+        ``rho(z_ij) > 0``, that is ``z_ij > 0``, else ``leak``) and the product with the residual,
+        broadcast over neurons, into one pass (``torch.where`` is many times slower on CPU).
+        """
+        n_samples = self._hidden.shape[-1]
+        for residual_row, product in zip(self._residual_rows, self._products, strict=True):
+            scaled = residual_row / n_samples
+            torch.ops.aten.leaky_relu_backward.grad_input(
+                scaled, self._hidden, self.leak, True, grad_input=self._signal
+            )
+            torch.matmul(self._inputs_t, self._signal_t, out=product)
+
+    def _weight_gradients(self, w: torch.Tensor, a: torch.Tensor) -> None:
+        """``dL/dw_j = sum_l a_jl p_jl`` and ``dL/da_jl = w_j . p_jl`` from the sample products."""
+        a_t = self._product_layout(a)
+        torch.mul(self._products[0], a_t[..., :1, :], out=self._grad_w_t)
+        for output in range(1, len(self._products)):
+            self._grad_w_t.addcmul_(self._products[output], a_t[..., output : output + 1, :])
+        if self.train_output:
+            w_t = self._product_layout(w)
+            for product, grad_a_row in zip(self._products, self._grad_a_rows, strict=True):
+                torch.sum(torch.mul(w_t, product, out=self._scratch), dim=-2, out=grad_a_row)
 
 
 def gradients(
@@ -187,6 +214,8 @@ def gradients(
     """Closed-form loss and gradients of a batch of networks (one evaluation).
 
     ``dL/da_j = 1/n sum_i rho(z_ij) r_i`` and ``dL/dw_j = 1/n sum_i (a_j . r_i) rho'(z_ij) x_i``.
+    The loss is that of :func:`loss`, bit for bit (callers compare the two exactly); the loss of a
+    :class:`GradientWorkspace` takes its products in another order and may differ in the last bit.
 
     Parameters
     ----------
@@ -198,4 +227,4 @@ def gradients(
         If False the output weights are fixed and ``grad_a`` is zero.
     """
     workspace = GradientWorkspace(x, y, w.shape[0], w.shape[1], leak, train_output=train_output)
-    return workspace(w, a)
+    return dataclasses.replace(workspace(w, a), loss=loss(w, a, x, y, leak))

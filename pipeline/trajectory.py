@@ -160,32 +160,44 @@ class PlateauRecorder:
         w: torch.Tensor,
         a: torch.Tensor,
     ) -> None:
-        """Feed the state at ``step`` (before the update of that step) for the active runs."""
+        """Feed the state at ``step`` (before the update of that step) for the active runs.
+
+        Runs every step, so it is written with few tensor operations: in-place masked fills, and
+        the plateau commit skipped unless a flat window closes.
+        """
         settings = self.settings
         if self._previous_loss is None:
             self._previous_loss = loss.clone()
             return
-        decrease = self._previous_loss - loss
         weight = 1.0 if step == 1 else settings.smoothing  # the first decrease starts the average
-        self._mean_decrease = torch.where(
-            active, self._mean_decrease + weight * (decrease - self._mean_decrease), self._mean_decrease
-        )
+        averaged = torch.lerp(self._mean_decrease, self._previous_loss - loss, weight)
+        self._mean_decrease = torch.where(active, averaged, self._mean_decrease)
         self._previous_loss = torch.where(active, loss, self._previous_loss)
         rate = self._mean_decrease / (self._rate_scale * loss)
         flat = active & (rate.abs() < settings.rate_tol)  # a sustained rise (catapult) is not a plateau
-        starting = flat & ~self._in_flat
-        self._flat_start = torch.where(starting, step, self._flat_start)
-        self._best_grad = torch.where(starting, torch.inf, self._best_grad)
-        better = flat & (grad_norm < self._best_grad)
+        starting = flat > self._in_flat  # flat and not yet in a flat window
+        self._flat_start.masked_fill_(starting, step)
+        self._best_grad.masked_fill_(starting, torch.inf)
+        self._record_best(step, flat & (grad_norm < self._best_grad), loss, grad_norm, w, a)
+        self._commit(active & (self._in_flat > flat), step, final=False)  # the window ends
+        self._in_flat = torch.where(active, flat, self._in_flat)
+
+    def _record_best(
+        self,
+        step: int,
+        better: torch.Tensor,
+        loss: torch.Tensor,
+        grad_norm: torch.Tensor,
+        w: torch.Tensor,
+        a: torch.Tensor,
+    ) -> None:
+        """Make ``step`` the representative of the open flat window of the runs where ``better`` (R,)."""
         self._best_grad = torch.where(better, grad_norm, self._best_grad)
-        self._best_step = torch.where(better, step, self._best_step)
+        self._best_step.masked_fill_(better, step)
         self._best_loss = torch.where(better, loss, self._best_loss)
         if bool(better.any()):
             self._best_w = torch.where(better[:, None, None], w, self._best_w)
             self._best_a = torch.where(better[:, None, None], a, self._best_a)
-        ending = self._in_flat & ~flat & active
-        self._commit(ending, step, final=False)
-        self._in_flat = flat | (self._in_flat & ~active)
 
     def finish(self, stopping: torch.Tensor, step: int, diverged: torch.Tensor) -> None:
         """Close the open flat window of runs that stop at ``step`` (``stopping`` (R,)).
@@ -199,6 +211,8 @@ class PlateauRecorder:
 
     def _commit(self, closing: torch.Tensor, step: int, *, final: bool) -> None:
         """Store the closing flat windows that are long enough as plateaus."""
+        if not bool(closing.any()):  # most steps: cheaper than the length test below
+            return
         settings = self.settings
         length = step - self._flat_start
         long_enough = length >= torch.clamp(

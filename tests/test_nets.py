@@ -212,3 +212,46 @@ def test_activation_and_forward(leak):
                     for j in range(w.shape[1])
                 )
                 assert float(f[r, i, col]) == pytest.approx(value, rel=1e-12, abs=1e-14)
+
+
+# Shared data (leading size 1) takes a different route from data given per run: one GEMM over all runs and
+# neurons instead of batched products. Both must give the same numbers.
+AWKWARD = [(1, 1, 1, 1, 1), (3, 1, 1, 5, 7), (5, 17, 3, 1, 2), (4, 7, 2, 3, 33), (9, 5, 3, 2, 70)]  # R, m, k, d, n
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("train_output", [True, False])
+@pytest.mark.parametrize("leak", LEAKS)
+@pytest.mark.parametrize(("n_runs", "m", "k", "d", "n"), AWKWARD)
+def test_shared_data_path_equals_per_run_path(n_runs, m, k, d, n, leak, train_output, dtype):
+    rng = np.random.default_rng([5, n_runs, m, k, d, n])
+    x = torch.tensor(rng.standard_normal((1, n, d)), dtype=dtype)
+    y = torch.tensor(rng.standard_normal((1, n, k)), dtype=dtype)
+    per_run_x, per_run_y = x.expand(n_runs, -1, -1).contiguous(), y.expand(n_runs, -1, -1).contiguous()
+    shared = nets.GradientWorkspace(x, y, n_runs, m, leak, train_output=train_output)
+    per_run = nets.GradientWorkspace(per_run_x, per_run_y, n_runs, m, leak, train_output=train_output)
+    for call in range(2):  # the second call overwrites the buffers of the first
+        w = torch.tensor(rng.standard_normal((n_runs, m, d)) / np.sqrt(d), dtype=dtype)
+        a = torch.tensor(rng.standard_normal((n_runs, m, k)) / np.sqrt(m), dtype=dtype)
+        fast, reference = shared(w, a), per_run(w, a)
+        loss_ref, grad_w_ref, grad_a_ref = autograd_reference(w, a, x, y, leak)
+        for name in ("loss", "residual", "grad_w", "grad_a"):
+            got, want = getattr(fast, name), getattr(reference, name)
+            assert got.shape == want.shape and got.dtype == dtype, (call, name)
+            assert_close_to(got, want.double(), dtype)
+        assert_close_to(fast.loss, loss_ref, dtype)
+        assert_close_to(fast.grad_w, grad_w_ref, dtype)
+        assert_close_to(fast.grad_a, grad_a_ref if train_output else torch.zeros_like(grad_a_ref), dtype)
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_workspace_accepts_non_contiguous_parameters(shared):
+    w, a, x, y = make_problem(7, 5, 3, 2, shared, torch.float64, seed=6)
+    w_strided = w.transpose(1, 2).contiguous().transpose(1, 2)  # same values, column-major storage
+    a_strided = a.transpose(1, 2).contiguous().transpose(1, 2)
+    assert not w_strided.is_contiguous() and not a_strided.is_contiguous()
+    grads = nets.GradientWorkspace(x, y, N_RUNS, 5, 0.3)(w_strided, a_strided)
+    loss_ref, grad_w_ref, grad_a_ref = autograd_reference(w, a, x, y, 0.3)
+    assert_close_to(grads.loss, loss_ref, torch.float64)
+    assert_close_to(grads.grad_w, grad_w_ref, torch.float64)
+    assert_close_to(grads.grad_a, grad_a_ref, torch.float64)
