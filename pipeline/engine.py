@@ -30,6 +30,7 @@ from pipeline.trajectory import CheckpointRecorder, PlateauRecorder, PlateauSett
 
 __all__ = [
     "GRAD_NORM_DESCRIPTION",
+    "DescentOptions",
     "DescentResult",
     "StopReason",
     "data_scales",
@@ -119,6 +120,30 @@ def data_scales(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return s_x, s_y
 
 
+@dataclass(frozen=True)
+class DescentOptions:
+    """How gradient descent runs, whatever the loss (arguments of :func:`run_gradient_descent`)."""
+
+    learning_rate: float
+    max_steps: int
+    train_output: bool
+    grad_tol: float
+    divergence_factor: float
+    n_checkpoints: int
+    plateaus: PlateauSettings
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first option out of range."""
+        if not self.learning_rate > 0.0:
+            raise ValueError(f"learning_rate must be positive; got {self.learning_rate}")
+        if self.max_steps < 0:
+            raise ValueError(f"max_steps must be non-negative; got {self.max_steps}")
+        if not self.grad_tol > 0.0:
+            raise ValueError(f"grad_tol must be positive; got {self.grad_tol}")
+        if not self.divergence_factor > 1.0:
+            raise ValueError(f"divergence_factor must exceed 1; got {self.divergence_factor}")
+
+
 def run_gradient_descent(
     w0: torch.Tensor,
     a0: torch.Tensor,
@@ -165,23 +190,19 @@ def run_gradient_descent(
     plateaus
         Plateau-detection thresholds (default :class:`PlateauSettings`).
     """
-    _check_arguments(w0, a0, x, y, leak, learning_rate, max_steps, grad_tol, divergence_factor)
+    options = DescentOptions(
+        learning_rate,
+        max_steps,
+        train_output,
+        grad_tol,
+        divergence_factor,
+        n_checkpoints,
+        plateaus or PlateauSettings(),
+    )
+    _check_arguments(w0, a0, x, y, leak, options)
     s_x, s_y = data_scales(x, y)
     workspace = nets.GradientWorkspace(x, y, w0.shape[0], w0.shape[1], leak, train_output=train_output)
-    return _descend(
-        w0,
-        a0,
-        workspace,
-        s_x,
-        s_y,
-        learning_rate=learning_rate,
-        max_steps=max_steps,
-        train_output=train_output,
-        grad_tol=grad_tol,
-        divergence_factor=divergence_factor,
-        n_checkpoints=n_checkpoints,
-        plateaus=plateaus or PlateauSettings(),
-    )
+    return _descend(w0, a0, workspace, s_x, s_y, options)
 
 
 def run_population_gradient_descent(
@@ -207,38 +228,23 @@ def run_population_gradient_descent(
     ``s_y = sqrt(E ||g(x)||^2)``. Other arguments as in :func:`run_gradient_descent`, with the
     teacher weights ``teacher_w`` (R or 1, t, d) and ``teacher_a`` (R or 1, t, k) in place of data.
     """
-    _check_arguments(
-        w0,
-        a0,
-        teacher_w,
-        teacher_a,
-        leak,
+    options = DescentOptions(
         learning_rate,
         max_steps,
+        train_output,
         grad_tol,
         divergence_factor,
-        ("teacher_w", "teacher_a"),
+        n_checkpoints,
+        plateaus or PlateauSettings(),
     )
+    _check_arguments(w0, a0, teacher_w, teacher_a, leak, options, ("teacher_w", "teacher_a"))
     zero_student = torch.zeros_like(teacher_w[..., :1, :]), torch.zeros_like(teacher_a[..., :1, :])
     s_y = torch.sqrt(2 * population.population_loss(*zero_student, teacher_w, teacher_a, leak))
     s_x = torch.full_like(s_y, float(w0.shape[-1]) ** 0.5)
     workspace = population.PopulationWorkspace(
         teacher_w, teacher_a, w0.shape[0], w0.shape[1], leak, train_output=train_output
     )
-    return _descend(
-        w0,
-        a0,
-        workspace,
-        s_x,
-        s_y,
-        learning_rate=learning_rate,
-        max_steps=max_steps,
-        train_output=train_output,
-        grad_tol=grad_tol,
-        divergence_factor=divergence_factor,
-        n_checkpoints=n_checkpoints,
-        plateaus=plateaus or PlateauSettings(),
-    )
+    return _descend(w0, a0, workspace, s_x, s_y, options)
 
 
 def run_interval_gradient_descent(
@@ -263,36 +269,24 @@ def run_interval_gradient_descent(
     column) and ``s_y`` the root mean square of the target. Other arguments as in
     :func:`run_gradient_descent`.
     """
-    slope = target.slope.unsqueeze(-2)
-    _check_arguments(
-        w0,
-        a0,
-        w0.new_zeros(slope.shape[0], 1, 2),
-        slope,
-        leak,
+    options = DescentOptions(
         learning_rate,
         max_steps,
+        train_output,
         grad_tol,
         divergence_factor,
-        ("the interval input (with its bias column)", "target.slope"),
+        n_checkpoints,
+        plateaus or PlateauSettings(),
+    )
+    slope = target.slope.unsqueeze(-2)
+    inputs = w0.new_zeros(slope.shape[0], 1, 2)  # the shape of one input with its bias column
+    _check_arguments(
+        w0, a0, inputs, slope, leak, options, ("the interval input (with its bias column)", "target.slope")
     )
     s_y = interval_population.target_scale(target)
     s_x = torch.full_like(s_y, (max(target.low**2, target.high**2) + 1.0) ** 0.5)
     workspace = interval_population.IntervalWorkspace(target, w0.shape[0], w0.shape[1], leak, train_output=train_output)
-    return _descend(
-        w0,
-        a0,
-        workspace,
-        s_x,
-        s_y,
-        learning_rate=learning_rate,
-        max_steps=max_steps,
-        train_output=train_output,
-        grad_tol=grad_tol,
-        divergence_factor=divergence_factor,
-        n_checkpoints=n_checkpoints,
-        plateaus=plateaus or PlateauSettings(),
-    )
+    return _descend(w0, a0, workspace, s_x, s_y, options)
 
 
 def _descend(
@@ -301,20 +295,15 @@ def _descend(
     evaluate: Callable[[torch.Tensor, torch.Tensor], nets.Gradients],
     s_x: torch.Tensor,
     s_y: torch.Tensor,
-    *,
-    learning_rate: float,
-    max_steps: int,
-    train_output: bool,
-    grad_tol: float,
-    divergence_factor: float,
-    n_checkpoints: int,
-    plateaus: PlateauSettings,
+    options: DescentOptions,
 ) -> DescentResult:
     """The descent loop shared by the empirical and the population loss (see run_gradient_descent)."""
+    learning_rate, max_steps, train_output = options.learning_rate, options.max_steps, options.train_output
+    divergence_factor, plateaus = options.divergence_factor, options.plateaus
     n_runs, width = w0.shape[0], w0.shape[1]
-    grad_tol = max(grad_tol, GRAD_TOL_FLOOR_EPS * torch.finfo(w0.dtype).eps)
+    grad_tol = max(options.grad_tol, GRAD_TOL_FLOOR_EPS * torch.finfo(w0.dtype).eps)
     grad_threshold = (grad_tol * s_y**1.5 * s_x**0.5).expand(n_runs)
-    steps = checkpoint_steps(max_steps, n_checkpoints)
+    steps = checkpoint_steps(max_steps, options.n_checkpoints)
     checkpoints = CheckpointRecorder(steps, n_runs, width, w0)
     plateau_recorder = PlateauRecorder(plateaus, (learning_rate * s_x * s_y).expand(n_runs), w0, a0)
 
@@ -385,10 +374,7 @@ def _check_arguments(
     x: torch.Tensor,
     y: torch.Tensor,
     leak: float,
-    learning_rate: float,
-    max_steps: int,
-    grad_tol: float,
-    divergence_factor: float,
+    options: DescentOptions,
     data_names: tuple[str, str] = ("x", "y"),
 ) -> None:
     """Raise ``ValueError`` naming the first argument with a wrong rank, size, dtype, device or range."""
@@ -421,14 +407,7 @@ def _check_arguments(
         )
     if not 0.0 <= leak < 1.0:
         raise ValueError(f"leak must be in [0, 1); got {leak}")
-    if not learning_rate > 0.0:
-        raise ValueError(f"learning_rate must be positive; got {learning_rate}")
-    if max_steps < 0:
-        raise ValueError(f"max_steps must be non-negative; got {max_steps}")
-    if not grad_tol > 0.0:
-        raise ValueError(f"grad_tol must be positive; got {grad_tol}")
-    if not divergence_factor > 1.0:
-        raise ValueError(f"divergence_factor must exceed 1; got {divergence_factor}")
+    options.check()
 
 
 def _describe(value: object) -> str:
