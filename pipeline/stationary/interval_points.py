@@ -332,18 +332,7 @@ def _second_order(
 ) -> _Verdict:
     """Step 4: the one-sided quadratic model on the piece; descent directions are verified."""
     width, k = point.a.shape
-    sliver = np.zeros(width)
-    third_order = np.zeros(width, dtype=bool)
-    for j in np.flatnonzero(point.boundary):
-        r_end = residual_at_ends[point.end[j]]
-        norm_a = float(np.linalg.norm(point.a[j].numpy()))
-        value = float(point.a[j].numpy() @ r_end)
-        if abs(value) > SLIVER_TOL * max(norm_a, np.finfo(float).tiny) * s_y and norm_a > ZERO_TOL * s_y:
-            sliver[j] = (
-                (1.0 - point.leak) * value * abs(float(point.w[j, 0])) / (2.0 * (point.target.high - point.target.low))
-            )
-        elif norm_a <= ZERO_TOL * s_y and np.linalg.norm(r_end) > SLIVER_TOL * s_y:
-            third_order[j] = True
+    sliver, third_order = _sliver_terms(point, residual_at_ends, s_y)
     hessian = _piece_hessian(point)
     complement = scipy.linalg.null_space(flat_directions(point).T)
     eigenvalues, eigenvectors = np.linalg.eigh(complement.T @ hessian @ complement)
@@ -388,6 +377,25 @@ def _second_order(
             escape=escape,
         )
     return _Verdict("stationary", "undetermined", curvature=lowest, escape=escape)
+
+
+def _sliver_terms(
+    point: _Point, residual_at_ends: dict[float, np.ndarray], s_y: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sliver coefficients ``c_j`` (m,) of boundary neurons (0 elsewhere or when negligible), and the
+    boundary neurons (m,) bool with ``a_j = 0`` and ``r(E) != 0``, whose activation is a third-order descent."""
+    sliver = np.zeros(point.a.shape[0])
+    third_order = np.zeros(point.a.shape[0], dtype=bool)
+    length = point.target.high - point.target.low
+    for j in np.flatnonzero(point.boundary):
+        r_end = residual_at_ends[point.end[j]]
+        norm_a = float(np.linalg.norm(point.a[j].numpy()))
+        value = float(point.a[j].numpy() @ r_end)
+        if norm_a > ZERO_TOL * s_y and abs(value) > SLIVER_TOL * norm_a * s_y:
+            sliver[j] = (1.0 - point.leak) * value * abs(float(point.w[j, 0])) / (2.0 * length)
+        elif norm_a <= ZERO_TOL * s_y and np.linalg.norm(r_end) > SLIVER_TOL * s_y:
+            third_order[j] = True
+    return sliver, third_order
 
 
 def _piece_hessian(point: _Point) -> np.ndarray:
