@@ -115,9 +115,10 @@ class GradientWorkspace:
 
     Then ``dL/dw_j = sum_l a_jl p_jl`` and, because ``rho(z) = rho'(z) z`` (positive homogeneity),
     ``dL/da_jl = 1/n sum_i rho(z_ij) r_il = w_j . p_jl``: the output gradient takes no pass over
-    the activations. With shared data (leading size 1) both products over the samples are single
-    GEMMs over all runs and neurons at once, (R m, d) x (d, n) and (d, n) x (n, R m); with data
-    per run they are batched products.
+    the activations. With shared data (leading size 1, more than one run) both products over the
+    samples are single GEMMs over all runs and neurons at once, (R m, d) x (d, n) and (R m, n) x (n, d);
+    their rounding may depend on the number of runs. With data per run (what surveys pass) they are
+    batched products of contiguous operands, bit for bit independent of the batch size.
 
     Parameters
     ----------
@@ -138,21 +139,20 @@ class GradientWorkspace:
         like = dict(dtype=x.dtype, device=x.device)
         self.leak = leak
         self.train_output = train_output
-        # products over the samples are (*lead, d, columns): (d, R m) for shared data, (R, d, m) per run
-        self._lead = () if x.shape[0] == 1 else (n_runs,)
-        columns = n_runs * width if x.shape[0] == 1 else width
-        self._inputs_t = x.reshape(*self._lead, n_samples, n_inputs).transpose(-1, -2)
+        # Shared data: both products over the samples are single GEMMs over all runs and neurons. A single
+        # run takes the per-run layout, so that a survey's per-run data give bit-identical numbers whatever
+        # the batch size (a batch of one included); the shared GEMMs agree with them to rounding.
+        self._shared = x.shape[0] == 1 and n_runs > 1
+        self._inputs = x[0] if self._shared else x.expand(n_runs, n_samples, n_inputs).contiguous()
+        self._inputs_t = self._inputs.transpose(-1, -2)
         self._targets_t = y.transpose(-1, -2)
         self._hidden = torch.empty(n_runs, width, n_samples, **like)
         self._signal = torch.empty_like(self._hidden)
-        self._signal_t = self._product_layout(self._signal)
         self._residual = torch.empty(n_runs, n_outputs, n_samples, **like)
-        self._products = torch.empty(n_outputs, *self._lead, n_inputs, columns, **like)
-        self._scratch = torch.empty_like(self._products[0])
+        self._products = torch.empty(n_runs, width, n_outputs, n_inputs, **like)
+        self._scratch = torch.empty(n_runs, width, n_inputs, **like)
         self._grad_w = torch.empty(n_runs, width, n_inputs, **like)
         self._grad_a = torch.zeros(n_runs, width, n_outputs, **like)
-        self._grad_w_t = self._product_layout(self._grad_w)
-        self._grad_a_rows = self._product_layout(self._grad_a).unbind(-2)
         self._residual_rows = self._residual.split(1, dim=1)
 
     def __call__(self, w: torch.Tensor, a: torch.Tensor) -> Gradients:
@@ -168,38 +168,40 @@ class GradientWorkspace:
         self._weight_gradients(w, a)
         return Gradients(loss_value, residual.transpose(-1, -2), self._grad_w, self._grad_a)
 
-    def _product_layout(self, t: torch.Tensor) -> torch.Tensor:
-        """``t`` (R, m, c) in the layout of the sample products: (c, R m) shared, (R, c, m) per run.
-
-        A view (no copy) for contiguous ``t``, as the buffers written through it are.
-        """
-        return t.reshape(*self._lead, -1, t.shape[-1]).transpose(-1, -2)
-
     def _project(self) -> None:
-        """``p_jl = 1/n sum_i rho'(z_ij) r_il x_i`` into ``self._products[l]``, (d, R m) or (R, d, m).
+        """``p_jl = 1/n sum_i rho'(z_ij) r_il x_i`` into ``self._products``, (R, m, k, d).
 
         ``leaky_relu_backward`` of the stored activations fuses the slope ``rho'(z_ij)`` (1 where
         ``rho(z_ij) > 0``, that is ``z_ij > 0``, else ``leak``) and the product with the residual,
-        broadcast over neurons, into one pass (``torch.where`` is many times slower on CPU).
+        broadcast over neurons, into one pass (``torch.where`` is many times slower on CPU). The
+        product with the inputs is one GEMM for shared data, else a batched product of contiguous
+        operands (bit for bit independent of the batch size).
         """
         n_samples = self._hidden.shape[-1]
-        for residual_row, product in zip(self._residual_rows, self._products, strict=True):
+        for output, residual_row in enumerate(self._residual_rows):
             scaled = residual_row / n_samples
             torch.ops.aten.leaky_relu_backward.grad_input(
                 scaled, self._hidden, self.leak, True, grad_input=self._signal
             )
-            torch.matmul(self._inputs_t, self._signal_t, out=product)
+            product = self._products[:, :, output]
+            into = product if product.is_contiguous() else self._scratch
+            if self._shared:  # written transposed, (d, n) x (n, R m): the faster orientation for small d
+                torch.mm(self._inputs_t, self._signal.flatten(0, 1).T, out=into.flatten(0, 1).T)
+            else:
+                torch.bmm(self._signal, self._inputs, out=into)
+            if into is not product:
+                product.copy_(into)
 
     def _weight_gradients(self, w: torch.Tensor, a: torch.Tensor) -> None:
-        """``dL/dw_j = sum_l a_jl p_jl`` and ``dL/da_jl = w_j . p_jl`` from the sample products."""
-        a_t = self._product_layout(a)
-        torch.mul(self._products[0], a_t[..., :1, :], out=self._grad_w_t)
-        for output in range(1, len(self._products)):
-            self._grad_w_t.addcmul_(self._products[output], a_t[..., output : output + 1, :])
+        """``dL/dw_j = sum_l a_jl p_jl`` and ``dL/da_jl = w_j . p_jl``: per-neuron products, (R m) small ones."""
+        n_rows, (n_outputs, n_inputs) = w.shape[0] * w.shape[1], self._products.shape[2:]
+        products = self._products.view(n_rows, n_outputs, n_inputs)
+        if n_outputs == 1:  # one product per entry: an elementwise multiplication is the same number, faster
+            torch.mul(self._products[:, :, 0], a, out=self._grad_w)
+        else:
+            torch.bmm(a.reshape(n_rows, 1, n_outputs), products, out=self._grad_w.view(n_rows, 1, n_inputs))
         if self.train_output:
-            w_t = self._product_layout(w)
-            for product, grad_a_row in zip(self._products, self._grad_a_rows, strict=True):
-                torch.sum(torch.mul(w_t, product, out=self._scratch), dim=-2, out=grad_a_row)
+            torch.bmm(products, w.reshape(n_rows, n_inputs, 1), out=self._grad_a.view(n_rows, n_outputs, 1))
 
 
 def gradients(

@@ -255,3 +255,21 @@ def test_workspace_accepts_non_contiguous_parameters(shared):
     assert_close_to(grads.loss, loss_ref, torch.float64)
     assert_close_to(grads.grad_w, grad_w_ref, torch.float64)
     assert_close_to(grads.grad_a, grad_a_ref, torch.float64)
+
+
+@pytest.mark.parametrize("leak", LEAKS)
+@pytest.mark.parametrize(("n_runs", "m", "k", "d", "n"), [(10, 3, 1, 5, 7), (12, 16, 2, 8, 64), (7, 5, 3, 4, 33)])
+def test_per_run_data_give_bit_identical_gradients_whatever_the_batch_size(n_runs, m, k, d, n, leak):
+    """Surveys stack per-run data; splitting a batch (down to single runs) must not change a single bit."""
+    gen = torch.Generator().manual_seed(n_runs * 1000 + n)
+    x, y, w, a = (
+        torch.randn(shape, generator=gen, dtype=torch.float64)
+        for shape in ((n_runs, n, d), (n_runs, n, k), (n_runs, m, d), (n_runs, m, k))
+    )
+    whole = nets.GradientWorkspace(x, y, n_runs, m, leak)(w, a)
+    for size in (1, 3):
+        for start in range(0, n_runs, size):
+            part = slice(start, min(start + size, n_runs))
+            piece = nets.GradientWorkspace(x[part], y[part], part.stop - start, m, leak)(w[part], a[part])
+            for name in ("loss", "grad_w", "grad_a"):
+                assert torch.equal(getattr(piece, name), getattr(whole, name)[part]), (name, size, start)
