@@ -147,7 +147,8 @@ class GradientWorkspace:
         self._inputs_t = self._inputs.transpose(-1, -2)
         self._targets_t = y.transpose(-1, -2)
         self._hidden = torch.empty(n_runs, width, n_samples, **like)
-        self._signal = torch.empty_like(self._hidden)
+        # one output: the activations are not needed after the backward pass, which then writes over them
+        self._signal = self._hidden if n_outputs == 1 else torch.empty_like(self._hidden)
         self._residual = torch.empty(n_runs, n_outputs, n_samples, **like)
         self._products = torch.empty(n_runs, width, n_outputs, n_inputs, **like)
         self._scratch = torch.empty(n_runs, width, n_inputs, **like)
