@@ -21,7 +21,7 @@ from pipeline.stationary.classify import classify_once, settled_not_stationary
 from pipeline.stationary.kinks import SnappedPoint, kink_scores, resnap_point
 from pipeline.stationary.tolerances import Tolerances, tolerances_for
 
-__all__ = ["BatchClassification", "PointReport", "classify_batch", "classify_point"]
+__all__ = ["BatchClassification", "PointReport", "classify_batch", "classify_point", "unclassified_record"]
 
 SENSITIVITY_FACTORS: tuple[float, ...] = (0.1, 10.0)
 
@@ -245,6 +245,40 @@ def _with_non_finite(finite: torch.Tensor, w, a, x, y, best_known_loss, options:
     record["strictness"][bad] = labels.code(labels.STRICTNESS, "not_applicable")
     record["mechanisms"][bad] = 0
     return BatchClassification(**record)
+
+
+def unclassified_record(w: np.ndarray, a: np.ndarray) -> dict[str, np.ndarray]:
+    """The fields of a :class:`BatchClassification` for points (R, m, d), (R, m, k) with no verdict yet.
+
+    Every point is ``non_finite`` (what a point that is never classified stays), with no certificate,
+    witness or flags, and NaN for the numbers; classifiers overwrite what they decide.
+    """
+    n_runs, width = w.shape[:2]
+    nan = np.full(n_runs, np.nan)
+    return {
+        "w": np.array(w, dtype=np.float64),
+        "a": np.array(a, dtype=np.float64),
+        "loss": nan.copy(),
+        "stationarity": np.full(n_runs, labels.code(labels.STATIONARITY, "not_stationary"), dtype=np.int8),
+        "first_order_gap": nan.copy(),
+        "point_type": np.full(n_runs, labels.code(labels.POINT_TYPE, "non_finite"), dtype=np.int8),
+        "is_local_min": np.full(n_runs, labels.code(labels.IS_LOCAL_MIN, "unknown"), dtype=np.int8),
+        "certificate": np.full(n_runs, labels.code(labels.CERTIFICATE, "none"), dtype=np.int8),
+        "mechanisms": np.zeros(n_runs, dtype=np.int8),
+        "strictness": np.full(n_runs, labels.code(labels.STRICTNESS, "not_applicable"), dtype=np.int8),
+        "differentiable": np.zeros(n_runs, dtype=bool),
+        "escape": np.zeros((n_runs, width), dtype=bool),
+        "kink": np.zeros((n_runs, width), dtype=bool),
+        "roles": np.zeros((n_runs, width), dtype=np.int8),
+        "escape_strength": np.full((n_runs, width), np.nan),
+        "margin": nan.copy(),
+        "curvature": nan.copy(),
+        "witness_w": np.full(w.shape, np.nan),
+        "witness_a": np.full(a.shape, np.nan),
+        "has_witness": np.zeros(n_runs, dtype=bool),
+        "witness_decrease": nan.copy(),
+        "tolerance_sensitive": np.zeros(n_runs, dtype=bool),
+    }
 
 
 def _missing(dtype: np.dtype) -> object:

@@ -47,7 +47,7 @@ import torch
 from pipeline import interval_population
 from pipeline.interval_population import IntervalTarget
 from pipeline.stationary import labels
-from pipeline.stationary.api import SENSITIVITY_FACTORS, BatchClassification
+from pipeline.stationary.api import SENSITIVITY_FACTORS, BatchClassification, unclassified_record
 
 __all__ = ["classify_interval_batch", "flat_directions"]
 
@@ -110,9 +110,8 @@ def classify_interval_batch(
         target.slope.detach().to(torch.float64).cpu(),
         target.intercept.detach().to(torch.float64).cpu(),
     )
-    n_runs, width, _ = w.shape
-    record = _empty_record(w, a)
-    for run in range(n_runs):
+    record = unclassified_record(w.numpy(), a.numpy())
+    for run in range(w.shape[0]):
         if not (torch.isfinite(w[run]).all() and torch.isfinite(a[run]).all()):
             continue
         problem = target.select(torch.tensor([run]))
@@ -451,36 +450,6 @@ def _roles(point: _Point) -> np.ndarray:
         "active_smooth",
     )
     return np.array([labels.code(labels.ROLE, name) for name in names], dtype=np.int8)
-
-
-def _empty_record(w: torch.Tensor, a: torch.Tensor) -> dict[str, np.ndarray]:
-    """Every run ``non_finite`` until classified."""
-    n_runs, width, _ = w.shape
-    nan = np.full(n_runs, np.nan)
-    return {
-        "w": w.numpy().copy(),
-        "a": a.numpy().copy(),
-        "loss": nan.copy(),
-        "stationarity": np.full(n_runs, labels.code(labels.STATIONARITY, "not_stationary"), dtype=np.int8),
-        "first_order_gap": nan.copy(),
-        "point_type": np.full(n_runs, labels.code(labels.POINT_TYPE, "non_finite"), dtype=np.int8),
-        "is_local_min": np.full(n_runs, labels.code(labels.IS_LOCAL_MIN, "unknown"), dtype=np.int8),
-        "certificate": np.full(n_runs, labels.code(labels.CERTIFICATE, "none"), dtype=np.int8),
-        "mechanisms": np.zeros(n_runs, dtype=np.int8),
-        "strictness": np.full(n_runs, labels.code(labels.STRICTNESS, "not_applicable"), dtype=np.int8),
-        "differentiable": np.zeros(n_runs, dtype=bool),
-        "escape": np.zeros((n_runs, width), dtype=bool),
-        "kink": np.zeros((n_runs, width), dtype=bool),
-        "roles": np.zeros((n_runs, width), dtype=np.int8),
-        "escape_strength": np.full((n_runs, width), np.nan),
-        "margin": nan.copy(),
-        "curvature": nan.copy(),
-        "witness_w": np.full(w.shape, np.nan),
-        "witness_a": np.full(a.shape, np.nan),
-        "has_witness": np.zeros(n_runs, dtype=bool),
-        "witness_decrease": nan.copy(),
-        "tolerance_sensitive": np.zeros(n_runs, dtype=bool),
-    }
 
 
 _IS_LOCAL_MIN = {"global_min": "true", "spurious_local_min": "true", "saddle": "false", "not_stationary": "false"}

@@ -26,7 +26,7 @@ import torch
 
 from pipeline import population
 from pipeline.stationary import labels
-from pipeline.stationary.api import BatchClassification
+from pipeline.stationary.api import BatchClassification, unclassified_record
 
 __all__ = ["classify_population_batch"]
 
@@ -89,7 +89,6 @@ def _empty_record(
     w: torch.Tensor, a: torch.Tensor, loss: torch.Tensor, gap: np.ndarray, flags: population.Regularity
 ) -> dict[str, np.ndarray]:
     """First-order labels; second-order fields start as 'undetermined' / NaN."""
-    n_runs, width, _ = w.shape
     stationarity = np.select(
         [gap <= STATIONARY_TOL, gap <= APPROX_STATIONARY_TOL],
         [labels.code(labels.STATIONARITY, "stationary"), labels.code(labels.STATIONARITY, "approx_stationary")],
@@ -101,31 +100,17 @@ def _empty_record(
     )
     zero_neuron = flags.zero_neuron.cpu().numpy()
     roles = np.where(zero_neuron, labels.code(labels.ROLE, "zero_input"), labels.code(labels.ROLE, "active_smooth"))
-    nan = np.full(n_runs, np.nan)
-    return {
-        "w": w.cpu().numpy(),
-        "a": a.cpu().numpy(),
-        "loss": loss.cpu().numpy(),
-        "stationarity": stationarity,
-        "first_order_gap": gap,
-        "point_type": point_type.astype(np.int8),
-        "is_local_min": np.where(stationary, 2, 0).astype(np.int8),
-        "certificate": np.full(n_runs, labels.code(labels.CERTIFICATE, "none"), dtype=np.int8),
-        "mechanisms": np.zeros(n_runs, dtype=np.int8),
-        "strictness": np.full(n_runs, labels.code(labels.STRICTNESS, "not_applicable"), dtype=np.int8),
-        "differentiable": flags.differentiable.cpu().numpy(),
-        "escape": np.zeros((n_runs, width), dtype=bool),
-        "kink": np.zeros((n_runs, width), dtype=bool),
-        "roles": roles.astype(np.int8),
-        "escape_strength": np.full((n_runs, width), np.nan),
-        "margin": nan.copy(),
-        "curvature": nan.copy(),
-        "witness_w": np.full(w.shape, np.nan),
-        "witness_a": np.full(a.shape, np.nan),
-        "has_witness": np.zeros(n_runs, dtype=bool),
-        "witness_decrease": nan.copy(),
-        "tolerance_sensitive": np.zeros(n_runs, dtype=bool),
-    }
+    record = unclassified_record(w.cpu().numpy(), a.cpu().numpy())
+    record.update(
+        loss=loss.cpu().numpy(),
+        stationarity=stationarity,
+        first_order_gap=gap,
+        point_type=point_type.astype(np.int8),
+        is_local_min=np.where(stationary, 2, 0).astype(np.int8),
+        differentiable=flags.differentiable.cpu().numpy(),
+        roles=roles.astype(np.int8),
+    )
+    return record
 
 
 def _symmetry_complement(w: torch.Tensor, a: torch.Tensor, train_output: bool) -> np.ndarray:
