@@ -139,6 +139,8 @@ class _Point:
     kinked: np.ndarray  # breakpoint strictly inside
     dead: np.ndarray  # ReLU, w . x~ <= 0 on the whole interval (not zero)
     branch: np.ndarray  # slope of the branch a non-kinked neuron is on (NaN for kinked / zero)
+    value: float  # the profiled loss at the snapped point
+    gap: float  # its relative gradient norm ||grad P|| / (s_y^1.5 s_x^0.5)
 
     @classmethod
     def snap(cls, w: torch.Tensor, a: torch.Tensor, target: IntervalTarget, leak: float, tolerance: float) -> _Point:
@@ -162,7 +164,10 @@ class _Point:
         at_ends = np.maximum(slope * low + offset, slope * high + offset)
         dead = (leak == 0.0) & ~zero & (at_ends <= 0)
         snapped = torch.as_tensor(np.stack([slope, offset], axis=1))
-        return cls(snapped, a, target, leak, zero, boundary, end, kinked, dead, branch)
+        grads = interval_population.interval_gradients(snapped[None], a[None], target, leak)
+        s_x, s_y = _scales(target)
+        gap = float(grads.norm()[0]) / (s_y**1.5 * s_x**0.5)
+        return cls(snapped, a, target, leak, zero, boundary, end, kinked, dead, branch, float(grads.loss[0]), gap)
 
     def loss(self, w: torch.Tensor, a: torch.Tensor, *, on_piece: bool = False) -> torch.Tensor:
         """The profiled loss at ``(w, a)``; ``on_piece``: boundary neurons kept on their branch."""
@@ -172,26 +177,24 @@ class _Point:
         return interval_population.interval_loss(w[None], a[None], self.target, self.leak, fixed_slope=fixed)[0]
 
 
-def _scales(point: _Point) -> tuple[float, float]:
+def _scales(target: IntervalTarget) -> tuple[float, float]:
     """``s_x`` (largest input norm with the bias column) and ``s_y`` (root mean square target)."""
-    s_x = float(np.sqrt(max(point.target.low**2, point.target.high**2) + 1.0))
-    return s_x, float(interval_population.target_scale(point.target)[0])
+    s_x = float(np.sqrt(max(target.low**2, target.high**2) + 1.0))
+    return s_x, float(interval_population.target_scale(target)[0])
 
 
 def _classify(point: _Point, *, witnesses: bool = True) -> _Verdict:
     """Steps 1-4 of the module docstring for one snapped point."""
-    s_x, s_y = _scales(point)
-    grads = interval_population.interval_gradients(point.w[None], point.a[None], point.target, point.leak)
-    gap = float(grads.norm()[0]) / (s_y**1.5 * s_x**0.5)
-    if gap > STATIONARY_TOL:
-        name = "approx_stationary" if gap <= APPROX_STATIONARY_TOL else "not_stationary"
+    s_x, s_y = _scales(point.target)
+    if point.gap > STATIONARY_TOL:
+        name = "approx_stationary" if point.gap <= APPROX_STATIONARY_TOL else "not_stationary"
         return _Verdict(name, "not_stationary")
-    if float(grads.loss[0]) <= GLOBAL_LOSS_TOL * s_y**2:
+    if point.value <= GLOBAL_LOSS_TOL * s_y**2:
         return _Verdict("stationary", "global_min", certificate="zero_loss")
     residual_at_ends = _centred_residual_at_ends(point)
     if point.zero.any():
         return _zero_neuron_test(point, s_x, s_y, witnesses)
-    return _second_order(point, residual_at_ends, s_y, gap, witnesses)
+    return _second_order(point, residual_at_ends, s_y, witnesses)
 
 
 def _centred_residual_at_ends(point: _Point) -> dict[float, np.ndarray]:
@@ -326,9 +329,7 @@ def flat_directions(point: _Point) -> np.ndarray:
     return scipy.linalg.orth(np.stack(columns, axis=1))
 
 
-def _second_order(
-    point: _Point, residual_at_ends: dict[float, np.ndarray], s_y: float, gap: float, witnesses: bool
-) -> _Verdict:
+def _second_order(point: _Point, residual_at_ends: dict[float, np.ndarray], s_y: float, witnesses: bool) -> _Verdict:
     """Step 4: the one-sided quadratic model on the piece; descent directions are verified."""
     width, k = point.a.shape
     sliver, third_order = _sliver_terms(point, residual_at_ends, s_y)
@@ -372,7 +373,7 @@ def _second_order(
             "spurious_local_min",
             "hessian_morse_bott",
             curvature=lowest,
-            margin=gap / lowest if np.isfinite(lowest) else np.inf,
+            margin=point.gap / lowest if np.isfinite(lowest) else np.inf,
             escape=escape,
         )
     return _Verdict("stationary", "undetermined", curvature=lowest, escape=escape)
@@ -420,7 +421,7 @@ def _verify(
     point: _Point, dw: np.ndarray, da: np.ndarray, *, both_signs: bool = True
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Scale ``(dw, da)`` down until the true loss decreases beyond rounding; None if it never does."""
-    s_x, s_y = _scales(point)
+    s_x, s_y = _scales(point.target)
     natural = np.sqrt(s_y / s_x)  # parameter size of a network of output scale s_y
     size = max(float(np.sqrt(np.square(point.w.numpy()).sum() + np.square(point.a.numpy()).sum())), natural)
     norm = float(np.sqrt(np.square(dw).sum() + np.square(da).sum()))
@@ -457,11 +458,9 @@ _IS_LOCAL_MIN = {"global_min": "true", "spurious_local_min": "true", "saddle": "
 
 def _store(record: dict[str, np.ndarray], run: int, point: _Point, verdict: _Verdict) -> None:
     """Write one run's verdict into the batch record."""
-    s_x, s_y = _scales(point)
-    grads = interval_population.interval_gradients(point.w[None], point.a[None], point.target, point.leak)
     record["w"][run] = point.w.numpy()
-    record["loss"][run] = float(grads.loss[0])
-    record["first_order_gap"][run] = float(grads.norm()[0]) / (s_y**1.5 * s_x**0.5)
+    record["loss"][run] = point.value
+    record["first_order_gap"][run] = point.gap
     record["stationarity"][run] = labels.code(labels.STATIONARITY, verdict.stationarity)
     record["point_type"][run] = labels.code(labels.POINT_TYPE, verdict.point_type)
     record["is_local_min"][run] = labels.code(labels.IS_LOCAL_MIN, _IS_LOCAL_MIN.get(verdict.point_type, "unknown"))
