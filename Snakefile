@@ -11,8 +11,15 @@
 #   logs/{rule}/{survey}/...                     one log per job
 #   benchmarks-out/{rule}/{survey}/...           one benchmark file per job
 
+import shlex
+import sys
+
 from pipeline.plan import make_plan, n_shards
 from pipeline.survey import load_survey
+
+# The command line of the environment running Snakemake (also in SLURM jobs, which run the same interpreter),
+# whether or not that environment's bin folder is on PATH.
+LANDSCAPE = f"{shlex.quote(sys.executable)} -m pipeline.cli"
 
 SURVEY_NAME = config.setdefault("survey", "default")
 SURVEY = load_survey(f"surveys/{SURVEY_NAME}.yaml")  # fails here, before any job, on a bad survey
@@ -39,7 +46,7 @@ rule resolve:
     benchmark:
         "benchmarks-out/resolve/{survey}.tsv"
     shell:
-        "landscape resolve {input} --out {output} > {log} 2>&1"
+        "{LANDSCAPE} resolve {input} --out {output} > {log} 2>&1"
 
 
 rule plan:
@@ -52,7 +59,7 @@ rule plan:
     benchmark:
         "benchmarks-out/plan/{survey}.tsv"
     shell:
-        "landscape plan {input} --out {output} > {log} 2>&1"
+        "{LANDSCAPE} plan {input} --out {output} > {log} 2>&1"
 
 
 rule simulate:
@@ -70,7 +77,7 @@ rule simulate:
         mem_mb=4000,
         runtime=120,
     shell:
-        "landscape simulate {input.survey} --shard {wildcards.shard} --threads {threads} --out {output} > {log} 2>&1"
+        "{LANDSCAPE} simulate {input.survey} --shard {wildcards.shard} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule collect:
@@ -84,7 +91,7 @@ rule collect:
     benchmark:
         "benchmarks-out/collect/{survey}.tsv"
     shell:
-        "landscape collect {input.survey} {input.shards} --out {output} > {log} 2>&1"
+        "{LANDSCAPE} collect {input.survey} {input.shards} --out {output} > {log} 2>&1"
 
 
 rule report:
@@ -97,4 +104,4 @@ rule report:
     benchmark:
         "benchmarks-out/report/{survey}.tsv"
     shell:
-        "landscape report {input} --out results/{wildcards.survey}/report > {log} 2>&1"
+        "{LANDSCAPE} report {input} --out results/{wildcards.survey}/report > {log} 2>&1"

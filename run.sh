@@ -20,9 +20,6 @@ setup() {
     .venv/bin/python -m pip install --quiet -e ".[test]"
     touch "$stamp"
   fi
-  # Workflow jobs call the `landscape` command of this environment (also on SLURM nodes, which
-  # inherit the submitting environment).
-  export PATH="$PWD/.venv/bin:$PATH"
 }
 
 command=${1:-}
