@@ -27,16 +27,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 from scipy import stats
 
+from analysis.endings import ENDING_VARIABLES, RESOLVED, UNRESOLVED, run_endings
+from analysis.rates import INTERVAL, RATE_COLUMNS, group_rates
 from analysis.runs import grid_axes, open_survey, run_arrays, run_frame
-from analysis.stats import CONFIDENCE, INTERVAL_METHOD, wilson_interval
-from pipeline.schema import OUTCOME
+from analysis.stats import CONFIDENCE, wilson_interval
 from pipeline.stationary import labels
 
 __all__ = [
@@ -59,9 +59,6 @@ __all__ = [
     "wilson_interval",
 ]
 
-RATE_COLUMNS = ["label", "count", "total", "rate", "ci_low", "ci_high"]
-INTERVAL = f"{CONFIDENCE:.0%} {INTERVAL_METHOD} interval (scipy.stats.binomtest(...).proportion_ci(method='wilson'))"
-
 
 def decode(variable: xr.DataArray | np.ndarray, meanings: Sequence[str] | None = None) -> np.ndarray:
     """Label names of an integer flag variable (CF ``flag_values`` / ``flag_meanings``); -1 -> ``none``."""
@@ -72,35 +69,6 @@ def decode(variable: xr.DataArray | np.ndarray, meanings: Sequence[str] | None =
     names = np.array([*meanings, "none"], dtype=object)
     values = np.asarray(variable).astype(np.int64)
     return names[np.where(values >= 0, values, len(names) - 1)]
-
-
-def _rates(
-    frame: pd.DataFrame, by: Sequence[str], indicators: Mapping[Any, np.ndarray], among: np.ndarray | None, **attrs: str
-) -> pd.DataFrame:
-    """Tidy rates of boolean ``indicators`` per group of ``by`` among the rows where ``among`` holds."""
-    by = list(by)
-    keep = np.ones(len(frame), dtype=bool) if among is None else np.asarray(among, dtype=bool)
-    counts = pd.DataFrame({name: np.asarray(values, dtype=np.int64)[keep] for name, values in indicators.items()})
-    for name in by:
-        counts[name] = frame[name].to_numpy()[keep]
-    if by:
-        grouped = counts.groupby(by, sort=True, dropna=False)
-        sums, totals = grouped[list(indicators)].sum(), grouped.size()
-        groups = [
-            (key if isinstance(key, tuple) else (key,), sums.iloc[i], int(totals.iloc[i]))
-            for i, key in enumerate(totals.index)
-        ]
-    else:
-        groups = [((), counts[list(indicators)].sum(), len(counts))]
-    rows = []
-    for key, sums_row, total in groups:
-        for label in indicators:
-            count = int(sums_row[label])
-            low, high = wilson_interval(count, total)
-            rows.append((*key, label, count, total, count / total if total else np.nan, low, high))
-    table = pd.DataFrame(rows, columns=[*by, *RATE_COLUMNS])
-    table.attrs.update(interval=INTERVAL, **attrs)
-    return table
 
 
 def rate_table(dataset: xr.Dataset, by: Sequence[str] = (), variable: str = "outcome") -> pd.DataFrame:
@@ -125,7 +93,7 @@ def rate_table(dataset: xr.Dataset, by: Sequence[str] = (), variable: str = "out
     frame = run_frame(dataset, [variable], by)
     names = decode(frame[variable].to_numpy(), meanings)
     indicators = {label: names == label for label in meanings}
-    return _rates(frame, by, indicators, None, denominator="all runs", variable=variable)
+    return group_rates(frame, by, indicators, None, denominator="all runs", variable=variable)
 
 
 def outcome_table(dataset: xr.Dataset, by: Sequence[str] = ()) -> pd.DataFrame:
@@ -140,20 +108,37 @@ def point_type_table(dataset: xr.Dataset, by: Sequence[str] = ()) -> pd.DataFram
 
 @dataclass(frozen=True)
 class Event:
-    """A yes/no property of a run, computed from per-run variables."""
+    """A yes/no property of a run, computed from per-run (and per-plateau) variables.
+
+    ``test`` takes the arrays of ``variables`` (shape ``(runs,)`` or ``(runs, plateau)``) and
+    returns one boolean per run.
+    """
 
     description: str
     variables: tuple[str, ...]
-    test: Callable[[pd.DataFrame], np.ndarray]
+    test: Callable[[Mapping[str, np.ndarray]], np.ndarray]
 
 
-def _point_type_in(*names: str) -> Callable[[pd.DataFrame], np.ndarray]:
+def _point_type_in(*names: str) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
     codes = [labels.code(labels.POINT_TYPE, name) for name in names]
-    return lambda frame: np.isin(frame["end_point_type"].to_numpy(), codes)
+    return lambda arrays: np.isin(arrays["end_point_type"], codes)
 
 
-def _outcome_is(name: str) -> Callable[[pd.DataFrame], np.ndarray]:
-    return lambda frame: frame["outcome"].to_numpy() == OUTCOME.index(name)
+def _ending_is(name: str) -> Callable[[Mapping[str, np.ndarray]], np.ndarray]:
+    return lambda arrays: run_endings(arrays).names == name
+
+
+VISITED = ("plateau_start", "plateau_is_final")
+
+
+def _visited(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Plateau slots the run left (filled and not lasting until the run stopped), shape ``(runs, plateau)``."""
+    return (arrays["plateau_start"] >= 0) & ~arrays["plateau_is_final"].astype(bool)
+
+
+def _ending_event(name: str) -> str:
+    """Event key of an ending (``outcome_undetermined``: ``undetermined`` names a point type)."""
+    return f"outcome_{name}" if name in labels.POINT_TYPE else name
 
 
 EVENTS: dict[str, Event] = {
@@ -169,17 +154,35 @@ EVENTS: dict[str, Event] = {
     "escape_neuron": Event(
         "at least one escape neuron at the end point",
         ("n_escape_neurons",),
-        lambda frame: frame["n_escape_neurons"].to_numpy() >= 1,
+        lambda arrays: arrays["n_escape_neurons"] >= 1,
     ),
-    "plateau": Event(
-        "at least one plateau detected", ("n_plateaus",), lambda frame: frame["n_plateaus"].to_numpy() >= 1
+    "plateau": Event("at least one plateau detected", ("n_plateaus",), lambda arrays: arrays["n_plateaus"] >= 1),
+    "visited_plateau": Event(
+        "the run left at least one plateau (a plateau lasting until the run stopped does not count)",
+        VISITED,
+        lambda arrays: _visited(arrays).any(axis=1),
+    ),
+    "visited_saddle": Event(
+        "the run left at least one plateau whose stationary point is a saddle",
+        (*VISITED, "plateau_point_type"),
+        lambda arrays: (
+            _visited(arrays) & (arrays["plateau_point_type"] == labels.code(labels.POINT_TYPE, "saddle"))
+        ).any(axis=1),
+    ),
+    "plateau_escape_neuron": Event(
+        "at least one escape neuron at a plateau the run left",
+        (*VISITED, "plateau_n_escape"),
+        lambda arrays: (_visited(arrays) & (arrays["plateau_n_escape"] >= 1)).any(axis=1),
     ),
     **{
-        f"outcome_{name}" if name == "undetermined" else name: Event(
-            f"run outcome is {name}", ("outcome",), _outcome_is(name)
-        )
-        for name in OUTCOME
+        _ending_event(name): Event(f"the run ends: {name} ({phrase})", ENDING_VARIABLES, _ending_is(name))
+        for name, phrase in {**RESOLVED, **UNRESOLVED}.items()
     },
+    "unresolved": Event(
+        "the run's ending names no limit (" + "; ".join(UNRESOLVED) + ")",
+        ENDING_VARIABLES,
+        lambda arrays: ~run_endings(arrays).is_resolved,
+    ),
 }
 """Named yes/no events; keys are the ``label`` values of :func:`event_table`."""
 
@@ -187,11 +190,11 @@ SUMMARY_EVENTS: tuple[str, ...] = (
     "converged_global",
     "stuck_spurious_local_min",
     "stalled_at_saddle",
-    "not_converged",
-    "any_local_min",
+    "unresolved",
+    "visited_saddle",
+    "plateau_escape_neuron",
     "saddle",
     "escape_neuron",
-    "plateau",
 )
 """The headline events of :func:`summary_table` and of the report."""
 
@@ -217,9 +220,10 @@ def event_table(dataset: xr.Dataset, by: Sequence[str] = (), events: Sequence[st
     if unknown:
         raise ValueError(f"unknown events {unknown}; choose from {', '.join(EVENTS)}")
     variables = sorted({variable for name in events for variable in EVENTS[name].variables})
-    frame = run_frame(dataset, variables, by)
-    indicators = {name: EVENTS[name].test(frame) for name in events}
-    return _rates(
+    frame = run_frame(dataset, [], by)
+    arrays = run_arrays(dataset, variables)
+    indicators = {name: np.asarray(EVENTS[name].test(arrays), dtype=bool) for name in events}
+    return group_rates(
         frame,
         by,
         indicators,
@@ -265,7 +269,7 @@ def saddle_mechanism_table(dataset: xr.Dataset, by: Sequence[str] = (), combinat
     else:
         indicators = {name: (bits >> i) & 1 == 1 for i, name in enumerate(labels.MECHANISM)}
         indicators["none"] = bits == 0
-    return _rates(
+    return group_rates(
         frame,
         by,
         indicators,
@@ -282,7 +286,7 @@ def strictness_table(dataset: xr.Dataset, by: Sequence[str] = ()) -> pd.DataFram
     frame, saddle = _saddles(dataset, ["end_strictness"], by)
     names = decode(frame["end_strictness"].to_numpy(), labels.STRICTNESS)
     indicators = {label: names == label for label in labels.STRICTNESS}
-    return _rates(frame, by, indicators, saddle, denominator="saddle end points", variable="end_strictness")
+    return group_rates(frame, by, indicators, saddle, denominator="saddle end points", variable="end_strictness")
 
 
 def count_table(dataset: xr.Dataset, variable: str = "n_escape_neurons", by: Sequence[str] = ()) -> pd.DataFrame:
@@ -306,7 +310,7 @@ def count_table(dataset: xr.Dataset, variable: str = "n_escape_neurons", by: Seq
     values = frame[variable].to_numpy().astype(np.int64)
     top = int(values.max()) if values.size else 0
     indicators = {k: values == k for k in range(0, top + 1)}
-    return _rates(frame, by, indicators, None, denominator="all runs", variable=variable)
+    return group_rates(frame, by, indicators, None, denominator="all runs", variable=variable)
 
 
 def count_summary(dataset: xr.Dataset, variable: str = "n_escape_neurons", by: Sequence[str] = ()) -> pd.DataFrame:

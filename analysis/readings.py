@@ -39,6 +39,10 @@ PHRASES: dict[str, str] = {
     "not_stationary": "ended at a point that is not stationary",
     "escape_neuron": "had at least one escape neuron at the end point",
     "plateau": "passed through at least one plateau",
+    "visited_plateau": "left at least one plateau",
+    "visited_saddle": "left at least one saddle on the way",
+    "plateau_escape_neuron": "had at least one escape neuron at a plateau they left",
+    "unresolved": "ended without a resolved verdict",
 }
 """What each event or label means, as the end of a sentence about runs."""
 

@@ -66,9 +66,12 @@ HEADERS = {
     "stuck_spurious_local_min": "stuck (spurious local min)",
     "stalled_at_saddle": "stalled at saddle",
     "not_converged": "not converged",
+    "unresolved": "unresolved",
+    "visited_saddle": "left ≥1 saddle",
+    "plateau_escape_neuron": "≥1 escape neuron on the way",
     "any_local_min": "local min (any)",
     "saddle": "saddle end point",
-    "escape_neuron": "≥1 escape neuron",
+    "escape_neuron": "≥1 escape neuron at the end",
     "plateau": "≥1 plateau",
 }
 

@@ -21,6 +21,7 @@ TINY = REPO / "surveys" / "tiny.yaml"
 GLOBAL, SPURIOUS, LOCAL, SADDLE, UNDETERMINED, NOT_STATIONARY = range(6)
 CONVERGED, STUCK, STALLED, NOT_CONVERGED, DIVERGED, OUTCOME_UNDETERMINED = range(6)
 Z, O_SPLIT, O_TOUCH, O_OTHER, V = (1, 2, 4, 8, 16)
+ESCAPE_ZERO_OUTPUT, NEGATIVE_CURVATURE_WITNESS, FIRST_ORDER_DESCENT = 1, 3, 4  # labels.CERTIFICATE codes
 
 
 def write_store(
@@ -35,10 +36,16 @@ def small_record() -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
 
     width 2: point types 3 global, 1 spurious, 4 saddle, 2 not stationary; escape counts
              [0, 0, 0, 1, 1, 2, 2, 2, 0, 0]; plateaus: run 0 has (grew 3, predicted 2, escape 4)
-             and (grew 1, predicted 1, escape 1), run 1 has (grew 0, predicted 0, escape 2).
+             and (grew 1, predicted 1, escape 1), run 1 has (grew 0, predicted 0, escape 2),
+             run 2 has (grew 0, predicted 0, escape 0).
     width 4: 6 global, 0 spurious, 2 saddle, 1 undetermined, 1 not stationary; no escape neurons;
              run 10 has one plateau (grew 2, predicted 1, escape 1).
     Saddle mechanisms: width 2: Z, Z|O-split, O-touch, none; width 4: Z, V.
+    Plateau points (all left by their run except run 0's second, which lasted until the run stopped):
+             run 0: saddle Z, strict (escape_zero_output), loss 0.5, steps 10-110; then a saddle Z (final);
+             run 1: saddle O-split+Z, strict, loss 0.25, steps 0-50;
+             run 2: not stationary, loss 0.75, steps 5-25;
+             run 10: saddle Z certified by a second-order witness (strictness unknown), loss 0.1, steps 100-1100.
     """
     n = 20
     rows = pd.DataFrame(
@@ -71,6 +78,23 @@ def small_record() -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     grew[0, :2], predicted[0, :2], escape[0, :2] = [3, 1], [2, 1], [4, 1]
     grew[1, 0], predicted[1, 0], escape[1, 0] = 0, 0, 2
     grew[10, 0], predicted[10, 0], escape[10, 0] = 2, 1, 1
+    grew[2, 0], predicted[2, 0], escape[2, 0] = 0, 0, 0
+    start, end = np.full((n, plateaus), -1, dtype=np.int64), np.full((n, plateaus), -1, dtype=np.int64)
+    loss = np.full((n, plateaus), np.nan)
+    kind = np.full((n, plateaus), -1, dtype=np.int8)
+    certificate = np.full((n, plateaus), -1, dtype=np.int8)
+    plateau_mechanisms = np.full((n, plateaus), -1, dtype=np.int8)
+    final = np.zeros((n, plateaus), dtype=bool)
+    for (run, slot), values in {
+        (0, 0): (10, 110, 0.5, SADDLE, ESCAPE_ZERO_OUTPUT, Z),
+        (0, 1): (110, 200, 0.2, SADDLE, ESCAPE_ZERO_OUTPUT, Z),
+        (1, 0): (0, 50, 0.25, SADDLE, ESCAPE_ZERO_OUTPUT, Z | O_SPLIT),
+        (2, 0): (5, 25, 0.75, NOT_STATIONARY, FIRST_ORDER_DESCENT, 0),
+        (10, 0): (100, 1100, 0.1, SADDLE, NEGATIVE_CURVATURE_WITNESS, Z),
+    }.items():
+        start[run, slot], end[run, slot], loss[run, slot], kind[run, slot] = values[:4]
+        certificate[run, slot], plateau_mechanisms[run, slot] = values[4:]
+    final[0, 1] = True
     n_plateaus = (grew >= 0).sum(axis=1).astype(np.int64)
     neuron, inputs = 4, 3
     record = {
@@ -83,6 +107,13 @@ def small_record() -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         "plateau_n_grew": grew,
         "plateau_n_grew_predicted": predicted,
         "plateau_n_escape": escape,
+        "plateau_start": start,
+        "plateau_end": end,
+        "plateau_loss": loss,
+        "plateau_is_final": final,
+        "plateau_point_type": kind,
+        "plateau_certificate": certificate,
+        "plateau_mechanisms": plateau_mechanisms,
         "w_final": np.ones((n, neuron, inputs)),
         "a_final": np.ones((n, neuron, 1)),
         "plateau_w": np.ones((n, plateaus, neuron, inputs)),

@@ -17,6 +17,8 @@ from dask.callbacks import Callback
 
 from analysis import query
 from analysis.compare import comparison_table
+from analysis.endings import ending_table
+from analysis.plateaus import plateau_table, visited_table
 from analysis.runs import open_survey
 from tests.analysis.conftest import write_store
 
@@ -61,6 +63,9 @@ def _summarise(dataset: xr.Dataset, by: list[str]) -> None:
     query.count_summary(dataset, "n_plateaus", by)
     query.escape_consistency_table(dataset, by)
     comparison_table(dataset)
+    plateau_table(dataset, by)
+    visited_table(dataset, by, "mechanisms")
+    ending_table(dataset, by)
 
 
 def test_the_counter_sees_a_parameter_array(small_store: Path) -> None:
@@ -104,6 +109,13 @@ def million_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "plateau_n_grew": grew,
         "plateau_n_grew_predicted": np.where(grew > 0, grew - 1, grew).astype(np.int16),
         "plateau_n_escape": np.where(grew >= 0, grew + 1, -1).astype(np.int16),
+        "plateau_start": np.where(grew >= 0, 10, -1).astype(np.int64),
+        "plateau_end": np.where(grew >= 0, 100, -1).astype(np.int64),
+        "plateau_loss": np.where(grew >= 0, 0.5, np.nan),
+        "plateau_is_final": (grew >= 0) & (np.arange(plateaus) == plateaus - 1),
+        "plateau_point_type": np.where(grew >= 0, 3, -1).astype(np.int8),
+        "plateau_certificate": np.where(grew >= 0, 1, -1).astype(np.int8),
+        "plateau_mechanisms": np.where(grew >= 0, 1, -1).astype(np.int8),
         "w_final": da.zeros((n, 2, 3), chunks=(chunk, 2, 3)),
         "a_final": da.zeros((n, 2, 1), chunks=(chunk, 2, 1)),
         "plateau_w": da.zeros((n, plateaus, 2, 3), chunks=(chunk, plateaus, 2, 3)),

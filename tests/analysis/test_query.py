@@ -43,7 +43,7 @@ def test_events_whole_survey(small_store: Path) -> None:
     table = query.event_table(open_survey(small_store), (), ["any_local_min", "escape_neuron", "plateau", "saddle"])
     _check(_row(table, label="any_local_min"), 10, 20)
     _check(_row(table, label="escape_neuron"), 5, 20)
-    _check(_row(table, label="plateau"), 3, 20)
+    _check(_row(table, label="plateau"), 4, 20)
     _check(_row(table, label="saddle"), 6, 20)
 
 
@@ -92,7 +92,7 @@ def test_escape_consistency_pooled(small_store: Path) -> None:
     _check(_row(table, width=2, label="grown_were_predicted"), 3, 4)  # (2 + 1 + 0) of (3 + 1 + 0)
     _check(_row(table, width=2, label="predicted_grew"), 3, 7)  # of (4 + 1 + 2)
     _check(_row(table, width=4, label="grown_were_predicted"), 1, 2)
-    assert _row(table, width=2, label="predicted_grew")["plateaus"] == 3
+    assert _row(table, width=2, label="predicted_grew")["plateaus"] == 4
     pooled = query.escape_consistency_table(dataset)
     _check(_row(pooled, label="grown_were_predicted"), 4, 6)
 
