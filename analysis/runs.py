@@ -32,6 +32,10 @@ INDEX_COLUMNS = ("run", "cell", "data_seed", "init_seed", "shard", "data_key", "
 def open_survey(path: str | Path) -> xr.Dataset:
     """Open a survey store lazily (dask-backed); nothing is loaded until a table asks for it.
 
+    Every chunk is checked against the store's manifest when it is read: a damaged chunk raises
+    :class:`pipeline.store.DamagedStore` instead of being read as numbers. A store written before
+    checksums opens with a :class:`pipeline.store.UnverifiedStoreWarning`.
+
     Parameters
     ----------
     path
@@ -41,6 +45,9 @@ def open_survey(path: str | Path) -> xr.Dataset:
     ------
     ValueError
         If the store was written with another schema version.
+    pipeline.store.DamagedStore
+        If arrays or chunks are missing, or array metadata or chunk sizes differ from the manifest;
+        when read, if a chunk's content differs from it.
     """
     return open_store(path)
 

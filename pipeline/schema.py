@@ -16,10 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from zarr.abc.codec import BytesBytesCodec
+from zarr.codecs import Crc32cCodec, ZstdCodec
+
 from pipeline.engine import GRAD_NORM_DESCRIPTION, StopReason
 from pipeline.stationary import labels
 
-__all__ = ["OUTCOME", "SCHEMA_VERSION", "VARIABLES", "Variable"]
+__all__ = ["OUTCOME", "SCHEMA_VERSION", "VARIABLES", "Variable", "compressors"]
 
 SCHEMA_VERSION = 1
 
@@ -50,6 +53,16 @@ class Variable:
             attrs["units"] = self.units
         attrs.update(self.flags)
         return attrs
+
+
+def compressors() -> tuple[BytesBytesCodec, ...]:
+    """The codecs applied to the bytes of every chunk of every array (shard and survey stores).
+
+    zstd, then a CRC-32C of the compressed bytes (zarr v3's ``crc32c`` codec): zarr refuses to
+    decode a chunk whose bytes changed on disk or in a copy, instead of returning wrong numbers.
+    A CRC cannot tell one intact chunk from another; the manifest (:mod:`pipeline.integrity`) can.
+    """
+    return (ZstdCodec(level=0, checksum=False), Crc32cCodec())
 
 
 RUN = ("run",)

@@ -3,8 +3,11 @@
 One shard job writes one shard store (written aside, then renamed, so a killed job never leaves a
 store that looks finished); :func:`gather` concatenates the shards into the survey store, adds the
 survey-wide derived variables (global reference loss, run outcome, neuron counts) and the
-provenance attributes. :func:`validate` checks a store against :data:`pipeline.schema.VARIABLES`
-and, given the plan, that every planned run is present exactly once.
+provenance attributes. :func:`validate` checks a store against :data:`pipeline.schema.VARIABLES`,
+its chunks against the manifest (:mod:`pipeline.integrity`), its numbers against the physical
+invariants (:mod:`pipeline.invariants`) and, given the plan, that every planned run is present
+exactly once. Every array is written with a checksum in each chunk and every store with a manifest;
+:func:`open_store` verifies each chunk as it is read.
 """
 
 from __future__ import annotations
@@ -21,16 +24,22 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pipeline import integrity
 from pipeline.engine import StopReason
-from pipeline.schema import OUTCOME, SCHEMA_VERSION, VARIABLES
+from pipeline.integrity import DamagedStore, Manifest, UnverifiedStoreWarning
+from pipeline.invariants import invariant_problems
+from pipeline.schema import OUTCOME, SCHEMA_VERSION, VARIABLES, compressors
 from pipeline.stationary import labels
 
 __all__ = [
     "GLOBAL_RELATIVE_TOLERANCE",
     "SHARD_ATTRS",
+    "DamagedStore",
+    "UnverifiedStoreWarning",
     "gather",
     "open_store",
     "record_to_dataset",
+    "rehash",
     "shard_provenance",
     "temporary_path",
     "validate",
@@ -101,15 +110,23 @@ def _coordinate(column: pd.Series) -> np.ndarray:
     return column.to_numpy()
 
 
-def write_atomic(dataset: xr.Dataset, path: str | Path, *, chunk_runs: int | None = None) -> Path:
-    """Write ``dataset`` to ``path`` as zarr: into a temporary sibling, then renamed into place."""
+def write_atomic(
+    dataset: xr.Dataset, path: str | Path, *, chunk_runs: int | None = None, plan: pd.DataFrame | None = None
+) -> Path:
+    """Write ``dataset`` to ``path`` as zarr: into a temporary sibling, then renamed into place.
+
+    Every array (data variables and coordinates) is written with :func:`pipeline.schema.compressors`
+    (a CRC-32C in every chunk) and chunked along ``run`` by ``chunk_runs``; then the store's chunks
+    are hashed into its manifest, with the resolved survey (attribute ``resolved_survey_json``) and
+    ``plan`` when given.
+    """
     path = Path(path)
     temporary = temporary_path(path)
     if temporary.exists():
         shutil.rmtree(temporary)
     path.parent.mkdir(parents=True, exist_ok=True)
     chunks = {"run": chunk_runs or max(dataset.sizes.get("run", 1), 1)}
-    encoding = {name: {"chunks": _chunks(dataset[name], chunks)} for name in dataset.data_vars}
+    encoding = {name: _encoding(dataset[name], chunks) for name in dataset.variables}
     try:
         # every chunk is written, even all-fill ones, so that validate() can tell a truncated store
         with warnings.catch_warnings():
@@ -117,6 +134,7 @@ def write_atomic(dataset: xr.Dataset, path: str | Path, *, chunk_runs: int | Non
             dataset.to_zarr(
                 temporary, mode="w", encoding=encoding, consolidated=True, zarr_format=3, write_empty_chunks=True
             )
+        _add_manifest(temporary, dataset.attrs, plan, chunks["run"])
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -140,21 +158,57 @@ def _chunks(variable: xr.DataArray, chunks: Mapping[str, int]) -> tuple[int, ...
     return tuple(chunks.get(dim, size) if dim in chunks else size for dim, size in variable.sizes.items())
 
 
-def open_store(path: str | Path, *, check_complete: bool = True) -> xr.Dataset:
-    """Open a store lazily.
+def _encoding(variable: xr.DataArray, chunks: Mapping[str, int]) -> dict[str, Any]:
+    """zarr encoding of one array: checksummed codecs; chunks along ``run`` for arrays along it."""
+    encoding: dict[str, Any] = {"compressors": compressors()}
+    if set(chunks) & set(variable.dims):
+        encoding["chunks"] = _chunks(variable, chunks)
+    return encoding
+
+
+def _add_manifest(path: Path, attrs: Mapping[str, Any], plan: pd.DataFrame | None, run_chunk: int | None) -> None:
+    """Hash the written store at ``path`` into its manifest (see :mod:`pipeline.integrity`)."""
+    survey = attrs.get(integrity.SURVEY_ATTR)
+    manifest = integrity.build_manifest(
+        path,
+        survey=integrity.text_digest(survey) if isinstance(survey, str) else None,
+        plan=integrity.plan_digest(plan) if plan is not None else None,
+        run_chunk=run_chunk,
+    )
+    integrity.write_manifest(path, manifest)
+
+
+def open_store(path: str | Path, *, check_complete: bool = True, **options: Any) -> xr.Dataset:
+    """Open a store lazily; every chunk is checked against the manifest as it is read.
 
     A store written by another schema version is an error, and so (with ``check_complete``) is a
-    store with missing arrays or chunks: zarr would read missing chunks as fill values and every
-    rate computed from them would be wrong.
+    store with missing arrays or chunks, chunk files of the wrong size, or array metadata that
+    differs from the manifest: zarr would read missing chunks as fill values and every rate computed
+    from them would be wrong. A store without a manifest (written before checksums) opens with an
+    :class:`UnverifiedStoreWarning`. ``options`` go to :func:`xarray.open_zarr` (``chunks``, ...).
+
+    Raises
+    ------
+    DamagedStore
+        When a chunk that is read differs from the manifest (raised by the read, not by the open).
     """
+    manifest = integrity.read_manifest(path)
     if check_complete:
-        missing = _truncation_problems(path)
-        if missing:
-            raise ValueError(
-                f"{path}: the store is incomplete ({missing[0]}{'; ...' if len(missing) > 1 else ''});"
-                f" run `landscape validate {path}` and re-run `landscape collect`"
-            )
-    dataset = xr.open_zarr(path, consolidated=True)
+        _refuse_incomplete(path, manifest)
+    if manifest is None:
+        warnings.warn(
+            UnverifiedStoreWarning(
+                f"{path}: written before checksums, its chunks cannot be verified; run"
+                f" `landscape validate {path} --rehash` to read it in full and add a manifest"
+            ),
+            stacklevel=2,
+        )
+    return _open(path, manifest, **options)
+
+
+def _open(path: str | Path, manifest: Manifest | None, **options: Any) -> xr.Dataset:
+    """Open through :func:`pipeline.integrity.open_verified`; refuse another schema version."""
+    dataset = integrity.open_verified(path, manifest, **options)
     version = dataset.attrs.get("schema_version")
     if version is not None and int(version) != SCHEMA_VERSION:
         raise ValueError(
@@ -164,11 +218,44 @@ def open_store(path: str | Path, *, check_complete: bool = True) -> xr.Dataset:
     return dataset
 
 
-def gather(shard_paths: Sequence[str | Path], out_path: str | Path, attrs: Mapping[str, Any]) -> Path:
-    """Concatenate shard stores into the survey store, add derived variables and provenance."""
+def _refuse_incomplete(path: str | Path, manifest: Manifest | None) -> None:
+    """Raise :class:`DamagedStore` for missing arrays or chunks, or metadata and sizes unlike the manifest."""
+    advice = integrity.recompute_advice(path, Manifest({}), "", "", _root_attrs(path))
+    missing = _truncation_problems(path)
+    if missing:
+        raise DamagedStore(
+            f"{path}: the store is incomplete ({missing[0]}{'; ...' if len(missing) > 1 else ''});"
+            f" run `landscape validate {path}`, then {advice}"
+        )
+    damaged = [problem for _, problem in integrity.metadata_problems(path, manifest)] if manifest else []
+    if damaged:
+        raise DamagedStore(
+            f"{path}: the store is damaged ({damaged[0]}{'; ...' if len(damaged) > 1 else ''});"
+            f" run `landscape validate {path}`, then {advice}"
+        )
+
+
+def _root_attrs(path: str | Path) -> dict[str, Any]:
+    """The store's attributes, read from its root ``zarr.json`` ({} when unreadable)."""
+    try:
+        return dict(json.loads((Path(path) / "zarr.json").read_text(encoding="utf-8")).get("attributes", {}))
+    except (OSError, ValueError):
+        return {}
+
+
+def gather(
+    shard_paths: Sequence[str | Path],
+    out_path: str | Path,
+    attrs: Mapping[str, Any],
+    plan: pd.DataFrame | None = None,
+) -> Path:
+    """Concatenate shard stores into the survey store, add derived variables and provenance.
+
+    Every shard chunk is verified as it is read; the survey store's manifest records ``plan``.
+    """
     if not shard_paths:
         raise ValueError("gather needs at least one shard store")
-    shards = [xr.open_zarr(path, consolidated=True, chunks=None) for path in shard_paths]
+    shards = [open_store(path, chunks=None) for path in shard_paths]
     if sum(shard.nbytes for shard in shards) <= IN_MEMORY_BYTES:
         shards = [shard.load() for shard in shards]
     else:
@@ -190,7 +277,7 @@ def gather(shard_paths: Sequence[str | Path], out_path: str | Path, attrs: Mappi
     dataset.attrs.update(attrs)
     dataset.attrs["schema_version"] = SCHEMA_VERSION
     chunk = int(max(shard.sizes["run"] for shard in shards))
-    return write_atomic(dataset, out_path, chunk_runs=chunk)
+    return write_atomic(dataset, out_path, chunk_runs=chunk, plan=plan)
 
 
 def shard_provenance(shards: Sequence[xr.Dataset]) -> dict[str, Any]:
@@ -312,20 +399,92 @@ def _outcome(point_type: np.ndarray, stop_reason: np.ndarray) -> np.ndarray:
     return outcome
 
 
-def validate(path: str | Path, plan: pd.DataFrame | None = None) -> list[str]:
+REQUIRED_FINITE = ("loss_final", "grad_norm_final", "end_loss", "steps_taken", "stop_reason", "end_point_type")
+"""Per-run variables that must not be NaN for a run that did not diverge."""
+
+
+def validate(path: str | Path, plan: pd.DataFrame | None = None, *, quick: bool = False) -> list[str]:
     """Problems with a store (an empty list when it is valid).
 
     Checks: it opens with this schema version; every variable of the schema is present with its
-    dimensions; provenance attributes are present; no NaN in required per-run values; and, given
-    the plan, every planned run is present exactly once.
+    dimensions; provenance attributes are present; every chunk is on disk and, against the manifest,
+    its metadata, size and (unless ``quick``) content are as written, as are the resolved survey and,
+    given, the plan; unless ``quick``, no NaN in required per-run values and the physical invariants
+    (:mod:`pipeline.invariants`) hold; and, given the plan, every planned run is present exactly once.
+
+    Parameters
+    ----------
+    path
+        A survey or shard store.
+    plan
+        The plan the store was collected from (:func:`pipeline.plan.make_plan`).
+    quick
+        Check metadata only (attributes, schema, file sizes against the manifest, the run
+        coordinate): no chunk of a data variable is read, for very large stores.
     """
     try:
-        dataset = open_store(path, check_complete=False)
+        manifest = integrity.read_manifest(path)
+    except DamagedStore as error:
+        return [str(error)]
+    damage = _integrity_problems(path, manifest, quick)
+    problems = [problem for _, problem in damage]
+    try:
+        dataset = _open(path, None)  # the chunks were checked above; damaged ones are read for diagnosis
+        runs = dataset["run"].values
     except (ValueError, FileNotFoundError, KeyError, OSError) as error:
-        return [f"cannot open {path}: {error}"]
-    problems = [f"attribute {name!r} is missing" for name in REQUIRED_ATTRS if name not in dataset.attrs]
+        return [*problems, f"cannot open {path}: {error}"]
+    problems += [f"attribute {name!r} is missing" for name in REQUIRED_ATTRS if name not in dataset.attrs]
     problems += _shard_record_problems(dataset.attrs.get("shards"))
     problems += _truncation_problems(path)
+    problems += _schema_problems(dataset)
+    problems += _run_problems(runs, plan)
+    if manifest is not None:
+        problems += _provenance_digest_problems(dataset, manifest, plan)
+    if not quick:
+        undecodable = _undecodable(path, manifest, {name for name, _ in damage})
+        problems += _nan_problems(dataset, undecodable)
+        problems += invariant_problems(dataset, skip=undecodable)
+    return problems
+
+
+def _undecodable(path: str | Path, manifest: Manifest | None, damaged: set[str]) -> set[str]:
+    """Arrays that cannot be read: without a manifest, those that failed to decode (``damaged``);
+    with one, those of the damaged arrays that zarr cannot decode (a chunk that merely differs from
+    the manifest, say one swapped or edited in place, is still read and checked)."""
+    if manifest is None:
+        return damaged
+    return {name for name, _ in integrity.decode_problems(path, damaged)}
+
+
+def _integrity_problems(path: str | Path, manifest: Manifest | None, quick: bool) -> list[tuple[str, str]]:
+    """(array, problem) for chunks unlike the manifest, each line with how to recompute the chunk.
+
+    Without a manifest: one problem saying so and, unless ``quick``, every chunk zarr cannot decode.
+    """
+    if manifest is None:
+        unverified = (
+            "",
+            "no manifest: the store was written before checksums and its chunks cannot be verified; run"
+            f" `landscape validate {path} --rehash` to read it in full and add one",
+        )
+        return [unverified] + ([] if quick else integrity.decode_problems(path))
+    damage = integrity.metadata_problems(path, manifest)
+    if not quick:
+        damage += integrity.chunk_problems(path, manifest)
+    attrs = _root_attrs(path)
+    return [(name, f"{problem}; {_advice(path, manifest, name, problem, attrs)}") for name, problem in damage]
+
+
+def _advice(path: str | Path, manifest: Manifest, name: str, problem: str, attrs: Mapping[str, Any]) -> str:
+    """How to recompute what ``problem`` names (its chunk key, when it names one)."""
+    prefix = f"chunk '{name}/"
+    key = problem.split(prefix, 1)[1].split("'", 1)[0] if prefix in problem else ""
+    return integrity.recompute_advice(path, manifest, name, key, attrs)
+
+
+def _schema_problems(dataset: xr.Dataset) -> list[str]:
+    """Variables of the schema missing, with other dims or attributes; string or object variables."""
+    problems = []
     for name, variable in VARIABLES.items():
         if name not in dataset:
             problems.append(f"variable {name!r} is missing")
@@ -336,7 +495,12 @@ def validate(path: str | Path, plan: pd.DataFrame | None = None) -> list[str]:
     for name in dataset.data_vars:
         if dataset[name].dtype.kind in "OSU":
             problems.append(f"variable {name!r} holds strings or objects ({dataset[name].dtype})")
-    runs = dataset["run"].values
+    return problems
+
+
+def _run_problems(runs: np.ndarray, plan: pd.DataFrame | None) -> list[str]:
+    """Duplicate runs; given the plan, planned runs missing and runs not in the plan."""
+    problems = []
     if len(np.unique(runs)) != len(runs):
         problems.append("some runs appear more than once")
     if plan is not None:
@@ -346,10 +510,56 @@ def validate(path: str | Path, plan: pd.DataFrame | None = None) -> list[str]:
             problems.append(f"{missing.size} planned runs are missing (first: {missing[:5].tolist()})")
         if extra.size:
             problems.append(f"{extra.size} runs are not in the plan (first: {extra[:5].tolist()})")
-    for name in ("loss_final", "steps_taken", "stop_reason", "end_point_type"):
-        if name in dataset:
+    return problems
+
+
+def _provenance_digest_problems(dataset: xr.Dataset, manifest: Manifest, plan: pd.DataFrame | None) -> list[str]:
+    """The resolved survey and (given) the plan against their hashes in the manifest."""
+    problems = []
+    survey = dataset.attrs.get(integrity.SURVEY_ATTR)
+    if manifest.survey is not None and isinstance(survey, str) and integrity.text_digest(survey) != manifest.survey:
+        problems.append(f"attribute {integrity.SURVEY_ATTR!r} differs from the manifest (edited after collect)")
+    if plan is not None and manifest.plan is not None and integrity.plan_digest(plan) != manifest.plan:
+        problems.append("the store was collected from another plan than the survey's (its hash differs)")
+    return problems
+
+
+def _nan_problems(dataset: xr.Dataset, damaged: set[str]) -> list[str]:
+    """Required per-run values that are NaN for runs that did not diverge (damaged arrays skipped)."""
+    if "stop_reason" not in dataset or "stop_reason" in damaged:
+        return []
+    finite_required = dataset["stop_reason"].values != int(StopReason.DIVERGED)
+    problems = []
+    for name in REQUIRED_FINITE:
+        if name in dataset and name not in damaged:
             values = dataset[name].values
-            finite_required = dataset["stop_reason"].values != int(StopReason.DIVERGED)
             if np.issubdtype(values.dtype, np.floating) and np.isnan(values[finite_required]).any():
                 problems.append(f"variable {name!r} has NaN for runs that did not diverge")
     return problems
+
+
+def rehash(path: str | Path, plan: pd.DataFrame | None = None) -> list[str]:
+    """Read a store in full and, if nothing is wrong with it, (re)write its manifest.
+
+    For stores written before checksums: every chunk is decoded and every check of :func:`validate`
+    runs; only a store without problems gets a manifest. A store whose manifest disagrees with its
+    chunks is refused, not re-hashed: its data changed after it was written.
+
+    Returns
+    -------
+    list of str
+        The problems found (nothing is written then); empty when the manifest was written.
+    """
+    problems = [problem for problem in validate(path, plan) if not problem.startswith("no manifest:")]
+    if problems:
+        return problems
+    old = integrity.read_manifest(path)
+    survey = _root_attrs(path).get(integrity.SURVEY_ATTR)
+    manifest = integrity.build_manifest(
+        path,
+        survey=integrity.text_digest(survey) if isinstance(survey, str) else None,
+        plan=integrity.plan_digest(plan) if plan is not None else (old.plan if old else None),
+        run_chunk=integrity.run_chunk(path),
+    )
+    integrity.write_manifest(path, manifest)
+    return []

@@ -32,9 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         **provenance(),
     }
+    plan = make_plan(survey)
     with collect_lock(args.out):
-        gather(args.shards, args.out, attrs)
-    problems = validate(args.out, make_plan(survey))
+        gather(args.shards, args.out, attrs, plan)
+    problems = validate(args.out, plan)
     for problem in problems:
         print(f"invalid store: {problem}")
     return 1 if problems else 0
