@@ -50,7 +50,12 @@ not resolved below rounding noise (float32 would otherwise never converge)."""
 
 
 class StopReason(enum.IntEnum):
-    """Why a run stopped (stored as small integers)."""
+    """Why a run stopped (stored as small integers).
+
+    ``CONVERGED``: the gradient is below the tolerance both in absolute terms and relative to the size
+    of every neuron (see :func:`run_gradient_descent`); ``MAX_STEPS``: the step budget ran out;
+    ``DIVERGED``: the loss became non-finite or grew by ``divergence_factor``.
+    """
 
     CONVERGED = 1
     MAX_STEPS = 2
@@ -161,10 +166,24 @@ def run_gradient_descent(
 ) -> DescentResult:
     """Train a batch of networks by full-batch gradient descent, each run stopping on its own.
 
-    A run stops when its gradient norm falls below ``grad_tol * s_y**1.5 * s_x**0.5`` (the natural
-    gradient scale: loss ``s_y**2`` over parameter size ``sqrt(s_y / s_x)``), after ``max_steps`` steps,
-    or when its loss is non-finite or exceeds ``divergence_factor`` times its initial loss (plus
-    ``s_y**2``). Stopped runs are frozen by a mask; the batch keeps its shape.
+    A run converges when its gradient is resolved both in absolute terms and relative to the size
+    of every neuron:
+
+    * ``||grad L|| <= grad_tol * s_y**1.5 * s_x**0.5`` (the natural gradient scale: loss ``s_y**2``
+      over parameter size ``sqrt(s_y / s_x)``), and
+    * ``||(dL/dw_j, dL/da_j)|| <= grad_tol * s_x * s_y * ||(w_j, a_j)||`` for every neuron ``j``.
+
+    For a neuron of the natural size the two tests coincide. The second one keeps the runs going
+    whose gradient is small only because some neurons are small (theory.md section 6): near the
+    zero network after a vanishing initialisation, or near a saddle with a tiny escape neuron,
+    such a neuron still grows or shrinks by a fixed fraction per unit of time
+    (``||g_j|| / ||(w_j, a_j)||`` is its relative rate, of order ``s_x * s_y`` times the loss
+    ratio ``sqrt(L) / s_y``), and the classifier's relative first-order gaps (theory.md 8.2 step 5)
+    would see it far from stationary. At a zero-loss minimum every neuron's gradient vanishes with
+    the residual, so interpolating runs still stop; an exactly zero neuron has a zero gradient and
+    never holds a run back. A run also stops after ``max_steps`` steps, or when its loss is
+    non-finite or exceeds ``divergence_factor`` times its initial loss (plus ``s_y**2``). Stopped
+    runs are frozen by a mask; the batch keeps its shape.
 
     Parameters
     ----------
@@ -181,8 +200,8 @@ def run_gradient_descent(
     train_output
         If False, the output weights stay at ``a0``.
     grad_tol
-        Relative gradient-norm tolerance for convergence (> 0); raised to
-        ``GRAD_TOL_FLOOR_EPS * eps`` of the dtype if smaller.
+        Relative gradient-norm tolerance for convergence (> 0), for the whole gradient and for every
+        neuron; raised to ``GRAD_TOL_FLOOR_EPS * eps`` of the dtype if smaller.
     divergence_factor
         Loss growth factor that flags a run as diverged (> 1).
     n_checkpoints
@@ -303,6 +322,7 @@ def _descend(
     n_runs, width = w0.shape[0], w0.shape[1]
     grad_tol = max(options.grad_tol, GRAD_TOL_FLOOR_EPS * torch.finfo(w0.dtype).eps)
     grad_threshold = (grad_tol * s_y**1.5 * s_x**0.5).expand(n_runs)
+    neuron_rate_limit = (grad_tol * s_x * s_y).expand(n_runs)
     steps = checkpoint_steps(max_steps, options.n_checkpoints)
     checkpoints = CheckpointRecorder(steps, n_runs, width, w0)
     plateau_recorder = PlateauRecorder(plateaus, (learning_rate * s_x * s_y).expand(n_runs), w0, a0)
@@ -322,22 +342,27 @@ def _descend(
             loss_limit = divergence_factor * (grads.loss + s_y.square())
         healthy = torch.isfinite(grads.loss) & (grads.loss <= loss_limit) & torch.isfinite(grad_norm)
         live = active & healthy
-        converged = live & (grad_norm <= grad_threshold)
-        stopping = (active & ~healthy) | converged if step < max_steps else active
+        small_gradient = live & (grad_norm <= grad_threshold)
+        stopping = (active & ~healthy) | small_gradient if step < max_steps else active
         checkpoints.record(step, live, grads.loss, grad_norm, w, a)
         plateau_recorder.update(step, live, grads.loss, grad_norm, w, a)
-        if bool(stopping.any()):  # bookkeeping of stopping runs; most steps skip it
-            reason = torch.where(converged, int(StopReason.CONVERGED), int(StopReason.MAX_STEPS))
-            reason = torch.where(healthy, reason, int(StopReason.DIVERGED))
-            plateau_recorder.finish(stopping, step, stopping & ~healthy)
-            stop_reason = torch.where(stopping, reason, stop_reason)
-            steps_taken = torch.where(stopping, step, steps_taken)
-            loss_final = torch.where(stopping, grads.loss, loss_final)
-            grad_norm_final = torch.where(stopping, grad_norm, grad_norm_final)
-            active = active & ~stopping
-            if not bool(active.any()):
-                break
-            step_size = (learning_rate * active.to(w.dtype))[:, None, None]
+        if bool(stopping.any()):  # most steps skip this: no run has a small gradient, diverged or ran out
+            # the per-neuron test runs only where the whole gradient is small: no cost on the other steps
+            converged = small_gradient & _neurons_resolved(grads, w, a, neuron_rate_limit)
+            if step < max_steps:
+                stopping = (active & ~healthy) | converged
+            if bool(stopping.any()):  # bookkeeping of stopping runs
+                reason = torch.where(converged, int(StopReason.CONVERGED), int(StopReason.MAX_STEPS))
+                reason = torch.where(healthy, reason, int(StopReason.DIVERGED))
+                plateau_recorder.finish(stopping, step, stopping & ~healthy)
+                stop_reason = torch.where(stopping, reason, stop_reason)
+                steps_taken = torch.where(stopping, step, steps_taken)
+                loss_final = torch.where(stopping, grads.loss, loss_final)
+                grad_norm_final = torch.where(stopping, grad_norm, grad_norm_final)
+                active = active & ~stopping
+                if not bool(active.any()):
+                    break
+                step_size = (learning_rate * active.to(w.dtype))[:, None, None]
         w = torch.addcmul(w, step_size, grads.grad_w, value=-1.0)
         if train_output:
             a = torch.addcmul(a, step_size, grads.grad_a, value=-1.0)
@@ -366,6 +391,19 @@ def _descend(
         plateau_w=plateau_recorder.w,
         plateau_a=plateau_recorder.a,
     )
+
+
+def _neurons_resolved(
+    grads: nets.Gradients, w: torch.Tensor, a: torch.Tensor, rate_limit: torch.Tensor
+) -> torch.Tensor:
+    """Whether every neuron's gradient is at most ``rate_limit`` (R,) times the neuron's size, (R,).
+
+    Neuron ``j`` passes when ``||dL/dw_j||^2 + ||dL/da_j||^2 <= rate_limit^2 (||w_j||^2 + ||a_j||^2)``;
+    an exactly zero neuron (zero gradient) passes.
+    """
+    gradient = torch.linalg.vecdot(grads.grad_w, grads.grad_w) + torch.linalg.vecdot(grads.grad_a, grads.grad_a)
+    size = torch.linalg.vecdot(w, w) + torch.linalg.vecdot(a, a)
+    return (gradient <= rate_limit.square().unsqueeze(-1) * size).all(dim=-1)
 
 
 def _check_arguments(

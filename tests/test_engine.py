@@ -39,8 +39,13 @@ def naive_loss(w, a, x, y, leak):
 
 
 def manual_descent(w, a, x, y, leak, learning_rate, n_steps, train_output=True):
-    """Plain GD loop with autograd of ``naive_loss``; returns the losses and gradient norms at steps 0..n_steps."""
-    losses, norms = [], []
+    """Plain GD loop with autograd of ``naive_loss``.
+
+    Returns the losses, the gradient norms and ``max_j ||(dL/dw_j, dL/da_j)|| / ||(w_j, a_j)||`` (the
+    largest gradient of a neuron relative to its size) at steps 0..n_steps, (R, n_steps + 1) each,
+    and the final ``w``, ``a``.
+    """
+    losses, norms, rates = [], [], []
     w, a = w.clone(), a.clone()
     for step in range(n_steps + 1):
         w_ = w.clone().requires_grad_(True)
@@ -50,11 +55,13 @@ def manual_descent(w, a, x, y, leak, learning_rate, n_steps, train_output=True):
         grads = torch.autograd.grad(loss.sum(), inputs)
         losses.append(loss.detach())
         norms.append(torch.sqrt(sum(g.square().sum(dim=(1, 2)) for g in grads)))
+        per_neuron = torch.sqrt(sum(g.square().sum(dim=2) for g in grads))
+        rates.append((per_neuron / torch.sqrt(w.square().sum(2) + a.square().sum(2))).amax(dim=1))
         if step < n_steps:
             w = w - learning_rate * grads[0]
             if train_output:
                 a = a - learning_rate * grads[1]
-    return torch.stack(losses, dim=1), torch.stack(norms, dim=1), w, a
+    return torch.stack(losses, dim=1), torch.stack(norms, dim=1), torch.stack(rates, dim=1), w, a
 
 
 def naive_loss_free_forward(w, a, x, leak):
@@ -222,12 +229,12 @@ def test_final_state_matches_manual_descent(train_output):
         grad_tol=grad_tol,
         train_output=train_output,
     )
-    losses, norms, _, _ = manual_descent(w0, a0, x, y, leak, learning_rate, max_steps, train_output)
+    losses, norms, rates, _, _ = manual_descent(w0, a0, x, y, leak, learning_rate, max_steps, train_output)
     s_x = float(torch.linalg.vector_norm(x[0], dim=-1).max())
     s_y = float(torch.sqrt(y.square().sum() / y.shape[1]))
     threshold = grad_tol * s_y**1.5 * s_x**0.5
     for r in range(3):
-        below = torch.nonzero(norms[r] <= threshold).flatten()
+        below = torch.nonzero((norms[r] <= threshold) & (rates[r] <= grad_tol * s_x * s_y)).flatten()
         expected_steps = int(below[0]) if len(below) else max_steps
         reason = StopReason.CONVERGED if len(below) else StopReason.MAX_STEPS
         assert int(result.steps_taken[r]) == expected_steps
@@ -305,7 +312,7 @@ def test_dtype_is_taken_from_inputs(dtype):
         value = getattr(result, field.name)
         if field.name not in INTEGER_FIELDS:
             assert value.dtype == dtype, field.name
-    losses, _, _, _ = manual_descent(*(t.double() for t in (w0, a0, x, y)), 0.0, 0.1, 20)
+    losses, _, _, _, _ = manual_descent(*(t.double() for t in (w0, a0, x, y)), 0.0, 0.1, 20)
     rtol = 1e-5 if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(result.loss_final.double(), losses[:, -1], rtol=rtol, atol=0)
 
