@@ -99,7 +99,8 @@ class Settings(Strict):
         gt=0,
         lt=1,
         description="Stop when the gradient norm falls below grad_tol times the natural gradient scale "
-        "s_y**1.5 * s_x**0.5 (s_x = max input norm, s_y = root mean square target norm).",
+        "s_y**1.5 * s_x**0.5 (s_x = max input norm, s_y = root mean square target norm) and every "
+        "neuron's gradient below grad_tol * s_x * s_y times the neuron's norm ||(w_j, a_j)||.",
     )
     dtype: Literal["float64", "float32"] = Field("float64", description="Floating-point type of the training.")
     n_checkpoints: int = Field(
