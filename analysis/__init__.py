@@ -2,16 +2,25 @@
 
 Modules, one job each: :mod:`analysis.runs` (open a store, load only per-run columns, find its grid
 axes), :mod:`analysis.stats` (Wilson intervals, chi-square with Cramér's V, logistic trends),
-:mod:`analysis.query` (tidy tables of counts and rates), :mod:`analysis.compare` (tests across a
-setting), :mod:`analysis.figures` (matplotlib figures), :mod:`analysis.readings` (plain-language
-sentences) and :mod:`analysis.report` (``build_report``: HTML, Markdown, CSV).
+:mod:`analysis.rates` (rates of indicators per group), :mod:`analysis.query` (tidy tables of counts
+and rates of end points and run events), :mod:`analysis.endings` (where runs end, resolved or not),
+:mod:`analysis.plateaus` (the stationary points visited on the way, by plateau order),
+:mod:`analysis.compare` (tests across a setting), :mod:`analysis.answers` (the survey's questions
+answered in sentences), :mod:`analysis.formatting` (numbers for reading), the figures
+(:mod:`analysis.figures`, :mod:`analysis.heatmaps`, :mod:`analysis.plateau_figures`),
+:mod:`analysis.readings` (plain-language sentences) and the report (:mod:`analysis.report`,
+:mod:`analysis.report_axes`, :mod:`analysis.render`: HTML, Markdown, CSV).
 
->>> from analysis import open_survey, rate_table
+>>> from analysis import open_survey, plateau_table, rate_table
 >>> ds = open_survey("results/tiny/survey.zarr")          # doctest: +SKIP
 >>> print(rate_table(ds, by=["width"], variable="outcome"))  # doctest: +SKIP
+>>> print(plateau_table(ds, by=["init_scale"]))           # doctest: +SKIP
 """
 
+from analysis.answers import answers
 from analysis.compare import compare_setting, comparison_table
+from analysis.endings import ending_table, run_endings
+from analysis.plateaus import plateau_frame, plateau_table, visited_table
 from analysis.query import (
     EVENTS,
     count_summary,
@@ -29,6 +38,12 @@ from analysis.runs import grid_axes, open_survey
 
 __all__ = [
     "EVENTS",
+    "answers",
+    "ending_table",
+    "plateau_frame",
+    "plateau_table",
+    "run_endings",
+    "visited_table",
     "compare_setting",
     "comparison_table",
     "count_summary",

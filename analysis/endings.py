@@ -93,8 +93,9 @@ def ending_table(dataset: xr.Dataset, by: Sequence[str] = ()) -> pd.DataFrame:
     Returns
     -------
     pandas.DataFrame
-        Columns ``*by, label, resolved, count, total, rate, ci_low, ci_high``; ``label`` is an
-        ending, or ``resolved`` / ``unresolved`` (their sums); ``resolved`` says which kind a row is.
+        Columns ``*by, label, resolved, meaning, count, total, rate, ci_low, ci_high``; ``label`` is
+        an ending, or ``resolved`` / ``unresolved`` (their sums); ``resolved`` says which kind a row
+        is and ``meaning`` what it means (for an unresolved ending: why).
         Denominator: all runs of the group; 95% Wilson intervals.
     """
     by = list(by)
@@ -113,6 +114,12 @@ def ending_table(dataset: xr.Dataset, by: Sequence[str] = ()) -> pd.DataFrame:
         variables=", ".join(ENDING_VARIABLES),
         unresolved="; ".join(f"{name}: {why}" for name, why in endings.unresolved.items()),
     )
-    resolved = {*endings.resolved, "resolved"}
-    table.insert(len(by) + 1, "resolved", table["label"].isin(resolved))
+    meanings = {
+        **endings.resolved,
+        **endings.unresolved,
+        "resolved": "a limit is known",
+        "unresolved": "no limit is known",
+    }
+    table.insert(len(by) + 1, "resolved", table["label"].isin([*endings.resolved, "resolved"]))
+    table.insert(len(by) + 2, "meaning", table["label"].map(meanings))
     return table

@@ -128,14 +128,17 @@ def rates_figure(table: pd.DataFrame, setting: str, title: str, which: Sequence[
 
 
 def stacked_figure(table: pd.DataFrame, setting: str, title: str, ylabel: str = "fraction of runs") -> Figure:
-    """Stacked bars of exclusive categories (rates summing to one) per value of ``setting``."""
+    """Stacked bars of exclusive categories (rates summing to one) per value of ``setting``.
+
+    Raises
+    ------
+    ValueError
+        For an empty table: the report says so in a sentence instead of drawing an empty frame.
+    """
+    if table.empty:
+        raise ValueError(f"{title}: no rows to draw")
     figure = new_figure()
     axes = figure.add_subplot()
-    if table.empty:
-        axes.text(0.5, 0.5, "no runs in this category", ha="center", va="center", transform=axes.transAxes)
-        axes.set_axis_off()
-        axes.set_title(title)
-        return figure
     values = table[setting].drop_duplicates().to_numpy()
     positions = np.arange(len(values))
     bottom = np.zeros(len(values))

@@ -25,6 +25,7 @@ __all__ = [
     "RAW_SUFFIX",
     "format_count",
     "format_number",
+    "format_p",
     "format_rate",
     "format_value",
     "readable",
@@ -65,6 +66,11 @@ def format_number(value: float) -> str:
         return f"{mantissa}e{int(power)}"
     text = f"{value:.{max(DIGITS - 1 - exponent, 0)}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def format_p(p: float) -> str:
+    """A p-value: ``p = 0.0123``, or ``p < 1e-16`` below double precision's resolution near 1."""
+    return "p < 1e-16" if p < 1e-16 else f"p = {format_number(p)}"
 
 
 def format_count(value: float) -> str:

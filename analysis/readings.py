@@ -12,13 +12,13 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from analysis.formatting import format_count, format_number, format_p, format_rate, format_value
+
 __all__ = [
     "PHRASES",
     "comparison_sentence",
     "consistency_reading",
     "count_reading",
-    "format_rate",
-    "format_value",
     "rates_reading",
     "stacked_reading",
 ]
@@ -47,20 +47,6 @@ PHRASES: dict[str, str] = {
 """What each event or label means, as the end of a sentence about runs."""
 
 UNIT = {"log10": "tenfold increase", "log2": "doubling", "linear": "unit increase"}
-
-
-def format_value(value: object) -> str:
-    """A setting value as text (``1e-06``, ``16``, ``relu``)."""
-    if isinstance(value, float | np.floating):
-        return f"{float(value):g}"
-    return str(value)
-
-
-def format_rate(rate: float, low: float, high: float) -> str:
-    """``12.5% [9.8, 15.8]`` (percent, one decimal); ``n/a`` without trials."""
-    if not np.isfinite(rate):
-        return "n/a"
-    return f"{100 * rate:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
 
 
 def _phrase(label: object) -> str:
@@ -94,7 +80,9 @@ def rates_reading(table: pd.DataFrame, setting: str, labels: Sequence[str], comp
             if label in part.index
         ]
         total = int(part["total"].iloc[0])
-        sentences.append(f"{_where(setting, value).capitalize()} ({total} runs), " + "; ".join(quoted) + ".")
+        sentences.append(
+            f"{_where(setting, value).capitalize()} ({format_count(total)} runs), " + "; ".join(quoted) + "."
+        )
     tested = comparisons[comparisons["event"].isin(labels) & np.isfinite(comparisons["cramers_v"])]
     if len(tested):
         best = tested.loc[tested["cramers_v"].idxmax()]
@@ -114,13 +102,14 @@ def comparison_sentence(row: pd.Series) -> str:
     size = "negligible" if v < 0.1 else "small" if v < 0.3 else "medium" if v < 0.5 else "large"
     text = (
         f"Across {row['setting']}, the share of runs that {phrase} shows a {size} association:"
-        f" Cramér's V = {v:.2f} (chi-square = {row['chi2']:.2f} with {int(row['dof'])} dof,"
-        f" p = {row['p_chi2']:.2g}, n = {int(row['n'])})"
+        f" Cramér's V = {format_number(v)} (chi-square = {format_number(row['chi2'])} with {int(row['dof'])} dof,"
+        f" {format_p(row['p_chi2'])}, n = {format_count(int(row['n']))})"
     )
     if np.isfinite(row.get("odds_ratio", np.nan)):
         text += (
-            f"; the odds change by a factor {row['odds_ratio']:.2f} [{row['or_ci_low']:.2f}, {row['or_ci_high']:.2f}]"
-            f" per {UNIT[row['trend_scale']]} of {row['setting']} (logistic regression, p = {row['p_trend']:.2g})"
+            f"; the odds change by a factor {format_number(row['odds_ratio'])} [{format_number(row['or_ci_low'])},"
+            f" {format_number(row['or_ci_high'])}] per {UNIT[row['trend_scale']]} of {row['setting']}"
+            f" (logistic regression, {format_p(row['p_trend'])})"
         )
     elif row.get("note"):
         text += f"; no trend estimate ({row['note'].split('trend: ')[-1]})"
@@ -138,7 +127,7 @@ def stacked_reading(table: pd.DataFrame, setting: str, what: str, empty: str) ->
         quoted = ", ".join(
             f"{row.label} {format_rate(row.rate, row.ci_low, row.ci_high)}" for row in part.itertuples(index=False)
         )
-        sentences.append(f"{_where(setting, value).capitalize()}, {what} of {total}: {quoted or 'none'}.")
+        sentences.append(f"{_where(setting, value).capitalize()}, {what} of {format_count(total)}: {quoted or 'none'}.")
     return " ".join(sentences)
 
 
@@ -147,7 +136,8 @@ def count_reading(summary: pd.DataFrame, setting: str, noun: str, phrase: str) -
     sentences = []
     for row in summary.itertuples(index=False):
         value = getattr(row, setting)
-        mean = f"{row.mean:.2f}" + (f" [{row.mean_ci_low:.2f}, {row.mean_ci_high:.2f}]" if row.runs > 1 else "")
+        interval = f" [{format_number(row.mean_ci_low)}, {format_number(row.mean_ci_high)}]" if row.runs > 1 else ""
+        mean = format_number(row.mean) + interval
         sentences.append(
             f"{_where(setting, value).capitalize()}, {format_rate(row.rate, row.ci_low, row.ci_high)} of runs"
             f" {phrase} (mean {mean} {noun} per run)."
@@ -161,15 +151,16 @@ def consistency_reading(table: pd.DataFrame) -> str:
     grown, predicted = rows.loc["grown_were_predicted"], rows.loc["predicted_grew"]
     if grown["total"] == 0:
         return (
-            f"No neuron's amplitude grew tenfold after any of the {int(grown['plateaus'])} detected plateaus, so the"
-            " escape-consistency statistic is undefined for this survey."
+            f"No neuron's amplitude grew tenfold after any of the {format_count(grown['plateaus'])} detected plateaus,"
+            " so the escape-consistency statistic is undefined for this survey."
         )
     return (
-        f"Across {int(grown['plateaus'])} plateaus in {int(grown['runs'])} runs, "
-        f"{format_rate(grown['rate'], grown['ci_low'], grown['ci_high'])} of the {int(grown['total'])} neurons whose"
-        " amplitude grew tenfold before the next plateau had been predicted escape neurons at the plateau point"
+        f"Across {format_count(grown['plateaus'])} plateaus in {format_count(grown['runs'])} runs, "
+        f"{format_rate(grown['rate'], grown['ci_low'], grown['ci_high'])} of the {format_count(grown['total'])}"
+        " neurons whose amplitude grew tenfold before the next plateau had been predicted escape neurons at the"
+        " plateau point"
         " (theory predicts 100%: escape from a saddle goes through its escape neurons); conversely,"
         f" {format_rate(predicted['rate'], predicted['ci_low'], predicted['ci_high'])} of the"
-        f" {int(predicted['total'])} predicted escape neurons grew."
+        f" {format_count(predicted['total'])} predicted escape neurons grew."
         " The intervals treat neurons as independent trials."
     )

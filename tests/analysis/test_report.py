@@ -3,52 +3,177 @@
 from __future__ import annotations
 
 import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from analysis import figures
+from analysis.formatting import RAW_SUFFIX
 from analysis.runs import open_survey
 from pipeline.commands import query as query_command
 from pipeline.commands import report as report_command
 
+NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?")
 
-def test_report_files(tiny_report: Path) -> None:
+
+class Page(HTMLParser):
+    """The tables (by id, cells as text), paragraphs and figures of a report page; text outside code and pre."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.paragraphs: list[str] = []
+        self.figures: list[dict[str, str]] = []
+        self.prose: list[str] = []
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+        self._paragraph: list[str] | None = None
+        self._caption: list[str] | None = None
+        self._hidden = 0
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        if tag == "table":
+            self._table = str(attributes.get("id"))
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table:
+            self.tables[self._table].append([])
+        elif tag in ("td", "th"):
+            self._cell = []
+        elif tag == "p":
+            self._paragraph = []
+        elif tag == "img":
+            self.figures.append({"src": str(attributes.get("src")), "alt": str(attributes.get("alt") or "")})
+        elif tag == "figcaption":
+            self._caption = []
+        elif tag in ("code", "pre", "style", "title"):
+            self._hidden += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table":
+            self._table = None
+        elif tag in ("td", "th") and self._cell is not None and self._table:
+            self.tables[self._table][-1].append("".join(self._cell))
+            self._cell = None
+        elif tag == "p" and self._paragraph is not None:
+            self.paragraphs.append("".join(self._paragraph))
+            self._paragraph = None
+        elif tag == "figcaption" and self._caption is not None:
+            self.figures[-1]["caption"] = "".join(self._caption)
+            self._caption = None
+        elif tag in ("code", "pre", "style", "title"):
+            self._hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        for part in (self._cell, self._paragraph, self._caption):
+            if part is not None:
+                part.append(data)
+        if not self._hidden:
+            self.prose.append(data)
+
+
+def significant_digits(number: str) -> int:
+    """Significant digits of a number as printed (trailing zeros of an integer do not count)."""
+    mantissa = number.split("e")[0].lstrip("-").replace(",", "")
+    digits = mantissa.replace(".", "").lstrip("0")
+    return len(digits if "." in mantissa else digits.rstrip("0")) or 1
+
+
+def markdown_tables(text: str) -> list[list[list[str]]]:
+    """The tables of a Markdown document, in order: rows of cells as text (links and marks removed), no separators."""
+    tables, current = [], []
+    for line in [*text.splitlines(), ""]:
+        if line.startswith("| "):
+            if not line.startswith("| ---") and "--- |" not in line:
+                cells = [cell.strip().replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line)[1:-1]]
+                cells = [re.sub(r"^\[(.*)\]\(\1\)$", r"\1", cell) for cell in cells]
+                current.append([re.sub(r"\*\*|`", "", cell) for cell in cells])
+        elif current:
+            tables.append(current)
+            current = []
+    return tables
+
+
+@pytest.fixture(scope="module")
+def page(tiny_report: Path) -> Page:
+    return Page(tiny_report.read_text(encoding="utf-8"))
+
+
+def test_report_files(tiny_report: Path, page: Page) -> None:
     folder = tiny_report.parent
-    page = tiny_report.read_text(encoding="utf-8")
     markdown = (folder / "index.md").read_text(encoding="utf-8")
-    assert 'id="summary-table"' in page and 'id="comparisons"' in page
-    images = re.findall(r'<img src="([^"]+)"', page)
-    assert len(images) >= 8
-    for image in images:
-        assert (folder / image).stat().st_size > 0
-        assert (folder / image).with_suffix(".svg").stat().st_size > 0
-        assert f"]({image})" in markdown
-    links = re.findall(r'href="(tables/[^"]+\.csv)"', page)
+    assert {"summary", "comparisons", "plateaus_by_width"} <= set(page.tables)
+    assert len(page.figures) >= 6
+    for figure in page.figures:
+        assert (folder / figure["src"]).stat().st_size > 0
+        assert (folder / figure["src"]).with_suffix(".svg").stat().st_size > 0
+        assert f"]({figure['src']})" in markdown
+    links = re.findall(r'href="(tables/[^"]+\.csv)"', tiny_report.read_text(encoding="utf-8"))
     assert len(links) == len(list((folder / "tables").glob("*.csv"))) > 10
     for link in links:
-        table = pd.read_csv(folder / link)
-        assert len(table.columns) > 1
-        assert len(table) or "saddle" in link  # the tiny survey has no saddle end points
-    assert (folder / "tables" / "summary.csv").exists() and (folder / "tables" / "comparisons.csv").exists()
+        assert len(pd.read_csv(folder / link).columns) > 1
 
 
-def test_readings_quote_rates_with_intervals(tiny_report: Path) -> None:
-    page = tiny_report.read_text(encoding="utf-8")
-    assert re.search(r"At width 2 \(8 runs\), \d+\.\d% \[\d+\.\d, \d+\.\d\]", page)
-    assert "Wilson" in page and "Cram" in page
-    assert "effective (reduced) width" in page  # says why it is absent
-    assert "master seed 20261122" in page  # settings and provenance
-    assert "package_version" in page
+def test_answers_come_first(page: Page, tiny_report: Path) -> None:
+    first = page.paragraphs[:4]
+    assert [paragraph.split(".")[0] for paragraph in first] == [
+        "Where runs end",
+        "On the way",
+        "Escape neurons",
+        "Settings",
+    ]
+    assert re.search(r"\d+\.\d% \[\d+\.\d, \d+\.\d\] are unresolved", first[0])
+    assert "left at least one plateau" in first[1] or "No run left a plateau" in first[1]
 
 
-def test_summary_csv_matches_the_store(tiny_report: Path, tiny_store: Path) -> None:
+def test_every_figure_has_alt_text_and_a_caption_with_its_n(page: Page) -> None:
+    for figure in page.figures:
+        assert len(figure["alt"]) > 10, figure
+        assert re.search(r"n = \d", figure.get("caption", "")), figure
+
+
+def test_no_number_has_more_than_four_significant_digits(page: Page) -> None:
+    numbers = NUMBER.findall(" ".join(page.prose))
+    assert len(numbers) > 100
+    assert [number for number in numbers if significant_digits(number) > 4] == []
+
+
+def test_markdown_and_csv_carry_the_numbers_of_the_page(tiny_report: Path, page: Page) -> None:
+    folder = tiny_report.parent
+    markdown = (folder / "index.md").read_text(encoding="utf-8")
+    assert markdown_tables(markdown) == list(page.tables.values())
+    compared = 0
+    for table_id, rows in page.tables.items():
+        path = folder / "tables" / f"{table_id}.csv"
+        if not path.exists():
+            continue
+        csv = pd.read_csv(path, dtype=str, keep_default_na=False)
+        shown = csv[[column for column in csv.columns if not column.endswith(RAW_SUFFIX)]]
+        assert [list(shown.columns), *shown.to_numpy().tolist()] == rows, table_id
+        compared += 1
+    assert compared >= 4
+    plain = [re.sub(r"\*\*|`", "", paragraph) for paragraph in markdown.split("\n\n")]
+    for paragraph in page.paragraphs:
+        assert paragraph in plain
+
+
+def test_csv_raw_columns_are_the_full_precision_numbers(tiny_report: Path, tiny_store: Path) -> None:
     summary = pd.read_csv(tiny_report.parent / "tables" / "summary.csv")
-    dataset = open_survey(tiny_store)
-    assert summary.loc[0, "runs"] == dataset.sizes["run"]
-    outcome = dataset["outcome"].values
-    assert summary.loc[0, "unresolved"] == pytest.approx(((outcome == 3) | (outcome == 5)).mean())
+    outcome = open_survey(tiny_store)["outcome"].values
+    assert summary.loc[0, f"runs{RAW_SUFFIX}"] == outcome.size
+    assert summary.loc[0, f"unresolved{RAW_SUFFIX}"] == pytest.approx(((outcome == 3) | (outcome == 5)).mean())
+    assert summary.loc[0, "unresolved [95% CI]"].startswith(f"{100 * ((outcome == 3) | (outcome == 5)).mean():.1f}%")
+
+
+def test_readings_quote_rates_with_intervals(page: Page) -> None:
+    text = " ".join(page.paragraphs)
+    assert re.search(r"Strictness: At width 2, visited saddles of 4: strict \d+\.\d% \[\d+\.\d, \d+\.\d\]", text)
+    assert "Wilson" in text and "Cram" in text
+    assert "master seed 20261122" in text  # settings (the seed is code: left out of the digit check)
+    assert "package_version" in str(page.tables["provenance"])
 
 
 def test_directions_figure_regenerates_the_data(tiny_store: Path) -> None:

@@ -1,0 +1,337 @@
+"""The report's sections per grid axis (endings, end points, visited stationary points) and trajectories.
+
+Every figure here is drawn only when it informs: at least two categories that occur (endings, point
+types, mechanisms, escape-neuron counts), or at least one visited plateau; otherwise the section
+says in one sentence what the figure would have shown. Every caption states its n.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import xarray as xr
+from matplotlib.figure import Figure
+
+from analysis import figures, readings
+from analysis.endings import ending_table
+from analysis.formatting import format_count, format_number, format_rate, format_value, readable
+from analysis.plateau_figures import escape_by_order_figure, visited_types_figure
+from analysis.plateaus import plateau_table, visited_table
+from analysis.query import (
+    count_summary,
+    count_table,
+    decode,
+    effective_width_table,
+    escape_consistency_table,
+    point_type_table,
+    saddle_mechanism_table,
+    strictness_table,
+)
+from analysis.render import Report, Section
+
+__all__ = ["axis_sections", "trajectory_sections"]
+
+PLATEAU_RATES = ("saddle", "strict", "escape_neuron", "grown_were_predicted")
+PLATEAU_HEADERS = {
+    "plateaus": "visited plateaus",
+    "last": "last plateaus (not counted)",
+    "saddle": "saddle",
+    "strict": "strict (of saddles)",
+    "escape_neuron": "≥1 escape neuron",
+    "grown_were_predicted": "grown neurons predicted",
+    "escape_neurons": "escape neurons per plateau",
+    "grew": "neurons grown per plateau",
+    "loss_median": "median loss",
+    "duration_median": "median duration (steps)",
+}
+
+
+def _by(axis: str | None) -> list[str]:
+    return [axis] if axis else []
+
+
+def _present(table: pd.DataFrame, labels: object = None) -> list[str]:
+    """Labels of a tidy table that occur (count > 0), optionally among ``labels``, in table order."""
+    counts = table.groupby("label", sort=False)["count"].sum()
+    return [str(label) for label, count in counts.items() if count > 0 and (labels is None or label in labels)]
+
+
+def _figure_section(report: Report, title: str, name: str, draw: Figure, reading: str, caption: str) -> Section:
+    """A level-3 section with a figure; alt text is the title and the caption's first sentence."""
+    path = report.figure(name, draw)
+    return Section(title, reading, path, alt=f"{title}: {caption.split('; ')[0]}", caption=caption, level=3)
+
+
+def _all_one(table: pd.DataFrame, groups: str | list[str], what: str, label: str) -> str:
+    """The sentence replacing a figure whose every bar (one per group) holds one category, ``label``."""
+    total = int(table.drop_duplicates(groups)["total"].sum())
+    return f"All {format_count(total)} {what} are {label}, so there is nothing to compare in a figure."
+
+
+def axis_sections(report: Report, dataset: xr.Dataset, axis: str | None, comparisons: pd.DataFrame) -> list[Section]:
+    """Endings, end points and visited stationary points against one grid axis (or all runs)."""
+    where = f" by {axis}" if axis else ""
+    suffix = f"_by_{axis}" if axis else ""
+    setting = axis or "survey"
+    mine = comparisons[comparisons["setting"] == axis] if axis else comparisons.iloc[0:0]
+    sections = [Section(f"Results{where}")]
+    sections.append(_endings(report, dataset, axis, setting, where, suffix, mine))
+    sections.extend(_end_points(report, dataset, axis, setting, where, suffix))
+    sections.extend(_visited(report, dataset, axis, where, suffix))
+    sections.extend(_effective_width(report, dataset, axis, setting, where, suffix))
+    return sections
+
+
+def _with_setting(table: pd.DataFrame, axis: str | None) -> pd.DataFrame:
+    """A table grouped by ``axis``, or with a constant ``survey`` column when there is no axis."""
+    return table if axis else table.assign(survey="all runs")
+
+
+def _endings(report, dataset, axis, setting, where, suffix, mine) -> Section:
+    table = _with_setting(ending_table(dataset, _by(axis)), axis)
+    report.table(f"endings{suffix}", table, f"where runs end{where}: every ending, resolved and unresolved")
+    endings = _present(table[~table["label"].isin(["resolved", "unresolved"])])
+    title = f"Where runs end{where}"
+    if len(endings) < 2:
+        return Section(title, _all_one(table, setting, "runs", endings[0]), level=3)
+    reading = readings.rates_reading(table, setting, [*endings, "unresolved"], mine)
+    caption = (
+        f"Share of runs with each ending{where}, 95% Wilson intervals; n = {format_count(dataset.sizes['run'])} runs"
+    )
+    draw = figures.rates_figure(table, setting, f"endings{where}", endings)
+    return _figure_section(report, title, f"endings{suffix}", draw, reading, caption)
+
+
+def _end_points(report, dataset, axis, setting, where, suffix) -> list[Section]:
+    sections = []
+    runs = format_count(dataset.sizes["run"])
+    types = _with_setting(point_type_table(dataset, _by(axis)), axis)
+    report.table(f"end_point_types{suffix}", types, f"stationary-point type of the end point{where}")
+    title = f"End-point types{where}"
+    present = _present(types)
+    if len(present) < 2:
+        sections.append(Section(title, _all_one(types, setting, "end points", present[0]), level=3))
+    else:
+        draw = figures.stacked_figure(types, setting, f"end-point types{where}")
+        reading = readings.stacked_reading(types, setting, "end points", "No runs.")
+        sections.append(
+            _figure_section(
+                report,
+                title,
+                f"end_point_types{suffix}",
+                draw,
+                reading,
+                f"Type of the end point{where}; n = {runs} runs",
+            )
+        )
+    sections.append(_end_saddles(report, dataset, axis, setting, where, suffix))
+    counts = _with_setting(count_table(dataset, "n_escape_neurons", _by(axis)), axis)
+    report.table(f"escape_neuron_counts{suffix}", counts, f"number of escape neurons at the end point{where}")
+    summary = _with_setting(count_summary(dataset, "n_escape_neurons", _by(axis)), axis)
+    report.table(f"escape_neuron_summary{suffix}", summary, f"mean number of escape neurons at the end point{where}")
+    title = f"Escape neurons at end points{where}"
+    if len(_present(counts)) < 2:
+        total = count_summary(dataset, "n_escape_neurons").iloc[0]
+        reading = (
+            f"Every end point has {_present(counts)[0]} escape neurons: {format_count(total['at_least_one'])} of"
+            f" {runs} runs have at least one ({format_rate(total['rate'], total['ci_low'], total['ci_high'])})."
+        )
+        sections.append(Section(title, reading, level=3))
+    else:
+        reading = readings.count_reading(summary, setting, "escape neurons", readings.PHRASES["escape_neuron"])
+        draw = figures.count_figure(counts, setting, f"escape neurons at the end point{where}", "escape neurons")
+        sections.append(
+            _figure_section(
+                report,
+                title,
+                f"escape_neurons{suffix}",
+                draw,
+                reading,
+                f"Number of escape neurons at the end point{where}; n = {runs} runs",
+            )
+        )
+    return sections
+
+
+def _end_saddles(report, dataset, axis, setting, where, suffix) -> Section:
+    mechanisms = _with_setting(saddle_mechanism_table(dataset, _by(axis), combinations=True), axis)
+    report.table(f"saddle_mechanisms{suffix}", mechanisms, f"mechanisms of saddle end points, exclusive{where}")
+    strictness = _with_setting(strictness_table(dataset, _by(axis)), axis)
+    report.table(f"saddle_strictness{suffix}", strictness, f"strictness of saddle end points{where}")
+    title = f"Saddle end points{where}"
+    present = _present(mechanisms)
+    saddles = int(mechanisms.drop_duplicates(setting)["total"].sum()) if len(mechanisms) else 0
+    strict = " Strictness: " + readings.stacked_reading(strictness, setting, "saddles", "") if saddles else ""
+    if not saddles:
+        return Section(title, "No run ended at a saddle, so there are no saddle mechanisms to show.", level=3)
+    if len(present) < 2:
+        return Section(title, _all_one(mechanisms, setting, "saddle end points", present[0]) + strict, level=3)
+    reading = readings.stacked_reading(mechanisms, setting, "saddle end points", "") + strict
+    draw = figures.stacked_figure(mechanisms, setting, f"saddle mechanisms{where}", "fraction of saddle end points")
+    caption = f"Mechanisms of the saddle end points{where}; n = {format_count(saddles)} saddle end points"
+    return _figure_section(report, title, f"saddle_mechanisms{suffix}", draw, reading, caption)
+
+
+def _visited(report, dataset, axis, where, suffix) -> list[Section]:
+    """Visited stationary points by plateau order: types, mechanisms, escape neurons, loss, duration."""
+    summary = plateau_table(dataset, _by(axis))
+    shown = readable(summary, PLATEAU_RATES, PLATEAU_HEADERS)
+    report.table(f"plateaus{suffix}", summary, f"visited plateaus by order{where}", shown, PLATEAU_RATES)
+    pooled = summary[summary["plateau"] == "all"]
+    visited = int(pooled["plateaus"].sum())
+    title = f"Stationary points visited on the way{where}"
+    if not visited:
+        reading = "No run left a plateau, so no stationary point was visited on the way."
+        return [Section(title, reading, tables=[shown], table_ids=[f"plateaus{suffix}"], level=3)]
+    types = visited_table(dataset, _by(axis), "point_type")
+    report.table(f"visited_types{suffix}", types, f"types of the visited plateau points by order{where}")
+    reading = (
+        "One row per plateau order (1st, 2nd, ...) and, last, all orders pooled; a plateau counts when the run left"
+        " it. Rates are percentages with 95% Wilson intervals, means with 95% normal intervals."
+    )
+    n = f"n = {format_count(visited)} visited plateaus in {format_count(int(pooled['runs'].sum()))} runs"
+    sections = []
+    if len(_present(types)) < 2:
+        reading = _all_one(types, [*_by(axis), "plateau"], "visited plateau points", _present(types)[0]) + " " + reading
+        sections.append(Section(title, reading, tables=[shown], table_ids=[f"plateaus{suffix}"], level=3))
+    else:
+        draw = visited_types_figure(types, axis)
+        section = _figure_section(
+            report,
+            title,
+            f"visited_types{suffix}",
+            draw,
+            reading,
+            f"Type of the visited plateau points by plateau order{where}; {n}",
+        )
+        section.tables, section.table_ids = [shown], [f"plateaus{suffix}"]
+        sections.append(section)
+    sections.append(_visited_saddles(report, dataset, axis, where, suffix))
+    draw = escape_by_order_figure(summary, axis)
+    reading = _escape_reading(summary[summary["plateau"] == "all"], axis)
+    sections.append(
+        _figure_section(
+            report,
+            f"Escape neurons on the way{where}",
+            f"escape_by_order{suffix}",
+            draw,
+            reading,
+            f"Escape neurons at, and neurons grown after, visited plateaus; {n}",
+        )
+    )
+    return sections
+
+
+def _escape_reading(pooled: pd.DataFrame, axis: str | None) -> str:
+    """Escape neurons per visited plateau, neurons grown afterwards and the share predicted, per setting value."""
+    sentences = []
+    for _, row in pooled[pooled["plateaus"] > 0].iterrows():
+        where = f"At {axis} {format_value(row[axis])}" if axis else "Over all runs"
+        predicted = format_rate(row["grown_were_predicted"], row["grown_were_predicted_ci_low"],
+                                row["grown_were_predicted_ci_high"])  # fmt: skip
+        sentences.append(
+            f"{where}, a visited plateau has {format_number(row['escape_neurons'])} escape neurons on average and"
+            f" {format_number(row['grew'])} neurons grow tenfold before the next plateau; {predicted} of those had"
+            " been predicted escape neurons."
+        )
+    return " ".join(sentences)
+
+
+def _visited_saddles(report, dataset, axis, where, suffix) -> Section:
+    setting = axis or "survey"
+    mechanisms = _with_setting(visited_table(dataset, _by(axis), "mechanisms", by_order=False), axis)
+    report.table(f"visited_mechanisms{suffix}", mechanisms, f"mechanisms of the visited saddles{where}")
+    strictness = _with_setting(visited_table(dataset, _by(axis), "strictness", by_order=False), axis)
+    report.table(f"visited_strictness{suffix}", strictness, f"strictness of the visited saddles{where}")
+    title = f"Saddles visited on the way{where}"
+    if mechanisms.empty:
+        return Section(title, "No visited plateau point is a saddle.", level=3)
+    strict = " Strictness: " + readings.stacked_reading(strictness, setting, "visited saddles", "")
+    present = _present(mechanisms)
+    if len(present) < 2:
+        return Section(title, _all_one(mechanisms, setting, "visited saddles", present[0]) + strict, level=3)
+    reading = readings.stacked_reading(mechanisms, setting, "visited saddles", "") + strict
+    saddles = format_count(int(mechanisms.drop_duplicates(setting)["total"].sum()))
+    draw = figures.stacked_figure(
+        mechanisms, setting, f"mechanisms of visited saddles{where}", "fraction of visited saddles"
+    )
+    caption = f"Mechanisms of the saddles visited on the way{where}; n = {saddles} visited saddles"
+    return _figure_section(report, title, f"visited_mechanisms{suffix}", draw, reading, caption)
+
+
+def _effective_width(report, dataset, axis, setting, where, suffix) -> list[Section]:
+    widths = _with_setting(effective_width_table(dataset, _by(axis)), axis)
+    if widths.empty:
+        return []
+    shown = report.table(f"effective_width{suffix}", widths, f"effective (reduced) width of the end points{where}")
+    reading = (
+        "Mean width of the narrower network the end point embeds (neurons grouped by direction and pattern), with"
+        " its 95% interval, beside the mean student width."
+    )
+    return [
+        Section(f"Effective width{where}", reading, tables=[shown], table_ids=[f"effective_width{suffix}"], level=3)
+    ]
+
+
+def trajectory_sections(report: Report, dataset: xr.Dataset) -> list[Section]:
+    """Loss curves, neuron amplitudes around plateaus, and the kink lines of one end point."""
+    sections = [Section("Trajectories")]
+    runs = [int(run) for run in figures.sample_runs(dataset, 6)]
+    row = count_summary(dataset, "n_plateaus").iloc[0]
+    with_plateau = int((dataset["n_plateaus"].isel(run=list(runs)).values > 0).sum()) if len(runs) else 0
+    reading = (
+        f"{len(runs)} runs sampled across the grid cells, {with_plateau} of them with a detected plateau (shaded; a"
+        " plateau is a stretch of steps with a small gradient, near a stationary point). In the whole survey"
+        f" {format_rate(row['rate'], row['ci_low'], row['ci_high'])} of runs {readings.PHRASES['plateau']}, with"
+        f" {format_number(row['mean'])} plateaus per run on average."
+    )
+    if len(runs) < 2:
+        sections.append(Section("Loss curves and plateaus", reading, level=3))
+    else:
+        caption = f"Loss against step of sampled runs, detected plateaus shaded; n = {len(runs)} runs"
+        draw = figures.loss_curves_figure(dataset, runs)
+        sections.append(_figure_section(report, "Loss curves and plateaus", "loss_curves", draw, reading, caption))
+    if with_plateau:
+        shown = [run for run in runs if dataset["n_plateaus"].values[run] > 0][:4]
+        caption = f"Neuron amplitudes ||w_j|| ||a_j|| against step, plateaus in gray; n = {len(shown)} runs"
+        draw = figures.amplitude_figure(dataset, shown)
+        reading = "Each panel shows the amplitude of every neuron of one sampled run with a plateau. " + (
+            readings.consistency_reading(escape_consistency_table(dataset))
+        )
+        sections.append(
+            _figure_section(report, "Neuron amplitudes around plateaus", "amplitudes", draw, reading, caption)
+        )
+    sections.append(_directions_section(report, dataset))
+    return sections
+
+
+def _directions_section(report: Report, dataset: xr.Dataset) -> Section:
+    title = "Neurons and kink lines"
+    position = figures.directions_run(dataset)
+    if position is None:
+        return Section(title, "No run has 2-D inputs, so there is no picture of the kink lines.", level=3)
+    try:
+        figure = figures.directions_figure(dataset, position)
+    except ValueError as error:
+        return Section(title, f"Not drawn: {error}.", level=3)
+    run = int(dataset["run"].values[position])
+    caption = f"The neurons of one end point (run `{run}`) and the data's kink lines; n = 1 run"
+    return _figure_section(report, title, "directions", figure, _directions_reading(dataset, position), caption)
+
+
+def _directions_reading(dataset: xr.Dataset, position: int) -> str:
+    point = (
+        dataset[["end_point_type", "end_differentiable", "n_kink_neurons", "n_escape_neurons", "width"]]
+        .isel(run=position)
+        .compute()
+    )
+    kind = str(decode(point["end_point_type"])).replace("_", " ")
+    differentiable = bool(point["end_differentiable"].values)
+    return (
+        f"Run `{int(dataset['run'].values[position])}` (width {int(point['width'].values)}) ended at a point of type"
+        f" '{kind}', where the loss is {'' if differentiable else 'not '}differentiable:"
+        f" {int(point['n_kink_neurons'].values)} neuron(s) have data points exactly on their kink line and"
+        f" {int(point['n_escape_neurons'].values)} are escape neurons. Left: each neuron's kink line in input space;"
+        " a line through a data point is what makes the stationary point non-differentiable. Right: the same neurons"
+        " as points (angle, offset of the kink line) and every data point as the curve of the kink lines through it;"
+        " a neuron sitting on a curve has that data point on its kink."
+    )
