@@ -141,6 +141,10 @@ VARIABLES: dict[str, Variable] = {
     "end_witness_a": Variable(A, "descent perturbation of a; NaN if none"),
     "end_has_witness": Variable(RUN, "a verified descent perturbation exists"),
     "end_witness_decrease": Variable(RUN, "loss decrease achieved by the witness"),
+    "end_witness_radius": Variable(
+        RUN, "norm of the witness perturbation at the validity radius of the local expansion (inf: unbounded)"
+    ),
+    "end_witness_min_step": Variable(RUN, "norm of the witness perturbation at the smallest verified step"),
     "end_tolerance_sensitive": Variable(RUN, "the label changes when the kink tolerance is scaled by 0.1 or 10"),
     **_point_variables("end", "end point", RUN),
     "end_neuron_group": Variable(

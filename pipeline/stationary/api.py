@@ -55,6 +55,11 @@ class BatchClassification:
         Verified descent perturbations (NaN where ``has_witness`` is False).
     witness_decrease : (R,)
         Loss decrease achieved by the witness (NaN without one).
+    witness_radius : (R,)
+        Norm of the witness perturbation at the validity radius of the local expansion along it (inf:
+        unbounded; NaN without a witness). The stored witness is at most half of it.
+    witness_min_step : (R,)
+        Norm of the witness perturbation at the smallest step at which the decrease was verified.
     """
 
     w: np.ndarray
@@ -78,6 +83,8 @@ class BatchClassification:
     witness_a: np.ndarray
     has_witness: np.ndarray
     witness_decrease: np.ndarray
+    witness_radius: np.ndarray
+    witness_min_step: np.ndarray
     tolerance_sensitive: np.ndarray
 
 
@@ -277,6 +284,8 @@ def unclassified_record(w: np.ndarray, a: np.ndarray) -> dict[str, np.ndarray]:
         "witness_a": np.full(a.shape, np.nan),
         "has_witness": np.zeros(n_runs, dtype=bool),
         "witness_decrease": nan.copy(),
+        "witness_radius": nan.copy(),
+        "witness_min_step": nan.copy(),
         "tolerance_sensitive": np.zeros(n_runs, dtype=bool),
     }
 

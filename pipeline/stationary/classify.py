@@ -39,7 +39,7 @@ from pipeline.stationary.neurons import (
 from pipeline.stationary.second_order import record_non_strict, second_order
 from pipeline.stationary.strength import escape_strength
 from pipeline.stationary.tolerances import Tolerances
-from pipeline.stationary.witness import best_on_grid, escape_witness, first_order_witness
+from pipeline.stationary.witness import Witness, escape_witness, line_witness
 
 __all__ = ["classify_once", "settled_not_stationary"]
 
@@ -63,9 +63,8 @@ def classify_once(
         Precomputed kink sets of the zero-snapped point (:func:`pipeline.stationary.kinks.kink_scores`).
     labels_only
         Compute only what decides ``point_type`` (the tolerance-sensitivity re-runs): no Clarke test,
-        differentiability, first-order or zero-output witnesses, escape strengths or mechanisms.
-        Second-order saddles still need
-        their verified witness, so step 7 runs in full.
+        differentiability, first-order witnesses or mechanisms. Saddles still need their locally
+        verified witness, so the escape curves and step 7 run in full.
 
     Returns
     -------
@@ -107,14 +106,14 @@ def classify_once(
     out["roles"] = q.roles.cpu().numpy()
     out["w"], out["a"] = w.cpu().numpy(), a.cpu().numpy()
 
-    _not_stationary(out, q, fo, w, a, x, y, leak, train_output, ~st, labels_only)
+    _not_stationary(out, q, fo, w, a, x, leak, train_output, ~st, labels_only)
     minimum = st & (~escape.any(dim=-1) | zero_loss)
     _minima(out, q, d_zero, a, minimum, train_output, tol, realisable, best_known_loss)
     zero_escape = zero_escape & ~zero_loss.unsqueeze(-1)
-    _zero_output_saddles(out, q, w, a, x, y, leak, zero_escape, labels_only)
+    _zero_output_saddles(out, q, w, a, x, leak, zero_escape)
     vector = st & ~zero_loss & escape.any(dim=-1) & ~zero_escape.any(dim=-1)
     for r in vector.nonzero().flatten().tolist():
-        _second_order_run(out, q, w, a, x, y, leak, d_zero, tol, r)
+        _second_order_run(out, q, w, a, x, leak, d_zero, tol, r)
     if not labels_only:
         _mechanisms(out, q, escape, k)
     return out
@@ -181,19 +180,24 @@ def _empty(R: int, m: int, d: int, k: int, w: torch.Tensor) -> dict[str, np.ndar
         "witness_a": np.full((R, m, k), np.nan),
         "has_witness": np.zeros(R, bool),
         "witness_decrease": np.full(R, np.nan),
+        "witness_radius": np.full(R, np.nan),
+        "witness_min_step": np.full(R, np.nan),
     }
 
 
-def _set_witness(out: dict, runs: np.ndarray, dw: torch.Tensor, da: torch.Tensor, verified, decrease) -> None:
-    ok = verified.cpu().numpy()
+def _set_witness(out: dict, runs: np.ndarray, wit: Witness) -> None:
+    """Store the verified witnesses of ``runs`` (with their validity radius and smallest verified step)."""
+    ok = wit.verified.cpu().numpy()
     sel = runs[ok]
-    out["witness_w"][sel] = dw.cpu().numpy()[ok]
-    out["witness_a"][sel] = da.cpu().numpy()[ok]
+    out["witness_w"][sel] = wit.dw.cpu().numpy()[ok]
+    out["witness_a"][sel] = wit.da.cpu().numpy()[ok]
     out["has_witness"][sel] = True
-    out["witness_decrease"][sel] = decrease.cpu().numpy()[ok]
+    out["witness_decrease"][sel] = wit.decrease.cpu().numpy()[ok]
+    out["witness_radius"][sel] = wit.radius.cpu().numpy()[ok]
+    out["witness_min_step"][sel] = wit.min_step.cpu().numpy()[ok]
 
 
-def _not_stationary(out, q: NeuronQuantities, fo, w, a, x, y, leak, train_output, mask, labels_only) -> None:
+def _not_stationary(out, q: NeuronQuantities, fo, w, a, x, leak, train_output, mask, labels_only) -> None:
     """``not_stationary`` label and a verified first-order descent witness."""
     runs = mask.nonzero().flatten()
     if runs.numel() == 0:
@@ -204,12 +208,10 @@ def _not_stationary(out, q: NeuronQuantities, fo, w, a, x, y, leak, train_output
     if labels_only:
         return
     gap_abs = fo.in_gap[runs] * (q.r_norm * q.s_x)[runs].unsqueeze(-1) * a[runs].norm(dim=-1)
-    xr = x[runs] if x.shape[0] > 1 else x
-    yr = y[runs] if y.shape[0] > 1 else y
-    model = (q.z[runs], q.kink[runs], q.residual[runs])
-    wit = first_order_witness(w[runs], a[runs], xr, yr, leak, q.G[runs], gap_abs, fo.direction[runs], train_output,
-                              model=model)  # fmt: skip
-    _set_witness(out, rn, wit.dw, wit.da, wit.verified, wit.decrease)
+    dw = gap_abs.unsqueeze(-1) * fo.direction[runs]  # n L'(theta; d) = -sum ||G_j||^2 - sum gap_j^2
+    da = -q.G[runs] if train_output else torch.zeros_like(q.G[runs])
+    wit = line_witness(q, w, a, x, leak, runs, dw, da, order=1)
+    _set_witness(out, rn, wit)
     ok = rn[wit.verified.cpu().numpy()]
     out["is_local_min"][ok] = _C(labels.IS_LOCAL_MIN, "false")
     out["certificate"][ok] = _C(labels.CERTIFICATE, "first_order_descent")
@@ -247,13 +249,13 @@ def _minima(out, q: NeuronQuantities, d_zero, a, mask, train_output, tol, realis
     out["margin"][rn] = margin[rn]
 
 
-def _zero_output_saddles(out, q: NeuronQuantities, w, a, x, y, leak, zero_escape, labels_only) -> None:
-    """Section 5.2: escape neurons with ``a_j = 0`` -> strict saddle; ``kappa_j``; verified witness."""
+def _zero_output_saddles(out, q: NeuronQuantities, w, a, x, leak, zero_escape) -> None:
+    """Section 5.2: escape neurons with ``a_j = 0`` -> strict saddle with a locally verified witness; ``kappa_j``.
+
+    Runs in the label-only passes too: without a verified witness the point is ``undetermined``.
+    """
     runs, neurons = zero_escape.nonzero(as_tuple=True)
     if runs.numel() == 0:
-        return
-    if labels_only:
-        out["point_type"][zero_escape.any(dim=-1).cpu().numpy()] = _C(labels.POINT_TYPE, "saddle")
         return
     kappa, _, u = escape_strength(q, w, x, runs, neurons, leak)
     out["escape_strength"][runs.cpu().numpy(), neurons.cpu().numpy()] = kappa.cpu().numpy()
@@ -270,11 +272,12 @@ def _zero_output_saddles(out, q: NeuronQuantities, w, a, x, y, leak, zero_escape
     out["certificate"][rn] = _C(labels.CERTIFICATE, "escape_zero_output")
     out["strictness"][rn] = _C(labels.STRICTNESS, "strict")
     out["curvature"][rn] = table[saddle_runs, best].cpu().numpy()
-    wit = escape_witness(q, w, a, x, y, leak, saddle_runs, best, u_table[saddle_runs, best])
-    _set_witness(out, rn, wit.dw, wit.da, wit.verified, wit.decrease)
+    wit = escape_witness(q, w, a, x, leak, saddle_runs, best, u_table[saddle_runs, best])
+    _set_witness(out, rn, wit)
+    _unverified_saddles(out, rn[~wit.verified.cpu().numpy()])
 
 
-def _second_order_run(out, q: NeuronQuantities, w, a, x, y, leak, d_zero, tol: Tolerances, r: int) -> None:
+def _second_order_run(out, q: NeuronQuantities, w, a, x, leak, d_zero, tol: Tolerances, r: int) -> None:
     """Section 8.2 step 7 for one vector-output run; a saddle needs a verified witness."""
     res = second_order(q, w, a, x, r, leak, d_zero, tol.curvature)
     if record_non_strict(out, r, res):
@@ -290,21 +293,29 @@ def _second_order_run(out, q: NeuronQuantities, w, a, x, y, leak, d_zero, tol: T
         return
     vw = torch.as_tensor(res.direction[0], dtype=w.dtype, device=w.device)
     va = torch.as_tensor(res.direction[1], dtype=w.dtype, device=w.device)
-    scale = max(float(torch.sqrt(w[r].square().sum() + a[r].square().sum())), 1.0)
-    steps = scale * 4.0 ** -torch.arange(24, dtype=w.dtype, device=w.device)
-    steps = torch.cat([steps, -steps])
-    xr = x[r : r + 1] if x.shape[0] > 1 else x
-    yr = y[r : r + 1] if y.shape[0] > 1 else y
-    wit = best_on_grid(w[r : r + 1], a[r : r + 1], xr, yr, leak, (steps[:, None, None] * vw).unsqueeze(0),
-                       (steps[:, None, None] * va).unsqueeze(0))  # fmt: skip
-    if not bool(wit.verified[0]):
+    runs = torch.tensor([r, r], device=w.device)
+    wit = line_witness(q, w, a, x, leak, runs, torch.stack([vw, -vw]), torch.stack([va, -va]), order=2)
+    pick = int(torch.where(wit.verified, wit.decrease, -torch.inf).argmax())
+    if not bool(wit.verified[pick]):
         return
     out["point_type"][r] = _C(labels.POINT_TYPE, "saddle")
     out["is_local_min"][r] = _C(labels.IS_LOCAL_MIN, "false")
     out["certificate"][r] = _C(labels.CERTIFICATE, "negative_curvature_witness")
     out["strictness"][r] = _C(labels.STRICTNESS, "strict")
     out["curvature"][r] = res.curvature
-    _set_witness(out, np.array([r]), wit.dw, wit.da, wit.verified, wit.decrease)
+    chosen = Witness(*(field[pick : pick + 1] for field in (wit.dw, wit.da, wit.verified, wit.decrease, wit.radius,
+                                                              wit.min_step)))  # fmt: skip
+    _set_witness(out, np.array([r]), chosen)
+
+
+def _unverified_saddles(out: dict, runs: np.ndarray) -> None:
+    """Saddles by the escape theorem whose witness is not locally verified: ``undetermined`` (never a guess)."""
+    if runs.size == 0:
+        return
+    out["point_type"][runs] = _C(labels.POINT_TYPE, "undetermined")
+    out["is_local_min"][runs] = _C(labels.IS_LOCAL_MIN, "unknown")
+    out["certificate"][runs] = _C(labels.CERTIFICATE, "none")
+    out["strictness"][runs] = _C(labels.STRICTNESS, "unknown")
 
 
 def _mechanisms(out, q: NeuronQuantities, escape: torch.Tensor, k: int) -> None:

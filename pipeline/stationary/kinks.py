@@ -59,9 +59,11 @@ def kink_mask(
 ) -> torch.Tensor:
     """Kink sets ``I_0^j`` with the tolerance rule of step 2, boolean (R, n, m).
 
-    ``i`` is a kink point of neuron ``j`` iff ``|z_ij| <= tau_z(i, j) ||w_j|| ||x_i||`` with
-    ``tau_z = max(tol.kink, C eta (1 - leak) |c_ij| ||x_i|| / (n ||w_j||))`` and ``c_ij = a_j . r_i``
-    (residuals of the unsnapped point). A zero neuron has every data point on its kink.
+    ``i`` is a kink point of neuron ``j`` iff ``|z_ij| <= tol.kink ||w_j|| ||x_i||`` or, with a learning
+    rate, ``|z_ij| <= C eta |x_i . grad_{w_j} L|``: the next gradient-descent step from the point moves
+    ``z_ij`` by ``eta |x_i . grad_{w_j} L|``, so only a pre-activation within ``C`` such steps of zero can be
+    zig-zagging across its kink (``C = tol.kink_factor``; the argument is in docs/classifier-api.md).
+    A zero neuron has every data point on its kink.
     """
     absz, bound = _scores(w, a, x, y, leak, tol, learning_rate)
     return absz <= bound
@@ -86,10 +88,11 @@ def _scores(w, a, x, y, leak: float, tol: Tolerances, learning_rate: float | Non
     x_norm = x.norm(dim=-1).unsqueeze(-1)
     bound = tol.kink * w_norm * x_norm
     if learning_rate is not None and learning_rate > 0:
-        residual = torch.matmul(activation_parts(z, leak)[2], a) - y
-        c = torch.matmul(residual, a.transpose(-1, -2))
-        zigzag = tol.kink_factor * learning_rate * (1.0 - leak) * c.abs() * x_norm.square() / x.shape[-2]
-        bound = torch.maximum(bound, zigzag)
+        _, slope, rho = activation_parts(z, leak)
+        c = torch.matmul(torch.matmul(rho, a) - y, a.transpose(-1, -2))  # (R, n, m): a_j . r_i
+        grad_w = torch.matmul((c * slope).transpose(-1, -2), x) / x.shape[-2]  # (R, m, d): dL/dw_j
+        step = learning_rate * torch.matmul(x, grad_w.transpose(-1, -2)).abs()  # (R, n, m): |change of z_ij|
+        bound = torch.maximum(bound, tol.kink_factor * step)
     return z.abs(), bound
 
 

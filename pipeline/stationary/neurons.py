@@ -60,8 +60,9 @@ class NeuronQuantities:
         Data scales and ``||R||_F``.
     loss_floor : (R,)
         Float-noise floor of the computed loss: ``1/2 (64 m eps s_f)^2`` with
-        ``s_f^2 = mean_i (sum_j ||a_j|| |rho_ij|)^2`` (the residual is a sum of ``m`` terms of that size,
-        so losses below the floor are indistinguishable from 0; this matters when ``y = 0``).
+        ``s_f^2 = mean_i (sum_j ||a_j|| ||w_j|| ||x_i||)^2`` (an output is a sum of ``m`` terms whose rounding
+        is relative to ``||a_j|| ||w_j|| ||x_i||``, not to ``|rho_ij|``: ``w_j . x_i`` may cancel), so losses
+        below the floor are indistinguishable from 0; this matters when ``y = 0``.
     a_zero, w_zero : (R, m)
         Exactly-zero output / input weights.
     roles : (R, m)
@@ -138,7 +139,9 @@ def fit_quantities(
     xb = x.expand(runs, -1, -1) if x.shape[0] != runs else x
     s_x, s_y = data_scales(xb, y.expand(runs, -1, -1) if y.shape[0] != runs else y)
     r_norm = residual.square().sum(dim=(-2, -1)).sqrt()
-    s_f2 = torch.matmul(rho.abs(), a.norm(dim=-1).unsqueeze(-1)).square().mean(dim=(-2, -1))
+    # rounding of z_ij is relative to ||w_j|| ||x_i|| (not |z_ij|: w_j . x_i may cancel)
+    amplitude = (w.norm(dim=-1) * a.norm(dim=-1)).sum(dim=-1)  # (R,)
+    s_f2 = amplitude.square() * xb.square().sum(dim=-1).mean(dim=-1)
     loss_floor = 0.5 * (64 * a.shape[-2] * torch.finfo(z.dtype).eps) ** 2 * s_f2
     return FitQuantities(z=z, rho=rho, slope=slope, pos=pos, residual=residual, G=G,
                          loss=0.5 * r_norm.square() / x.shape[-2], s_x=s_x, s_y=s_y, r_norm=r_norm,

@@ -11,8 +11,10 @@ blocks ``D_sigma``), and the piece of ``C`` is the polyhedral cone
 ``K_sigma = {x_i . dw_j = 0 (forced: g_j > 0 off the face), sigma_ij x_i . dw_j >= 0 (branching kinks)}``
 
 with ``Delta a`` free. The forced rows come from the stationarity multipliers ``s_ij`` (as in
-:mod:`pipeline.stationary.escape`): a kink with ``0 < s < 1`` is forced on both sides, one with ``s = 0``
-(``s = 1``) only on the negative (positive) side, so only the other side is a piece; kinks with
+:mod:`pipeline.stationary.escape`): with one kink ``g_j(u) = gamma (relu(t) - s t)``, ``t = x_i . u``, which is
+``gamma (1 - s) t`` for ``t > 0`` and ``gamma s |t|`` for ``t < 0``. A kink with ``0 < s < 1`` is therefore
+forced on both sides; one with ``s = 0`` has its zero set on the negative side ``t <= 0`` (activating the
+point costs ``gamma t > 0`` at first order), one with ``s = 1`` on the positive side; kinks with
 ``gamma_ij = 0`` branch both ways. Verdicts (never a guess):
 
 * a direction ``Delta`` in some ``K_sigma`` with ``Q_sigma(Delta) < -tau`` is sought (eigenvectors of the
@@ -63,8 +65,8 @@ def _kink_rows(q: NeuronQuantities, x: np.ndarray, r: int, j: int, p: np.ndarray
             branching.append(i)
         elif _MULTIPLIER_TOL < s[idx] < 1 - _MULTIPLIER_TOL:
             equal.append(i)
-        else:  # s = 0: the piece x.u >= 0 (positive side); s = 1: x.u <= 0
-            one_sided.append((i, 1.0 if s[idx] <= _MULTIPLIER_TOL else -1.0))
+        else:  # g_j = gamma (relu(t) - s t), t = x.u: zero for t <= 0 when s = 0, for t >= 0 when s = 1
+            one_sided.append((i, -1.0 if s[idx] <= _MULTIPLIER_TOL else 1.0))
     return equal, one_sided, branching
 
 

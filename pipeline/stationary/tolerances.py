@@ -21,16 +21,17 @@ class Tolerances:
     Attributes
     ----------
     kink
-        ``tau_z`` floor: ``i`` is a kink point of neuron ``j`` if
-        ``|z_ij| <= max(kink * ||w_j|| ||x_i||, kink_factor * eta (1 - leak) |c_ij| ||x_i||^2 / n)``.
+        ``tau_z`` floor: ``i`` is a kink point of neuron ``j`` if ``|z_ij| <= kink * ||w_j|| ||x_i||``, or
+        (with a learning rate) ``|z_ij| <= kink_factor * eta |x_i . grad_{w_j} L|``.
     kink_factor
-        ``C`` of step 2 (GD zig-zag amplitude multiplier; used only with a learning rate). Derivation
-        (loss ``1/(2n) sum ||r_i||^2``, as in theory.md): near a kinked stationary point the GD step
-        along ``x_i`` jumps by ``J = eta (1 - leak) |c_ij| ||x_i||^2 / n`` when ``z_ij`` changes sign, the
-        rest of the step balancing it with multiplier ``s`` in [0, 1]; ``z_ij`` then stays in
-        ``[-s J, (1 - s) J]``, so ``|z_ij| <= J`` (``C = 1``) for one kink. ``C = 2`` leaves a factor 2 for
-        the coupling of a neuron's other kinks and the drift of ``c_ij``; the 0.1x / 10x sensitivity
-        re-runs (``C`` in [0.2, 20]) flag every label that depends on the choice.
+        ``C`` of step 2 (used only with a learning rate): a pre-activation within ``C`` gradient-descent
+        steps of zero may be zig-zagging across its kink. Near a kinked point that GD crosses back and
+        forth, the step along ``x_i`` is ``(1 - leak) s J`` on one side and ``(1 - leak) (1 - s) J`` on the
+        other (``J = eta |c_ij| ||x_i||^2 / n``, ``s`` the stationarity multiplier) and ``|z_ij|`` never
+        exceeds the step that crosses, so ``C = 1`` suffices for one kink; ``C = 2`` leaves a factor 2 for
+        the coupling of a neuron's other kinks. A converged run (vanishing gradient) has no zig-zag: its
+        kinks are those of the pure tolerance. The 0.1x / 10x sensitivity re-runs flag every label that
+        depends on the choice.
     stationary, approx_stationary
         Strict and relaxed thresholds on the relative first-order gaps (step 5).
     escape

@@ -1,9 +1,17 @@
-"""Descent witnesses, verified on the true loss (theory.md sections 3, 5.2 and 8.2 step 7).
+"""Descent witnesses of the sampled loss, verified as *local* decreases (theory.md 2, 3, 5.2 and 8.2 step 7).
 
-Every witness is a perturbation ``(dw, da)`` of the classified point with
-``nets.loss(w + dw, a + da) < nets.loss(w, a)`` evaluated in the working dtype (float64). Candidates
-are generated along a geometric grid of step sizes and all evaluated in one batched loss call; the
-best one is kept and reported as verified only if it strictly decreases the loss.
+Every witness is a perturbation ``(dw, da)`` of the classified point whose decrease of the true loss
+(float64) is the one the exact local expansion of section 2 predicts, seen to persist as the step shrinks
+inside the validity radius (:mod:`pipeline.stationary.local_descent`). Three kinds:
+
+* first-order descent at non-stationary points: a straight line with ``L(theta + t d) - L = c_1 t + ...``,
+  ``c_1 < 0`` the directional derivative (leading term ``c_1 t``);
+* negative curvature (second-order test): a straight line in the critical cone, leading term ``c_2 t^2``
+  with ``c_2 = Q(d)`` of section 8.2 step 7, residue ``|c_1| t`` (numerical stationarity);
+* escape curves of zero-output neurons (section 5.2): ``dw_j = s u``, ``da_j = -(G_j + s D_j(u)) / P~`` (see
+  :func:`escape_witness`), leading term proportional to ``-s^2 ||D_j(u)||^2``.
+
+Candidates of all selected runs are evaluated in one batched forward pass.
 """
 
 from __future__ import annotations
@@ -13,12 +21,15 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import nets
+from pipeline.stationary.local_descent import (
+    geometric_steps,
+    rounding_floor,
+    sampled_validity_radius,
+    verify_local_descent,
+)
 from pipeline.stationary.neurons import NeuronQuantities, direction_derivative
 
-__all__ = ["Witness", "best_on_grid", "escape_witness", "first_order_witness", "true_change"]
-
-_GRID = 24
-_RATIO = 4.0
+__all__ = ["Witness", "escape_witness", "line_witness", "true_change", "true_changes"]
 
 
 @dataclass(frozen=True)
@@ -28,47 +39,27 @@ class Witness:
     Attributes
     ----------
     dw : (E, m, d), da : (E, m, k)
-        The perturbations.
+        The perturbations at the largest verified step.
     verified : (E,)
-        ``L(w + dw, a + da) < L(w, a)`` on the true loss.
+        The decrease is local (:func:`pipeline.stationary.local_descent.verify_local_descent`).
     decrease : (E,)
         ``L(w, a) - L(w + dw, a + da)``.
+    radius : (E,)
+        Norm of the perturbation at the validity radius of the expansion (inf if unbounded).
+    min_step : (E,)
+        Norm of the perturbation at the smallest verified step.
     """
 
     dw: torch.Tensor
     da: torch.Tensor
     verified: torch.Tensor
     decrease: torch.Tensor
+    radius: torch.Tensor
+    min_step: torch.Tensor
 
 
-def _data(x: torch.Tensor, runs: torch.Tensor) -> torch.Tensor:
-    return x[runs] if x.shape[0] > 1 else x
-
-
-def best_on_grid(
-    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float,
-    dw: torch.Tensor, da: torch.Tensor,
-) -> Witness:  # fmt: skip
-    """Pick, per run, the candidate with the lowest true loss.
-
-    Parameters
-    ----------
-    w : (E, m, d), a : (E, m, k), x, y : (E or 1, n, .)
-        The selected runs' points and data.
-    dw : (E, T, m, d), da : (E, T, m, k)
-        ``T`` candidate perturbations per run.
-    """
-    E, T = dw.shape[:2]
-    base = nets.loss(w, a, x, y, leak)
-    cand_w = (w.unsqueeze(1) + dw).flatten(0, 1)
-    cand_a = (a.unsqueeze(1) + da).flatten(0, 1)
-    xr = x.repeat_interleave(T, dim=0) if x.shape[0] > 1 else x
-    yr = y.repeat_interleave(T, dim=0) if y.shape[0] > 1 else y
-    values = nets.loss(cand_w, cand_a, xr, yr, leak).reshape(E, T)
-    best = values.argmin(dim=1)
-    idx = torch.arange(E, device=w.device)
-    decrease = base - values[idx, best]
-    return Witness(dw=dw[idx, best], da=da[idx, best], verified=decrease > 0, decrease=decrease)
+def _data(v: torch.Tensor, runs: torch.Tensor) -> torch.Tensor:
+    return v[runs] if v.shape[0] > 1 else v
 
 
 def true_change(
@@ -92,61 +83,32 @@ def true_change(
     return ((residual * delta).sum(dim=(-2, -1)) + 0.5 * delta.square().sum(dim=(-2, -1))) / x.shape[-2]
 
 
-def first_order_witness(
-    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float,
-    G: torch.Tensor, gap_abs: torch.Tensor, direction: torch.Tensor, train_output: bool,
-    model: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
-) -> Witness:  # fmt: skip
-    """First-order descent ``da_j = -G_j``, ``dw_j = gap_j u_j`` (so ``n L'(theta; .) = -sum ||G||^2 - sum gap^2``).
-
-    With ``model = (z, kink, residual)`` of the selected runs ((E, n, m), (E, n, m), (E, n, k)) the step
-    length is first taken from the exact second-order model of section 2 along the direction,
-    ``t* = -c_1 / (2 c_2)`` (``c_1`` the directional derivative, ``c_2 = Q(d)``), on a short grid
-    ``t* 4^{0, -1, -2}``; runs whose short grid finds no verified decrease fall back to the long grid
-    starting at the parameter scale.
-
-    Parameters
-    ----------
-    w, a, x, y
-        Selected runs (see :func:`best_on_grid`).
-    G : (E, m, k), gap_abs : (E, m), direction : (E, m, d)
-        Output gradients (``n dL/da``), absolute input gaps and unit descent directions.
-    """
-    dw = gap_abs.unsqueeze(-1) * direction
-    da = -G if train_output else torch.zeros_like(G)
-    size = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1)))
-    scale = torch.sqrt(w.square().sum(dim=(-2, -1)) + a.square().sum(dim=(-2, -1))).clamp_min(1.0)
-    t0 = scale / size.clamp_min(torch.finfo(w.dtype).tiny)
-    ladder = _RATIO ** -torch.arange(_GRID, dtype=w.dtype, device=w.device)
-    if model is not None:
-        t_model = _model_step(x, a, dw, da, *model, leak)
-        t_model = torch.where(torch.isfinite(t_model) & (t_model > 0), t_model, t0)
-        short = t_model.unsqueeze(-1) * _RATIO ** -torch.arange(0, 3, dtype=w.dtype, device=w.device)
-        wit = best_on_grid(w, a, x, y, leak, short[..., None, None] * dw.unsqueeze(1),
-                           short[..., None, None] * da.unsqueeze(1))  # fmt: skip
-        retry = (~wit.verified).nonzero().flatten()
-        if retry.numel() == 0:
-            return wit
-        steps = t0[retry].unsqueeze(-1) * ladder
-        xr, yr = (v[retry] if v.shape[0] > 1 else v for v in (x, y))
-        again = best_on_grid(w[retry], a[retry], xr, yr, leak, steps[..., None, None] * dw[retry].unsqueeze(1),
-                             steps[..., None, None] * da[retry].unsqueeze(1))  # fmt: skip
-        better = again.decrease > wit.decrease[retry]
-        pick = retry[better]
-        fields = {name: getattr(wit, name).clone() for name in ("dw", "da", "verified", "decrease")}
-        for name in fields:
-            fields[name][pick] = getattr(again, name)[better]
-        return Witness(**fields)
-    steps = t0.unsqueeze(-1) * ladder
-    return best_on_grid(w, a, x, y, leak, steps[..., None, None] * dw.unsqueeze(1),
-                        steps[..., None, None] * da.unsqueeze(1))  # fmt: skip
+def true_changes(
+    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, residual: torch.Tensor, leak: float,
+    dw: torch.Tensor, da: torch.Tensor,
+) -> torch.Tensor:  # fmt: skip
+    """:func:`true_change` for ``E`` runs at once: w (E, m, d), x (E or 1, n, d), residual (E, n, k),
+    dw (E, T, m, d) -> (E, T)."""
+    E, T = dw.shape[:2]
+    moved_w = (w.unsqueeze(1) + dw).flatten(0, 1)
+    moved_a = (a.unsqueeze(1) + da).flatten(0, 1)
+    xr = x.repeat_interleave(T, dim=0) if x.shape[0] > 1 else x
+    base = nets.forward(w, a, x, leak).repeat_interleave(T, dim=0)
+    delta = nets.forward(moved_w, moved_a, xr, leak) - base
+    r = residual.repeat_interleave(T, dim=0)
+    change = (r * delta).sum(dim=(-2, -1)) + 0.5 * delta.square().sum(dim=(-2, -1))
+    return (change / x.shape[-2]).reshape(E, T)
 
 
-def _model_step(x, a, dw, da, z, kink, residual, leak: float) -> torch.Tensor:
-    """Minimiser ``-c_1 / (2 c_2)`` of the model ``c_1 t + c_2 t^2`` of ``n (L(theta + t d) - L)`` (E,).
+def _line_model(
+    x: torch.Tensor, a: torch.Tensor, z: torch.Tensor, kink: torch.Tensor, residual: torch.Tensor, leak: float,
+    dw: torch.Tensor, da: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    """Coefficients ``c_1, c_2`` of ``L(theta + t d) - L = c_1 t + c_2 t^2 + O(t^3)`` inside the radius, (E,) each.
 
-    ``c_1 = sum_j [da_j . G_j + g_j(dw_j)]`` and ``c_2 = sum_j da_j . D_j(dw_j) + 1/2 sum_i ||delta f_i||^2``
-    (section 2 with ``Delta = t d``; exact up to ``O(t^3)``). NaN/negative where ``c_2 <= 0`` or ``c_1 >= 0``.
+    ``n c_1 = sum_j [da_j . G_j + g_j(dw_j)]`` and ``n c_2 = sum_j da_j . D_j(dw_j) + 1/2 sum_i ||delta f_i||^2``
+    with ``delta f_i = sum_j [da_j rho_ij + a_j phi_ij(dw_j)]`` (section 2, exact up to the ``t^3, t^4``
+    terms of ``||delta f||^2``).
     """
     t = torch.matmul(x, dw.transpose(-1, -2))  # (E, n, m)
     phi = torch.where(kink, torch.where(t > 0, t, leak * t), torch.where(z > 0, t, leak * t))
@@ -157,41 +119,117 @@ def _model_step(x, a, dw, da, z, kink, residual, leak: float) -> torch.Tensor:
     c1 = (da * G).sum(dim=(-2, -1)) + (c * phi).sum(dim=(-2, -1))
     delta_f = torch.matmul(rho, da) + torch.matmul(phi, a)  # (E, n, k)
     c2 = (da * D).sum(dim=(-2, -1)) + 0.5 * delta_f.square().sum(dim=(-2, -1))
-    return -c1 / (2.0 * c2)
+    n = x.shape[-2]
+    return c1 / n, c2 / n
+
+
+def line_witness(
+    q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, leak: float, runs: torch.Tensor,
+    dw: torch.Tensor, da: torch.Tensor, order: int,
+) -> Witness:  # fmt: skip
+    """Verify straight-line witnesses ``t (dw, da)`` of the selected runs.
+
+    Parameters
+    ----------
+    q
+        Neuron quantities of the whole batch (the point, its kinks and residuals).
+    w, a, x
+        The whole batch's points and data.
+    runs : (E,)
+        Selected runs.
+    dw : (E, m, d), da : (E, m, k)
+        Directions (any scale).
+    order
+        1: a first-order descent (leading ``c_1 t``); 2: negative curvature (leading ``c_2 t^2``, residue ``|c_1| t``).
+    """
+    wr, ar, xr = w[runs], a[runs], _data(x, runs)
+    z, kink, residual = q.z[runs], q.kink[runs], q.residual[runs]
+    c1, c2 = _line_model(xr, ar, z, kink, residual, leak, dw, da)
+    size = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1))).clamp_min(torch.finfo(w.dtype).tiny)
+    scale = torch.sqrt(wr.square().sum(dim=(-2, -1)) + ar.square().sum(dim=(-2, -1))).clamp_min(1.0)
+    radius = sampled_validity_radius(z, kink, xr, dw)
+    start = torch.minimum(0.5 * radius, scale / size)
+    if order == 1:
+        start = torch.minimum(start, torch.where((c2 > 0) & (c1 < 0), -c1 / c2, torch.inf))
+    steps = geometric_steps(start)
+    change = true_changes(wr, ar, xr, residual, leak, steps[..., None, None] * dw.unsqueeze(1),
+                          steps[..., None, None] * da.unsqueeze(1))  # fmt: skip
+    if order == 1:
+        leading, residue, predicted = c1.unsqueeze(-1) * steps, torch.zeros_like(steps), c2.unsqueeze(-1) * steps**2
+    else:
+        leading = c2.unsqueeze(-1) * steps**2
+        residue, predicted = c1.abs().unsqueeze(-1) * steps, c1.unsqueeze(-1) * steps
+    floor = rounding_floor(q.loss[runs], q.loss_floor[runs])
+    check = verify_local_descent(change, leading, residue, floor, predicted)
+    return _witness(check, steps, steps[..., None, None] * dw.unsqueeze(1), steps[..., None, None] * da.unsqueeze(1),
+                    radius * size)  # fmt: skip
 
 
 def escape_witness(
-    q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float,
+    q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, leak: float,
     runs: torch.Tensor, neurons: torch.Tensor, u: torch.Tensor,
 ) -> Witness:  # fmt: skip
-    """Section 5.2 witness for an escape neuron ``j`` with ``a_j = 0`` (one neuron per selected run).
+    """Section 5.2 escape curve for an escape neuron ``j`` with ``a_j = 0`` (one neuron per selected run).
 
-    ``dw_j = s u`` and the optimal ``da_j = -(G_j + D_j(s u)) / P_j(s)`` with
-    ``P_j(s) = sum_i (rho_ij + s phi_ij(u))^2``, which keeps the first-order term at numerically
-    stationary points; ``s`` runs over a geometric grid below the validity radius ``mu_j / 2``.
+    ``dw_j = s u`` and ``da_j = -(G_j + s D_j(u)) / P~`` for ``s <= s_0`` (half the validity radius, at most
+    the parameter scale), with ``P~ = sum_i rho_ij^2 + s_0^2 sum_i phi_ij(u)^2``, so the perturbation is
+    ``O(s)`` also for dead or zero neurons (``rho_ij = 0``). With ``P(s) = sum_i (rho_ij + s phi_ij(u))^2 <= 2 P~``
+    the exact change inside the radius is ``-||G_j + s D_j(u)||^2 (2 P~ - P(s)) / (2 n P~^2) < 0``. The claim
+    is its ``s^2 ||D_j(u)||^2`` part (the escape); the part of ``G_j`` (moving ``a_j`` alone at a numerically
+    stationary point) is the residue.
     """
     E = runs.numel()
     m, d = w.shape[-2:]
     k = a.shape[-1]
+    n = x.shape[-2]
     xb = x[runs] if x.shape[0] > 1 else x[0].expand(E, -1, -1)
-    mu = q.mu[runs, neurons]
-    scale = torch.sqrt(w[runs].square().sum(dim=(-2, -1)) + a[runs].square().sum(dim=(-2, -1))).clamp_min(1.0)
-    s0 = torch.where(torch.isfinite(mu), 0.5 * mu, scale)
-    s = s0.unsqueeze(-1) * _RATIO ** -torch.arange(_GRID, dtype=w.dtype, device=w.device)  # (E, T)
-    Du = direction_derivative(u.unsqueeze(1), xb, q.residual[runs], q.z[runs, :, neurons], q.kink[runs, :, neurons],
-                              leak).squeeze(1)  # fmt: skip
-    t = torch.einsum("ed,end->en", u, xb)
+    wr, ar = w[runs], a[runs]
     zz, kk = q.z[runs, :, neurons], q.kink[runs, :, neurons]
+    direction = torch.zeros_like(wr)
+    direction[torch.arange(E, device=w.device), neurons] = u
+    radius = sampled_validity_radius(q.z[runs], q.kink[runs], xb, direction)
+    scale = torch.sqrt(wr.square().sum(dim=(-2, -1)) + ar.square().sum(dim=(-2, -1))).clamp_min(1.0)
+    s0 = torch.minimum(0.5 * radius, scale)
+    s = geometric_steps(s0)  # (E, T)
+    Du = direction_derivative(u.unsqueeze(1), xb, q.residual[runs], zz, kk, leak).squeeze(1)  # (E, k)
+    t = torch.einsum("ed,end->en", u, xb)
     phi = torch.where(kk, torch.where(t > 0, t, leak * t), torch.where(zz > 0, t, leak * t))  # (E, n)
     rho = q.rho[runs, :, neurons]
+    P_ref = rho.square().sum(dim=-1) + s0.square() * phi.square().sum(dim=-1)  # (E,)
+    P_ref = P_ref.clamp_min(torch.finfo(w.dtype).tiny).unsqueeze(-1)
     P = (rho.unsqueeze(1) + s.unsqueeze(-1) * phi.unsqueeze(1)).square().sum(dim=-1)  # (E, T)
-    num = q.G[runs, neurons].unsqueeze(1) + s.unsqueeze(-1) * Du.unsqueeze(1)  # (E, T, k)
-    da_j = -num / P.unsqueeze(-1).clamp_min(torch.finfo(w.dtype).tiny)
+    G = q.G[runs, neurons]  # (E, k)
+    num = G.unsqueeze(1) + s.unsqueeze(-1) * Du.unsqueeze(1)  # (E, T, k)
     T = s.shape[1]
     dw = w.new_zeros(E, T, m, d)
     da = a.new_zeros(E, T, m, k)
     idx = torch.arange(E, device=w.device)
     dw[idx, :, neurons] = s.unsqueeze(-1) * u.unsqueeze(1)
-    da[idx, :, neurons] = da_j
-    yr = y[runs] if y.shape[0] > 1 else y
-    return best_on_grid(w[runs], a[runs], _data(x, runs), yr, leak, dw, da)
+    da[idx, :, neurons] = -num / P_ref.unsqueeze(-1)
+    change = true_changes(wr, ar, _data(x, runs), q.residual[runs], leak, dw, da)
+    factor = (2 * P_ref - P) / (2 * n * P_ref.square())  # (E, T), > 0
+    leading = -(s**2) * Du.square().sum(dim=-1).unsqueeze(-1) * factor
+    cross = (G.square().sum(dim=-1).unsqueeze(-1) + 2 * s * (G * Du).sum(dim=-1).unsqueeze(-1)) * factor
+    floor = rounding_floor(q.loss[runs], q.loss_floor[runs])
+    check = verify_local_descent(change, leading, cross.abs(), floor, -cross)
+    return _witness(check, s, dw, da, _escape_radius_norm(radius, u, G, Du, P_ref.squeeze(-1)))
+
+
+def _escape_radius_norm(radius, u, G, Du, P_ref) -> torch.Tensor:
+    """Norm of the escape perturbation at ``s`` = the validity radius, (E,) (inf if unbounded)."""
+    r = torch.where(torch.isfinite(radius), radius, 0.0)
+    da = (G + r.unsqueeze(-1) * Du) / P_ref.unsqueeze(-1)
+    norm = torch.sqrt(r**2 * u.square().sum(dim=-1) + da.square().sum(dim=-1))
+    return torch.where(torch.isfinite(radius), norm, torch.inf)
+
+
+def _witness(check, steps: torch.Tensor, dw: torch.Tensor, da: torch.Tensor, radius: torch.Tensor) -> Witness:
+    """Pick the largest verified step of every candidate ladder ``dw, da`` (E, T, ...)."""
+    E = steps.shape[0]
+    idx = torch.arange(E, device=steps.device)
+    top, bottom = check.largest.clamp_min(0), check.smallest.clamp_min(0)
+    norm = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1)))  # (E, T)
+    return Witness(
+        dw=dw[idx, top], da=da[idx, top], verified=check.verified, decrease=check.decrease,
+        radius=radius, min_step=norm[idx, bottom],
+    )  # fmt: skip

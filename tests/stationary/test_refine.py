@@ -128,7 +128,7 @@ def test_refinement_never_increases_the_loss_and_rejections_return_the_original(
     y = torch.randn(1, n, k, dtype=torch.float64, generator=g)
     w = torch.randn(runs, m, d, dtype=torch.float64, generator=g)
     a = torch.randn(runs, m, k, dtype=torch.float64, generator=g)
-    for _ in range(150):  # gradient descent that zig-zags across kinks: many patterns have no interior minimum
+    for _ in range(1000):  # gradient descent that zig-zags across kinks: many patterns have no interior minimum
         grad = nets.gradients(w, a, x, y, leak)
         w, a = w - 0.2 * grad.grad_w, a - 0.2 * grad.grad_a
     statuses = []
