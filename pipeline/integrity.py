@@ -46,6 +46,7 @@ __all__ = [
     "recompute_advice",
     "run_chunk",
     "metadata_problems",
+    "numeric_arrays",
     "open_verified",
     "plan_digest",
     "read_manifest",
@@ -439,6 +440,12 @@ def open_verified(path: str | Path, manifest: Manifest | None, **options: Any) -
         return xr.open_zarr(str(path), consolidated=True, **options)
     store = VerifiedStore(LocalStore(str(path), read_only=True), manifest, path)
     return xr.open_zarr(store, consolidated=True, **options)
+
+
+def numeric_arrays(path: str | Path, names: Collection[str]) -> set[str]:
+    """Those of ``names`` that are arrays of numbers or booleans (fixed-size items, not strings)."""
+    group = zarr.open_group(str(path), mode="r", use_consolidated=False)
+    return {name for name in names if name in group and np.dtype(group[name].dtype).kind in "biufc"}
 
 
 def decode_problems(path: str | Path, names: Collection[str] | None = None) -> list[tuple[str, str]]:

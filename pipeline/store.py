@@ -448,12 +448,17 @@ def validate(path: str | Path, plan: pd.DataFrame | None = None, *, quick: bool 
 
 
 def _undecodable(path: str | Path, manifest: Manifest | None, damaged: set[str]) -> set[str]:
-    """Arrays that cannot be read: without a manifest, those that failed to decode (``damaged``);
-    with one, those of the damaged arrays that zarr cannot decode (a chunk that merely differs from
-    the manifest, say one swapped or edited in place, is still read and checked)."""
+    """The damaged arrays that the value checks must not read.
+
+    Without a manifest, those that failed to decode. With one, every damaged array of strings (a
+    chunk of other bytes can make a string decoder allocate without bound) and every damaged
+    numeric array with a chunk that fails its CRC; a numeric chunk that merely differs from the
+    manifest (edited in place, swapped) is still read, so that its values are checked too.
+    """
     if manifest is None:
         return damaged
-    return {name for name, _ in integrity.decode_problems(path, damaged)}
+    numeric = integrity.numeric_arrays(path, damaged)
+    return (damaged - numeric) | {name for name, _ in integrity.decode_problems(path, numeric)}
 
 
 def _integrity_problems(path: str | Path, manifest: Manifest | None, quick: bool) -> list[tuple[str, str]]:
