@@ -128,11 +128,12 @@ def write_atomic(
     chunks = {"run": chunk_runs or max(dataset.sizes.get("run", 1), 1)}
     encoding = {name: _encoding(dataset[name], chunks) for name in dataset.variables}
     try:
-        # every chunk is written, even all-fill ones, so that validate() can tell a truncated store
+        # every chunk is written, even all-fill ones, so that validate() can tell a truncated store;
+        # the metadata is consolidated once, with the manifest
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
             dataset.to_zarr(
-                temporary, mode="w", encoding=encoding, consolidated=True, zarr_format=3, write_empty_chunks=True
+                temporary, mode="w", encoding=encoding, consolidated=False, zarr_format=3, write_empty_chunks=True
             )
         _add_manifest(temporary, dataset.attrs, plan, chunks["run"])
     except BaseException:
