@@ -145,12 +145,17 @@ def plan_digest(plan: pd.DataFrame) -> str:
     for name in plan.columns:
         column = plan[name]
         hasher.update(f"{name}:{column.dtype}\n".encode())
-        if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
-            values = column.to_numpy(dtype=np.float64 if column.hasnans else None, na_value=np.nan)
-            hasher.update(np.ascontiguousarray(values).astype(values.dtype.newbyteorder("<")).tobytes())
-        else:
-            hasher.update("\x1f".join(column.astype(str)).encode("utf-8"))
+        hasher.update(_column_bytes(column))
     return hasher.hexdigest()
+
+
+def _column_bytes(column: pd.Series) -> bytes:
+    """A plan column as bytes: numbers little-endian (missing ones NaN), anything else as text."""
+    if pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype):
+        values = column.to_numpy(dtype=np.float64 if column.hasnans else None, na_value=np.nan)
+        if values.dtype.kind in "biuf":
+            return np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes()
+    return "\x1f".join(column.astype(str)).encode("utf-8")
 
 
 def _json(path: Path) -> dict[str, Any]:
