@@ -143,7 +143,7 @@ def _end_points(report, dataset, axis, setting, where, suffix) -> list[Section]:
             _figure_section(
                 report,
                 title,
-                f"escape_neurons{suffix}",
+                f"escape_neuron_counts{suffix}",
                 draw,
                 reading,
                 f"Number of escape neurons at the end point{where}; n = {runs} runs",

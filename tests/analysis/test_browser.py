@@ -15,10 +15,12 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 from matplotlib.image import imread
 
+from analysis.formatting import RAW_SUFFIX
 from pipeline.commands import report as report_command
 from tests.analysis.conftest import REPO, run_in_process
 from tests.analysis.test_report import NUMBER, significant_digits
@@ -141,6 +143,9 @@ def test_report_in_headless_chromium(report_page: tuple[str, Path], tmp_path: Pa
         assert len(image["alt"]) > 10 and re.search(r"n = \d", image["caption"]), image
         pixels = imread(page.parent / image["src"])
         assert np.ptp(pixels[..., :3]) > 0.5, f"{image['src']} is blank"
+        table = page.parent / "tables" / (Path(image["src"]).stem + ".csv")
+        if table.exists() and "label" in (data := pd.read_csv(table)).columns:
+            assert (data.groupby("label")[f"count{RAW_SUFFIX}"].sum() > 0).sum() >= 2, f"{image['src']}: one category"
     assert "no runs in this category" not in result["text"]
     crowded = [number for number in NUMBER.findall(result["text"]) if significant_digits(number) > 4]
     assert crowded == []

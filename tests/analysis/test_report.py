@@ -129,6 +129,21 @@ def test_answers_come_first(page: Page, tiny_report: Path) -> None:
     assert "left at least one plateau" in first[1] or "No run left a plateau" in first[1]
 
 
+def test_every_figure_shows_two_categories_or_is_a_sentence(tiny_report: Path, page: Page) -> None:
+    folder = tiny_report.parent
+    for figure in page.figures:
+        table = folder / "tables" / (Path(figure["src"]).stem + ".csv")
+        if table.exists() and "label" in (data := pd.read_csv(table)).columns:
+            assert (data.groupby("label")[f"count{RAW_SUFFIX}"].sum() > 0).sum() >= 2, figure["src"]
+    key_rates = pd.read_csv(folder / "tables" / "rates_by_cell.csv").groupby("label")[f"count{RAW_SUFFIX}"].sum()
+    assert any(src.endswith("key_rates.png") for src in (figure["src"] for figure in page.figures))
+    assert ((key_rates > 0) & (key_rates < 16)).any()  # an event seen in some runs and not others
+    # the tiny survey has no saddle end point and one ending: sentences instead of figures
+    text = " ".join(page.paragraphs)
+    assert "No run ended at a saddle" in text and "All 16 runs are not_converged" in text
+    assert not list((folder / "figures").glob("saddle_mechanisms*")) and not list(folder.glob("figures/endings*"))
+
+
 def test_every_figure_has_alt_text_and_a_caption_with_its_n(page: Page) -> None:
     for figure in page.figures:
         assert len(figure["alt"]) > 10, figure
