@@ -4,7 +4,9 @@
   per plateau order, one panel per setting value (:func:`analysis.plateaus.visited_table`);
 * :func:`escape_by_order_figure` -- mean number of escape neurons at the visited plateau point and
   of neurons that grew tenfold afterwards, by order, one line per setting value
-  (:func:`analysis.plateaus.plateau_table`).
+  (:func:`analysis.plateaus.plateau_table`);
+* :func:`loss_duration_figure` -- median loss and median duration (steps) of the visited plateaus, by
+  order, one line per setting value (:func:`analysis.plateaus.plateau_table`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from analysis.figures import new_figure
 from analysis.formatting import format_count, format_value
 from pipeline.stationary import labels
 
-__all__ = ["escape_by_order_figure", "visited_types_figure"]
+__all__ = ["escape_by_order_figure", "loss_duration_figure", "visited_types_figure"]
 
 TYPE_COLORS = {name: f"C{i}" for i, name in enumerate(labels.POINT_TYPE)}
 
@@ -82,4 +84,33 @@ def escape_by_order_figure(table: pd.DataFrame, setting: str | None) -> Figure:
     axes.set_xlabel("plateau order")
     axes.set_ylabel("neurons per visited plateau (mean, 95% CI)")
     axes.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
+    return figure
+
+
+def loss_duration_figure(table: pd.DataFrame, setting: str | None) -> Figure:
+    """Median loss (left) and median duration in steps (right) of the visited plateaus, by order (log scales).
+
+    Parameters
+    ----------
+    table
+        :func:`analysis.plateaus.plateau_table` grouped by ``[setting]`` (or nothing); pooled rows and
+        orders without visited plateaus are left out.
+    setting
+        One line per value of this setting.
+    """
+    rows = table[(table["plateau"] != "all") & (table["plateaus"] > 0)]
+    figure = new_figure(9.0, 3.6)
+    loss, duration = figure.subplots(1, 2)
+    groups = rows.groupby(setting, sort=True) if setting else [(None, rows)]
+    for k, (value, part) in enumerate(groups):
+        order = part["plateau"].astype(int).to_numpy()
+        label = f"{setting} = {format_value(value)}" if setting else "all runs"
+        loss.plot(order, part["loss_median"].to_numpy(float), marker="o", color=f"C{k}", label=label)
+        duration.plot(order, part["duration_median"].to_numpy(float), marker="o", color=f"C{k}", label=label)
+    for axes, ylabel in ((loss, "median loss at the plateau point"), (duration, "median duration (steps)")):
+        axes.set_yscale("log")
+        axes.set_xticks(sorted(rows["plateau"].astype(int).unique()))
+        axes.set_xlabel("plateau order")
+        axes.set_ylabel(ylabel)
+    duration.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.0, 0.5))
     return figure

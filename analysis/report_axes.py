@@ -7,6 +7,8 @@ says in one sentence what the figure would have shown. Every caption states its 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import pandas as pd
 import xarray as xr
 from matplotlib.figure import Figure
@@ -14,7 +16,7 @@ from matplotlib.figure import Figure
 from analysis import figures, readings
 from analysis.endings import ending_table
 from analysis.formatting import format_count, format_number, format_rate, format_value, readable
-from analysis.plateau_figures import escape_by_order_figure, visited_types_figure
+from analysis.plateau_figures import escape_by_order_figure, loss_duration_figure, visited_types_figure
 from analysis.plateaus import plateau_table, visited_table
 from analysis.query import (
     count_summary,
@@ -45,8 +47,35 @@ PLATEAU_HEADERS = {
 }
 
 
-def _by(axis: str | None) -> list[str]:
-    return [axis] if axis else []
+@dataclass(frozen=True)
+class Axis:
+    """The grid axis of a group of sections (None: all runs), and the names derived from it."""
+
+    name: str | None
+
+    @property
+    def by(self) -> list[str]:
+        """Settings to group the tables by."""
+        return [self.name] if self.name else []
+
+    @property
+    def setting(self) -> str:
+        """Column the figures and readings group by (``survey`` without an axis)."""
+        return self.name or "survey"
+
+    @property
+    def where(self) -> str:
+        """`` by width`` in titles."""
+        return f" by {self.name}" if self.name else ""
+
+    @property
+    def suffix(self) -> str:
+        """``_by_width`` in file names."""
+        return f"_by_{self.name}" if self.name else ""
+
+    def grouped(self, table: pd.DataFrame) -> pd.DataFrame:
+        """``table`` (grouped by the axis), with a constant ``survey`` column when there is no axis."""
+        return table if self.name else table.assign(survey="all runs")
 
 
 def _present(table: pd.DataFrame, labels: object = None) -> list[str]:
@@ -69,66 +98,62 @@ def _all_one(table: pd.DataFrame, groups: str | list[str], what: str, label: str
 
 def axis_sections(report: Report, dataset: xr.Dataset, axis: str | None, comparisons: pd.DataFrame) -> list[Section]:
     """Endings, end points and visited stationary points against one grid axis (or all runs)."""
-    where = f" by {axis}" if axis else ""
-    suffix = f"_by_{axis}" if axis else ""
-    setting = axis or "survey"
-    mine = comparisons[comparisons["setting"] == axis] if axis else comparisons.iloc[0:0]
-    sections = [Section(f"Results{where}")]
-    sections.append(_endings(report, dataset, axis, setting, where, suffix, mine))
-    sections.extend(_end_points(report, dataset, axis, setting, where, suffix))
-    sections.extend(_visited(report, dataset, axis, where, suffix))
-    sections.extend(_effective_width(report, dataset, axis, setting, where, suffix))
+    grid_axis = Axis(axis)
+    sections = [Section(f"Results{grid_axis.where}")]
+    sections.append(_endings(report, dataset, grid_axis, comparisons))
+    sections.extend(_end_points(report, dataset, grid_axis))
+    sections.extend(_visited(report, dataset, grid_axis))
+    sections.extend(_effective_width(report, dataset, grid_axis))
     return sections
 
 
-def _with_setting(table: pd.DataFrame, axis: str | None) -> pd.DataFrame:
-    """A table grouped by ``axis``, or with a constant ``survey`` column when there is no axis."""
-    return table if axis else table.assign(survey="all runs")
-
-
-def _endings(report, dataset, axis, setting, where, suffix, mine) -> Section:
-    table = _with_setting(ending_table(dataset, _by(axis)), axis)
-    report.table(f"endings{suffix}", table, f"where runs end{where}: every ending, resolved and unresolved")
+def _endings(report: Report, dataset: xr.Dataset, axis: Axis, comparisons: pd.DataFrame) -> Section:
+    """Where runs end against the axis: a rate figure of the endings that occur, or a sentence."""
+    mine = comparisons[comparisons["setting"] == axis.name] if axis.name else comparisons.iloc[0:0]
+    table = axis.grouped(ending_table(dataset, axis.by))
+    report.table(f"endings{axis.suffix}", table, f"where runs end{axis.where}: every ending, resolved and unresolved")
     endings = _present(table[~table["label"].isin(["resolved", "unresolved"])])
-    title = f"Where runs end{where}"
+    title = f"Where runs end{axis.where}"
     if len(endings) < 2:
-        return Section(title, _all_one(table, setting, "runs", endings[0]), level=3)
-    reading = readings.rates_reading(table, setting, [*endings, "unresolved"], mine)
-    caption = (
-        f"Share of runs with each ending{where}, 95% Wilson intervals; n = {format_count(dataset.sizes['run'])} runs"
-    )
-    draw = figures.rates_figure(table, setting, f"endings{where}", endings)
-    return _figure_section(report, title, f"endings{suffix}", draw, reading, caption)
+        return Section(title, _all_one(table, axis.setting, "runs", endings[0]), level=3)
+    reading = readings.rates_reading(table, axis.setting, [*endings, "unresolved"], mine)
+    runs = format_count(dataset.sizes["run"])
+    caption = f"Share of runs with each ending{axis.where}, 95% Wilson intervals; n = {runs} runs"
+    draw = figures.rates_figure(table, axis.setting, f"endings{axis.where}", endings)
+    return _figure_section(report, title, f"endings{axis.suffix}", draw, reading, caption)
 
 
-def _end_points(report, dataset, axis, setting, where, suffix) -> list[Section]:
+def _end_points(report: Report, dataset: xr.Dataset, axis: Axis) -> list[Section]:
+    """End-point types, saddle end points and escape neurons at end points against the axis."""
     sections = []
     runs = format_count(dataset.sizes["run"])
-    types = _with_setting(point_type_table(dataset, _by(axis)), axis)
-    report.table(f"end_point_types{suffix}", types, f"stationary-point type of the end point{where}")
-    title = f"End-point types{where}"
+    types = axis.grouped(point_type_table(dataset, axis.by))
+    report.table(f"end_point_types{axis.suffix}", types, f"stationary-point type of the end point{axis.where}")
+    title = f"End-point types{axis.where}"
     present = _present(types)
     if len(present) < 2:
-        sections.append(Section(title, _all_one(types, setting, "end points", present[0]), level=3))
+        sections.append(Section(title, _all_one(types, axis.setting, "end points", present[0]), level=3))
     else:
-        draw = figures.stacked_figure(types, setting, f"end-point types{where}")
-        reading = readings.stacked_reading(types, setting, "end points", "No runs.")
+        draw = figures.stacked_figure(types, axis.setting, f"end-point types{axis.where}")
+        reading = readings.stacked_reading(types, axis.setting, "end points", "No runs.")
         sections.append(
             _figure_section(
                 report,
                 title,
-                f"end_point_types{suffix}",
+                f"end_point_types{axis.suffix}",
                 draw,
                 reading,
-                f"Type of the end point{where}; n = {runs} runs",
+                f"Type of the end point{axis.where}; n = {runs} runs",
             )
         )
-    sections.append(_end_saddles(report, dataset, axis, setting, where, suffix))
-    counts = _with_setting(count_table(dataset, "n_escape_neurons", _by(axis)), axis)
-    report.table(f"escape_neuron_counts{suffix}", counts, f"number of escape neurons at the end point{where}")
-    summary = _with_setting(count_summary(dataset, "n_escape_neurons", _by(axis)), axis)
-    report.table(f"escape_neuron_summary{suffix}", summary, f"mean number of escape neurons at the end point{where}")
-    title = f"Escape neurons at end points{where}"
+    sections.append(_end_saddles(report, dataset, axis))
+    counts = axis.grouped(count_table(dataset, "n_escape_neurons", axis.by))
+    report.table(f"escape_neuron_counts{axis.suffix}", counts, f"number of escape neurons at the end point{axis.where}")
+    summary = axis.grouped(count_summary(dataset, "n_escape_neurons", axis.by))
+    report.table(
+        f"escape_neuron_summary{axis.suffix}", summary, f"mean number of escape neurons at the end point{axis.where}"
+    )
+    title = f"Escape neurons at end points{axis.where}"
     if len(_present(counts)) < 2:
         total = count_summary(dataset, "n_escape_neurons").iloc[0]
         reading = (
@@ -137,53 +162,60 @@ def _end_points(report, dataset, axis, setting, where, suffix) -> list[Section]:
         )
         sections.append(Section(title, reading, level=3))
     else:
-        reading = readings.count_reading(summary, setting, "escape neurons", readings.PHRASES["escape_neuron"])
-        draw = figures.count_figure(counts, setting, f"escape neurons at the end point{where}", "escape neurons")
+        reading = readings.count_reading(summary, axis.setting, "escape neurons", readings.PHRASES["escape_neuron"])
+        draw = figures.count_figure(
+            counts, axis.setting, f"escape neurons at the end point{axis.where}", "escape neurons"
+        )
         sections.append(
             _figure_section(
                 report,
                 title,
-                f"escape_neuron_counts{suffix}",
+                f"escape_neuron_counts{axis.suffix}",
                 draw,
                 reading,
-                f"Number of escape neurons at the end point{where}; n = {runs} runs",
+                f"Number of escape neurons at the end point{axis.where}; n = {runs} runs",
             )
         )
     return sections
 
 
-def _end_saddles(report, dataset, axis, setting, where, suffix) -> Section:
-    mechanisms = _with_setting(saddle_mechanism_table(dataset, _by(axis), combinations=True), axis)
-    report.table(f"saddle_mechanisms{suffix}", mechanisms, f"mechanisms of saddle end points, exclusive{where}")
-    strictness = _with_setting(strictness_table(dataset, _by(axis)), axis)
-    report.table(f"saddle_strictness{suffix}", strictness, f"strictness of saddle end points{where}")
-    title = f"Saddle end points{where}"
+def _end_saddles(report: Report, dataset: xr.Dataset, axis: Axis) -> Section:
+    """Mechanisms and strictness of saddle end points against the axis."""
+    mechanisms = axis.grouped(saddle_mechanism_table(dataset, axis.by, combinations=True))
+    report.table(
+        f"saddle_mechanisms{axis.suffix}", mechanisms, f"mechanisms of saddle end points, exclusive{axis.where}"
+    )
+    strictness = axis.grouped(strictness_table(dataset, axis.by))
+    report.table(f"saddle_strictness{axis.suffix}", strictness, f"strictness of saddle end points{axis.where}")
+    title = f"Saddle end points{axis.where}"
     present = _present(mechanisms)
-    saddles = int(mechanisms.drop_duplicates(setting)["total"].sum()) if len(mechanisms) else 0
-    strict = " Strictness: " + readings.stacked_reading(strictness, setting, "saddles", "") if saddles else ""
+    saddles = int(mechanisms.drop_duplicates(axis.setting)["total"].sum()) if len(mechanisms) else 0
+    strict = " Strictness: " + readings.stacked_reading(strictness, axis.setting, "saddles", "") if saddles else ""
     if not saddles:
         return Section(title, "No run ended at a saddle, so there are no saddle mechanisms to show.", level=3)
     if len(present) < 2:
-        return Section(title, _all_one(mechanisms, setting, "saddle end points", present[0]) + strict, level=3)
-    reading = readings.stacked_reading(mechanisms, setting, "saddle end points", "") + strict
-    draw = figures.stacked_figure(mechanisms, setting, f"saddle mechanisms{where}", "fraction of saddle end points")
-    caption = f"Mechanisms of the saddle end points{where}; n = {format_count(saddles)} saddle end points"
-    return _figure_section(report, title, f"saddle_mechanisms{suffix}", draw, reading, caption)
+        return Section(title, _all_one(mechanisms, axis.setting, "saddle end points", present[0]) + strict, level=3)
+    reading = readings.stacked_reading(mechanisms, axis.setting, "saddle end points", "") + strict
+    draw = figures.stacked_figure(
+        mechanisms, axis.setting, f"saddle mechanisms{axis.where}", "fraction of saddle end points"
+    )
+    caption = f"Mechanisms of the saddle end points{axis.where}; n = {format_count(saddles)} saddle end points"
+    return _figure_section(report, title, f"saddle_mechanisms{axis.suffix}", draw, reading, caption)
 
 
-def _visited(report, dataset, axis, where, suffix) -> list[Section]:
+def _visited(report: Report, dataset: xr.Dataset, axis: Axis) -> list[Section]:
     """Visited stationary points by plateau order: types, mechanisms, escape neurons, loss, duration."""
-    summary = plateau_table(dataset, _by(axis))
+    summary = plateau_table(dataset, axis.by)
     shown = readable(summary, PLATEAU_RATES, PLATEAU_HEADERS)
-    report.table(f"plateaus{suffix}", summary, f"visited plateaus by order{where}", shown, PLATEAU_RATES)
+    report.table(f"plateaus{axis.suffix}", summary, f"visited plateaus by order{axis.where}", shown, PLATEAU_RATES)
     pooled = summary[summary["plateau"] == "all"]
     visited = int(pooled["plateaus"].sum())
-    title = f"Stationary points visited on the way{where}"
+    title = f"Stationary points visited on the way{axis.where}"
     if not visited:
         reading = "No run left a plateau, so no stationary point was visited on the way."
-        return [Section(title, reading, tables=[shown], table_ids=[f"plateaus{suffix}"], level=3)]
-    types = visited_table(dataset, _by(axis), "point_type")
-    report.table(f"visited_types{suffix}", types, f"types of the visited plateau points by order{where}")
+        return [Section(title, reading, tables=[shown], table_ids=[f"plateaus{axis.suffix}"], level=3)]
+    types = visited_table(dataset, axis.by, "point_type")
+    report.table(f"visited_types{axis.suffix}", types, f"types of the visited plateau points by order{axis.where}")
     reading = (
         "One row per plateau order (1st, 2nd, ...) and, last, all orders pooled; a plateau counts when the run left"
         " it. Rates are percentages with 95% Wilson intervals, means with 95% normal intervals."
@@ -191,28 +223,33 @@ def _visited(report, dataset, axis, where, suffix) -> list[Section]:
     n = f"n = {format_count(visited)} visited plateaus in {format_count(int(pooled['runs'].sum()))} runs"
     sections = []
     if len(_present(types)) < 2:
-        reading = _all_one(types, [*_by(axis), "plateau"], "visited plateau points", _present(types)[0]) + " " + reading
-        sections.append(Section(title, reading, tables=[shown], table_ids=[f"plateaus{suffix}"], level=3))
+        reading = _all_one(types, [*axis.by, "plateau"], "visited plateau points", _present(types)[0]) + " " + reading
+        sections.append(Section(title, reading, tables=[shown], table_ids=[f"plateaus{axis.suffix}"], level=3))
     else:
-        draw = visited_types_figure(types, axis)
+        draw = visited_types_figure(types, axis.name)
         section = _figure_section(
             report,
             title,
-            f"visited_types{suffix}",
+            f"visited_types{axis.suffix}",
             draw,
             reading,
-            f"Type of the visited plateau points by plateau order{where}; {n}",
+            f"Type of the visited plateau points by plateau order{axis.where}; {n}",
         )
-        section.tables, section.table_ids = [shown], [f"plateaus{suffix}"]
+        section.tables, section.table_ids = [shown], [f"plateaus{axis.suffix}"]
         sections.append(section)
-    sections.append(_visited_saddles(report, dataset, axis, where, suffix))
-    draw = escape_by_order_figure(summary, axis)
+    sections.append(_visited_saddles(report, dataset, axis))
+    caption = f"Median loss and duration of the visited plateaus by plateau order{axis.where}; {n}"
+    reading = _loss_reading(pooled, axis)
+    draw = loss_duration_figure(summary, axis.name)
+    sections.append(_figure_section(report, f"Loss and duration of the visited plateaus{axis.where}",
+                                    f"plateau_loss{axis.suffix}", draw, reading, caption))  # fmt: skip
+    draw = escape_by_order_figure(summary, axis.name)
     reading = _escape_reading(summary[summary["plateau"] == "all"], axis)
     sections.append(
         _figure_section(
             report,
-            f"Escape neurons on the way{where}",
-            f"escape_by_order{suffix}",
+            f"Escape neurons on the way{axis.where}",
+            f"escape_by_order{axis.suffix}",
             draw,
             reading,
             f"Escape neurons at, and neurons grown after, visited plateaus; {n}",
@@ -221,11 +258,23 @@ def _visited(report, dataset, axis, where, suffix) -> list[Section]:
     return sections
 
 
-def _escape_reading(pooled: pd.DataFrame, axis: str | None) -> str:
+def _loss_reading(pooled: pd.DataFrame, axis: Axis) -> str:
+    """Median loss and duration of the visited plateaus per setting value."""
+    sentences = []
+    for _, row in pooled[pooled["plateaus"] > 0].iterrows():
+        where = f"At {axis.name} {format_value(row[axis.name])}" if axis.name else "Over all runs"
+        sentences.append(
+            f"{where}, the median visited plateau sits at loss {format_number(row['loss_median'])} and lasts"
+            f" {format_number(row['duration_median'])} steps ({format_count(row['plateaus'])} plateaus)."
+        )
+    return " ".join(sentences)
+
+
+def _escape_reading(pooled: pd.DataFrame, axis: Axis) -> str:
     """Escape neurons per visited plateau, neurons grown afterwards and the share predicted, per setting value."""
     sentences = []
     for _, row in pooled[pooled["plateaus"] > 0].iterrows():
-        where = f"At {axis} {format_value(row[axis])}" if axis else "Over all runs"
+        where = f"At {axis.name} {format_value(row[axis.name])}" if axis.name else "Over all runs"
         predicted = format_rate(row["grown_were_predicted"], row["grown_were_predicted_ci_low"],
                                 row["grown_were_predicted_ci_high"])  # fmt: skip
         sentences.append(
@@ -236,39 +285,48 @@ def _escape_reading(pooled: pd.DataFrame, axis: str | None) -> str:
     return " ".join(sentences)
 
 
-def _visited_saddles(report, dataset, axis, where, suffix) -> Section:
-    setting = axis or "survey"
-    mechanisms = _with_setting(visited_table(dataset, _by(axis), "mechanisms", by_order=False), axis)
-    report.table(f"visited_mechanisms{suffix}", mechanisms, f"mechanisms of the visited saddles{where}")
-    strictness = _with_setting(visited_table(dataset, _by(axis), "strictness", by_order=False), axis)
-    report.table(f"visited_strictness{suffix}", strictness, f"strictness of the visited saddles{where}")
-    title = f"Saddles visited on the way{where}"
+def _visited_saddles(report: Report, dataset: xr.Dataset, axis: Axis) -> Section:
+    """Mechanisms and strictness of the saddles visited on the way, pooled over plateau orders."""
+    mechanisms = axis.grouped(visited_table(dataset, axis.by, "mechanisms", by_order=False))
+    report.table(f"visited_mechanisms{axis.suffix}", mechanisms, f"mechanisms of the visited saddles{axis.where}")
+    strictness = axis.grouped(visited_table(dataset, axis.by, "strictness", by_order=False))
+    report.table(f"visited_strictness{axis.suffix}", strictness, f"strictness of the visited saddles{axis.where}")
+    title = f"Saddles visited on the way{axis.where}"
     if mechanisms.empty:
         return Section(title, "No visited plateau point is a saddle.", level=3)
-    strict = " Strictness: " + readings.stacked_reading(strictness, setting, "visited saddles", "")
+    strict = " Strictness: " + readings.stacked_reading(strictness, axis.setting, "visited saddles", "")
     present = _present(mechanisms)
     if len(present) < 2:
-        return Section(title, _all_one(mechanisms, setting, "visited saddles", present[0]) + strict, level=3)
-    reading = readings.stacked_reading(mechanisms, setting, "visited saddles", "") + strict
-    saddles = format_count(int(mechanisms.drop_duplicates(setting)["total"].sum()))
+        return Section(title, _all_one(mechanisms, axis.setting, "visited saddles", present[0]) + strict, level=3)
+    reading = readings.stacked_reading(mechanisms, axis.setting, "visited saddles", "") + strict
+    saddles = format_count(int(mechanisms.drop_duplicates(axis.setting)["total"].sum()))
     draw = figures.stacked_figure(
-        mechanisms, setting, f"mechanisms of visited saddles{where}", "fraction of visited saddles"
+        mechanisms, axis.setting, f"mechanisms of visited saddles{axis.where}", "fraction of visited saddles"
     )
-    caption = f"Mechanisms of the saddles visited on the way{where}; n = {saddles} visited saddles"
-    return _figure_section(report, title, f"visited_mechanisms{suffix}", draw, reading, caption)
+    caption = f"Mechanisms of the saddles visited on the way{axis.where}; n = {saddles} visited saddles"
+    return _figure_section(report, title, f"visited_mechanisms{axis.suffix}", draw, reading, caption)
 
 
-def _effective_width(report, dataset, axis, setting, where, suffix) -> list[Section]:
-    widths = _with_setting(effective_width_table(dataset, _by(axis)), axis)
+def _effective_width(report: Report, dataset: xr.Dataset, axis: Axis) -> list[Section]:
+    """The mean effective width of the end points against the axis (absent for population-loss runs)."""
+    widths = axis.grouped(effective_width_table(dataset, axis.by))
     if widths.empty:
         return []
-    shown = report.table(f"effective_width{suffix}", widths, f"effective (reduced) width of the end points{where}")
+    shown = report.table(
+        f"effective_width{axis.suffix}", widths, f"effective (reduced) width of the end points{axis.where}"
+    )
     reading = (
         "Mean width of the narrower network the end point embeds (neurons grouped by direction and pattern), with"
         " its 95% interval, beside the mean student width."
     )
     return [
-        Section(f"Effective width{where}", reading, tables=[shown], table_ids=[f"effective_width{suffix}"], level=3)
+        Section(
+            f"Effective width{axis.where}",
+            reading,
+            tables=[shown],
+            table_ids=[f"effective_width{axis.suffix}"],
+            level=3,
+        )
     ]
 
 
