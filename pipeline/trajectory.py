@@ -12,11 +12,23 @@ rate*
 the relative loss decrease per unit of gradient-flow time, in units of the data's natural rate
 ``s_x * s_y`` (``s_x = max_i ||x_i||``, ``s_y = sqrt(||Y||_F^2 / n)``: a balanced network fitting
 the data has parameters of size ``sqrt(s_y / s_x)``, hence curvature of order ``s_x * s_y``). The
-exponential moving average over a few steps cancels the period-two zig-zag of gradient descent
-across a kink. A step is flat when ``q_t < rate_tol``; a flat window becomes a plateau when it lasts
-at least ``max(min_steps, min_fraction * start)`` steps. Exponential convergence to a zero-loss
-minimum has ``q_t`` bounded below and is never a plateau; the approach to a saddle or to a
-non-global minimum is. The representative of a plateau is its step of smallest gradient norm,
+loss decrease is averaged twice, exponentially: over ``1 / smoothing`` steps, which cancels the
+period-two zig-zag of gradient descent across a kink, and over ``smoothing_time`` natural time units
+(``1 / (s_x s_y)`` of gradient-flow time, the time scale of the dynamics), which also cancels the
+slower oscillations of neurons bouncing on kinks (hundreds of steps at small learning rates). A
+step is flat when either average is below ``rate_tol`` in absolute value: the short one notices a
+plateau right after a fast drop (which the long one remembers for a few time units), the long one
+holds through the oscillations on a short shoulder, which would otherwise split it into pieces
+too short to count.
+
+A flat window becomes a plateau when it lasts at least ``max(min_steps, min_fraction * gap)``
+steps, where ``gap`` is the time since the previous plateau ended (since step 0 before the first):
+a plateau is long compared with the descent that led to it. Measuring the length against the
+preceding descent rather than against the total elapsed time keeps the short shoulders between
+fast drops late in training (saddle-to-saddle dynamics, theory.md section 6), while a brief
+flattening in the middle of a long smooth decay is still no plateau. Exponential convergence to a
+zero-loss minimum has ``q_t`` bounded below and is never a plateau; the approach to a saddle or to
+a non-global minimum is. The representative of a plateau is its step of smallest gradient norm,
 whose parameters are kept so that the plateau point can be classified.
 """
 
@@ -97,11 +109,15 @@ class PlateauSettings:
     Attributes
     ----------
     rate_tol
-        Flat when the normalised loss-decrease rate is below this.
+        Flat when the absolute normalised loss-decrease rate is below this.
     min_steps, min_fraction
-        A flat window starting at step ``s`` is a plateau if it lasts ``max(min_steps, min_fraction * s)`` steps.
+        A flat window starting at step ``s`` is a plateau if it lasts ``max(min_steps, min_fraction * (s - e))``
+        steps, ``e`` the end of the previous plateau (0 before the first).
     smoothing
-        Weight of the newest loss decrease in the moving average (1: no smoothing).
+        Weight of the newest loss decrease in the short moving average (1: no smoothing).
+    smoothing_time
+        Natural time units spanned by the long moving average: its weight is
+        ``min(smoothing, learning_rate * s_x * s_y / smoothing_time)``.
     max_plateaus
         Plateaus stored per run (later ones are counted, not stored).
     """
@@ -110,6 +126,7 @@ class PlateauSettings:
     min_steps: int = 20
     min_fraction: float = 0.2
     smoothing: float = 0.1
+    smoothing_time: float = 1.0
     max_plateaus: int = 8
 
 
@@ -131,11 +148,15 @@ class PlateauRecorder:
         like = dict(dtype=w.dtype, device=w.device)
         index = dict(dtype=torch.int64, device=w.device)
         self.settings = settings
-        self._rate_scale = rate_scale
+        self._flat_bound = settings.rate_tol * rate_scale  # flat: |mean decrease| < rate_tol * rate_scale * loss
+        # the short and the long moving average, stacked: one update for both, (2, R)
+        long_weight = torch.clamp(rate_scale / settings.smoothing_time, max=settings.smoothing)
+        self._weights = torch.stack([torch.full_like(long_weight, settings.smoothing), long_weight])
         self._previous_loss: torch.Tensor | None = None
-        self._mean_decrease = torch.zeros(n_runs, **like)
+        self._mean_decrease = torch.zeros(2, n_runs, **like)
         self._in_flat = torch.zeros(n_runs, dtype=torch.bool, device=w.device)
         self._flat_start = torch.zeros(n_runs, **index)
+        self._previous_end = torch.zeros(n_runs, **index)
         self._best_grad = torch.full((n_runs,), torch.inf, **like)
         self._best_step = torch.zeros(n_runs, **index)
         self._best_loss = torch.zeros(n_runs, **like)
@@ -165,16 +186,15 @@ class PlateauRecorder:
         Runs every step, so it is written with few tensor operations: in-place masked fills, and
         the plateau commit skipped unless a flat window closes.
         """
-        settings = self.settings
         if self._previous_loss is None:
             self._previous_loss = loss.clone()
             return
-        weight = 1.0 if step == 1 else settings.smoothing  # the first decrease starts the average
+        weight = 1.0 if step == 1 else self._weights  # the first decrease starts both averages
         averaged = torch.lerp(self._mean_decrease, self._previous_loss - loss, weight)
         self._mean_decrease = torch.where(active, averaged, self._mean_decrease)
         self._previous_loss = torch.where(active, loss, self._previous_loss)
-        rate = self._mean_decrease / (self._rate_scale * loss)
-        flat = active & (rate.abs() < settings.rate_tol)  # a sustained rise (catapult) is not a plateau
+        # either average below the bound; a sustained rise (catapult) is not a plateau
+        flat = active & (self._mean_decrease.abs() < self._flat_bound * loss).any(dim=0)
         starting = flat > self._in_flat  # flat and not yet in a flat window
         self._flat_start.masked_fill_(starting, step)
         self._best_grad.masked_fill_(starting, torch.inf)
@@ -215,12 +235,12 @@ class PlateauRecorder:
             return
         settings = self.settings
         length = step - self._flat_start
-        long_enough = length >= torch.clamp(
-            (settings.min_fraction * self._flat_start).to(torch.int64), min=settings.min_steps
-        )
+        gap = self._flat_start - self._previous_end
+        long_enough = length >= torch.clamp((settings.min_fraction * gap).to(torch.int64), min=settings.min_steps)
         commit = closing & long_enough
         if not bool(commit.any()):
             return
+        self._previous_end.masked_fill_(commit, step)
         runs = torch.nonzero(commit & (self.count < settings.max_plateaus)).squeeze(-1)
         slot = self.count[runs]
         self.start[runs, slot] = self._flat_start[runs]

@@ -139,7 +139,8 @@ def test_checkpoints_match_manual_descent_and_are_nan_after_stop():
 # ----------------------------------------------------------------------------------------------------------------
 # Plateau recorder on a synthetic loss curve (boundaries exact without smoothing)
 
-# (first step, last step, kind): "flat" keeps the loss constant, "decay" multiplies it by 0.9 per step
+# (first step, last step, kind): "flat" keeps the loss constant, "decay" multiplies it by 0.9 per step,
+# "slow" by 0.99 per step (still far from flat)
 SEGMENTS = [
     (0, 199, "flat"),
     (200, 229, "decay"),
@@ -148,24 +149,29 @@ SEGMENTS = [
     (260, 599, "flat"),
     (600, 619, "decay"),
     (620, 719, "flat"),
-    (720, 739, "decay"),
-    (740, 1000, "flat"),
+    (720, 1019, "slow"),
+    (1020, 1069, "flat"),
+    (1070, 1099, "decay"),
+    (1100, 1400, "flat"),
 ]
-# flat windows: [1, 200) plateau; [230, 245) too short (< min_steps); [260, 600) plateau;
-# [620, 720) shorter than min_fraction * 620; [740, 1000] plateau lasting until the run stops
-EXPECTED = [(1, 200, 100, False), (260, 600, 400, False), (740, 1001, 900, True)]  # start, end, representative
-CENTRES = [100, 237, 400, 670, 900]
+# flat windows: [1, 200) plateau; [230, 245) too short (< min_steps); [260, 600) plateau; [620, 720) a short
+# shoulder between two fast drops: longer than min_fraction * 20 (the descent since the previous plateau), so a
+# plateau, though shorter than min_fraction * 620; [1020, 1070) shorter than min_fraction * 300 (the descent since
+# the previous plateau); [1100, 1400] plateau lasting until the run stops
+EXPECTED = [(1, 200, 100, False), (260, 600, 400, False), (620, 720, 670, False), (1100, 1401, 1250, True)]
+CENTRES = [100, 237, 400, 670, 1045, 1250]  # the gradient norm is smallest at these steps
+N_STEPS = 1401
 
 
 def synthetic_curve():
-    loss = np.empty(1001)
+    loss = np.empty(N_STEPS)
     value = 1.0
+    factors = {"flat": 1.0, "decay": 0.9, "slow": 0.99}
     for first, last, kind in SEGMENTS:
         for t in range(first, last + 1):
-            if kind == "decay":
-                value *= 0.9
+            value *= factors[kind]
             loss[t] = value
-    grad_norm = 1.0 + np.min(np.abs(np.arange(1001)[:, None] - np.array(CENTRES)[None, :]), axis=1)
+    grad_norm = 1.0 + np.min(np.abs(np.arange(N_STEPS)[:, None] - np.array(CENTRES)[None, :]), axis=1)
     return loss, grad_norm
 
 
@@ -177,12 +183,12 @@ def test_plateau_recorder_on_synthetic_curve(max_plateaus):
     a = torch.zeros(2, 1, 1, dtype=DTYPE)
     recorder = PlateauRecorder(settings, torch.ones(2, dtype=DTYPE), w, a)
     active = torch.tensor([True, False])  # run 1 is never active: it records nothing
-    for t in range(1001):
+    for t in range(N_STEPS):
         state = torch.full((2, 1, 1), float(t), dtype=DTYPE)
         recorder.update(t, active, tensor([loss[t]] * 2), tensor([grad_norm[t]] * 2), state, -state)
-    recorder.finish(active, 1000, torch.zeros(2, dtype=torch.bool))
-    assert recorder.count.tolist() == [3, 0]
-    stored = min(3, max_plateaus)
+    recorder.finish(active, N_STEPS - 1, torch.zeros(2, dtype=torch.bool))
+    assert recorder.count.tolist() == [len(EXPECTED), 0]
+    stored = min(len(EXPECTED), max_plateaus)
     for p, (start, end, best, final) in enumerate(EXPECTED[:stored]):
         assert int(recorder.start[0, p]) == start
         assert int(recorder.end[0, p]) == end
