@@ -123,10 +123,11 @@ def escape_answer(dataset: xr.Dataset) -> str:
 
 def setting_answer(dataset: xr.Dataset, comparisons: pd.DataFrame, axes: Sequence[str]) -> str:
     """The grid axis with the largest effect (Cramér's V) on a key event, with its range and test."""
-    tested = comparisons[comparisons["event"].isin(KEY_EVENTS) & np.isfinite(comparisons["cramers_v"])]
+    effect = pd.to_numeric(comparisons["cramers_v"], errors="coerce")
+    tested = comparisons[comparisons["event"].isin(KEY_EVENTS) & effect.notna()]
     if not axes or tested.empty:
         return "**Settings.** No key rate differs across the grid in a way that can be tested."
-    best = tested.loc[tested["cramers_v"].idxmax()]
+    best = tested.loc[effect[tested.index].idxmax()]
     setting, event = str(best["setting"]), str(best["event"])
     rates = event_table(dataset, [setting], (event,))
     low, high = rates.loc[rates["rate"].idxmin()], rates.loc[rates["rate"].idxmax()]

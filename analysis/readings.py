@@ -83,7 +83,7 @@ def rates_reading(table: pd.DataFrame, setting: str, labels: Sequence[str], comp
         sentences.append(
             f"{_where(setting, value).capitalize()} ({format_count(total)} runs), " + "; ".join(quoted) + "."
         )
-    tested = comparisons[comparisons["event"].isin(labels) & np.isfinite(comparisons["cramers_v"])]
+    tested = comparisons[comparisons["event"].isin(labels) & pd.to_numeric(comparisons["cramers_v"]).notna()]
     if len(tested):
         best = tested.loc[tested["cramers_v"].idxmax()]
         sentences.append(comparison_sentence(best))

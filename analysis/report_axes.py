@@ -87,7 +87,8 @@ def _present(table: pd.DataFrame, labels: object = None) -> list[str]:
 def _figure_section(report: Report, title: str, name: str, draw: Figure, reading: str, caption: str) -> Section:
     """A level-3 section with a figure; alt text is the title and the caption's first sentence."""
     path = report.figure(name, draw)
-    return Section(title, reading, path, alt=f"{title}: {caption.split('; ')[0]}", caption=caption, level=3)
+    alt = f"{title}: {caption.split('; ')[0]}".replace("`", "")
+    return Section(title, reading, path, alt=alt, caption=caption, level=3)
 
 
 def _all_one(table: pd.DataFrame, groups: str | list[str], what: str, label: str) -> str:

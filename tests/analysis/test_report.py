@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from analysis import figures
+from analysis import report as report_module
 from analysis.formatting import RAW_SUFFIX
 from analysis.runs import open_survey
 from pipeline.commands import query as query_command
@@ -189,6 +190,16 @@ def test_readings_quote_rates_with_intervals(page: Page) -> None:
     assert "Wilson" in text and "Cram" in text
     assert "master seed 20261122" in text  # settings (the seed is code: left out of the digit check)
     assert "package_version" in str(page.tables["provenance"])
+
+
+def test_a_survey_without_grid_axes_gets_a_report(
+    tiny_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(report_module, "grid_axes", lambda dataset: [])
+    page = Page(report_module.build_report(tiny_store, tmp_path / "report").read_text(encoding="utf-8"))
+    text = " ".join(page.paragraphs)
+    assert "The survey has no grid axis" in text and "No key rate differs across the grid" in text
+    assert "plateaus" in page.tables and len(page.tables["plateaus"]) == 3  # header, 1st plateau, all orders
 
 
 def test_directions_figure_regenerates_the_data(tiny_store: Path) -> None:
