@@ -20,11 +20,11 @@ import hashlib
 import json
 import re
 import warnings
-from collections.abc import AsyncIterator, Collection, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -38,6 +38,7 @@ __all__ = [
     "MANIFEST_GROUP",
     "DamagedStore",
     "Manifest",
+    "Problem",
     "UnverifiedStoreWarning",
     "VerifiedStore",
     "build_manifest",
@@ -45,6 +46,7 @@ __all__ = [
     "decode_problems",
     "recompute_advice",
     "run_chunk",
+    "stored_attrs",
     "metadata_problems",
     "numeric_arrays",
     "open_verified",
@@ -60,6 +62,14 @@ MANIFEST_FORMAT = 1
 ALGORITHM = "sha256"
 SURVEY_ATTR = "resolved_survey_json"
 """The store attribute whose hash the manifest records as the resolved survey."""
+
+
+class Problem(NamedTuple):
+    """One problem found in a store: the array, the chunk key inside it ("" if none), and the text."""
+
+    array: str
+    chunk: str
+    text: str
 
 
 class DamagedStore(ValueError):
@@ -125,7 +135,7 @@ class Manifest:
         return {f"{name}/{key}": entry for name, record in self.arrays.items() for key, entry in record.chunks.items()}
 
 
-def digest(data: bytes | memoryview | np.ndarray) -> str:
+def digest(data: bytes | memoryview) -> str:
     """The manifest's hash of some bytes (SHA-256, hex)."""
     return hashlib.sha256(data).hexdigest()
 
@@ -208,8 +218,8 @@ def _run_chunks(group: zarr.Group, run_chunk: int) -> tuple[tuple[int, int, tupl
     names = set(group.array_keys())
     if "run" not in names:
         return ()
-    runs = np.asarray(group["run"][:])
-    shards = np.asarray(group["shard"][:]) if "shard" in names else np.full(len(runs), -1)
+    runs = np.asarray(_array(group, "run")[:])
+    shards = np.asarray(_array(group, "shard")[:]) if "shard" in names else np.full(len(runs), -1)
     out = []
     for start in range(0, len(runs), run_chunk):
         block = slice(start, start + run_chunk)
@@ -221,7 +231,15 @@ def _run_chunks(group: zarr.Group, run_chunk: int) -> tuple[tuple[int, int, tupl
 def run_chunk(path: str | Path) -> int | None:
     """Runs per chunk of the ``run`` coordinate of the store at ``path`` (None without one)."""
     group = zarr.open_group(str(path), mode="r", use_consolidated=False)
-    return int(group["run"].chunks[0]) if "run" in group.array_keys() else None
+    return int(_array(group, "run").chunks[0]) if "run" in group.array_keys() else None
+
+
+def _array(group: zarr.Group, name: str) -> zarr.Array:
+    """The array ``name`` of ``group`` (a :class:`KeyError` if it is a group)."""
+    node = group[name]
+    if not isinstance(node, zarr.Array):
+        raise KeyError(f"{name!r} is a group, not an array")
+    return node
 
 
 def write_manifest(path: str | Path, manifest: Manifest) -> None:
@@ -306,23 +324,20 @@ def recompute_advice(path: str | Path, manifest: Manifest, name: str, key: str, 
     )
 
 
-def _stored_attrs(path: Path) -> dict[str, Any]:
+def stored_attrs(path: str | Path) -> dict[str, Any]:
+    """A store's attributes, read from its root ``zarr.json`` ({} when unreadable)."""
     try:
-        return dict(_json(path / "zarr.json").get("attributes", {}))
+        return dict(_json(Path(path) / "zarr.json").get("attributes", {}))
     except (OSError, ValueError):
         return {}
 
 
-def metadata_problems(path: str | Path, manifest: Manifest) -> list[tuple[str, str]]:
+def metadata_problems(path: str | Path, manifest: Manifest) -> list[Problem]:
     """What the metadata and the file sizes show, without reading any chunk.
 
     Each array's metadata (its ``zarr.json`` and the consolidated copy readers use) must hash as
     recorded, every array must be in the manifest, and every chunk file must have its recorded size.
     Missing files are left to :func:`chunk_problems` and the truncation check of :mod:`pipeline.store`.
-
-    Returns
-    -------
-    list of (array, problem)
     """
     path = Path(path)
     problems = []
@@ -330,42 +345,32 @@ def metadata_problems(path: str | Path, manifest: Manifest) -> list[tuple[str, s
     on_disk = {child.name for child in path.iterdir() if (child / "zarr.json").is_file()} - {MANIFEST_GROUP}
     listed = {name for name, node in consolidated.items() if node.get("node_type") == "array"}
     for name in sorted((on_disk | listed) - set(manifest.arrays)):
-        problems.append((name, f"array {name!r} is not in the manifest (added after the store was written)"))
+        problems.append(Problem(name, "", f"array {name!r} is not in the manifest (added after the store was written)"))
     for name, record in sorted(manifest.arrays.items()):
         file = path / name / "zarr.json"
         copies = {"zarr.json": _json(file) if file.is_file() else None, "consolidated metadata": consolidated.get(name)}
         for where, metadata in copies.items():
             if metadata is not None and _metadata_digest(metadata) != record.metadata:
-                problems.append(
-                    (
-                        name,
-                        f"array {name!r}: its {where} (shape, chunks, data type or codecs) differs from the manifest",
-                    )
-                )
-        problems += [(name, problem) for problem in _size_problems(path, manifest, name, record)]
+                what = f"its {where} (shape, chunks, data type or codecs) differs from the manifest"
+                problems.append(Problem(name, "", f"array {name!r}: {what}"))
+        problems += _size_problems(path, manifest, name, record)
     return problems
 
 
-def _size_problems(path: Path, manifest: Manifest, name: str, record: ArrayRecord) -> list[str]:
+def _size_problems(path: Path, manifest: Manifest, name: str, record: ArrayRecord) -> list[Problem]:
     problems = []
     for key, (size, _) in record.chunks.items():
         file = path / name / key
         if file.is_file() and file.stat().st_size != size:
-            on_disk = file.stat().st_size
-            problems.append(
-                f"{chunk_location(manifest, name, key)}: {on_disk:,} bytes on disk, {size:,} in the manifest"
-            )
+            what = f"{file.stat().st_size:,} bytes on disk, {size:,} in the manifest"
+            problems.append(Problem(name, key, f"{chunk_location(manifest, name, key)}: {what}"))
     return problems
 
 
-def chunk_problems(path: str | Path, manifest: Manifest) -> list[tuple[str, str]]:
+def chunk_problems(path: str | Path, manifest: Manifest) -> list[Problem]:
     """Read and hash every chunk: one problem per chunk that is missing or differs from the manifest.
 
     A chunk of the wrong size is left to :func:`metadata_problems`, which reports it without reading it.
-
-    Returns
-    -------
-    list of (array, problem)
     """
     path = Path(path)
     problems = []
@@ -373,19 +378,20 @@ def chunk_problems(path: str | Path, manifest: Manifest) -> list[tuple[str, str]
         for key, (size, expected) in record.chunks.items():
             file = path / name / key
             if not file.is_file():
-                problems.append((name, f"{chunk_location(manifest, name, key)}: the chunk is missing"))
+                problems.append(Problem(name, key, f"{chunk_location(manifest, name, key)}: the chunk is missing"))
                 continue
             if file.stat().st_size != size:
                 continue
             if digest(file.read_bytes()) != expected:
-                problems.append((name, f"{chunk_location(manifest, name, key)}: its content differs from the manifest"))
+                what = "its content differs from the manifest"
+                problems.append(Problem(name, key, f"{chunk_location(manifest, name, key)}: {what}"))
     return problems
 
 
 def damage_message(path: str | Path, manifest: Manifest, key: str, what: str) -> str:
     """One line for a damaged chunk read: the store, the array, the chunk, what is wrong, what to do."""
     name, inner = key.split("/", 1)
-    advice = recompute_advice(path, manifest, name, inner, _stored_attrs(Path(path)))
+    advice = recompute_advice(path, manifest, name, inner, stored_attrs(path))
     return f"{path}: {chunk_location(manifest, name, inner)}: {what} (damaged on disk or in a copy); {advice}"
 
 
@@ -419,9 +425,9 @@ class VerifiedStore(WrapperStore[LocalStore]):
     def _verify(self, key: str, buffer: Buffer | None, expected: tuple[int, str]) -> None:
         if buffer is None:
             raise DamagedStore(damage_message(self._path, self._manifest, key, "the chunk is missing"))
-        data = buffer.as_numpy_array()
+        data = buffer.as_numpy_array().data
         size, hashed = expected
-        if len(data) != size or digest(data) != hashed:
+        if data.nbytes != size or digest(data) != hashed:
             raise DamagedStore(damage_message(self._path, self._manifest, key, "its content differs from the manifest"))
 
     async def get_partial_values(
@@ -431,7 +437,7 @@ class VerifiedStore(WrapperStore[LocalStore]):
 
     async def _get_many(
         self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
-    ) -> AsyncIterator[tuple[str, Buffer | None]]:
+    ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
         for key, prototype, byte_range in requests:
             yield key, await self.get(key, prototype, byte_range)
 
@@ -450,17 +456,13 @@ def open_verified(path: str | Path, manifest: Manifest | None, **options: Any) -
 def numeric_arrays(path: str | Path, names: Collection[str]) -> set[str]:
     """Those of ``names`` that are arrays of numbers or booleans (fixed-size items, not strings)."""
     group = zarr.open_group(str(path), mode="r", use_consolidated=False)
-    return {name for name in names if name in group and np.dtype(group[name].dtype).kind in "biufc"}
+    arrays = set(group.array_keys())
+    return {name for name in names if name in arrays and np.dtype(_array(group, name).dtype).kind in "biufc"}
 
 
-def decode_problems(path: str | Path, names: Collection[str] | None = None) -> list[tuple[str, str]]:
-    """Decode every chunk of every array (the full read of a store without a manifest), or of ``names``.
-
-    Returns
-    -------
-    list of (array, problem)
-        The chunks that zarr cannot decode (a failed CRC or decompression).
-    """
+def decode_problems(path: str | Path, names: Collection[str] | None = None) -> list[Problem]:
+    """Decode every chunk of every array (the full read of a store without a manifest), or of ``names``:
+    one problem per chunk that zarr cannot decode (a failed CRC or decompression)."""
     group = zarr.open_group(str(path), mode="r", use_consolidated=False)
     problems = []
     empty = Manifest({})
@@ -471,6 +473,8 @@ def decode_problems(path: str | Path, names: Collection[str] | None = None) -> l
             try:
                 array.get_block_selection(index)
             except Exception as error:  # noqa: BLE001  (any decoding failure is damage to report)
-                location = chunk_location(empty, name, array.metadata.encode_chunk_key(index))
-                problems.append((name, f"{location}: it cannot be decoded ({error})"))
+                key = array.metadata.encode_chunk_key(index)
+                problems.append(
+                    Problem(name, key, f"{chunk_location(empty, name, key)}: it cannot be decoded ({error})")
+                )
     return problems

@@ -51,7 +51,7 @@ class Rule:
 
 
 def _any_beyond_run(mask: np.ndarray) -> np.ndarray:
-    return mask.reshape(mask.shape[0], -1).any(axis=1) if mask.ndim > 1 else mask
+    return np.asarray(mask.reshape(mask.shape[0], -1).any(axis=1) if mask.ndim > 1 else mask)
 
 
 def _not_diverged(block: Block) -> np.ndarray:

@@ -156,7 +156,7 @@ def temporary_path(path: str | Path, pid: int | None = None) -> Path:
 
 
 def _chunks(variable: xr.DataArray, chunks: Mapping[str, int]) -> tuple[int, ...]:
-    return tuple(chunks.get(dim, size) if dim in chunks else size for dim, size in variable.sizes.items())
+    return tuple(chunks.get(str(dim), size) for dim, size in variable.sizes.items())
 
 
 def _encoding(variable: xr.DataArray, chunks: Mapping[str, int]) -> dict[str, Any]:
@@ -221,27 +221,19 @@ def _open(path: str | Path, manifest: Manifest | None, **options: Any) -> xr.Dat
 
 def _refuse_incomplete(path: str | Path, manifest: Manifest | None) -> None:
     """Raise :class:`DamagedStore` for missing arrays or chunks, or metadata and sizes unlike the manifest."""
-    advice = integrity.recompute_advice(path, Manifest({}), "", "", _root_attrs(path))
+    advice = integrity.recompute_advice(path, Manifest({}), "", "", integrity.stored_attrs(path))
     missing = _truncation_problems(path)
     if missing:
         raise DamagedStore(
             f"{path}: the store is incomplete ({missing[0]}{'; ...' if len(missing) > 1 else ''});"
             f" run `landscape validate {path}`, then {advice}"
         )
-    damaged = [problem for _, problem in integrity.metadata_problems(path, manifest)] if manifest else []
+    damaged = [problem.text for problem in integrity.metadata_problems(path, manifest)] if manifest else []
     if damaged:
         raise DamagedStore(
             f"{path}: the store is damaged ({damaged[0]}{'; ...' if len(damaged) > 1 else ''});"
             f" run `landscape validate {path}`, then {advice}"
         )
-
-
-def _root_attrs(path: str | Path) -> dict[str, Any]:
-    """The store's attributes, read from its root ``zarr.json`` ({} when unreadable)."""
-    try:
-        return dict(json.loads((Path(path) / "zarr.json").read_text(encoding="utf-8")).get("attributes", {}))
-    except (OSError, ValueError):
-        return {}
 
 
 def gather(
@@ -428,7 +420,7 @@ def validate(path: str | Path, plan: pd.DataFrame | None = None, *, quick: bool 
     except DamagedStore as error:
         return [str(error)]
     damage = _integrity_problems(path, manifest, quick)
-    problems = [problem for _, problem in damage]
+    problems = [problem.text for problem in damage]
     try:
         dataset = _open(path, None)  # the chunks were checked above; damaged ones are read for diagnosis
         runs = dataset["run"].values
@@ -442,7 +434,7 @@ def validate(path: str | Path, plan: pd.DataFrame | None = None, *, quick: bool 
     if manifest is not None:
         problems += _provenance_digest_problems(dataset, manifest, plan)
     if not quick:
-        undecodable = _undecodable(path, manifest, {name for name, _ in damage})
+        undecodable = _undecodable(path, manifest, {problem.array for problem in damage})
         problems += _nan_problems(dataset, undecodable)
         problems += invariant_problems(dataset, skip=undecodable)
     return problems
@@ -459,16 +451,17 @@ def _undecodable(path: str | Path, manifest: Manifest | None, damaged: set[str])
     if manifest is None:
         return damaged
     numeric = integrity.numeric_arrays(path, damaged)
-    return (damaged - numeric) | {name for name, _ in integrity.decode_problems(path, numeric)}
+    return (damaged - numeric) | {problem.array for problem in integrity.decode_problems(path, numeric)}
 
 
-def _integrity_problems(path: str | Path, manifest: Manifest | None, quick: bool) -> list[tuple[str, str]]:
-    """(array, problem) for chunks unlike the manifest, each line with how to recompute the chunk.
+def _integrity_problems(path: str | Path, manifest: Manifest | None, quick: bool) -> list[integrity.Problem]:
+    """Chunks and metadata unlike the manifest, each problem with how to recompute what it names.
 
     Without a manifest: one problem saying so and, unless ``quick``, every chunk zarr cannot decode.
     """
     if manifest is None:
-        unverified = (
+        unverified = integrity.Problem(
+            "",
             "",
             "no manifest: the store was written before checksums and its chunks cannot be verified; run"
             f" `landscape validate {path} --rehash` to read it in full and add one",
@@ -477,15 +470,13 @@ def _integrity_problems(path: str | Path, manifest: Manifest | None, quick: bool
     damage = integrity.metadata_problems(path, manifest)
     if not quick:
         damage += integrity.chunk_problems(path, manifest)
-    attrs = _root_attrs(path)
-    return [(name, f"{problem}; {_advice(path, manifest, name, problem, attrs)}") for name, problem in damage]
-
-
-def _advice(path: str | Path, manifest: Manifest, name: str, problem: str, attrs: Mapping[str, Any]) -> str:
-    """How to recompute what ``problem`` names (its chunk key, when it names one)."""
-    prefix = f"chunk '{name}/"
-    key = problem.split(prefix, 1)[1].split("'", 1)[0] if prefix in problem else ""
-    return integrity.recompute_advice(path, manifest, name, key, attrs)
+    attrs = integrity.stored_attrs(path)
+    return [
+        problem._replace(
+            text=f"{problem.text}; {integrity.recompute_advice(path, manifest, problem.array, problem.chunk, attrs)}"
+        )
+        for problem in damage
+    ]
 
 
 def _schema_problems(dataset: xr.Dataset) -> list[str]:
@@ -498,9 +489,9 @@ def _schema_problems(dataset: xr.Dataset) -> list[str]:
             problems.append(f"variable {name!r} has dims {dataset[name].dims}, expected {variable.dims}")
         elif any(not _same_attr(dataset[name].attrs.get(key), value) for key, value in variable.attrs().items()):
             problems.append(f"variable {name!r} lacks the attributes of the schema (description, units, flags)")
-    for name in dataset.data_vars:
-        if dataset[name].dtype.kind in "OSU":
-            problems.append(f"variable {name!r} holds strings or objects ({dataset[name].dtype})")
+    for stored, array in dataset.data_vars.items():
+        if array.dtype.kind in "OSU":
+            problems.append(f"variable {stored!r} holds strings or objects ({array.dtype})")
     return problems
 
 
@@ -560,7 +551,7 @@ def rehash(path: str | Path, plan: pd.DataFrame | None = None) -> list[str]:
     if problems:
         return problems
     old = integrity.read_manifest(path)
-    survey = _root_attrs(path).get(integrity.SURVEY_ATTR)
+    survey = integrity.stored_attrs(path).get(integrity.SURVEY_ATTR)
     manifest = integrity.build_manifest(
         path,
         survey=integrity.text_digest(survey) if isinstance(survey, str) else None,
