@@ -222,4 +222,9 @@ def test_query_command_tables(small_store: Path, tmp_path: Path, capsys: pytest.
         out = tmp_path / f"{table}.csv"
         assert query_command.main([str(small_store), "--by", "width", "--table", table, "--csv", str(out)]) == 0
         assert not pd.read_csv(out).empty
+    assert query_command.main([str(small_store), "--by", "width", "--table", "plateaus"]) == 0
+    printed = capsys.readouterr().out
+    assert "saddle [95% CI]" in printed and "66.7% [20.8, 93.9]" in printed and "O-split+Z 1, Z 1" in printed
+    plateaus = pd.read_csv(tmp_path / "plateaus.csv")  # full precision
+    assert plateaus.loc[0, "saddle"] == pytest.approx(2 / 3)
     assert query_command.main([str(small_store), "--by", "nope"]) == 2
