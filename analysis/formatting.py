@@ -42,7 +42,7 @@ CI = "[95% CI]"
 """Header suffix of a value shown with its interval."""
 
 
-def format_number(value: float) -> str:
+def format_number(value: float | np.floating) -> str:
     """A measurement to three significant digits; ``–`` for NaN and ``inf`` for infinity.
 
     Examples
@@ -73,7 +73,7 @@ def format_p(p: float) -> str:
     return "p < 1e-16" if p < 1e-16 else f"p = {format_number(p)}"
 
 
-def format_count(value: float) -> str:
+def format_count(value: float | np.number) -> str:
     """A count: exact with thousands separators below 10,000, else three significant digits."""
     if not np.isfinite(value):
         return "–"

@@ -160,19 +160,19 @@ EVENTS: dict[str, Event] = {
     "visited_plateau": Event(
         "the run left at least one plateau (a plateau lasting until the run stopped does not count)",
         VISITED,
-        lambda arrays: _visited(arrays).any(axis=1),
+        lambda arrays: np.asarray(_visited(arrays).any(axis=1)),
     ),
     "visited_saddle": Event(
         "the run left at least one plateau whose stationary point is a saddle",
         (*VISITED, "plateau_point_type"),
-        lambda arrays: (
-            _visited(arrays) & (arrays["plateau_point_type"] == labels.code(labels.POINT_TYPE, "saddle"))
-        ).any(axis=1),
+        lambda arrays: np.asarray(
+            (_visited(arrays) & (arrays["plateau_point_type"] == labels.code(labels.POINT_TYPE, "saddle"))).any(axis=1)
+        ),
     ),
     "plateau_escape_neuron": Event(
         "at least one escape neuron at a plateau the run left",
         (*VISITED, "plateau_n_escape"),
-        lambda arrays: (_visited(arrays) & (arrays["plateau_n_escape"] >= 1)).any(axis=1),
+        lambda arrays: np.asarray((_visited(arrays) & (arrays["plateau_n_escape"] >= 1)).any(axis=1)),
     ),
     **{
         _ending_event(name): Event(f"the run ends: {name} ({phrase})", ENDING_VARIABLES, _ending_is(name))

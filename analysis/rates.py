@@ -50,8 +50,8 @@ def group_rates(
         Columns ``*by, label, count, total, rate, ci_low, ci_high``.
     """
     by = list(by)
-    rows = len(np.asarray(next(iter(indicators.values())))) if indicators else len(frame)
-    keep = np.ones(rows, dtype=bool) if among is None else np.asarray(among, dtype=bool)
+    trials = len(np.asarray(next(iter(indicators.values())))) if indicators else len(frame)
+    keep = np.ones(trials, dtype=bool) if among is None else np.asarray(among, dtype=bool)
     counts = pd.DataFrame({name: np.asarray(values, dtype=np.int64)[keep] for name, values in indicators.items()})
     for name in by:
         counts[name] = frame[name].to_numpy()[keep]

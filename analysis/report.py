@@ -92,7 +92,8 @@ def build_report(store: str | Path, out_dir: str | Path) -> Path:
         report.sections.append(_reproduction_section(report, reproduction))
     report.sections.append(_settings_section(dataset, axes))
     report.sections.append(_comparison_section(report, comparisons))
-    for axis in list(axes) or [None]:
+    each: list[str | None] = [*axes] or [None]
+    for axis in each:
         report.sections.extend(axis_sections(report, dataset, axis, comparisons))
     report.sections.extend(trajectory_sections(report, dataset))
     report.sections.append(_methods_section(report))

@@ -78,10 +78,10 @@ class Axis:
         return table if self.name else table.assign(survey="all runs")
 
 
-def _present(table: pd.DataFrame, labels: object = None) -> list[str]:
-    """Labels of a tidy table that occur (count > 0), optionally among ``labels``, in table order."""
+def _present(table: pd.DataFrame) -> list[str]:
+    """Labels of a tidy table that occur (count > 0), in table order."""
     counts = table.groupby("label", sort=False)["count"].sum()
-    return [str(label) for label, count in counts.items() if count > 0 and (labels is None or label in labels)]
+    return [str(label) for label, count in counts.items() if count > 0]
 
 
 def _figure_section(report: Report, title: str, name: str, draw: Figure, reading: str, caption: str) -> Section:

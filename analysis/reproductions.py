@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,7 @@ def _rate_row(key: dict[str, object], successes: int, trials: int) -> dict[str, 
             "ci_low": low, "ci_high": high}  # fmt: skip
 
 
-def _percent(row: tuple) -> str:
+def _percent(row: Any) -> str:
     """``rate% [low, high]`` of a table row from ``DataFrame.itertuples``."""
     return f"{100 * row.rate:.1f}% [{100 * row.ci_low:.1f}, {100 * row.ci_high:.1f}]"
 
