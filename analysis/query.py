@@ -11,16 +11,20 @@ Tables (theory.md section 8.1):
 
 * :func:`rate_table` -- any flag variable (``outcome``, ``end_point_type``, ``end_stationarity``...);
 * :func:`event_table` -- yes/no events per run (:data:`EVENTS`: local minimum of any kind, escape
-  neuron present, plateau present, one point type, one outcome);
+  neuron at the end point, plateau present, a saddle or an escape neuron at a plateau the run left,
+  one point type, one ending of :mod:`analysis.endings`, unresolved);
 * :func:`saddle_mechanism_table` and :func:`strictness_table` -- among saddle end points;
 * :func:`count_table` / :func:`count_summary` -- distribution and mean of a count
   (``n_escape_neurons``, ``n_plateaus``);
 * :func:`escape_consistency_table` -- of the neurons that grew after a plateau, the fraction that
   were predicted escape neurons there (and the converse), pooled over plateaus;
-* :func:`summary_table` -- the headline rates side by side, one row per group.
-
+* :func:`summary_table` -- the headline rates side by side, one row per group;
 * :func:`effective_width_table` -- the width of the narrower network each end point embeds after
   grouping neurons by direction and activation pattern (``end_reduced_width``).
+
+Where runs end is :func:`analysis.endings.ending_table`; the stationary points visited on the way
+(plateaus the run left, by order) are :func:`analysis.plateaus.plateau_table` and
+:func:`analysis.plateaus.visited_table`.
 """
 
 from __future__ import annotations
