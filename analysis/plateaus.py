@@ -156,14 +156,14 @@ def visited_table(
 
 
 def _mean_interval(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean and its 95% normal-approximation interval (NaN interval for fewer than two values)."""
+    """Mean of counts and its 95% normal-approximation interval, clipped at 0 (NaN for fewer than two values)."""
     if values.size == 0:
         return np.nan, np.nan, np.nan
     mean = float(values.mean())
     if values.size < 2:
         return mean, np.nan, np.nan
     half = float(stats.norm.ppf(0.5 + CONFIDENCE / 2) * values.std(ddof=1) / np.sqrt(values.size))
-    return mean, mean - half, mean + half
+    return mean, max(mean - half, 0.0), mean + half
 
 
 def _share(count: int, total: int) -> tuple[float, float, float]:
@@ -216,9 +216,9 @@ def plateau_table(dataset: xr.Dataset, by: Sequence[str] = ()) -> pd.DataFrame:
         ``saddle`` (among visited plateaus), ``strict`` (among visited saddles), ``escape_neuron``
         (at least one escape neuron), ``grown_were_predicted`` (of the neurons that grew tenfold
         before the next plateau, those predicted escape neurons; neurons as trials); ``mechanisms``
-        (count of each combination among visited saddles); means with 95% normal intervals of
-        ``escape_neurons`` and ``grew`` (neurons per visited plateau); ``loss_median`` and
-        ``duration_median`` (steps).
+        (count of each combination among visited saddles); means with 95% normal intervals
+        (clipped at 0) of ``escape_neurons`` and ``grew`` (neurons per visited plateau);
+        ``loss_median`` and ``duration_median`` (steps).
     """
     by = list(by)
     frame = plateau_frame(dataset, by)
