@@ -44,14 +44,14 @@ __all__ = [
     "build_manifest",
     "chunk_problems",
     "decode_problems",
-    "recompute_advice",
-    "run_chunk",
-    "stored_attrs",
     "metadata_problems",
     "numeric_arrays",
     "open_verified",
     "plan_digest",
     "read_manifest",
+    "recompute_advice",
+    "run_chunk",
+    "stored_attrs",
     "text_digest",
     "write_manifest",
 ]
@@ -123,7 +123,7 @@ class Manifest:
             name: ArrayRecord(
                 tuple(record["dims"]),
                 record["metadata"],
-                {key: (int(size), digest) for key, (size, digest) in record["chunks"].items()},
+                {key: (int(size), hashed) for key, (size, hashed) in record["chunks"].items()},
             )
             for name, record in data["arrays"].items()
         }
