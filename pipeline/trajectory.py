@@ -19,7 +19,9 @@ slower oscillations of neurons bouncing on kinks (hundreds of steps at small lea
 step is flat when either average is below ``rate_tol`` in absolute value: the short one notices a
 plateau right after a fast drop (which the long one remembers for a few time units), the long one
 holds through the oscillations on a short shoulder, which would otherwise split it into pieces
-too short to count.
+too short to count. A flat window that opens at the loss where the previous plateau ended (within
+``merge_tol``) continues that plateau: a rate hovering around ``rate_tol`` while the loss creeps on,
+or oscillates, does not split a plateau into many.
 
 A flat window becomes a plateau when it lasts at least ``max(min_steps, min_fraction * gap)``
 steps, where ``gap`` is the time since the previous plateau ended (since step 0 before the first):
@@ -118,6 +120,9 @@ class PlateauSettings:
     smoothing_time
         Natural time units spanned by the long moving average: its weight is
         ``min(smoothing, learning_rate * s_x * s_y / smoothing_time)``.
+    merge_tol
+        A flat window that opens with the loss within this relative distance of the loss at the end of
+        the previous plateau continues that plateau.
     max_plateaus
         Plateaus stored per run (later ones are counted, not stored).
     """
@@ -127,6 +132,7 @@ class PlateauSettings:
     min_fraction: float = 0.2
     smoothing: float = 0.1
     smoothing_time: float = 1.0
+    merge_tol: float = 0.02
     max_plateaus: int = 8
 
 
@@ -156,7 +162,10 @@ class PlateauRecorder:
         self._mean_decrease = torch.zeros(2, n_runs, **like)
         self._in_flat = torch.zeros(n_runs, dtype=torch.bool, device=w.device)
         self._flat_start = torch.zeros(n_runs, **index)
+        self._continuing = torch.zeros(n_runs, dtype=torch.bool, device=w.device)  # the open window extends a plateau
+        self._previous_start = torch.zeros(n_runs, **index)  # of the last plateau
         self._previous_end = torch.zeros(n_runs, **index)
+        self._previous_end_loss = torch.full((n_runs,), torch.nan, **like)  # the loss when it ended
         self._best_grad = torch.full((n_runs,), torch.inf, **like)
         self._best_step = torch.zeros(n_runs, **index)
         self._best_loss = torch.zeros(n_runs, **like)
@@ -196,11 +205,32 @@ class PlateauRecorder:
         # either average below the bound; a sustained rise (catapult) is not a plateau
         flat = active & (self._mean_decrease.abs() < self._flat_bound * loss).any(dim=0)
         starting = flat > self._in_flat  # flat and not yet in a flat window
-        self._flat_start.masked_fill_(starting, step)
-        self._best_grad.masked_fill_(starting, torch.inf)
+        if bool(starting.any()):
+            self._open(step, starting, loss)
         self._record_best(step, flat & (grad_norm < self._best_grad), loss, grad_norm, w, a)
-        self._commit(active & (self._in_flat > flat), step, final=False)  # the window ends
+        self._commit(active & (self._in_flat > flat), step, loss, final=False)  # the window ends
         self._in_flat = torch.where(active, flat, self._in_flat)
+
+    def _open(self, step: int, starting: torch.Tensor, loss: torch.Tensor) -> None:
+        """Open a flat window at ``step`` for the runs where ``starting`` (R,).
+
+        A window opening at the loss where the previous plateau ended (within ``merge_tol``) continues
+        that plateau: it keeps the plateau's start and representative, and its end moves on when the
+        window closes. Other windows start afresh.
+        """
+        level = self._previous_end_loss  # NaN before the first plateau: no window continues
+        continuing = starting & ((loss - level).abs() <= self.settings.merge_tol * level)
+        fresh = starting & ~continuing
+        self._continuing = torch.where(starting, continuing, self._continuing)
+        self._flat_start = torch.where(continuing, self._previous_start, self._flat_start).masked_fill_(fresh, step)
+        self._best_grad.masked_fill_(fresh, torch.inf)
+        runs = torch.nonzero(continuing & (self.count <= self.settings.max_plateaus)).squeeze(-1)
+        slot = self.count[runs] - 1  # the stored plateau it continues: its representative is the best so far
+        self._best_grad[runs] = self.grad_norm[runs, slot]
+        self._best_step[runs] = self.representative_step[runs, slot]
+        self._best_loss[runs] = self.loss[runs, slot]
+        self._best_w[runs] = self.w[runs, slot]
+        self._best_a[runs] = self.a[runs, slot]
 
     def _record_best(
         self,
@@ -225,24 +255,33 @@ class PlateauRecorder:
         The window includes ``step``; it is a final plateau unless the run ``diverged`` (R,).
         """
         closing = stopping & self._in_flat
-        self._commit(closing & ~diverged, step + 1, final=True)
-        self._commit(closing & diverged, step + 1, final=False)
+        self._commit(closing & ~diverged, step + 1, None, final=True)
+        self._commit(closing & diverged, step + 1, None, final=False)
         self._in_flat = self._in_flat & ~stopping
 
-    def _commit(self, closing: torch.Tensor, step: int, *, final: bool) -> None:
-        """Store the closing flat windows that are long enough as plateaus."""
+    def _commit(self, closing: torch.Tensor, step: int, loss: torch.Tensor | None, *, final: bool) -> None:
+        """Store the closing flat windows that are long enough, or continue a plateau, as plateaus.
+
+        ``step`` is the first step after the window; ``loss`` (R,) the loss there (None when the runs stop).
+        """
         if not bool(closing.any()):  # most steps: cheaper than the length test below
             return
         settings = self.settings
         length = step - self._flat_start
         gap = self._flat_start - self._previous_end
         long_enough = length >= torch.clamp((settings.min_fraction * gap).to(torch.int64), min=settings.min_steps)
-        commit = closing & long_enough
+        commit = closing & (long_enough | self._continuing)
+        slots = self.count - self._continuing.to(torch.int64)  # a continued plateau keeps its slot
+        self.count = self.count + (commit & ~self._continuing).to(torch.int64)
+        self._continuing = self._continuing & ~closing
         if not bool(commit.any()):
             return
+        self._previous_start = torch.where(commit, self._flat_start, self._previous_start)
         self._previous_end.masked_fill_(commit, step)
-        runs = torch.nonzero(commit & (self.count < settings.max_plateaus)).squeeze(-1)
-        slot = self.count[runs]
+        if loss is not None:
+            self._previous_end_loss = torch.where(commit, loss, self._previous_end_loss)
+        runs = torch.nonzero(commit & (slots < settings.max_plateaus)).squeeze(-1)
+        slot = slots[runs]
         self.start[runs, slot] = self._flat_start[runs]
         self.end[runs, slot] = step
         self.representative_step[runs, slot] = self._best_step[runs]
@@ -251,4 +290,3 @@ class PlateauRecorder:
         self.is_final[runs, slot] = final
         self.w[runs, slot] = self._best_w[runs]
         self.a[runs, slot] = self._best_a[runs]
-        self.count = self.count + commit.to(torch.int64)

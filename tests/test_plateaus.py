@@ -18,15 +18,22 @@ DTYPE = torch.float64
 RATE_TOL = PlateauSettings().rate_tol
 
 
-def detect(curves: np.ndarray, rate_scale: np.ndarray, settings: PlateauSettings | None = None) -> PlateauRecorder:
+def detect(
+    curves: np.ndarray,
+    rate_scale: np.ndarray,
+    settings: PlateauSettings | None = None,
+    grad_norm: np.ndarray | None = None,
+) -> PlateauRecorder:
     """Feed loss curves (R, T) to a recorder, one step at a time; the runs stop after the last step.
 
-    The gradient norm fed is ``|L_t - L_{t-1}|`` (smallest where the curve is flattest); the
-    parameters are the step number, so the stored ones name the representative step.
+    The gradient norm fed is ``grad_norm`` (R, T), by default ``|L_t - L_{t-1}|`` (smallest where the
+    curve is flattest); the parameters are the step number, so the stored ones name the representative step.
     """
     n_runs, n_steps = curves.shape
     loss = torch.as_tensor(curves, dtype=DTYPE)
-    slope = torch.as_tensor(np.abs(np.diff(curves, prepend=curves[:, :1], axis=1)), dtype=DTYPE)
+    if grad_norm is None:
+        grad_norm = np.abs(np.diff(curves, prepend=curves[:, :1], axis=1))
+    slope = torch.as_tensor(grad_norm, dtype=DTYPE)
     state = torch.zeros(n_runs, 1, 1, dtype=DTYPE)
     recorder = PlateauRecorder(settings or PlateauSettings(), torch.as_tensor(rate_scale, dtype=DTYPE), state, state)
     active = torch.ones(n_runs, dtype=torch.bool)
@@ -88,9 +95,10 @@ def test_constructed_four_level_trajectory_has_four_plateaus():
     assert len(windows) == 4
     (s2, e2), (s3, e3) = windows[1], windows[2]
     assert e3 - s3 < 0.2 * s3 and e2 - s2 < 0.5 * s2
-    # run 0: the smooth curve; run 1: with an oscillation whose rate (5 rate_tol) exceeds the tolerance
+    # run 0: the smooth curve; run 1: with an oscillation whose rate (5 rate_tol) exceeds the tolerance; the
+    # gradient norm of both is that of the smooth curve (smallest where it is flattest, near the saddles)
     curves = np.stack([loss, loss * wobble(tau, 5 * RATE_TOL)])
-    recorder = detect(curves, np.full(2, RATE_SCALE))
+    recorder = detect(curves, np.full(2, RATE_SCALE), grad_norm=np.abs(np.stack([slope, slope])))
     for run in range(2):
         found = plateaus(recorder, run)
         assert [p[4] for p in found] == [False, False, False, True]
@@ -109,6 +117,36 @@ def test_oscillation_on_a_shoulder_needs_the_long_average():
     short_only = PlateauSettings(smoothing_time=1e-9)  # the long average's weight becomes the short one's
     recorder = detect((loss * wobble(tau, 5 * RATE_TOL))[None], np.full(1, RATE_SCALE), short_only)
     assert int(recorder.count[0]) < len(LEVELS)
+
+
+def interrupted_plateau() -> np.ndarray:
+    """Flat at 1 for steps 0-199; a 1% dip over steps 200-204 (rate 2 rate_tol); flat for 205-399; a drop by 0.9
+    per step over 400-419; flat from 420 to 700."""
+    factors = np.ones(701)
+    factors[200:205] = 0.998
+    factors[400:420] = 0.9
+    return np.cumprod(factors)
+
+
+@pytest.mark.parametrize(
+    ("merge_tol", "expected"), [(0.02, [(1, 400), (420, 701)]), (0.0, [(1, 200), (205, 400), (420, 701)])]
+)
+def test_a_plateau_interrupted_at_its_level_stays_one(merge_tol, expected):
+    """A window that opens within merge_tol of the loss where the previous plateau ended continues it: its
+    start and representative are kept (run 0: the gradient is smallest before the dip) or improved (run 1:
+    after it)."""
+    curve = interrupted_plateau()
+    steps = np.arange(len(curve))
+    grad_norm = np.stack([1 + np.abs(steps - 100), 1 + np.abs(steps - 300)]).astype(float)
+    settings = PlateauSettings(smoothing=1.0, merge_tol=merge_tol)
+    recorder = detect(np.stack([curve, curve]), np.ones(2), settings, grad_norm=grad_norm)
+    for run, best in enumerate((100, 300)):
+        found = plateaus(recorder, run)
+        assert [(start, end) for start, end, *_ in found] == expected
+        assert int(recorder.count[run]) == len(expected)
+        if merge_tol > 0:
+            assert found[0][2] == best and float(recorder.w[run, 0, 0, 0]) == best
+            assert found[0][3] == curve[best]
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -143,3 +181,34 @@ def test_slowing_decay_has_one_final_plateau_after_the_rate_falls_below_the_tole
     assert len(found) == 1 and found[0][4]
     lag = 3 * max(1 / PlateauSettings().smoothing * rate_scale, PlateauSettings().smoothing_time)
     assert crossing <= found[0][0] * rate_scale <= crossing + lag
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The published case itself, by gradient descent
+
+
+@pytest.mark.slow
+def test_published_three_dimensional_case_has_four_plateaus():
+    """Wu, Simsek & Ged, 3-d inputs, scalar output, width 50, init std 50^-6.5 (authors' code, seed 12).
+
+    Their loss is the mean squared error, twice ours, so their learning rate 1e-3 is our 2e-3. The loss
+    curve shows four levels: the zero network ``||y||^2 / (2n) = 0.1036``, shoulders at about 0.060 and
+    0.022, and a long plateau at 0.0176 (reached after about 200,000 steps).
+    """
+    from pipeline.engine import run_gradient_descent
+
+    x = torch.tensor(
+        [[-0.3, -0.75, -0.5], [-0.2, -0.2, 0.4], [-0.6, 1, -1], [-0.4, 0.4, 0.3], [0.6, -0.1, -0.7],
+         [0.4, -0.9, 0.3], [0.2, 0.2, -0.5]], dtype=DTYPE,
+    )[None]  # fmt: skip
+    y = torch.tensor([-0.5, 0.1, -0.6, 0.3, 0.8, -0.3, -0.1], dtype=DTYPE).reshape(1, 7, 1)
+    generator = torch.Generator().manual_seed(12)  # the authors' draws: input weights, then output weights
+    std = 50**-6.5
+    w0 = std * torch.empty(50, 3).normal_(generator=generator).to(DTYPE)[None]
+    a0 = std * torch.empty(1, 50).normal_(generator=generator).to(DTYPE).T[None]
+    result = run_gradient_descent(w0, a0, x, y, leak=0.0, learning_rate=2e-3, max_steps=300_000)
+    count = int(result.n_plateaus[0])
+    assert count == 4
+    levels = result.plateau_loss[0, :count].numpy()
+    np.testing.assert_allclose(levels, [0.1036, 0.060, 0.022, 0.0176], rtol=0.05)
+    assert float(levels[0]) == pytest.approx(float(y.square().sum()) / 14, rel=1e-9)
