@@ -48,6 +48,7 @@ from pipeline import interval_population
 from pipeline.interval_population import IntervalTarget
 from pipeline.stationary import labels
 from pipeline.stationary.api import SENSITIVITY_FACTORS, BatchClassification, unclassified_record
+from pipeline.stationary.local_descent import MIN_QUALIFYING
 
 __all__ = ["classify_interval_batch", "flat_directions"]
 
@@ -66,7 +67,7 @@ SLIVER_TOL = 1e-6
 """A sliver coefficient counts as zero when ``|a_j . r(E)| <= SLIVER_TOL ||a_j|| s_y``."""
 N_ANGLES = 3600
 """Unit directions ``u`` on which a zero neuron's ``D_j(u)`` is evaluated."""
-STEPS = np.geomspace(1e-1, 1e-7, 13)
+STEPS = np.geomspace(1e-1, 1e-10, 19)
 """Relative step lengths tried when verifying a descent direction on the true loss."""
 ROUNDING_FACTOR = 64.0
 """A verified decrease exceeds this many machine epsilons of the loss."""
@@ -420,20 +421,33 @@ def _inward(point: _Point, neuron: int) -> np.ndarray:
 def _verify(
     point: _Point, dw: np.ndarray, da: np.ndarray, *, both_signs: bool = True
 ) -> tuple[np.ndarray, np.ndarray, float] | None:
-    """Scale ``(dw, da)`` down until the true loss decreases beyond rounding; None if it never does."""
+    """A local decrease along ``(dw, da)``: the witness at the top of the decreasing run of steps; None if none.
+
+    The loss is evaluated along the whole ladder ``STEPS`` (largest first). The smallest step whose decrease
+    exceeds the rounding floor marks where rounding stops dominating; the decrease must hold there and at
+    least ``MIN_QUALIFYING - 1`` consecutive larger steps (:mod:`pipeline.stationary.local_descent`), and
+    the witness is the largest step of that run, so a decrease found only after a jump at a large step
+    (across another neuron's breakpoint) never counts.
+    """
     s_x, s_y = _scales(point.target)
     natural = np.sqrt(s_y / s_x)  # parameter size of a network of output scale s_y
     size = max(float(np.sqrt(np.square(point.w.numpy()).sum() + np.square(point.a.numpy()).sum())), natural)
     norm = float(np.sqrt(np.square(dw).sum() + np.square(da).sum()))
     base = float(point.loss(point.w, point.a))
     floor = ROUNDING_FACTOR * np.finfo(float).eps * max(base, np.finfo(float).tiny)
-    for step in STEPS * size / norm:
-        for sign in (1.0, -1.0) if both_signs else (1.0,):
-            moved_w = point.w + torch.as_tensor(sign * step * dw)
-            moved_a = point.a + torch.as_tensor(sign * step * da)
-            decrease = base - float(point.loss(moved_w, moved_a))
-            if decrease > floor:
-                return sign * step * dw, sign * step * da, decrease
+    for sign in (1.0, -1.0) if both_signs else (1.0,):
+        steps = sign * STEPS * size / norm
+        decrease = np.array([base - float(point.loss(point.w + torch.as_tensor(t * dw), point.a + torch.as_tensor(t * da)))
+                             for t in steps])  # fmt: skip
+        above = np.flatnonzero(decrease > floor)
+        if above.size == 0:
+            continue
+        bottom = int(above.max())
+        top = bottom
+        while top > 0 and decrease[top - 1] > floor:
+            top -= 1
+        if bottom - top + 1 >= MIN_QUALIFYING:
+            return steps[top] * dw, steps[top] * da, float(decrease[top])
     return None
 
 

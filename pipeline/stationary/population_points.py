@@ -27,6 +27,7 @@ import torch
 from pipeline import population
 from pipeline.stationary import labels
 from pipeline.stationary.api import BatchClassification, unclassified_record
+from pipeline.stationary.local_descent import geometric_steps, verify_local_descent
 
 __all__ = ["classify_population_batch"]
 
@@ -34,6 +35,7 @@ STATIONARY_TOL = 1e-6
 """Relative gradient-norm tolerance ``||grad F|| / (s_y^1.5 s_x^0.5)`` of a stationary point."""
 APPROX_STATIONARY_TOL = 1e-2
 CURVATURE_TOL = 1e-9
+ROUNDING_FACTOR = 64.0
 """Eigenvalues within this fraction of the largest eigenvalue count as zero."""
 GLOBAL_LOSS_TOL = 1e-8
 """A local minimum of a realisable target is global when ``F <= GLOBAL_LOSS_TOL * s_y^2``."""
@@ -154,7 +156,7 @@ def _second_order(
         return
     if lowest < -CURVATURE_TOL * scale:
         direction = basis @ eigenvectors[:, 0]
-        _verify_witness(record, run, w, a, teacher, leak, train_output, direction)
+        _verify_witness(record, run, w, a, teacher, leak, train_output, direction, lowest)
 
 
 def _verify_witness(
@@ -166,29 +168,53 @@ def _verify_witness(
     leak: float,
     train_output: bool,
     direction: np.ndarray,
+    curvature: float,
 ) -> None:
-    """Label a saddle only if a step along the negative-curvature direction lowers the true loss."""
+    """Label a saddle only if the loss decreases locally along the negative-curvature direction.
+
+    The rule of :mod:`pipeline.stationary.local_descent`: steps from half the distance at which a neuron
+    could reach zero (the loss is smooth away from zero neurons) down to rounding, leading term
+    ``1/2 lambda t^2`` (unit ``direction``), residue ``|grad . direction| t``; both signs are tried.
+    """
     n_w = w.numel()
-    base = float(population.population_loss(w[None], a[None], teacher[0][None], teacher[1][None], leak)[0])
-    for step in np.geomspace(1e-1, 1e-6, 11):
-        for sign in (1.0, -1.0):
-            dw = torch.as_tensor(sign * step * direction[:n_w].reshape(w.shape))
-            da = (
-                torch.as_tensor(sign * step * direction[n_w:].reshape(a.shape)) if train_output else torch.zeros_like(a)
-            )
-            moved = float(
-                population.population_loss((w + dw)[None], (a + da)[None], teacher[0][None], teacher[1][None], leak)[0]
-            )
-            if moved < base:
-                record["point_type"][run] = labels.code(labels.POINT_TYPE, "saddle")
-                record["is_local_min"][run] = 0
-                record["certificate"][run] = labels.code(labels.CERTIFICATE, "negative_curvature_witness")
-                record["strictness"][run] = labels.code(labels.STRICTNESS, "strict")
-                record["witness_w"][run] = dw.numpy()
-                record["witness_a"][run] = da.numpy()
-                record["has_witness"][run] = True
-                record["witness_decrease"][run] = base - moved
-                return
+    dw = torch.as_tensor(direction[:n_w].reshape(w.shape))
+    da = torch.as_tensor(direction[n_w:].reshape(a.shape)) if train_output else torch.zeros_like(a)
+    signs = torch.tensor([1.0, -1.0], dtype=w.dtype)
+    grads = population.population_gradients(w[None], a[None], teacher[0][None], teacher[1][None], leak,
+                                            train_output=train_output)  # fmt: skip
+    slope = float((grads.grad_w[0] * dw).sum() + (grads.grad_a[0] * da).sum())
+    moving = dw.norm(dim=-1) > 0
+    radius = float((w.norm(dim=-1)[moving] / dw.norm(dim=-1)[moving]).min()) if bool(moving.any()) else np.inf
+    scale = max(float(torch.sqrt(w.square().sum() + a.square().sum())), 1.0)
+    steps = geometric_steps(torch.tensor([min(0.5 * radius, scale)], dtype=w.dtype)).expand(2, -1)  # (2, T)
+    t = signs[:, None] * steps
+    base = population.population_loss(w[None], a[None], teacher[0][None], teacher[1][None], leak)
+    T = steps.shape[1]
+    moved_w = (w + t.reshape(-1, 1, 1) * dw).reshape(2 * T, *w.shape)
+    moved_a = (a + t.reshape(-1, 1, 1) * da).reshape(2 * T, *a.shape)
+    moved = population.population_loss(moved_w, moved_a, teacher[0].expand(2 * T, -1, -1),
+                                       teacher[1].expand(2 * T, -1, -1), leak).reshape(2, T)  # fmt: skip
+    change = moved - base
+    # the closed form is a sum of kernel terms of size (sum_j ||a_j|| ||w_j||)^2 and the teacher's: its rounding
+    magnitude = float(base[0]) + float((w.norm(dim=-1) * a.norm(dim=-1)).sum()) ** 2
+    magnitude += float((teacher[0].norm(dim=-1) * teacher[1].norm(dim=-1)).sum()) ** 2
+    floor = torch.full((2,), ROUNDING_FACTOR * float(np.finfo(float).eps) * magnitude, dtype=w.dtype)
+    check = verify_local_descent(change, 0.5 * curvature * steps**2, abs(slope) * steps, floor, slope * t)
+    if not bool(check.verified.any()):
+        return
+    pick = int(torch.where(check.verified, check.decrease, -torch.inf).argmax())
+    top = int(check.largest[pick])
+    step = float(t[pick, top])
+    record["point_type"][run] = labels.code(labels.POINT_TYPE, "saddle")
+    record["is_local_min"][run] = 0
+    record["certificate"][run] = labels.code(labels.CERTIFICATE, "negative_curvature_witness")
+    record["strictness"][run] = labels.code(labels.STRICTNESS, "strict")
+    record["witness_w"][run] = (step * dw).numpy()
+    record["witness_a"][run] = (step * da).numpy()
+    record["has_witness"][run] = True
+    record["witness_decrease"][run] = float(check.decrease[pick])
+    record["witness_radius"][run] = radius
+    record["witness_min_step"][run] = float(steps[pick, int(check.smallest[pick])])
 
 
 def _resolve_globality(record: dict[str, np.ndarray], realisable: bool, zero_loss: np.ndarray) -> None:
