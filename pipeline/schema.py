@@ -135,7 +135,14 @@ VARIABLES: dict[str, Variable] = {
     "end_kink": Variable(NEURON, "neuron has data points on its kink"),
     "end_roles": Variable(NEURON, "neuron role at the end point", flags=labels.flag_attrs(labels.ROLE)),
     "end_escape_strength": Variable(NEURON, "escape strength kappa_j (theory.md 4); NaN if not escape"),
-    "end_margin": Variable(RUN, "local-minimum margin min |a_j| over neurons with D_j != 0 (theory.md 5.1)"),
+    "end_margin": Variable(
+        RUN,
+        "local-minimum margin: no perturbation of smaller Euclidean norm lowers the loss;"
+        " min_j min(mu_j, 1 / C_j) (theory.md 2 and 5.1; pipeline.stationary.margins)",
+    ),
+    "end_margin_limit": Variable(
+        RUN, "what bounds the margin (-1: no margin)", flags=labels.flag_attrs(labels.MARGIN_LIMIT)
+    ),
     "end_curvature": Variable(RUN, "most negative curvature found (kappa or Hessian eigenvalue)"),
     "end_witness_w": Variable(W, "descent perturbation of w (verified on the true loss); NaN if none"),
     "end_witness_a": Variable(A, "descent perturbation of a; NaN if none"),

@@ -37,8 +37,11 @@ class BatchClassification:
     w : (R, m, d), a : (R, m, k)
         The classified (snapped) points.
     loss, first_order_gap, margin : (R,) float
-        Loss, relative stationarity gap (max over neurons), local-minimum margin (NaN if not a
-        certified local minimum; ``inf`` if no neuron limits it).
+        Loss, relative stationarity gap (max over neurons), local-minimum margin: no perturbation of
+        smaller Euclidean norm lowers the loss (:mod:`pipeline.stationary.margins`; NaN if not a certified
+        local minimum; ``inf`` if nothing limits it).
+    margin_limit : (R,) int8
+        ``MARGIN_LIMIT`` code of what bounds the margin (-1 without a margin).
     stationarity, point_type, is_local_min, certificate, strictness : (R,) int8
         Codes of ``STATIONARITY``, ``POINT_TYPE``, ``IS_LOCAL_MIN``, ``CERTIFICATE``, ``STRICTNESS``.
     mechanisms : (R,) int8
@@ -78,6 +81,7 @@ class BatchClassification:
     roles: np.ndarray
     escape_strength: np.ndarray
     margin: np.ndarray
+    margin_limit: np.ndarray
     curvature: np.ndarray
     witness_w: np.ndarray
     witness_a: np.ndarray
@@ -279,6 +283,7 @@ def unclassified_record(w: np.ndarray, a: np.ndarray) -> dict[str, np.ndarray]:
         "roles": np.zeros((n_runs, width), dtype=np.int8),
         "escape_strength": np.full((n_runs, width), np.nan),
         "margin": nan.copy(),
+        "margin_limit": np.full(n_runs, -1, dtype=np.int8),
         "curvature": nan.copy(),
         "witness_w": np.full(w.shape, np.nan),
         "witness_a": np.full(a.shape, np.nan),
@@ -303,7 +308,7 @@ def _placeholder(name: str, w: torch.Tensor, a: torch.Tensor) -> np.ndarray:
     shapes = {"w": w.shape, "a": a.shape, "witness_w": w.shape, "witness_a": a.shape}
     per_neuron = {"escape": bool, "kink": bool, "roles": np.int8, "escape_strength": np.float64}
     bools = {"differentiable", "has_witness", "tolerance_sensitive"}
-    codes = {"stationarity", "point_type", "is_local_min", "certificate", "mechanisms", "strictness"}
+    codes = {"stationarity", "point_type", "is_local_min", "certificate", "mechanisms", "strictness", "margin_limit"}
     if name in shapes:
         return np.zeros((0, *shapes[name][1:]))
     if name in per_neuron:

@@ -28,6 +28,7 @@ from pipeline.stationary import labels
 from pipeline.stationary.escape import differentiable, escape_flags
 from pipeline.stationary.first_order import clarke_gap, first_order, output_gaps
 from pipeline.stationary.kinks import SnappedPoint, snap_point
+from pipeline.stationary.margins import local_min_margins
 from pipeline.stationary.neurons import (
     FitQuantities,
     NeuronQuantities,
@@ -108,7 +109,7 @@ def classify_once(
 
     _not_stationary(out, q, fo, w, a, x, leak, train_output, ~st, labels_only)
     minimum = st & (~escape.any(dim=-1) | zero_loss)
-    _minima(out, q, d_zero, a, minimum, train_output, tol, realisable, best_known_loss)
+    _minima(out, q, d_zero, a, x, leak, minimum, train_output, tol, realisable, best_known_loss)
     zero_escape = zero_escape & ~zero_loss.unsqueeze(-1)
     _zero_output_saddles(out, q, w, a, x, leak, zero_escape)
     vector = st & ~zero_loss & escape.any(dim=-1) & ~zero_escape.any(dim=-1)
@@ -174,6 +175,7 @@ def _empty(R: int, m: int, d: int, k: int, w: torch.Tensor) -> dict[str, np.ndar
         "strictness": np.full(R, _C(labels.STRICTNESS, "unknown"), np.int8),
         "mechanisms": np.zeros(R, np.int8),
         "margin": np.full(R, np.nan),
+        "margin_limit": np.full(R, -1, np.int8),
         "escape_strength": np.full((R, m), np.nan),
         "curvature": np.full(R, np.nan),
         "witness_w": np.full((R, m, d), np.nan),
@@ -217,7 +219,7 @@ def _not_stationary(out, q: NeuronQuantities, fo, w, a, x, leak, train_output, m
     out["certificate"][ok] = _C(labels.CERTIFICATE, "first_order_descent")
 
 
-def _minima(out, q: NeuronQuantities, d_zero, a, mask, train_output, tol, realisable, best_known) -> None:
+def _minima(out, q: NeuronQuantities, d_zero, a, x, leak, mask, train_output, tol, realisable, best_known) -> None:
     """Section 5.1 (and the fixed-output theorem): certified local minima, globality and margin."""
     rn = mask.cpu().numpy()
     if not rn.any():
@@ -240,13 +242,8 @@ def _minima(out, q: NeuronQuantities, d_zero, a, mask, train_output, tol, realis
     certificate = np.where(zero_loss, _C(labels.CERTIFICATE, "none"), _C(labels.CERTIFICATE, "no_escape"))
     out["certificate"][rn] = certificate[rn]
     out["strictness"][rn] = _C(labels.STRICTNESS, "not_applicable")
-    if train_output:
-        norms = torch.where(d_zero, torch.full(d_zero.shape, float("inf"), dtype=a.dtype, device=a.device),
-                            a.norm(dim=-1))  # fmt: skip
-        margin = norms.amin(dim=-1).cpu().numpy() if norms.shape[-1] else np.full(loss.shape, np.inf)
-    else:
-        margin = np.full(loss.shape, np.inf)
-    out["margin"][rn] = margin[rn]
+    runs = np.flatnonzero(rn)
+    out["margin"][runs], out["margin_limit"][runs] = local_min_margins(q, a, x, d_zero, leak, train_output, runs)
 
 
 def _zero_output_saddles(out, q: NeuronQuantities, w, a, x, leak, zero_escape) -> None:

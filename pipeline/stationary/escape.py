@@ -28,10 +28,10 @@ from scipy.optimize import linprog
 from pipeline.stationary.boxls import box_ls_scipy
 from pipeline.stationary.neurons import NeuronQuantities, line_sums
 
-__all__ = ["EscapeFlags", "LP_MAX_KINKS", "differentiable", "escape_flags"]
+__all__ = ["MULTIPLIER_TOL", "EscapeFlags", "LP_MAX_KINKS", "differentiable", "escape_flags", "face_span"]
 
 LP_MAX_KINKS = 6
-_MULTIPLIER_TOL = 1e-6
+MULTIPLIER_TOL = 1e-6
 
 
 @dataclass(frozen=True)
@@ -116,8 +116,8 @@ def _kinked_vector_escape(q: NeuronQuantities, xb: torch.Tensor, r: int, j: int,
     for signs in itertools.product((1.0, -1.0), repeat=K):
         sig = np.array(signs)
         up = sig > 0
-        forced = (gam > 0) & np.where(up, s < 1 - _MULTIPLIER_TOL, s > _MULTIPLIER_TOL)
-        basis = _face_span(xs, sig, forced)
+        forced = (gam > 0) & np.where(up, s < 1 - MULTIPLIER_TOL, s > MULTIPLIER_TOL)
+        basis = face_span(xs, sig, forced)
         if basis.shape[1] == 0:
             continue
         D = B + (1.0 - leak) * res[up].T @ xs[up]
@@ -126,7 +126,7 @@ def _kinked_vector_escape(q: NeuronQuantities, xb: torch.Tensor, r: int, j: int,
     return False
 
 
-def _face_span(xs: np.ndarray, sig: np.ndarray, forced: np.ndarray) -> np.ndarray:
+def face_span(xs: np.ndarray, sig: np.ndarray, forced: np.ndarray) -> np.ndarray:
     """Orthonormal basis (d, q) of the span of ``{u : sig_i x_i.u >= 0, x_i.u = 0 (forced)}``.
 
     One LP finds the implicit equalities among the inequalities (rows that vanish on the whole cone).

@@ -27,6 +27,9 @@ Meanings (theory.md section 8.1):
     per neuron: ``active_smooth``, ``active_kinked``, ``dead`` (ReLU, all pre-activations < 0),
     ``dead_touching`` (ReLU, none > 0, some = 0), ``zero_output`` (a_j = 0), ``zero_input``
     (w_j = 0), ``zero`` (both).
+``MARGIN_LIMIT``
+    what bounds the local-minimum margin (:mod:`pipeline.stationary.margins`): ``unbounded``,
+    ``kink_distance`` (a pre-activation off a kink set changes sign), ``output_weight`` (``1 / C_j`` of 5.1).
 ``MECHANISM``
     bit ``2**i`` for ``MECHANISM[i]``: ``Z`` zero neuron, ``O-split`` zero-output copy of a neuron
     with the same activation pattern, ``O-touch`` zero-output dead ReLU neuron touching data,
@@ -40,6 +43,7 @@ import numpy as np
 __all__ = [
     "CERTIFICATE",
     "IS_LOCAL_MIN",
+    "MARGIN_LIMIT",
     "MECHANISM",
     "POINT_TYPE",
     "ROLE",
@@ -52,6 +56,7 @@ __all__ = [
     "mechanism_flag_attrs",
 ]
 
+MARGIN_LIMIT: tuple[str, ...] = ("unbounded", "kink_distance", "output_weight")
 STATIONARITY: tuple[str, ...] = ("stationary", "approx_stationary", "clarke_only", "not_stationary")
 POINT_TYPE: tuple[str, ...] = (
     "global_min",
