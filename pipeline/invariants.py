@@ -5,8 +5,8 @@ correct computation writes, whatever their checksums say:
 
 * losses and gradient norms (every variable named ``*loss*`` or ``*grad_norm*``) are never negative
   or infinite for a run that did not diverge (NaN marks "no value" and is checked elsewhere);
-* labels lie within their ``flag_values`` (bit fields: within their ``flag_masks``); -1 ("no value")
-  only in variables with a padded ``neuron`` or ``plateau`` dimension;
+* labels lie within their ``flag_values`` (bit fields: within their ``flag_masks``) or are -1, the
+  schema's "no value" (a padded slot, a quantity that does not apply);
 * per-run and per-plateau counts equal the per-neuron flags they summarise;
 * a plateau starts before it ends, its representative step lies within it, it ends by the step
   after the last one, and the filled plateau slots match ``n_plateaus``;
@@ -29,8 +29,8 @@ from pipeline.stationary import labels
 
 __all__ = ["invariant_problems"]
 
-PADDED_DIMS = frozenset({"neuron", "plateau"})
-"""Dimensions padded with -1 ("no value") in categorical variables."""
+NO_VALUE = -1
+"""The code of "no value" in every categorical variable (:mod:`pipeline.schema`)."""
 SHOWN_RUNS = 5
 """Runs named per violation (the count says how many there are)."""
 DEAD_ROLES = ("dead", "dead_touching")
@@ -70,7 +70,6 @@ def _nonnegative_rule(name: str) -> Rule:
 
 def _flag_rule(name: str, variable: xr.DataArray) -> Rule:
     attrs = variable.attrs
-    padded = bool(PADDED_DIMS & set(variable.dims))
 
     def bad(block: Block) -> np.ndarray:
         values = block[name].astype(np.int64)
@@ -79,9 +78,7 @@ def _flag_rule(name: str, variable: xr.DataArray) -> Rule:
             wrong = (values < 0) | (values & ~allowed != 0)
         else:
             wrong = ~np.isin(values, np.asarray(attrs["flag_values"], dtype=np.int64))
-        if padded:
-            wrong &= values != -1
-        return _any_beyond_run(wrong)
+        return _any_beyond_run(wrong & (values != NO_VALUE))
 
     kind = "flag_masks" if "flag_masks" in attrs else "flag_values"
     return Rule(name, (name,), f"holds a code outside its {kind}", bad)
