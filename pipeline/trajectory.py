@@ -19,9 +19,10 @@ slower oscillations of neurons bouncing on kinks (hundreds of steps at small lea
 step is flat when either average is below ``rate_tol`` in absolute value: the short one notices a
 plateau right after a fast drop (which the long one remembers for a few time units), the long one
 holds through the oscillations on a short shoulder, which would otherwise split it into pieces
-too short to count. A flat window that opens at the loss where the previous plateau ended (within
-``merge_tol``) continues that plateau: a rate hovering around ``rate_tol`` while the loss creeps on,
-or oscillates, does not split a plateau into many.
+too short to count. A flat window that opens less than ``min_steps`` after the previous plateau
+ended (no descent in between), or whose representative loss is within ``merge_tol`` of the previous
+plateau's (the same level), continues that plateau: a rate hovering around ``rate_tol`` while the
+loss creeps on, or oscillates at one level, does not split a plateau into many.
 
 A flat window becomes a plateau when it lasts at least ``max(min_steps, min_fraction * gap)``
 steps, where ``gap`` is the time since the previous plateau ended (since step 0 before the first):
@@ -121,8 +122,8 @@ class PlateauSettings:
         Natural time units spanned by the long moving average: its weight is
         ``min(smoothing, learning_rate * s_x * s_y / smoothing_time)``.
     merge_tol
-        A flat window that opens with the loss within this relative distance of the loss at the end of
-        the previous plateau continues that plateau.
+        A flat window whose representative loss is within this relative distance of the previous
+        plateau's, or that opens less than ``min_steps`` after it ended, continues that plateau.
     max_plateaus
         Plateaus stored per run (later ones are counted, not stored).
     """
@@ -162,10 +163,10 @@ class PlateauRecorder:
         self._mean_decrease = torch.zeros(2, n_runs, **like)
         self._in_flat = torch.zeros(n_runs, dtype=torch.bool, device=w.device)
         self._flat_start = torch.zeros(n_runs, **index)
-        self._continuing = torch.zeros(n_runs, dtype=torch.bool, device=w.device)  # the open window extends a plateau
-        self._previous_start = torch.zeros(n_runs, **index)  # of the last plateau
+        # the last plateau: its end, its representative's loss (NaN before the first) and gradient norm
         self._previous_end = torch.zeros(n_runs, **index)
-        self._previous_end_loss = torch.full((n_runs,), torch.nan, **like)  # the loss when it ended
+        self._previous_level = torch.full((n_runs,), torch.nan, **like)
+        self._previous_grad = torch.full((n_runs,), torch.inf, **like)
         self._best_grad = torch.full((n_runs,), torch.inf, **like)
         self._best_step = torch.zeros(n_runs, **index)
         self._best_loss = torch.zeros(n_runs, **like)
@@ -205,32 +206,11 @@ class PlateauRecorder:
         # either average below the bound; a sustained rise (catapult) is not a plateau
         flat = active & (self._mean_decrease.abs() < self._flat_bound * loss).any(dim=0)
         starting = flat > self._in_flat  # flat and not yet in a flat window
-        if bool(starting.any()):
-            self._open(step, starting, loss)
+        self._flat_start.masked_fill_(starting, step)
+        self._best_grad.masked_fill_(starting, torch.inf)
         self._record_best(step, flat & (grad_norm < self._best_grad), loss, grad_norm, w, a)
-        self._commit(active & (self._in_flat > flat), step, loss, final=False)  # the window ends
+        self._commit(active & (self._in_flat > flat), step, final=False)  # the window ends
         self._in_flat = torch.where(active, flat, self._in_flat)
-
-    def _open(self, step: int, starting: torch.Tensor, loss: torch.Tensor) -> None:
-        """Open a flat window at ``step`` for the runs where ``starting`` (R,).
-
-        A window opening at the loss where the previous plateau ended (within ``merge_tol``) continues
-        that plateau: it keeps the plateau's start and representative, and its end moves on when the
-        window closes. Other windows start afresh.
-        """
-        level = self._previous_end_loss  # NaN before the first plateau: no window continues
-        continuing = starting & ((loss - level).abs() <= self.settings.merge_tol * level)
-        fresh = starting & ~continuing
-        self._continuing = torch.where(starting, continuing, self._continuing)
-        self._flat_start = torch.where(continuing, self._previous_start, self._flat_start).masked_fill_(fresh, step)
-        self._best_grad.masked_fill_(fresh, torch.inf)
-        runs = torch.nonzero(continuing & (self.count <= self.settings.max_plateaus)).squeeze(-1)
-        slot = self.count[runs] - 1  # the stored plateau it continues: its representative is the best so far
-        self._best_grad[runs] = self.grad_norm[runs, slot]
-        self._best_step[runs] = self.representative_step[runs, slot]
-        self._best_loss[runs] = self.loss[runs, slot]
-        self._best_w[runs] = self.w[runs, slot]
-        self._best_a[runs] = self.a[runs, slot]
 
     def _record_best(
         self,
@@ -255,38 +235,46 @@ class PlateauRecorder:
         The window includes ``step``; it is a final plateau unless the run ``diverged`` (R,).
         """
         closing = stopping & self._in_flat
-        self._commit(closing & ~diverged, step + 1, None, final=True)
-        self._commit(closing & diverged, step + 1, None, final=False)
+        self._commit(closing & ~diverged, step + 1, final=True)
+        self._commit(closing & diverged, step + 1, final=False)
         self._in_flat = self._in_flat & ~stopping
 
-    def _commit(self, closing: torch.Tensor, step: int, loss: torch.Tensor | None, *, final: bool) -> None:
-        """Store the closing flat windows that are long enough, or continue a plateau, as plateaus.
+    def _commit(self, closing: torch.Tensor, step: int, *, final: bool) -> None:
+        """Store the closing flat windows (``step``: the first step after them) that are plateaus.
 
-        ``step`` is the first step after the window; ``loss`` (R,) the loss there (None when the runs stop).
+        A window right after the previous plateau or at its level continues it (its end moves to
+        ``step``, and its representative becomes the window's if that has the smaller gradient norm);
+        another window is a new plateau if it is long enough.
         """
-        if not bool(closing.any()):  # most steps: cheaper than the length test below
+        if not bool(closing.any()):  # most steps: cheaper than the tests below
             return
         settings = self.settings
-        length = step - self._flat_start
+        level = self._previous_level
         gap = self._flat_start - self._previous_end
+        same_level = (self._best_loss - level).abs() <= settings.merge_tol * level
+        continuing = closing & (self.count > 0) & ((gap < settings.min_steps) | same_level)
+        length = step - self._flat_start
         long_enough = length >= torch.clamp((settings.min_fraction * gap).to(torch.int64), min=settings.min_steps)
-        commit = closing & (long_enough | self._continuing)
-        slots = self.count - self._continuing.to(torch.int64)  # a continued plateau keeps its slot
-        self.count = self.count + (commit & ~self._continuing).to(torch.int64)
-        self._continuing = self._continuing & ~closing
+        new = closing & ~continuing & long_enough
+        commit = new | continuing
         if not bool(commit.any()):
             return
-        self._previous_start = torch.where(commit, self._flat_start, self._previous_start)
+        self.count = self.count + new.to(torch.int64)
         self._previous_end.masked_fill_(commit, step)
-        if loss is not None:
-            self._previous_end_loss = torch.where(commit, loss, self._previous_end_loss)
-        runs = torch.nonzero(commit & (slots < settings.max_plateaus)).squeeze(-1)
-        slot = slots[runs]
-        self.start[runs, slot] = self._flat_start[runs]
+        stored = commit & (self.count <= settings.max_plateaus)
+        runs = torch.nonzero(stored).squeeze(-1)
+        slot = self.count[runs] - 1
         self.end[runs, slot] = step
+        self.is_final[runs, slot] = final
+        self.start[runs, slot] = torch.where(new[runs], self._flat_start[runs], self.start[runs, slot])
+        # the representative: the window's own for a new plateau, or the better one for a continued plateau
+        better = new | (continuing & (self._best_grad < self._previous_grad))
+        self._previous_level = torch.where(better, self._best_loss, self._previous_level)
+        self._previous_grad = torch.where(better, self._best_grad, self._previous_grad)
+        runs = torch.nonzero(stored & better).squeeze(-1)
+        slot = self.count[runs] - 1
         self.representative_step[runs, slot] = self._best_step[runs]
         self.loss[runs, slot] = self._best_loss[runs]
         self.grad_norm[runs, slot] = self._best_grad[runs]
-        self.is_final[runs, slot] = final
         self.w[runs, slot] = self._best_w[runs]
         self.a[runs, slot] = self._best_a[runs]

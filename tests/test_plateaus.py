@@ -119,23 +119,35 @@ def test_oscillation_on_a_shoulder_needs_the_long_average():
     assert int(recorder.count[0]) < len(LEVELS)
 
 
-def interrupted_plateau() -> np.ndarray:
-    """Flat at 1 for steps 0-199; a 1% dip over steps 200-204 (rate 2 rate_tol); flat for 205-399; a drop by 0.9
-    per step over 400-419; flat from 420 to 700."""
+def interrupted_plateau(kind: str) -> np.ndarray:
+    """Flat at 1 for steps 0-199; an interruption; flat until 399; a drop by 0.9 per step over 400-419; flat to 700.
+
+    ``"dip"``: the loss falls by 2% per step over steps 200-204 (10% in all, a short break); ``"bump"``: it rises
+    by 0.2% per step over 200-229 and falls back by as much over 230-259 (a long break that returns to the level).
+    """
     factors = np.ones(701)
-    factors[200:205] = 0.998
+    if kind == "dip":
+        factors[200:205] = 0.98
+    else:
+        factors[200:230], factors[230:260] = 1.002, 1 / 1.002
     factors[400:420] = 0.9
     return np.cumprod(factors)
 
 
 @pytest.mark.parametrize(
-    ("merge_tol", "expected"), [(0.02, [(1, 400), (420, 701)]), (0.0, [(1, 200), (205, 400), (420, 701)])]
+    ("kind", "merge_tol", "expected"),
+    [
+        ("dip", 0.02, [(1, 400), (420, 701)]),
+        ("dip", 0.0, [(1, 400), (420, 701)]),  # a break shorter than min_steps: no descent, one plateau
+        ("bump", 0.02, [(1, 400), (420, 701)]),  # back at the level
+        ("bump", 0.0, [(1, 200), (260, 400), (420, 701)]),
+    ],
 )
-def test_a_plateau_interrupted_at_its_level_stays_one(merge_tol, expected):
-    """A window that opens within merge_tol of the loss where the previous plateau ended continues it: its
-    start and representative are kept (run 0: the gradient is smallest before the dip) or improved (run 1:
-    after it)."""
-    curve = interrupted_plateau()
+def test_a_plateau_interrupted_briefly_or_at_its_level_stays_one(kind, merge_tol, expected):
+    """A window opening less than min_steps after the previous plateau, or at its level (merge_tol), continues
+    it: the start is kept, and the representative is the better one (run 0: the gradient is smallest before
+    the break; run 1: after it)."""
+    curve = interrupted_plateau(kind)
     steps = np.arange(len(curve))
     grad_norm = np.stack([1 + np.abs(steps - 100), 1 + np.abs(steps - 300)]).astype(float)
     settings = PlateauSettings(smoothing=1.0, merge_tol=merge_tol)
@@ -144,7 +156,7 @@ def test_a_plateau_interrupted_at_its_level_stays_one(merge_tol, expected):
         found = plateaus(recorder, run)
         assert [(start, end) for start, end, *_ in found] == expected
         assert int(recorder.count[run]) == len(expected)
-        if merge_tol > 0:
+        if len(expected) == 2:
             assert found[0][2] == best and float(recorder.w[run, 0, 0, 0]) == best
             assert found[0][3] == curve[best]
 
