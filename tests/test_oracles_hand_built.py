@@ -158,7 +158,8 @@ def test_split_base_point_is_nondifferentiable_local_min():
     assert not rep.differentiable
     assert rep.kink.tolist() == [True]
     assert tuple(rep.roles) == ("active_kinked",)
-    assert rep.margin == pytest.approx(1.0)  # 5.1: margin = |a_j| = 1
+    # 5.1 and 2 (issue 19): margin = min_j min(|a_j|, mu_j), mu the radius of the exact expansion
+    assert rep.margin == pytest.approx(min(1.0, ref.validity_radius(rep.w, x, 1e-8)))
     assert not rep.tolerance_sensitive
     ok, res, tol = assert_survives_brute_force(rep, x, y, 0.0)
     assert ok, (res.min_change, tol)
@@ -174,8 +175,9 @@ def test_split_trichotomy_interior_is_local_min(beta):
     assert rep.point_type == "local_min" and rep.is_local_min is True
     assert rep.certificate == "no_escape"
     assert rep.escape.tolist() == [False, False]
-    # section 7.3: a tiny copy is a local minimum with a tiny margin min(beta, 1 - beta)
-    assert rep.margin == pytest.approx(min(beta, 1.0 - beta), rel=1e-6)
+    # section 7.3: a tiny copy is a local minimum with a tiny margin min(beta, 1 - beta) (or the expansion's radius)
+    expected = min(beta, 1.0 - beta, ref.validity_radius(rep.w, x, 1e-8))
+    assert rep.margin == pytest.approx(expected, rel=1e-6)
     ok, res, tol = assert_survives_brute_force(rep, x, y, 0.0)
     assert ok, (res.min_change, tol)
 

@@ -27,6 +27,11 @@ __all__ = [
 ]
 
 
+ZIGZAG_STEPS = 100.0
+"""A zig-zag with stationarity multiplier ``s`` needs up to ``(1 - s) / s`` steps to come back across its kink;
+``100`` steps cover ``s >= 0.01``."""
+
+
 def data_scales(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Scales ``s_x = max_i ||x_i||`` and ``s_y = sqrt(||Y||_F^2 / n)``, each (R or 1,)."""
     s_x = x.norm(dim=-1).amax(dim=-1)
@@ -60,10 +65,11 @@ def kink_mask(
     """Kink sets ``I_0^j`` with the tolerance rule of step 2, boolean (R, n, m).
 
     ``i`` is a kink point of neuron ``j`` iff ``|z_ij| <= tol.kink ||w_j|| ||x_i||`` or, with a learning
-    rate, ``|z_ij| <= C eta |x_i . grad_{w_j} L|``: the next gradient-descent step from the point moves
-    ``z_ij`` by ``eta |x_i . grad_{w_j} L|``, so only a pre-activation within ``C`` such steps of zero can be
-    zig-zagging across its kink (``C = tol.kink_factor``; the argument is in docs/classifier-api.md).
-    A zero neuron has every data point on its kink.
+    rate, the point may be zig-zagging across that kink: ``|z_ij| <= C J_ij`` (``J = eta (1 - leak) |c_ij|
+    ||x_i||^2 / n`` the jump of a step that crosses, ``C = tol.kink_factor``, ``c_ij = a_j . r_i``) *and* the next
+    gradient-descent step heads for the kink, reaching it within ``ZIGZAG_STEPS`` steps at its present rate
+    (a zig-zag moves every iterate towards the kink; a neuron that sits still near it is not zig-zagging).
+    The argument is in docs/classifier-api.md. A zero neuron has every data point on its kink.
     """
     absz, bound = _scores(w, a, x, y, leak, tol, learning_rate)
     return absz <= bound
@@ -91,8 +97,10 @@ def _scores(w, a, x, y, leak: float, tol: Tolerances, learning_rate: float | Non
         _, slope, rho = activation_parts(z, leak)
         c = torch.matmul(torch.matmul(rho, a) - y, a.transpose(-1, -2))  # (R, n, m): a_j . r_i
         grad_w = torch.matmul((c * slope).transpose(-1, -2), x) / x.shape[-2]  # (R, m, d): dL/dw_j
-        step = learning_rate * torch.matmul(x, grad_w.transpose(-1, -2)).abs()  # (R, n, m): |change of z_ij|
-        bound = torch.maximum(bound, tol.kink_factor * step)
+        rate = torch.matmul(x, grad_w.transpose(-1, -2))  # (R, n, m): a GD step changes z_ij by -eta * rate
+        jump = learning_rate * (1.0 - leak) * c.abs() * x_norm.square() / x.shape[-2]
+        moving = (z * rate >= 0) & (z.abs() <= ZIGZAG_STEPS * learning_rate * rate.abs())
+        bound = torch.maximum(bound, torch.where(moving, tol.kink_factor * jump, 0.0))
     return z.abs(), bound
 
 

@@ -132,8 +132,11 @@ def test_refinement_never_increases_the_loss_and_rejections_return_the_original(
         grad = nets.gradients(w, a, x, y, leak)
         w, a = w - 0.2 * grad.grad_w, a - 0.2 * grad.grad_a
     statuses = []
-    for learning_rate in (None, 0.2):  # without / with the zig-zag kink rule of theory.md 8.2 step 2
-        ref = refine_end_points(w, a, x, y, leak, max_iterations=10, learning_rate=learning_rate)
+    z = nets.pre_activations(w, x)
+    wide = z.abs() <= 0.05 * w.norm(dim=-1).unsqueeze(-2) * x.norm(dim=-1).unsqueeze(-1)  # forces pattern changes
+    # without / with the zig-zag kink rule of theory.md 8.2 step 2, and with a wide explicit kink set
+    for learning_rate, kink in ((None, None), (0.2, None), (None, wide)):
+        ref = refine_end_points(w, a, x, y, leak, max_iterations=10, learning_rate=learning_rate, kink=kink)
         statuses.append(ref.status)
         assert (ref.loss_after <= ref.loss_before).all()
         torch.testing.assert_close(ref.loss_after, nets.loss(ref.w, ref.a, x, y, leak), rtol=0, atol=0)

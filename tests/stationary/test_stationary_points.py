@@ -8,6 +8,7 @@ import torch
 
 from pipeline import nets
 from pipeline.stationary import classify_point
+from tests import reference as ref
 from tests.stationary.helpers import cell_minimum, kinked_minimum, rank_one_regression
 
 
@@ -39,7 +40,8 @@ def test_cell_minimum_is_a_differentiable_local_minimum_with_margin_abs_a():
     report = classify_point(w, a, x, y)
     assert report.stationarity == "stationary" and report.differentiable
     assert report.point_type == "local_min" and report.certificate == "no_escape"
-    assert report.margin == np.inf  # D_j = B_j u = 0: nothing limits the neighbourhood (section 5.1)
+    # D_j = B_j u = 0: only the radius of the exact expansion limits the neighbourhood (sections 2 and 5.1)
+    assert report.margin == pytest.approx(ref.validity_radius(report.w, x, 1e-8))
     assert report.roles == ("active_smooth",) and report.witness is None
     assert classify_point(w, a, x, y, best_known_loss=0.0).point_type == "spurious_local_min"
     assert classify_point(w, a, x, y, realisable=True).point_type == "spurious_local_min"
@@ -90,7 +92,7 @@ def test_kinked_minimum_is_a_nondifferentiable_local_minimum(s):
     assert report.stationarity == "stationary" and not report.differentiable
     assert report.roles == ("active_kinked",) and report.kink.all()
     assert report.point_type == "local_min" and report.certificate == "no_escape"
-    assert report.margin == pytest.approx(abs(a[0, 0]))
+    assert report.margin == pytest.approx(min(abs(a[0, 0]), ref.validity_radius(report.w, x, 1e-8)))
 
 
 def test_split_trichotomy_of_section_7():
