@@ -19,10 +19,11 @@ slower oscillations of neurons bouncing on kinks (hundreds of steps at small lea
 step is flat when either average is below ``rate_tol`` in absolute value: the short one notices a
 plateau right after a fast drop (which the long one remembers for a few time units), the long one
 holds through the oscillations on a short shoulder, which would otherwise split it into pieces
-too short to count. A flat window that opens less than ``min_steps`` after the previous plateau
-ended (no descent in between), or whose representative loss is within ``merge_tol`` of the previous
-plateau's (the same level), continues that plateau: a rate hovering around ``rate_tol`` while the
-loss creeps on, or oscillates at one level, does not split a plateau into many.
+too short to count. A flat window whose representative loss is within ``merge_tol`` of the previous
+plateau's (the same level), or within ``5 * merge_tol`` when it opens less than ``min_steps`` after
+that plateau ended (no descent in between), continues that plateau: a rate hovering around
+``rate_tol`` while the loss creeps on, or oscillates at one level, does not split a plateau into
+many, while a lower shoulder, even right after, is a plateau of its own.
 
 A flat window becomes a plateau when it lasts at least ``max(min_steps, min_fraction * gap)``
 steps, where ``gap`` is the time since the previous plateau ended (since step 0 before the first):
@@ -123,7 +124,7 @@ class PlateauSettings:
         ``min(smoothing, learning_rate * s_x * s_y / smoothing_time)``.
     merge_tol
         A flat window whose representative loss is within this relative distance of the previous
-        plateau's, or that opens less than ``min_steps`` after it ended, continues that plateau.
+        plateau's (five times this if it opens less than ``min_steps`` after it ended) continues it.
     max_plateaus
         Plateaus stored per run (later ones are counted, not stored).
     """
@@ -251,8 +252,9 @@ class PlateauRecorder:
         settings = self.settings
         level = self._previous_level
         gap = self._flat_start - self._previous_end
-        same_level = (self._best_loss - level).abs() <= settings.merge_tol * level
-        continuing = closing & (self.count > 0) & ((gap < settings.min_steps) | same_level)
+        distance = (self._best_loss - level).abs() / level  # NaN before the first plateau: no window continues
+        tolerance = torch.where(gap < settings.min_steps, 5 * settings.merge_tol, settings.merge_tol)
+        continuing = closing & (distance <= tolerance)
         length = step - self._flat_start
         long_enough = length >= torch.clamp((settings.min_fraction * gap).to(torch.int64), min=settings.min_steps)
         new = closing & ~continuing & long_enough
