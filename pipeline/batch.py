@@ -21,6 +21,7 @@ import torch
 from pipeline.data import Dataset, draw_affine_map, make_dataset, teacher_network
 from pipeline.engine import (
     DescentResult,
+    StopReason,
     run_gradient_descent,
     run_interval_gradient_descent,
     run_population_gradient_descent,
@@ -198,6 +199,7 @@ def simulate_batch(
     record.update(problem.groups(end))
     if classify_plateaus:
         record.update(_plateau_arrays(descent, problem))
+        _last_plateau_is_the_end_point(record, descent)
     else:
         record.update(_empty_plateau_record(descent))
     amplitude = _plateau_amplitudes(descent)
@@ -426,6 +428,19 @@ def _plateau_arrays(descent: DescentResult, problem: _Problem) -> dict[str, np.n
         full[runs, slots] = values
         record[f"plateau_{name}"] = full
     return record
+
+
+def _last_plateau_is_the_end_point(record: dict[str, np.ndarray], descent: DescentResult) -> None:
+    """One story per stationary point: a converged run's final plateau takes its end point's verdict.
+
+    The run converged inside that plateau, so the end point is the limit the plateau was near; its
+    end-point classification (no amplitude snapping, strict tolerances) is the verdict of both. A final
+    plateau of a run stopped by the step budget keeps its plateau-mode verdict: the run is still moving there.
+    """
+    converged = _numpy(descent.stop_reason == StopReason.CONVERGED)
+    runs, slots = np.nonzero(_numpy(descent.plateau_is_final) & converged[:, None])
+    for name in ("point_type", "stationarity", "certificate", "mechanisms", "escape"):
+        record[f"plateau_{name}"][runs, slots] = record[f"end_{name}"][runs]
 
 
 def _plateau_amplitudes(descent: DescentResult) -> np.ndarray:

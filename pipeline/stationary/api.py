@@ -216,7 +216,7 @@ def _point_types(
     types = np.full(w.shape[0], labels.code(labels.POINT_TYPE, "not_stationary"), np.int8)
     rest = torch.arange(w.shape[0], device=w.device)
     if train_output:  # a fixed output layer has no output gaps
-        settled = settled_not_stationary(resnap_point(base, w, a, x, y, tol, kink), x, y, leak=leak, tol=tol)
+        settled = settled_not_stationary(resnap_point(base, w, a, x, y, leak, tol, kink), x, y, leak=leak, tol=tol)
         rest = (~settled).nonzero().flatten()
     if rest.numel() == 0:
         return types

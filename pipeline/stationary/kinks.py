@@ -84,7 +84,7 @@ def kink_scores(
     Both terms of the bound are proportional to the kink tolerances, so the kink sets at the
     tolerances scaled by ``f`` are ``|z| <= f * bound`` (the sensitivity re-runs need no recomputation).
     """
-    w, a = zero_snap(w, a, x, y, tol)
+    w, a = zero_snap(w, a, x, y, leak, tol)
     return _scores(w, a, x, y, leak, tol, learning_rate)
 
 
@@ -202,7 +202,7 @@ def snap_point(
     neurons of amplitude ``||w_j|| ||a_j|| s_x <= tol.amplitude s_y`` (both ``w_j`` and ``a_j``).
     ``kink`` (R, n, m): precomputed kink sets of the zero-snapped point (see :func:`kink_scores`).
     """
-    w, a = zero_snap(w, a, x, y, tol)
+    w, a = zero_snap(w, a, x, y, leak, tol)
     if kink is None:
         kink = kink_mask(w, a, x, y, leak, tol, learning_rate)
     w = project_onto_kinks(w, x, kink)
@@ -210,8 +210,8 @@ def snap_point(
 
 
 def resnap_point(
-    base: SnappedPoint, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, tol: Tolerances,
-    kink: torch.Tensor,
+    base: SnappedPoint, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float,
+    tol: Tolerances, kink: torch.Tensor,
 ) -> SnappedPoint:  # fmt: skip
     """:func:`snap_point` with the kink sets ``kink``, given the snapped point ``base`` at other kink sets.
 
@@ -222,15 +222,20 @@ def resnap_point(
     changed = (kink != base.kink).any(dim=-2)  # (R, m)
     if not bool(changed.any()):
         return SnappedPoint(w=base.w, a=base.a, kink=kink)
-    w, _ = zero_snap(w, a, x, y, tol)
+    w, _ = zero_snap(w, a, x, y, leak, tol)
     projected = project_onto_kinks(w, x, kink & changed.unsqueeze(-2))
     return SnappedPoint(w=torch.where(changed.unsqueeze(-1), projected, base.w), a=base.a, kink=kink)
 
 
 def zero_snap(
-    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, tol: Tolerances
+    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float, tol: Tolerances
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Step 3: exact zeros for tiny output weights (and tiny amplitudes in plateau mode)."""
+    """Step 3: exact zeros for tiny output weights (and tiny amplitudes in plateau mode).
+
+    In plateau mode a tiny neuron becomes the zero neuron of the saddle the trajectory is near, except a
+    strictly dead ReLU neuron (every pre-activation below minus the kink tolerance): it cannot grow, so only
+    its output weight is zeroed; snapping its input weight would invent an escape neuron (theory.md 7.3).
+    """
     s_x, s_y = data_scales(x, y)
     s_x = s_x.unsqueeze(-1)
     s_y = s_y.unsqueeze(-1)
@@ -240,6 +245,10 @@ def zero_snap(
     if tol.amplitude > 0:
         small = w.norm(dim=-1) * a_norm * s_x <= tol.amplitude * s_y
         zero_a = zero_a | small
+        if leak == 0.0:
+            z = nets.pre_activations(w, x)
+            below = z < -tol.kink * w.norm(dim=-1).unsqueeze(-2) * x.norm(dim=-1).unsqueeze(-1)
+            small = small & ~below.all(dim=-2)
         zero_w = zero_w | small
     a = torch.where(zero_a.unsqueeze(-1), torch.zeros_like(a), a)
     w = torch.where(zero_w.unsqueeze(-1), torch.zeros_like(w), w)

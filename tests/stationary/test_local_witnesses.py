@@ -151,3 +151,22 @@ def test_saddle_witnesses_are_local_and_minima_survive_brute_force_thousands():
             totals += _check_batch(batch, brute_force_budget=6)
     print(f"saddle witnesses checked: {totals[0]}, minima brute-forced: {totals[1]}")
     assert totals[0] > 50 and totals[1] > 50
+
+
+def test_a_tiny_strictly_dead_neuron_is_not_snapped_into_an_escape_neuron_at_plateaus():
+    """Theory 7.3 (issue 12): a strictly dead ReLU neuron cannot grow; amplitude snapping keeps it dead."""
+    from tests.stationary.helpers import kinked_minimum
+
+    w, a, x, y = kinked_minimum(0.5)
+    dead = -np.linalg.lstsq(x, np.ones(x.shape[0]), rcond=None)[0]  # x_i . dead < 0 for most points
+    dead = dead if (x @ dead < 0).all() else None
+    if dead is None:  # a direction with every data point strictly on its negative side
+        dead = -x.mean(axis=0) / np.linalg.norm(x.mean(axis=0))
+        assert (x @ dead < 0).all(), "no strictly dead direction for this data"
+    tiny_w, tiny_a = 1e-7 * dead / np.linalg.norm(dead), np.array([[1e-7]])
+    plateau = classify_point(np.vstack([w, tiny_w]), np.vstack([a, tiny_a]), x, y, mode="plateau")
+    assert not plateau.escape.any()
+    assert plateau.point_type in {"local_min", "spurious_local_min", "global_min"}
+    # the same tiny neuron pointing into the data is snapped to the zero neuron, an escape neuron (Z)
+    alive = classify_point(np.vstack([w, -tiny_w]), np.vstack([a, tiny_a]), x, y, mode="plateau")
+    assert alive.escape[1] and alive.point_type == "saddle"

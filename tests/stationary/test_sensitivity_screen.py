@@ -104,7 +104,7 @@ def test_point_types_match_reference(points, mode, train_output):
     settled_any = False
     for factor in (*SENSITIVITY_FACTORS, 1.0):
         scaled, kink = tol.scaled_kink(factor), absz <= factor * bound
-        fast = resnap_point(base, w, a, x, y, scaled, kink)
+        fast = resnap_point(base, w, a, x, y, leak, scaled, kink)
         slow = snap_point(w, a, x, y, leak, scaled, LEARNING_RATE, kink=kink)
         assert torch.equal(fast.w, slow.w) and torch.equal(fast.a, slow.a)
         reference = classify_once(w, a, x, y, tol=scaled, kink=kink, labels_only=True, **options)["point_type"]
