@@ -170,7 +170,9 @@ VARIABLES: dict[str, Variable] = {
     # added by the runner and by gathering
     "batch_wall_time": Variable(RUN, "wall time of the run's batch (training and classification)", "s"),
     "global_reference_loss": Variable(
-        RUN, "best final loss of any run of the survey on the same data set (an upper bound on the global minimum)"
+        RUN,
+        "best final loss of the survey's runs of the same width, activation, leak and output layer on the same data"
+        " set (an upper bound on that network's global minimum)",
     ),
     "outcome": Variable(RUN, "run outcome", flags=labels.flag_attrs(OUTCOME)),
     "n_escape_neurons": Variable(RUN, "escape neurons at the end point"),

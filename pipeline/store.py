@@ -26,13 +26,13 @@ import xarray as xr
 
 from pipeline import integrity
 from pipeline.engine import StopReason
+from pipeline.globality import GLOBAL_RULE, reference_losses, resolve_globality
 from pipeline.integrity import DamagedStore, Manifest, UnverifiedStoreWarning
 from pipeline.invariants import invariant_problems
 from pipeline.schema import OUTCOME, SCHEMA_VERSION, VARIABLES, compressors
 from pipeline.stationary import labels
 
 __all__ = [
-    "GLOBAL_RELATIVE_TOLERANCE",
     "SHARD_ATTRS",
     "DamagedStore",
     "UnverifiedStoreWarning",
@@ -45,10 +45,6 @@ __all__ = [
     "validate",
     "write_atomic",
 ]
-
-GLOBAL_RELATIVE_TOLERANCE = 1e-4
-"""A certified local minimum is global when its loss is within this relative distance of the best
-final loss of any run on the same data set (or when the target is realisable and the loss is ~0)."""
 
 REQUIRED_ATTRS = (
     "survey",
@@ -304,16 +300,8 @@ def add_derived_variables(dataset: xr.Dataset) -> xr.Dataset:
 
     Only 1-D per-run arrays are loaded; parameter arrays stay lazy.
     """
-    loss = dataset["loss_final"].values
-    data_id = pd.MultiIndex.from_arrays([dataset["data_key"].values, dataset["data_seed"].values])
-    reference = pd.Series(loss).groupby(data_id.codes[0] * (data_id.codes[1].max() + 1) + data_id.codes[1])
-    reference_loss = reference.transform("min").to_numpy()
-    point_type = dataset["end_point_type"].values.astype(np.int8).copy()
-    local = point_type == labels.code(labels.POINT_TYPE, "local_min")
-    end_loss = dataset["end_loss"].values
-    is_global = end_loss <= reference_loss * (1 + GLOBAL_RELATIVE_TOLERANCE) + np.finfo(float).tiny
-    point_type[local & is_global] = labels.code(labels.POINT_TYPE, "global_min")
-    point_type[local & ~is_global] = labels.code(labels.POINT_TYPE, "spurious_local_min")
+    reference_loss = reference_losses(dataset)
+    point_type = resolve_globality(dataset["end_point_type"].values, dataset["end_loss"].values, reference_loss)
     outcome = _outcome(point_type, dataset["stop_reason"].values)
     roles = dataset["end_roles"].values
     dead = np.isin(roles, [labels.code(labels.ROLE, "dead"), labels.code(labels.ROLE, "dead_touching")])
@@ -327,10 +315,7 @@ def add_derived_variables(dataset: xr.Dataset) -> xr.Dataset:
     }
     for name, values in derived.items():
         dataset[name] = xr.Variable(VARIABLES[name].dims, values, attrs=VARIABLES[name].attrs())
-    dataset["end_point_type"].attrs["global_rule"] = (
-        "global_min: realisable target and loss ~ 0, or loss within a relative "
-        f"{GLOBAL_RELATIVE_TOLERANCE:g} of global_reference_loss; otherwise spurious_local_min"
-    )
+    dataset["end_point_type"].attrs["global_rule"] = GLOBAL_RULE
     return dataset
 
 
