@@ -11,11 +11,15 @@ neuron is zero a second-order test is exact (theory.md 8.2 step 7, differentiabl
   orbit is a critical manifold with non-degenerate normal Hessian, so a true local minimum lies
   within ``||grad F|| / lambda_min`` of the point), resolved to global or spurious when the target
   is realisable;
+* numerically zero loss (``F <= GLOBAL_LOSS_TOL s_y^2``): ``global_min``, certificate ``zero_loss`` (``F >= 0``);
 * anything else, and every point with a zero neuron (where the escape-neuron theory of the
   empirical loss does not carry over): ``undetermined``.
 
-The symmetry directions are the per-neuron rescalings ``(dw_j, da_j) = (w_j, -a_j)`` when the
-output layer is trained; with a fixed output layer there are none.
+The flat directions (:func:`_flat_complement`) are the per-neuron rescalings ``(dw_j, da_j) = (w_j, -a_j)``
+when the output layer is trained, and for groups of parallel neurons every change of their lengths (and
+output weights) that keeps the group's function: the minima with a neuron split into parallel copies
+(theory.md 7, E3) form such a family, so their Hessian kernel is the family's tangent and the Morse-Bott
+test certifies them instead of giving up.
 """
 
 from __future__ import annotations
@@ -35,8 +39,11 @@ STATIONARY_TOL = 1e-6
 """Relative gradient-norm tolerance ``||grad F|| / (s_y^1.5 s_x^0.5)`` of a stationary point."""
 APPROX_STATIONARY_TOL = 1e-2
 CURVATURE_TOL = 1e-9
-ROUNDING_FACTOR = 64.0
 """Eigenvalues within this fraction of the largest eigenvalue count as zero."""
+ROUNDING_FACTOR = 64.0
+"""A verified decrease exceeds this many machine epsilons of the loss's magnitude."""
+PARALLEL_ANGLE = 1e-7
+"""Input weights whose unit vectors differ by less than this (radians) count as parallel (one group)."""
 GLOBAL_LOSS_TOL = 1e-8
 """A local minimum of a realisable target is global when ``F <= GLOBAL_LOSS_TOL * s_y^2``."""
 
@@ -80,7 +87,9 @@ def classify_population_batch(
             continue
         teacher = (teacher_w[min(run, teacher_w.shape[0] - 1)], teacher_a[min(run, teacher_a.shape[0] - 1)])
         _second_order(record, run, w[run], a[run], teacher, leak, train_output)
-    _resolve_globality(record, realisable, float(GLOBAL_LOSS_TOL) * s_y.cpu().numpy() ** 2)
+    zero_loss = float(GLOBAL_LOSS_TOL) * s_y.cpu().numpy() ** 2
+    _resolve_globality(record, realisable, zero_loss)
+    _zero_loss_minima(record, zero_loss)
     finite = (torch.isfinite(w).all(dim=(1, 2)) & torch.isfinite(a).all(dim=(1, 2))).cpu().numpy()
     record["point_type"][~finite] = labels.code(labels.POINT_TYPE, "non_finite")
     record["is_local_min"][~finite] = labels.code(labels.IS_LOCAL_MIN, "unknown")
@@ -115,20 +124,53 @@ def _empty_record(
     return record
 
 
-def _symmetry_complement(w: torch.Tensor, a: torch.Tensor, train_output: bool) -> np.ndarray:
-    """Orthonormal basis (P, P - s) of the complement of the rescaling directions ``(w_j, -a_j)``."""
-    size = w.numel() + (a.numel() if train_output else 0)
-    if not train_output:
+def _flat_complement(w: torch.Tensor, a: torch.Tensor, train_output: bool) -> np.ndarray:
+    """Orthonormal basis (P, P - f) of the complement of the directions along which ``F`` is exactly constant.
+
+    Neurons with parallel input weights (same direction ``u``, angle below ``PARALLEL_ANGLE``) form a group
+    whose contribution is ``(sum_j a_j ||w_j||) rho(u . x)``: every change of the lengths ``||w_j||`` (along
+    ``u``) and, if trained, of the output weights that keeps ``sum_j a_j ||w_j||`` fixed leaves the network, and
+    hence ``F``, unchanged. Those directions (the null space of ``(dl, da) -> sum_j (da_j l_j + a_j dl_j)``)
+    are the tangent of a manifold of critical points: the per-neuron rescalings (a group of one, trained
+    output) and the splits of one neuron into parallel copies of theory.md 7 (E3), whatever the ratio.
+    """
+    W, A = w.cpu().numpy(), a.cpu().numpy()
+    width, d = W.shape
+    k = A.shape[1]
+    size = W.size + (A.size if train_output else 0)
+    lengths = np.linalg.norm(W, axis=1)
+    units = W / np.where(lengths > 0, lengths, 1.0)[:, None]
+    directions = []
+    for group in _parallel_groups(units, lengths):
+        g = len(group)
+        # the linear map (dl (g,), da (g, k)) -> sum_j da_j l_j + a_j dl_j, as a (k, g + g k) matrix
+        columns = [A[j] for j in group]
+        if train_output:
+            columns += [lengths[j] * np.eye(k)[:, c] for j in group for c in range(k)]
+        for null in scipy.linalg.null_space(np.column_stack(columns)).T:
+            vector = np.zeros(size)
+            for position, j in enumerate(group):
+                vector[j * d : (j + 1) * d] = null[position] * units[j]
+                if train_output:
+                    start = W.size + j * k
+                    vector[start : start + k] = null[g + position * k : g + (position + 1) * k]
+            directions.append(vector)
+    if not directions:
         return np.eye(size)
-    width = w.shape[0]
-    directions = np.zeros((size, width))
-    for neuron in range(width):
-        dw = np.zeros(w.shape)
-        da = np.zeros(a.shape)
-        dw[neuron] = w[neuron].cpu().numpy()
-        da[neuron] = -a[neuron].cpu().numpy()
-        directions[:, neuron] = np.concatenate([dw.ravel(), da.ravel()])
-    return scipy.linalg.null_space(directions.T)
+    return scipy.linalg.null_space(np.array(directions))
+
+
+def _parallel_groups(units: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
+    """Groups of non-zero neurons with parallel input weights (single-linkage on the angle)."""
+    groups: list[list[int]] = []
+    for j in np.flatnonzero(lengths > 0):
+        for group in groups:
+            if np.linalg.norm(units[group[0]] - units[j]) <= PARALLEL_ANGLE:
+                group.append(int(j))
+                break
+        else:
+            groups.append([int(j)])
+    return groups
 
 
 def _second_order(
@@ -142,7 +184,7 @@ def _second_order(
 ) -> None:
     """Hessian test of one stationary, twice-differentiable point; fills the record in place."""
     hessian = population.population_hessian(w, a, *teacher, leak, train_output=train_output).cpu().numpy()
-    basis = _symmetry_complement(w, a, train_output)
+    basis = _flat_complement(w, a, train_output)
     eigenvalues, eigenvectors = np.linalg.eigh(basis.T @ hessian @ basis)
     scale = max(float(np.abs(eigenvalues).max()), np.finfo(float).tiny)
     lowest = float(eigenvalues[0])
@@ -215,6 +257,20 @@ def _verify_witness(
     record["witness_decrease"][run] = float(check.decrease[pick])
     record["witness_radius"][run] = radius
     record["witness_min_step"][run] = float(steps[pick, int(check.smallest[pick])])
+
+
+def _zero_loss_minima(record: dict[str, np.ndarray], zero_loss: np.ndarray) -> None:
+    """``F >= 0``: a point of numerically zero loss is a global minimum, whatever its curvature says.
+
+    Student neurons that split one teacher neuron approach the global minimum along a flat family, with
+    their directions still a little apart; the Hessian test cannot certify them, the loss does.
+    """
+    at_zero = (record["loss"] <= zero_loss) & np.isfinite(record["loss"])
+    record["point_type"][at_zero] = labels.code(labels.POINT_TYPE, "global_min")
+    record["is_local_min"][at_zero] = labels.code(labels.IS_LOCAL_MIN, "true")
+    record["certificate"][at_zero] = labels.code(labels.CERTIFICATE, "zero_loss")
+    record["strictness"][at_zero] = labels.code(labels.STRICTNESS, "not_applicable")
+    record["has_witness"][at_zero] = False
 
 
 def _resolve_globality(record: dict[str, np.ndarray], realisable: bool, zero_loss: np.ndarray) -> None:
