@@ -35,6 +35,7 @@ RESOLVED: dict[str, str] = {
 UNRESOLVED: dict[str, str] = {
     "not_converged": "the step budget ended before a stationary point was reached",
     "undetermined": "the end point is stationary but the classifier could not certify its type",
+    "unresolved_on_plateau": "the step budget ended near a certified saddle that the run was still moving along",
 }
 
 
@@ -73,7 +74,8 @@ def run_endings(arrays: Mapping[str, np.ndarray]) -> Endings:
     Returns
     -------
     Endings
-        Names as in :data:`pipeline.schema.OUTCOME`; ``not_converged`` and ``undetermined`` are unresolved.
+        Names as in :data:`pipeline.schema.OUTCOME`; ``not_converged``, ``undetermined`` and ``unresolved_on_plateau``
+        are unresolved.
     """
     codes = np.asarray(arrays["outcome"]).astype(np.int64)
     names = np.array([*OUTCOME, "none"], dtype=object)[np.where(codes >= 0, codes, len(OUTCOME))]

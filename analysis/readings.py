@@ -28,6 +28,7 @@ PHRASES: dict[str, str] = {
     "stuck_spurious_local_min": "got stuck at a spurious local minimum",
     "stalled_at_saddle": "stalled at a saddle",
     "not_converged": "did not reach a stationary point within the step budget",
+    "unresolved_on_plateau": "ran out of steps near a saddle they were still moving along",
     "diverged": "diverged",
     "outcome_undetermined": "ended at a point the classifier could not certify",
     "undetermined": "ended at a point the classifier could not certify",

@@ -33,8 +33,11 @@ OUTCOME: tuple[str, ...] = (
     "not_converged",
     "diverged",
     "undetermined",
+    "unresolved_on_plateau",
 )
-"""Run outcomes (theory.md section 8.1, run level)."""
+"""Run outcomes (theory.md section 8.1, run level). ``stalled_at_saddle``: the run converged to a saddle (its
+end point is a certified saddle and it stopped on the gradient criterion); ``unresolved_on_plateau``: the step
+budget ended at a point within the tolerances of a certified saddle that the run was still moving along."""
 
 
 @dataclass(frozen=True)

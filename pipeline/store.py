@@ -373,6 +373,8 @@ def _outcome(point_type: np.ndarray, stop_reason: np.ndarray) -> np.ndarray:
     }
     table = np.array([OUTCOME.index(by_type[name]) for name in labels.POINT_TYPE], dtype=np.int8)
     outcome = table[np.clip(point_type, 0, None)]
+    on_plateau = (outcome == OUTCOME.index("stalled_at_saddle")) & (stop_reason != int(StopReason.CONVERGED))
+    outcome[on_plateau] = OUTCOME.index("unresolved_on_plateau")  # the budget ended there, not the run
     outcome[stop_reason == int(StopReason.DIVERGED)] = OUTCOME.index("diverged")
     return outcome
 

@@ -51,3 +51,15 @@ def test_references_are_per_data_set_and_activation_and_only_local_minima_are_re
     types = np.array([LOCAL, LOCAL, LOCAL, SADDLE, LOCAL, LOCAL], np.int8)
     resolved = resolve_globality(types, np.asarray(losses), reference)
     np.testing.assert_array_equal(resolved, [SPURIOUS, GLOBAL, GLOBAL, SADDLE, GLOBAL, SPURIOUS])
+
+
+def test_stalled_at_a_saddle_means_the_run_converged_there():
+    """Issue 11: a saddle end point of a run stopped by the step budget is unresolved on a plateau."""
+    from pipeline.engine import StopReason
+    from pipeline.schema import OUTCOME
+    from pipeline.store import _outcome
+
+    types = np.array([SADDLE, SADDLE, GLOBAL, SADDLE], np.int8)
+    stops = np.array([StopReason.CONVERGED, StopReason.MAX_STEPS, StopReason.MAX_STEPS, StopReason.DIVERGED])
+    names = [OUTCOME[code] for code in _outcome(types, stops)]
+    assert names == ["stalled_at_saddle", "unresolved_on_plateau", "converged_global", "diverged"]
