@@ -165,7 +165,7 @@ def _column_bytes(column: pd.Series) -> bytes:
         values = column.to_numpy(dtype=np.float64 if column.hasnans else None, na_value=np.nan)
         if values.dtype.kind in "biuf":
             return np.ascontiguousarray(values, dtype=values.dtype.newbyteorder("<")).tobytes()
-    return "\x1f".join(column.astype(str)).encode("utf-8")
+    return "\x1f".join(str(value) for value in column.tolist()).encode("utf-8")  # NaN in a text column: "nan"
 
 
 def _json(path: Path) -> dict[str, Any]:

@@ -353,3 +353,15 @@ def test_rehash_refuses_an_old_store_that_breaks_an_invariant(old_store: Path, c
         f"{old_store}: variable 'loss_final' is negative or infinite for a run that did not diverge: run 3"
     ]
     assert integrity.read_manifest(old_store) is None
+
+
+def test_plan_digest_of_a_text_column_with_missing_values():
+    """Plans of surveys whose settings are absent for some cases hold NaN in text columns (saddle_to_saddle)."""
+    import pandas as pd
+
+    from pipeline.integrity import plan_digest
+
+    plan = pd.DataFrame({"activation": pd.Series(["relu", np.nan], dtype=object), "width": [2, 4]})
+    other = pd.DataFrame({"activation": pd.Series(["relu", "leaky_relu"], dtype=object), "width": [2, 4]})
+    assert plan_digest(plan) == plan_digest(plan.copy())
+    assert plan_digest(plan) != plan_digest(other)
