@@ -14,10 +14,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from analysis.endings import ending_table
+from analysis.endings import ENDING_VARIABLES, ending_table, run_endings
 from analysis.formatting import format_count, format_number, format_p, format_rate, format_value
 from analysis.plateaus import plateau_table, visited_table
 from analysis.query import event_table
+from analysis.runs import run_arrays
+from analysis.stats import wilson_interval
 
 __all__ = ["KEY_EVENTS", "answers"]
 
@@ -74,8 +76,28 @@ def ending_answer(dataset: xr.Dataset) -> str:
         + f". {_rate(table.loc['unresolved'])} are unresolved"
         + (f" ({'; '.join(reasons)})" if reasons else "")
         + "."
+        + _tolerance_sentence(dataset)
     )
     return text
+
+
+def _tolerance_sentence(dataset: xr.Dataset) -> str:
+    """How many end-point labels depend on the kink tolerance, and the resolved share without those runs."""
+    if "end_tolerance_sensitive" not in dataset:
+        return ""
+    arrays = run_arrays(dataset, ("end_tolerance_sensitive", *ENDING_VARIABLES))
+    sensitive = np.asarray(arrays["end_tolerance_sensitive"], dtype=bool)
+    if not sensitive.any():
+        return " No end-point label changes when the kink tolerance is scaled by 0.1 or 10."
+    resolved = run_endings(arrays).is_resolved
+    total, kept = sensitive.size, int((~sensitive).sum())
+    share = format_rate(sensitive.mean(), *wilson_interval(int(sensitive.sum()), total))
+    hits = int(resolved[~sensitive].sum())
+    without = format_rate(hits / kept, *wilson_interval(hits, kept)) if kept else "no run"
+    return (
+        f" The end-point labels of {format_count(int(sensitive.sum()))} runs ({share}) change when the kink"
+        f" tolerance is scaled by 0.1 or 10; without them, {without} of the other runs reached a resolved verdict."
+    )
 
 
 def visited_answer(dataset: xr.Dataset) -> str:

@@ -229,3 +229,21 @@ def test_query_command_tables(small_store: Path, tmp_path: Path, capsys: pytest.
     plateaus = pd.read_csv(tmp_path / "plateaus.csv")  # full precision
     assert plateaus.loc[0, "saddle"] == pytest.approx(2 / 3)
     assert query_command.main([str(small_store), "--by", "nope"]) == 2
+
+
+def test_the_ending_answer_states_the_tolerance_sensitive_runs_and_the_rate_without_them():
+    """Issue 12: a rate that depends on the kink tolerance is stated with and without those runs."""
+    import numpy as np
+    import xarray as xr
+
+    from analysis.answers import _tolerance_sentence
+    from pipeline.schema import OUTCOME
+
+    outcome = np.array([OUTCOME.index(name) for name in ["converged_global"] * 3 + ["not_converged"] * 5])
+    sensitive = np.array([True, False, False, True, False, False, False, False])
+    ds = xr.Dataset({"outcome": ("run", outcome), "end_tolerance_sensitive": ("run", sensitive)},
+                    coords={"run": np.arange(8)})  # fmt: skip
+    text = _tolerance_sentence(ds)
+    assert "of 2 runs (25.0%" in text and "without them, 33.3%" in text  # 2 of 6 others resolved
+    none = _tolerance_sentence(ds.assign(end_tolerance_sensitive=("run", np.zeros(8, bool))))
+    assert "No end-point label changes" in none
