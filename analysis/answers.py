@@ -25,6 +25,7 @@ __all__ = ["KEY_EVENTS", "answers"]
 
 KEY_EVENTS: tuple[str, ...] = (
     "converged_global",
+    "converging_to_zero_loss",
     "stuck_spurious_local_min",
     "stalled_at_saddle",
     "unresolved",
@@ -35,7 +36,8 @@ KEY_EVENTS: tuple[str, ...] = (
 """Run-level events the answers (and the report's heatmaps) compare across settings."""
 
 KEY_PHRASES = {
-    "converged_global": "converged to a global minimum",
+    "converged_global": "converged to a certified global minimum",
+    "converging_to_zero_loss": "converge to zero loss (a global minimum)",
     "stuck_spurious_local_min": "stopped at a spurious local minimum",
     "stalled_at_saddle": "stalled at a saddle",
     "unresolved": "ended unresolved",

@@ -1,11 +1,10 @@
 """Where runs end: each run's ending, whether it is resolved, and the rates of endings per group.
 
-One function, :func:`run_endings`, reads the store's run-level verdict and says which verdicts are
-resolved (a limit is known: a global minimum, a spurious local minimum, a saddle, divergence) and
-which are not (the budget ran out before a stationary point was reached, or the classifier could
-not certify the point). Today it reads the ``outcome`` variable; when the store carries a limit
-verdict and a resolution status (issue 11), only :func:`run_endings` and :data:`ENDING_VARIABLES`
-change: every table, event and sentence about endings goes through them.
+One function, :func:`run_endings`, reads the store's run-level verdict (``outcome``: the limit where it
+is resolved, else the resolution status; :mod:`pipeline.resolution`) and says which verdicts are
+resolved (a limit is known: certified minima and saddles, runs converging to zero loss, divergence) and
+which are not (the budget ended on a plateau or away from any certified point, or the classifier could
+not certify the point reached). Every table, event and sentence about endings goes through it.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ import xarray as xr
 
 from analysis.rates import group_rates
 from analysis.runs import run_arrays, run_frame
-from pipeline.schema import OUTCOME
+from pipeline.resolution import OUTCOME, RESOLVED_OUTCOMES
 
 __all__ = ["ENDING_VARIABLES", "Endings", "ending_table", "run_endings"]
 
@@ -27,16 +26,19 @@ ENDING_VARIABLES: tuple[str, ...] = ("outcome",)
 """The per-run variables :func:`run_endings` reads."""
 
 RESOLVED: dict[str, str] = {
-    "converged_global": "converged to a global minimum",
+    "converged_global": "converged to a certified global minimum",
+    "converging_to_zero_loss": "converge to zero loss (a global minimum; loss below the threshold and still falling)",
     "stuck_spurious_local_min": "stopped at a certified spurious local minimum",
-    "stalled_at_saddle": "stalled at a saddle",
+    "local_min_unknown_globality": "stopped at a certified local minimum of unknown globality",
+    "stalled_at_saddle": "converged to a certified saddle",
     "diverged": "diverged",
 }
 UNRESOLVED: dict[str, str] = {
-    "not_converged": "the step budget ended before a stationary point was reached",
-    "undetermined": "the end point is stationary but the classifier could not certify its type",
-    "unresolved_on_plateau": "the step budget ended near a certified saddle that the run was still moving along",
+    "unresolved_on_plateau": "the step budget ended on a plateau, near a stationary point the run was still leaving",
+    "unresolved_moving": "the step budget ended away from any certified point and the loss is not going to zero",
+    "undetermined": "a stationary point was reached but the classifier could not certify its type",
 }
+assert set(RESOLVED) == set(RESOLVED_OUTCOMES) and set(RESOLVED) | set(UNRESOLVED) == set(OUTCOME)
 
 
 @dataclass(frozen=True)
@@ -69,13 +71,13 @@ def run_endings(arrays: Mapping[str, np.ndarray]) -> Endings:
     Parameters
     ----------
     arrays
-        At least ``outcome`` (codes of :data:`pipeline.schema.OUTCOME`), shape ``(runs,)``.
+        At least ``outcome`` (codes of :data:`pipeline.resolution.OUTCOME`), shape ``(runs,)``.
 
     Returns
     -------
     Endings
-        Names as in :data:`pipeline.schema.OUTCOME`; ``not_converged``, ``undetermined`` and ``unresolved_on_plateau``
-        are unresolved.
+        Names as in :data:`pipeline.resolution.OUTCOME`; ``unresolved_on_plateau``, ``unresolved_moving`` and
+        ``undetermined`` are unresolved.
     """
     codes = np.asarray(arrays["outcome"]).astype(np.int64)
     names = np.array([*OUTCOME, "none"], dtype=object)[np.where(codes >= 0, codes, len(OUTCOME))]

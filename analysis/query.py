@@ -192,6 +192,7 @@ EVENTS: dict[str, Event] = {
 
 SUMMARY_EVENTS: tuple[str, ...] = (
     "converged_global",
+    "converging_to_zero_loss",
     "stuck_spurious_local_min",
     "stalled_at_saddle",
     "unresolved",

@@ -52,6 +52,7 @@ PROVENANCE_ATTRS = (
 )
 HEADERS = {
     "converged_global": "converged (global min)",
+    "converging_to_zero_loss": "→ zero loss",
     "stuck_spurious_local_min": "stuck (spurious local min)",
     "stalled_at_saddle": "stalled at saddle",
     "unresolved": "unresolved",

@@ -20,7 +20,7 @@ from analysis.genuine import check_end_points, genuine_rate_table
 from analysis.query import decode
 from analysis.runs import run_arrays, run_frame
 from analysis.stats import wilson_interval
-from pipeline.schema import OUTCOME
+from analysis.endings import ENDING_VARIABLES, run_endings
 from pipeline.stationary import labels
 
 __all__ = ["REPRODUCTIONS", "Reproduction", "reproduction_for"]
@@ -75,16 +75,16 @@ def safran_shamir(dataset: xr.Dataset) -> Reproduction:
 
 def cheridito_jentzen_rossmannek(dataset: xr.Dataset) -> Reproduction:
     """Spurious local minima for ReLU vs leaky ReLU, and whether ReLU ones have dead neurons."""
-    frame = run_frame(dataset, ["n_dead_neurons", "outcome"], by=["activation", "width"])
+    frame = run_frame(dataset, ["n_dead_neurons", *ENDING_VARIABLES], by=["activation", "width"])
     frame["spurious"] = _point_types(dataset) == "spurious_local_min"
-    frame["not_converged"] = frame["outcome"] == OUTCOME.index("not_converged")
+    frame["unresolved"] = ~run_endings(run_arrays(dataset, ENDING_VARIABLES)).is_resolved
     rows = []
     for activation, group in frame.groupby("activation"):
         spurious = group[group["spurious"]]
         row = _rate_row({"activation": activation}, len(spurious), len(group))
         row["spurious_with_dead_neurons"] = int((spurious["n_dead_neurons"] > 0).sum())
         row["spurious_all_inactive"] = int((spurious["n_dead_neurons"] == spurious["width"]).sum())
-        row["not_converged"] = int(group["not_converged"].sum())
+        row["unresolved"] = int(group["unresolved"].sum())
         rows.append(row)
     table = pd.DataFrame(rows)
     parts = []
@@ -92,7 +92,7 @@ def cheridito_jentzen_rossmannek(dataset: xr.Dataset) -> Reproduction:
         parts.append(
             f"{row.activation}: {row.count} of {row.total} runs at certified spurious local minima ({_percent(row)}), "
             f"{row.spurious_with_dead_neurons} of them with dead neurons and {row.spurious_all_inactive} with every "
-            f"neuron inactive; {row.not_converged} runs had not converged within the step budget"
+            f"neuron inactive; {row.unresolved} runs had no resolved limit within the step budget"
         )
     reading = (
         "Cheridito, Jentzen and Rossmannek prove that leaky ReLU has no spurious local minima for an affine "

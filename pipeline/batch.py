@@ -19,18 +19,22 @@ import pandas as pd
 import torch
 
 from pipeline.data import Dataset, draw_affine_map, make_dataset, teacher_network
+from pipeline.end_game import EndGameMethod, EndGameOptions, Finish, finish_runs
 from pipeline.engine import (
     DescentResult,
     StopReason,
+    data_scales,
     run_gradient_descent,
     run_interval_gradient_descent,
     run_population_gradient_descent,
 )
+from pipeline.globality import GLOBAL_BASIS, activation_leak, global_value_basis
 from pipeline.initialization import draw_initialization, init_scale_std
 from pipeline.interval_population import IntervalTarget
 from pipeline.plan import data_settings, init_settings, run_settings
+from pipeline.resolution import approaching_zero_loss, observed_loss_rate
 from pipeline.seeds import run_generator
-from pipeline.stationary import classify_batch
+from pipeline.stationary import classify_batch, labels
 from pipeline.stationary.consistency import escape_consistency
 from pipeline.stationary.groups import group_neurons
 from pipeline.stationary.interval_points import classify_interval_batch
@@ -115,7 +119,7 @@ def _sampled_dataset(rng: np.random.Generator, settings: Mapping[str, Any]) -> D
         target=settings["target"],
         teacher_width=settings["teacher_width"],
         teacher_kind=settings["teacher_kind"] or "gaussian",
-        teacher_leak=_leak(settings["teacher_activation"], settings["teacher_leak"]),
+        teacher_leak=activation_leak(settings["teacher_activation"], settings["teacher_leak"]),
         noise_std=settings["label_noise"],
         interval=(settings["interval_low"], settings["interval_high"])
         if settings["input_distribution"] == "interval"
@@ -145,8 +149,9 @@ def simulate_batch(
     classify_plateaus: bool = True,
     refine_end_point: bool = False,
     kink_tolerance_factor: float = 1.0,
+    end_game: EndGameOptions | None = None,
 ) -> dict[str, np.ndarray]:
-    """Train and classify the runs of one batch.
+    """Train and classify the runs of one batch, and follow unfinished runs with the end game.
 
     Parameters
     ----------
@@ -165,6 +170,10 @@ def simulate_batch(
         the refined point is classified where the refinement converged.
     kink_tolerance_factor
         Multiplies the classifier's kink tolerance.
+    end_game
+        Options of :mod:`pipeline.end_game` (default :class:`~pipeline.end_game.EndGameOptions`). Runs
+        whose end point is ``not_stationary`` or ``undetermined`` (and did not diverge) are finished, and
+        the finished point's classification replaces the end point's unless it is ``not_stationary``.
 
     Returns
     -------
@@ -195,6 +204,11 @@ def simulate_batch(
         record["end_grad_norm_before_refine"] = record["grad_norm_final"]
         record["end_grad_norm_after_refine"] = np.full(len(rows), np.nan)
     end = problem.classify(w_end, a_end, "end_point")
+    end_game = end_game or EndGameOptions()
+    end, finished = _end_game(problem, descent, end, w_end, a_end, end_game)
+    record.update(finished)
+    record.update(_zero_loss_approach(problem, descent, end_game.zero_loss_threshold))
+    record["global_basis"] = np.full(len(rows), GLOBAL_BASIS.index(problem.student.global_basis), dtype=np.int8)
     record.update({f"end_{field.name}": getattr(end, field.name) for field in dataclasses.fields(end)})
     record.update(problem.groups(end))
     if classify_plateaus:
@@ -216,6 +230,12 @@ class _Student:
     train_output: bool
     settings: Mapping[str, Any]
     kink_tolerance_factor: float
+    global_basis: str
+
+    @property
+    def zero_loss_attainable(self) -> bool:
+        """A theorem proves that the global minimum of this loss is 0 (:func:`pipeline.globality.global_value_basis`)."""
+        return self.global_basis != "best_known"
 
 
 @dataclass(frozen=True)
@@ -242,10 +262,22 @@ class _SampledProblem:
             leak=self.student.leak,
             train_output=self.student.train_output,
             learning_rate=self.student.settings["learning_rate"],
-            realisable=_realisable(self.student.settings),
+            realisable=self.student.zero_loss_attainable,
             mode=mode,
             kink_tolerance_factor=self.student.kink_tolerance_factor,
         )
+
+    def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish:
+        """The end game (:func:`pipeline.end_game.finish_runs`) from points ``w``, ``a`` of runs ``runs``."""
+        return finish_runs(
+            w, a, _select(self.x, runs), _select(self.y, runs), leak=self.student.leak,
+            train_output=self.student.train_output, learning_rate=self.student.settings["learning_rate"],
+            options=options,
+        )  # fmt: skip
+
+    def loss_scale(self) -> np.ndarray:
+        """``s_y**2 = ||Y||_F^2 / n`` per run (or one shared value), the loss scale of the data."""
+        return _numpy(data_scales(self.x, self.y)[1].square())
 
     def groups(self, end: Any) -> dict[str, np.ndarray]:
         """Neuron groups of the classified end point and the width of the network it embeds (theory.md 7)."""
@@ -280,7 +312,7 @@ class _GaussianPopulationProblem:
             _select(self.teacher_a, runs),
             leak=self.student.leak,
             train_output=self.student.train_output,
-            realisable=_realisable(self.student.settings),
+            realisable=self.student.zero_loss_attainable,
         )
 
     def groups(self, end: Any) -> dict[str, np.ndarray]:
@@ -316,11 +348,13 @@ def _problem(
     settings: Mapping[str, Any], inputs: list[RunInputs], options: dict[str, Any], kink_tolerance_factor: float
 ) -> _Problem:
     """The loss of one batch, with its data stacked on the run axis as tensors of the given dtype and device."""
+    sampled = settings["input_distribution"] not in _DATASETS
     student = _Student(
-        _leak(settings["activation"], settings["leak"]),
+        activation_leak(settings["activation"], settings["leak"]),
         settings["output_layer"] == "trained",
         settings,
         kink_tolerance_factor,
+        global_value_basis(settings, np.stack([i.dataset.x for i in inputs]) if sampled else None),
     )
 
     def stacked(name: str) -> torch.Tensor:
@@ -338,6 +372,61 @@ def _problem(
         )
         return _IntervalPopulationProblem(student, target)
     return _SampledProblem(student, stacked("x"), stacked("y"))
+
+
+_UNFINISHED = ("not_stationary", "undetermined")
+"""End-point types the end game tries to finish."""
+
+
+def _end_game(
+    problem: _Problem, descent: DescentResult, end: Any, w: torch.Tensor, a: torch.Tensor, options: EndGameOptions
+) -> tuple[Any, dict[str, np.ndarray]]:
+    """Finish the unfinished runs; return the end classification to store and the ``end_game_*`` record."""
+    n_runs = w.shape[0]
+    record = {
+        "end_game_method": np.full(n_runs, int(EndGameMethod.NONE), dtype=np.int8),
+        "end_game_gradient_evaluations": np.zeros(n_runs, dtype=np.int64),
+        "end_game_hessian_evaluations": np.zeros(n_runs, dtype=np.int64),
+        "end_game_distance": np.full(n_runs, np.nan),
+        "end_game_loss_before": np.full(n_runs, np.nan),
+        "end_game_loss_after": np.full(n_runs, np.nan),
+        "end_game_used": np.zeros(n_runs, dtype=bool),
+    }
+    unfinished = np.isin(end.point_type, [labels.code(labels.POINT_TYPE, name) for name in _UNFINISHED])
+    unfinished &= _numpy(descent.stop_reason) != int(StopReason.DIVERGED)
+    runs = np.flatnonzero(unfinished)
+    if not options.enabled or runs.size == 0 or not isinstance(problem, _SampledProblem):
+        return end, record
+    index = torch.as_tensor(runs, device=w.device)
+    finish = problem.finish(w[index], a[index], runs, options)
+    finished = problem.classify(torch.as_tensor(finish.w), torch.as_tensor(finish.a), "end_point", runs)
+    use = finished.point_type != labels.code(labels.POINT_TYPE, "not_stationary")
+    record["end_game_method"][runs] = finish.method
+    record["end_game_gradient_evaluations"][runs] = finish.gradient_evaluations
+    record["end_game_hessian_evaluations"][runs] = finish.hessian_evaluations
+    record["end_game_distance"][runs] = finish.distance
+    record["end_game_loss_before"][runs] = finish.loss_before
+    record["end_game_loss_after"][runs] = finish.loss_after
+    record["end_game_used"][runs] = use
+    merged = {}
+    for field in dataclasses.fields(end):
+        values = np.array(getattr(end, field.name), copy=True)
+        values[runs[use]] = np.asarray(getattr(finished, field.name))[use].astype(values.dtype, copy=False)
+        merged[field.name] = values
+    return dataclasses.replace(end, **merged), record
+
+
+def _zero_loss_approach(problem: _Problem, descent: DescentResult, threshold: float) -> dict[str, np.ndarray]:
+    """Observed loss rates of gradient descent's last stretch and whether the loss goes to 0."""
+    step, loss = _numpy(descent.checkpoint_step), _numpy(descent.checkpoint_loss)
+    late, middle = observed_loss_rate(np.broadcast_to(step, loss.shape), loss)
+    scale = problem.loss_scale() if isinstance(problem, _SampledProblem) else np.full(loss.shape[0], np.nan)
+    final = _numpy(descent.loss_final)
+    return {
+        "convergence_rate": late,
+        "loss_scale": np.broadcast_to(scale, final.shape).astype(float),
+        "zero_loss_approach": approaching_zero_loss(final, late, middle, np.broadcast_to(scale, final.shape), threshold),
+    }
 
 
 def _select(tensor: torch.Tensor, runs: np.ndarray | None) -> torch.Tensor:
@@ -370,31 +459,6 @@ def _refine(
         "end_grad_norm_after_refine": _numpy(refinement.grad_norm_after),
     }
     return torch.where(use, refinement.w.to(w), w), torch.where(use, refinement.a.to(a), a), record
-
-
-def _leak(activation: str | None, leak: float | None) -> float:
-    """The activation's negative slope: 0 for ReLU."""
-    return float(leak) if activation == "leaky_relu" and leak is not None else 0.0
-
-
-def _realisable(settings: Mapping[str, Any]) -> bool:
-    """True when the student can represent the target exactly.
-
-    A noiseless teacher the student contains (same activation, width at least the teacher's; with a
-    fixed output layer only a teacher with output weights one), or a noiseless affine target with a
-    bias input (one neuron whose kink lies outside the data is affine on it).
-    """
-    if settings["label_noise"] > 0:
-        return False
-    if settings["target"] == "affine":
-        return bool(settings["bias"]) and settings["output_layer"] == "trained"
-    if settings["target"] != "teacher":
-        return False
-    same_activation = _leak(settings["teacher_activation"], settings["teacher_leak"]) == _leak(
-        settings["activation"], settings["leak"]
-    )
-    fixed_ok = settings["output_layer"] == "trained" or settings["teacher_kind"] == "orthonormal"
-    return same_activation and fixed_ok and settings["width"] >= settings["teacher_width"]
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -13,13 +13,34 @@ minimum above it is certainly not global (``spurious_local_min``), and one at it
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from pipeline.stationary import labels
 
-__all__ = ["ARCHITECTURE", "GLOBAL_RELATIVE_TOLERANCE", "GLOBAL_RULE", "reference_losses", "resolve_globality"]
+__all__ = [
+    "ARCHITECTURE",
+    "GLOBAL_BASIS",
+    "GLOBAL_RELATIVE_TOLERANCE",
+    "GLOBAL_RULE",
+    "activation_leak",
+    "global_value_basis",
+    "reference_losses",
+    "resolve_globality",
+]
+
+GLOBAL_BASIS: tuple[str, ...] = ("realisable_target", "interpolation_width", "best_known")
+"""What a run's global-minimum value rests on. ``realisable_target``: the student contains the noiseless
+target, so the global minimum is 0. ``interpolation_width``: a one-hidden-layer network with a bias input
+and a trained output layer interpolates any ``n`` distinct inputs once its width is at least ``n`` (ReLU;
+Zhang et al. 2017, Theorem 1: project on a direction that separates the inputs and place one kink between
+consecutive projections, which gives a triangular system for the output weights) or ``2n`` (leaky ReLU,
+whose two units ``rho(z) + leak rho(-z) = (1 - leak^2) relu(z)`` make one ReLU unit), so the global minimum is 0.
+``best_known``: no theorem applies; the value is the best loss the survey found (:func:`reference_losses`)."""
 
 ARCHITECTURE: tuple[str, ...] = ("data_key", "data_seed", "width", "activation", "leak", "output_layer")
 """Coordinates that identify one loss function: a reference loss is shared only within a group of equal values."""
@@ -28,10 +49,46 @@ GLOBAL_RELATIVE_TOLERANCE = 1e-4
 """A minimum within this relative distance of the reference loss is the best known one."""
 
 GLOBAL_RULE = (
-    "global_min: realisable target and loss ~ 0, or loss within a relative "
+    "global_min: a global-minimum value of 0 proved by global_basis (realisable target, or interpolation width)"
+    " and loss ~ 0, or loss within a relative "
     f"{GLOBAL_RELATIVE_TOLERANCE:g} of global_reference_loss (the best final loss of the runs of the same width, "
     "activation, leak and output layer on the same data set); otherwise spurious_local_min"
 )
+
+
+def activation_leak(activation: str | None, leak: float | None) -> float:
+    """The activation's negative slope: 0 for ReLU."""
+    return float(leak) if activation == "leaky_relu" and leak is not None else 0.0
+
+
+def global_value_basis(settings: Mapping[str, Any], x: np.ndarray | None) -> str:
+    """The :data:`GLOBAL_BASIS` entry that proves a global-minimum value for a batch of one grid cell.
+
+    Parameters
+    ----------
+    settings
+        The cell's settings (:func:`pipeline.plan.run_settings`).
+    x
+        The runs' inputs (R, n, d), bias column included; ``None`` for population losses (no interpolation).
+    """
+    if settings["label_noise"] > 0:
+        return "best_known"
+    if settings["target"] == "affine" and settings["bias"] and settings["output_layer"] == "trained":
+        return "realisable_target"  # one neuron whose kink lies outside the data is affine on it
+    if settings["target"] == "teacher":
+        same_activation = activation_leak(settings["teacher_activation"], settings["teacher_leak"]) == activation_leak(
+            settings["activation"], settings["leak"]
+        )
+        fixed_ok = settings["output_layer"] == "trained" or settings["teacher_kind"] == "orthonormal"
+        if same_activation and fixed_ok and settings["width"] >= settings["teacher_width"]:
+            return "realisable_target"
+    if x is None or not settings["bias"] or settings["output_layer"] != "trained":
+        return "best_known"
+    units_per_point = 1 if activation_leak(settings["activation"], settings["leak"]) == 0.0 else 2
+    distinct = all(np.unique(run, axis=0).shape[0] == run.shape[0] for run in np.asarray(x))
+    if distinct and settings["width"] >= units_per_point * x.shape[-2]:
+        return "interpolation_width"
+    return "best_known"
 
 
 def reference_losses(dataset: xr.Dataset) -> np.ndarray:

@@ -21,6 +21,7 @@ import torch
 import xarray as xr
 
 from pipeline.batch import Padding, simulate_batch
+from pipeline.end_game import EndGameOptions
 from pipeline.store import record_to_dataset
 
 __all__ = ["ExecutionSettings", "fit_to_threads", "run_batches"]
@@ -91,6 +92,7 @@ def run_batches(
     progress: Callable[[int, int], None] | None = None,
     refine_end_point: bool = False,
     kink_tolerance_factor: float = 1.0,
+    end_game: EndGameOptions | None = None,
 ) -> xr.Dataset:
     """Simulate every batch and concatenate the results along ``run`` in plan order.
 
@@ -104,6 +106,7 @@ def run_batches(
         execution.threads_per_worker,
         refine_end_point,
         kink_tolerance_factor,
+        end_game or EndGameOptions(),
     )
     if execution.cluster == "none":
         results = []
@@ -129,6 +132,7 @@ class _BatchTask:
     threads: int
     refine_end_point: bool = False
     kink_tolerance_factor: float = 1.0
+    end_game: EndGameOptions = EndGameOptions()
 
     def __call__(self, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         torch.set_num_threads(self.threads)
@@ -141,6 +145,7 @@ class _BatchTask:
             classify_plateaus=self.classify_plateaus,
             refine_end_point=self.refine_end_point,
             kink_tolerance_factor=self.kink_tolerance_factor,
+            end_game=self.end_game,
         )
         record["batch_wall_time"] = np.full(len(rows), time.perf_counter() - start)
         return rows, record

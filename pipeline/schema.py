@@ -19,26 +19,16 @@ from typing import Any
 from zarr.abc.codec import BytesBytesCodec
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from pipeline.end_game import EndGameMethod
 from pipeline.engine import GRAD_NORM_DESCRIPTION, StopReason
+from pipeline.globality import GLOBAL_BASIS
+from pipeline.resolution import LIMIT, OUTCOME, RESOLUTION
 from pipeline.stationary import labels
 
 __all__ = ["OUTCOME", "SCHEMA_VERSION", "VARIABLES", "Variable", "compressors"]
 
-SCHEMA_VERSION = 1
-
-OUTCOME: tuple[str, ...] = (
-    "converged_global",
-    "stuck_spurious_local_min",
-    "stalled_at_saddle",
-    "not_converged",
-    "diverged",
-    "undetermined",
-    "unresolved_on_plateau",
-)
-"""Run outcomes (theory.md section 8.1, run level). ``stalled_at_saddle``: the run converged to a saddle (its
-end point is a certified saddle and it stopped on the gradient criterion); ``unresolved_on_plateau``: the step
-budget ended at a point within the tolerances of a certified saddle that the run was still moving along."""
-
+SCHEMA_VERSION = 2
+"""2: end game, limit verdicts and resolution statuses (pipeline.resolution), global_basis."""
 
 @dataclass(frozen=True)
 class Variable:
@@ -164,6 +154,26 @@ VARIABLES: dict[str, Variable] = {
     "end_refined": Variable(RUN, "the end point was refined within its activation pattern before classification"),
     "end_grad_norm_before_refine": Variable(RUN, GRAD_NORM_DESCRIPTION + ", before refinement"),
     "end_grad_norm_after_refine": Variable(RUN, GRAD_NORM_DESCRIPTION + ", after refinement (NaN: not refined)"),
+    # the end game (pipeline.end_game) and the last stretch of gradient descent (pipeline.resolution)
+    "end_game_method": Variable(
+        RUN, "what the end game did", flags=labels.flag_attrs(tuple(m.name.lower() for m in EndGameMethod))
+    ),
+    "end_game_used": Variable(RUN, "the classified end point is the end game's point (not gradient descent's)"),
+    "end_game_gradient_evaluations": Variable(RUN, "gradient (Jacobian) evaluations of the end game"),
+    "end_game_hessian_evaluations": Variable(RUN, "Hessian evaluations of the end game"),
+    "end_game_distance": Variable(RUN, "parameter distance the end game moved (NaN: not run)"),
+    "end_game_loss_before": Variable(RUN, "loss where the end game started (NaN: not run)"),
+    "end_game_loss_after": Variable(RUN, "loss where the end game finished (NaN: not run)"),
+    "convergence_rate": Variable(
+        RUN, "observed d log L / d step of gradient descent between the checkpoints nearest 3T/4 and T", "1/steps"
+    ),
+    "loss_scale": Variable(RUN, "s_y^2 = ||Y||_F^2 / n, twice the loss of the zero network (NaN: population loss)"),
+    "zero_loss_approach": Variable(
+        RUN, "loss below end_game.zero_loss_threshold * s_y^2 and still falling (pipeline.resolution)"
+    ),
+    "global_basis": Variable(
+        RUN, "what the global-minimum value rests on (pipeline.globality)", flags=labels.flag_attrs(GLOBAL_BASIS)
+    ),
     # plateau classification and the escape-consistency statistic (theory.md section 6)
     **_point_variables("plateau", "plateau point", PLATEAU),
     "plateau_grew": Variable(PLATEAU + ("neuron",), "amplitude grew 10x before the next plateau / end"),
@@ -177,7 +187,11 @@ VARIABLES: dict[str, Variable] = {
         "best final loss of the survey's runs of the same width, activation, leak and output layer on the same data"
         " set (an upper bound on that network's global minimum)",
     ),
-    "outcome": Variable(RUN, "run outcome", flags=labels.flag_attrs(OUTCOME)),
+    "outcome": Variable(
+        RUN, "run outcome: the limit where resolved, else the resolution status", flags=labels.flag_attrs(OUTCOME)
+    ),
+    "limit": Variable(RUN, "what the run converges to (pipeline.resolution)", flags=labels.flag_attrs(LIMIT)),
+    "resolution": Variable(RUN, "how the limit verdict was reached", flags=labels.flag_attrs(RESOLUTION)),
     "n_escape_neurons": Variable(RUN, "escape neurons at the end point"),
     "n_dead_neurons": Variable(RUN, "dead ReLU neurons at the end point (including those touching data)"),
     "n_kink_neurons": Variable(RUN, "neurons with data on their kink at the end point"),

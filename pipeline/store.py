@@ -29,7 +29,8 @@ from pipeline.engine import StopReason
 from pipeline.globality import GLOBAL_RULE, reference_losses, resolve_globality
 from pipeline.integrity import DamagedStore, Manifest, UnverifiedStoreWarning
 from pipeline.invariants import invariant_problems
-from pipeline.schema import OUTCOME, SCHEMA_VERSION, VARIABLES, compressors
+from pipeline.resolution import resolve_runs
+from pipeline.schema import SCHEMA_VERSION, VARIABLES, compressors
 from pipeline.stationary import labels
 
 __all__ = [
@@ -209,8 +210,10 @@ def _open(path: str | Path, manifest: Manifest | None, **options: Any) -> xr.Dat
     version = dataset.attrs.get("schema_version")
     if version is not None and int(version) != SCHEMA_VERSION:
         raise ValueError(
-            f"{path}: store schema version {version}, this package reads version {SCHEMA_VERSION};"
-            " re-run `landscape collect` with this version or use the package version that wrote it"
+            f"{path}: store schema version {version}, this package reads version {SCHEMA_VERSION} (version 2 added"
+            " the end game and the limit/resolution verdicts, which older stores lack); recompute it with this"
+            " version: remove the survey's results folder (results/<name>) and run `bash run.sh survey <name>`,"
+            " or read it with the package version that wrote it"
         )
     return dataset
 
@@ -302,13 +305,22 @@ def add_derived_variables(dataset: xr.Dataset) -> xr.Dataset:
     """
     reference_loss = reference_losses(dataset)
     point_type = resolve_globality(dataset["end_point_type"].values, dataset["end_loss"].values, reference_loss)
-    outcome = _outcome(point_type, dataset["stop_reason"].values)
+    limit, resolution, outcome = resolve_runs(
+        point_type,
+        dataset["end_strictness"].values,
+        dataset["end_has_witness"].values,
+        dataset["stop_reason"].values,
+        dataset["zero_loss_approach"].values,
+        dataset["plateau_is_final"].values.any(axis=-1),
+    )
     roles = dataset["end_roles"].values
     dead = np.isin(roles, [labels.code(labels.ROLE, "dead"), labels.code(labels.ROLE, "dead_touching")])
     derived = {
         "end_point_type": point_type,
         "global_reference_loss": reference_loss,
         "outcome": outcome,
+        "limit": limit,
+        "resolution": resolution,
         "n_escape_neurons": dataset["end_escape"].values.sum(axis=-1).astype(np.int16),
         "n_dead_neurons": dead.sum(axis=-1).astype(np.int16),
         "n_kink_neurons": dataset["end_kink"].values.sum(axis=-1).astype(np.int16),
@@ -358,26 +370,6 @@ def _truncation_problems(path: str | Path) -> list[str]:
         if array.nchunks_initialized != array.nchunks:
             problems.append(f"array {name!r} has {array.nchunks_initialized} of {array.nchunks} chunks on disk")
     return problems
-
-
-def _outcome(point_type: np.ndarray, stop_reason: np.ndarray) -> np.ndarray:
-    """Run outcome codes from the resolved end-point type and the stop reason."""
-    by_type = {
-        "global_min": "converged_global",
-        "spurious_local_min": "stuck_spurious_local_min",
-        "saddle": "stalled_at_saddle",
-        "not_stationary": "not_converged",
-        "undetermined": "undetermined",
-        "local_min": "undetermined",
-        "non_finite": "diverged",
-    }
-    table = np.array([OUTCOME.index(by_type[name]) for name in labels.POINT_TYPE], dtype=np.int8)
-    outcome = table[np.clip(point_type, 0, None)]
-    on_plateau = (outcome == OUTCOME.index("stalled_at_saddle")) & (stop_reason != int(StopReason.CONVERGED))
-    outcome[on_plateau] = OUTCOME.index("unresolved_on_plateau")  # the budget ended there, not the run
-    outcome[stop_reason == int(StopReason.DIVERGED)] = OUTCOME.index("diverged")
-    return outcome
-
 
 REQUIRED_FINITE = ("loss_final", "grad_norm_final", "end_loss", "steps_taken", "stop_reason", "end_point_type")
 """Per-run variables that must not be NaN for a run that did not diverge."""

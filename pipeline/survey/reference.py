@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from pipeline.survey.rules import CONDITIONAL_SETTINGS
 from pipeline.survey.settings import DEFAULTS, SETTING_GROUPS, Settings
-from pipeline.survey.spec import MAX_RUNS, NAME_PATTERN, Classify, Execution, Seeds, SurveySpec
+from pipeline.survey.spec import MAX_RUNS, NAME_PATTERN, Classify, EndGame, Execution, Seeds, SurveySpec
 
 _ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = _ROOT / "pipeline" / "schemas" / "survey.schema.json"
@@ -141,7 +141,7 @@ def reference_text() -> str:
         "",
         *_table(SurveySpec, ["schema_version", "description", "master_seed"], spec_defaults),
         "",
-        "`seeds`, `fixed`, `grid`, `classify` and `execution` are mappings described below.",
+        "`seeds`, `fixed`, `grid`, `classify`, `end_game` and `execution` are mappings described below.",
         "",
         "## `seeds`",
         "",
@@ -156,6 +156,12 @@ def reference_text() -> str:
         "## `classify`",
         "",
         *_table(Classify, list(Classify.model_fields), Classify.model_validate({}).model_dump()),
+        "",
+    ]
+    out += [
+        "## `end_game`",
+        "",
+        *_table(EndGame, list(EndGame.model_fields), EndGame.model_validate({}).model_dump()),
         "",
     ]
     out += [

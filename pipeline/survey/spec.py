@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, model_validator
 
+from pipeline.end_game import EndGameOptions
 from pipeline.survey.rules import CONDITIONAL, check_settings, combos, normalised
 from pipeline.survey.settings import DEFAULTS, SETTING_NAMES, FixedSettings, GridSettings, Strict
 
@@ -36,6 +37,29 @@ class Classify(Strict):
     kink_tolerance_factor: float = Field(
         1.0, gt=0, le=1e6, description="Multiplies the classifier's tolerance for data on a neuron's kink."
     )
+
+
+class EndGame(Strict):
+    """The end game: follow runs that gradient descent left unfinished to their limit (pipeline.end_game)."""
+
+    enabled: bool = Field(True, description="Finish runs whose end point is not certified (not_stationary or undetermined).")
+    max_evaluations: int = Field(
+        200, ge=1, le=1_000_000, description="Residual evaluations of the trust-region Gauss-Newton stage per run."
+    )
+    refine_iterations: int = Field(
+        100, ge=0, le=1_000_000, description="Iterations of the kink-constrained Levenberg-Marquardt stage per run."
+    )
+    zero_loss_threshold: float = Field(
+        1e-6,
+        gt=0,
+        lt=1,
+        description="A run whose loss stays below this fraction of s_y^2 = ||Y||^2/n and still falls is "
+        "converging_to_zero_loss.",
+    )
+
+    def options(self) -> EndGameOptions:
+        """The engine-level options."""
+        return EndGameOptions(**self.model_dump())
 
 
 class Execution(Strict):
@@ -96,6 +120,7 @@ class SurveySpec(Strict):
         "Example: [{input_dim: 6, teacher_width: 6}, {input_dim: 8, teacher_width: 8}].",
     )
     classify: Classify = Field(default_factory=lambda: Classify.model_validate({}), description=Classify.__doc__)
+    end_game: EndGame = Field(default_factory=lambda: EndGame.model_validate({}), description=EndGame.__doc__)
     execution: Execution = Field(default_factory=lambda: Execution.model_validate({}), description=Execution.__doc__)
 
     @model_validator(mode="after")
@@ -225,6 +250,7 @@ class SurveySpec(Strict):
             "grid": grid,
             "cases": cases,
             "classify": self.classify.model_dump(),
+            "end_game": self.end_game.model_dump(),
             "execution": self.execution.model_dump(),
         }
 
