@@ -388,6 +388,7 @@ def _end_game(
         "end_game_gradient_evaluations": np.zeros(n_runs, dtype=np.int64),
         "end_game_hessian_evaluations": np.zeros(n_runs, dtype=np.int64),
         "end_game_distance": np.full(n_runs, np.nan),
+        "end_game_flow_time": np.full(n_runs, np.nan),
         "end_game_loss_before": np.full(n_runs, np.nan),
         "end_game_loss_after": np.full(n_runs, np.nan),
         "end_game_used": np.zeros(n_runs, dtype=bool),
@@ -405,6 +406,7 @@ def _end_game(
     record["end_game_gradient_evaluations"][runs] = finish.gradient_evaluations
     record["end_game_hessian_evaluations"][runs] = finish.hessian_evaluations
     record["end_game_distance"][runs] = finish.distance
+    record["end_game_flow_time"][runs] = finish.flow_time
     record["end_game_loss_before"][runs] = finish.loss_before
     record["end_game_loss_after"][runs] = finish.loss_after
     record["end_game_used"][runs] = use

@@ -1,32 +1,43 @@
 """The end game: follow a run that gradient descent left unfinished to the point it is converging to.
 
-Gradient descent with a fixed step spends most of a survey's budget on the last stretch: the linear
-approach to a minimum (rate ``1 - eta * lambda_min``, very slow on the flat directions of degenerate
-minima), the interpolation regime (loss going to 0, where relative first-order gaps are noise), and
-points whose limit lies on a kink, which it approaches by zig-zagging across the kink. The end game
-replaces that stretch by two second-order stages that converge fast to the same point:
+Gradient descent with a fixed step spends most of a survey's budget on stretches where it moves slowly:
+plateaus near saddles (escape at a rate set by a small negative curvature), the linear approach to a
+minimum (rate ``1 - eta * lambda_min``, very slow along the flat directions of degenerate minima), the
+interpolation regime (loss going to 0, where relative first-order gaps are noise), and limits on a kink,
+which it approaches by zig-zagging across the kink. With a small step, gradient descent follows the
+gradient flow ``theta' = -grad L(theta)``; the end game follows that same flow with steps that are
+orders of magnitude longer, then polishes the limit:
 
-1. **Active-set trust-region Gauss-Newton** (:func:`scipy.optimize.least_squares`, ``method="trf"``).
-   The loss is ``1/2 ||r||^2`` with residuals ``r_i = (f(x_i) - y_i) / sqrt(n)``; the Jacobian is the one of
-   the current activation pattern, recomputed at every iterate, so data points may join or leave a
-   neuron's active set during the approach (an active-set treatment, not a frozen pattern). Every step
-   is accepted only if it lowers the true (piecewise) loss, and the trust region bounds how far a step
-   may go, so the iteration cannot jump over a ridge into another basin. On a zero-residual problem
-   Gauss-Newton converges quadratically (interpolation regime). Its steps solve a least-squares problem
-   for the smallest correction, so on a manifold of minima they move towards it, not along it.
-2. **Kink-constrained Levenberg-Marquardt** (:func:`pipeline.stationary.refine.refine_end_points`):
-   data points that sit on a neuron's kink (by the classifier's kink rule, including gradient descent's
-   zig-zag rule) are held exactly at ``z = 0`` and the loss of the resulting polynomial piece is
-   minimised. This makes a limit on a kink exactly stationary, where stage 1 can only chatter.
-   Its result is kept only where it keeps the pattern and does not raise the loss.
+0. **Gradient flow, exponential integrator with kink events.** Within an activation pattern the loss is
+   a polynomial; with its gradient ``g`` and exact Hessian ``H``, a step of flow time ``h`` is
+   ``-h phi_1(-h H) g`` (``phi_1(z) = (e^z - 1) / z``): the exact flow of the local quadratic model, which
+   decays along positive curvature and grows along negative curvature exactly as the flow does, so a
+   plateau is crossed in a few steps along the same unstable direction. A step is accepted if the true
+   loss decreases and agrees with the model's prediction to 25%; the flow time then grows fourfold,
+   otherwise it shrinks fourfold. Kinks are events: a step that crosses a neuron's kink is cut just past
+   the first crossing; a pair ``(i, j)`` whose flow points into the kink from both sides (Filippov
+   sliding: GD's zig-zag) is put on the kink (``z_ij = 0``, a least change of ``w_j``, kept only if the
+   loss does not rise) and the flow is projected onto the kink manifold until the pair stops sliding (an
+   active-set treatment: pairs join and leave as the flow goes).
+1. **Active-set trust-region Gauss-Newton** (:func:`scipy.optimize.least_squares`, ``method="trf"``) on
+   the residuals ``r_i = (f(x_i) - y_i) / sqrt(n)``, with the Jacobian of the current pattern at every
+   iterate: quadratic convergence to a zero-residual limit (interpolation regime), and steps that
+   solve a least-squares problem for the smallest correction, so on a manifold of minima they move
+   towards it, not along it.
+2. **Kink-constrained Levenberg-Marquardt** (:func:`pipeline.stationary.refine.refine_end_points`): data
+   points on a neuron's kink (the classifier's kink rule, with GD's zig-zag rule) are held exactly at
+   ``z = 0`` and the loss of the polynomial piece is minimised, which makes a limit on a kink exactly
+   stationary. Its result is kept only where it keeps the pattern and does not raise the loss.
 
-Neither stage uses negative curvature, so neither escapes a saddle that gradient descent would still be
-crossing: a run on a plateau stays there and is reported as such. Whether the finished point describes
-the limit of gradient descent is measured, not assumed: ``benchmarks/validate_end_game.py`` continues
-sampled runs with plain gradient descent for 10-50 times the budget and compares verdicts.
+Every stage only lowers the loss. Whether the finished point is the limit of gradient descent is
+measured, not assumed: ``benchmarks/validate_end_game.py`` continues sampled runs with plain gradient
+descent for 10-50 times the budget and compares the verdicts (README, "The end game").
 
-Stage 1 runs per run on the CPU with SciPy (the problems are small: ``n k`` residuals, ``m (d + k)``
-parameters), stage 2 batched in torch.
+No library integrates a piecewise-smooth (Filippov) gradient flow with sliding modes at kinks: SciPy's
+stiff integrators (``solve_ivp``, BDF/Radau/LSODA) assume a smooth right-hand side and chatter at every
+kink (measured: minutes per run on the default survey), which is why stage 0 is written here. Stage 0
+and 1 run per run on the CPU with NumPy/SciPy (problems are small: ``n k`` residuals, ``m (d + k)``
+parameters); stage 2 runs batched in torch.
 """
 
 from __future__ import annotations
@@ -48,8 +59,8 @@ class EndGameMethod(enum.IntEnum):
     """What the end game did to a run (stored as small integers)."""
 
     NONE = 0
-    GAUSS_NEWTON = 1
-    GAUSS_NEWTON_KINK_REFINE = 2
+    FLOW_GAUSS_NEWTON = 1
+    FLOW_GAUSS_NEWTON_KINK_REFINE = 2
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,8 @@ class EndGameOptions:
     ----------
     enabled
         Run the end game on runs whose end point is not certified.
+    flow_evaluations
+        Hessian evaluations of the gradient-flow stage per run (each is followed by one or more trial steps).
     max_evaluations
         Residual evaluations of the trust-region Gauss-Newton stage per run (each iteration needs one,
         plus one Jacobian when it accepts a step).
@@ -71,12 +84,15 @@ class EndGameOptions:
     """
 
     enabled: bool = True
+    flow_evaluations: int = 300
     max_evaluations: int = 200
     refine_iterations: int = 100
     zero_loss_threshold: float = 1e-6
 
     def check(self) -> None:
         """Raise ``ValueError`` naming the first field out of range."""
+        if self.flow_evaluations < 1:
+            raise ValueError(f"end_game.flow_evaluations must be at least 1; got {self.flow_evaluations}")
         if self.max_evaluations < 1:
             raise ValueError(f"end_game.max_evaluations must be at least 1; got {self.max_evaluations}")
         if self.refine_iterations < 0:
@@ -103,6 +119,8 @@ class Finish:
         Euclidean distance in parameter space from the start to the finished point.
     loss_before, loss_after : (P,)
         :func:`pipeline.nets.loss` at the start and at the finished point.
+    flow_time : (P,)
+        Gradient-flow time covered by stage 0 (gradient descent covers ``learning_rate`` per step).
     """
 
     w: np.ndarray
@@ -113,6 +131,7 @@ class Finish:
     distance: np.ndarray
     loss_before: np.ndarray
     loss_after: np.ndarray
+    flow_time: np.ndarray
 
 
 def residual_jacobian(
@@ -193,35 +212,204 @@ def finish_runs(
     w0 = w.detach().cpu().to(torch.float64).numpy()
     a0 = a.detach().cpu().to(torch.float64).numpy()
     runs = w0.shape[0]
-    xs = np.broadcast_to(x.detach().cpu().to(torch.float64).numpy(), (runs, *x.shape[1:]))
-    ys = np.broadcast_to(y.detach().cpu().to(torch.float64).numpy(), (runs, *y.shape[1:]))
+    xs = np.array(np.broadcast_to(x.detach().cpu().to(torch.float64).numpy(), (runs, *x.shape[1:])))
+    ys = np.array(np.broadcast_to(y.detach().cpu().to(torch.float64).numpy(), (runs, *y.shape[1:])))
+    xt, yt = torch.from_numpy(xs), torch.from_numpy(ys)
     w1, a1 = np.empty_like(w0), np.empty_like(a0)
     jacobians = np.zeros(runs, dtype=np.int64)
+    flow_hessians = np.zeros(runs, dtype=np.int64)
+    flow_time = np.zeros(runs)
     for run in range(runs):
-        w1[run], a1[run], jacobians[run] = _gauss_newton(
-            w0[run], a0[run], xs[run], ys[run], leak, train_output, options.max_evaluations
+        w_run, a_run, x_run, y_run = w0[run], a0[run], xs[run], ys[run]
+        width = w_run.shape[0]
+        theta = np.concatenate([w_run.ravel(), a_run.ravel()]) if train_output else w_run.ravel().copy()
+        theta, flow_time[run], flow_hessians[run] = _flow(
+            theta, x_run, y_run, leak, width, train_output, a_run, learning_rate, options.flow_evaluations
         )
-    method = np.full(runs, int(EndGameMethod.GAUSS_NEWTON), dtype=np.int8)
+        w_flow = theta[: w_run.size].reshape(w_run.shape)
+        a_flow = theta[w_run.size :].reshape(a_run.shape) if train_output else a_run
+        w1[run], a1[run], jacobians[run] = _gauss_newton(
+            w_flow, a_flow, x_run, y_run, leak, train_output, options.max_evaluations
+        )
+    method = np.full(runs, int(EndGameMethod.FLOW_GAUSS_NEWTON), dtype=np.int8)
     refine_steps = np.zeros(runs, dtype=np.int64)
     if options.refine_iterations > 0:
         refinement = refine_end_points(
-            torch.from_numpy(w1), torch.from_numpy(a1), torch.from_numpy(np.ascontiguousarray(xs)),
-            torch.from_numpy(np.ascontiguousarray(ys)), leak, train_output=train_output,
+            torch.from_numpy(w1), torch.from_numpy(a1), xt, yt, leak, train_output=train_output,
             max_iterations=options.refine_iterations, learning_rate=learning_rate,
         )  # fmt: skip
         refined = refinement.refined.numpy()
         w1[refined], a1[refined] = refinement.w.numpy()[refined], refinement.a.numpy()[refined]
         refine_steps = refinement.iterations.numpy().astype(np.int64)
-        method[refined] = int(EndGameMethod.GAUSS_NEWTON_KINK_REFINE)
+        method[refined] = int(EndGameMethod.FLOW_GAUSS_NEWTON_KINK_REFINE)
     distance = np.sqrt(((w1 - w0) ** 2).sum(axis=(1, 2)) + ((a1 - a0) ** 2).sum(axis=(1, 2)))
-    xt, yt = torch.from_numpy(np.ascontiguousarray(xs)), torch.from_numpy(np.ascontiguousarray(ys))
     return Finish(
         w=w1,
         a=a1,
         method=method,
-        gradient_evaluations=jacobians + refine_steps,
-        hessian_evaluations=refine_steps,
+        gradient_evaluations=flow_hessians + jacobians + refine_steps,
+        hessian_evaluations=flow_hessians + refine_steps,
+        flow_time=flow_time,
         distance=distance,
         loss_before=nets.loss(torch.from_numpy(w0), torch.from_numpy(a0), xt, yt, leak).numpy(),
         loss_after=nets.loss(torch.from_numpy(w1), torch.from_numpy(a1), xt, yt, leak).numpy(),
     )
+
+
+def _hessian(
+    theta: np.ndarray, x: np.ndarray, y: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
+) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    """Loss, gradient (p,), Hessian (p, p) of the current activation pattern, and residuals ``f - y`` (n, k).
+
+    Within a pattern ``f`` is linear in each ``w_j`` and bilinear in ``(w_j, a_j)``, so the Hessian is
+    ``J^T J`` plus the coupling ``d^2 L / dw_jl da_jc = 1/n sum_i (f - y)_ic rho'(z_ij) x_il``.
+    """
+    n, d = x.shape
+    k = y.shape[1]
+    residual, jacobian = residual_jacobian(theta, x, y, leak, width, train_output, a_fixed)
+    hessian = jacobian.T @ jacobian
+    error = residual.reshape(n, k) * np.sqrt(n)
+    if train_output:
+        w = theta[: width * d].reshape(width, d)
+        slope = np.where(x @ w.T > 0, 1.0, leak)
+        coupling = np.einsum("ic,ij,il->jlc", error, slope, x) / n  # (m, d, k)
+        rows = np.arange(width)[:, None, None] * d + np.arange(d)[None, :, None]
+        cols = width * d + np.arange(width)[:, None, None] * k + np.arange(k)[None, None, :]
+        rows, cols = np.broadcast_arrays(rows, cols)
+        hessian[rows, cols] += coupling
+        hessian[cols, rows] += coupling
+    return 0.5 * float(residual @ residual), jacobian.T @ residual, hessian, error
+
+
+def _kink_projector(theta: np.ndarray, x: np.ndarray, kink: np.ndarray, width: int, p: int) -> np.ndarray:
+    """Projector (p, p) onto the parameters that keep every kink pair ``(i, j)`` at ``z_ij = 0``."""
+    d = x.shape[1]
+    projector = np.eye(p)
+    for j in np.flatnonzero(kink.any(axis=0)):
+        rows = x[kink[:, j]]
+        block = slice(j * d, (j + 1) * d)
+        projector[block, block] = np.eye(d) - np.linalg.pinv(rows) @ rows
+    return projector
+
+
+def _sliding(
+    error: np.ndarray, theta: np.ndarray, x: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
+) -> np.ndarray:
+    """Pairs ``(i, j)`` (n, m) where the flow pushes ``z_ij`` towards 0 from both sides (Filippov sliding).
+
+    ``dz_ij/dt = -x_i . dL/dw_j``; the slope of sample ``i`` itself is 1 on the active side and ``leak`` on
+    the other, so the two one-sided velocities differ by ``(1 - leak) (e_i . a_j) ||x_i||^2 / n``.
+    """
+    n, d = x.shape
+    w = theta[: width * d].reshape(width, d)
+    a = theta[width * d :].reshape(width, -1) if train_output else a_fixed
+    z = x @ w.T
+    slope = np.where(z > 0, 1.0, leak)
+    drive = error @ a.T  # (n, m): e_i . a_j
+    grad_w = np.einsum("ij,ij,il->jl", drive, slope, x) / n
+    own = drive * (x * x).sum(axis=1, keepdims=True) / n  # (n, m)
+    others = -(x @ grad_w.T) + slope * own  # velocity without sample i's own term
+    active_side, inactive_side = others - own, others - leak * own
+    return (active_side <= 0) & (inactive_side >= 0)
+
+
+def _flow(
+    theta: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    leak: float,
+    width: int,
+    train_output: bool,
+    a_fixed: np.ndarray,
+    first_step: float,
+    budget: int,
+) -> tuple[np.ndarray, float, int]:
+    """Stage 0 for one run: follow the gradient flow; returns ``(theta, flow time, Hessian evaluations)``.
+
+    Stops at a stationary point of the flow on its kink manifold (the quadratic model promises no decrease
+    above rounding), at zero loss (residuals at the rounding floor of the outputs), when no step of flow
+    time above ``1e-14 / |lambda|_max`` is accepted, or after ``budget`` Hessian evaluations.
+    """
+    p, d = theta.size, x.shape[1]
+    kink = np.zeros((x.shape[0], width), dtype=bool)
+    loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
+    step_size, time_spent, evaluations = first_step, 0.0, 1
+    floor = 64 * np.finfo(float).eps
+    output_scale = float(np.sqrt(np.mean(y**2)))
+    zero_loss = (floor * output_scale) ** 2  # residuals at the rounding floor of the outputs
+    while evaluations < budget:
+        kink &= _sliding(error, theta, x, leak, width, train_output, a_fixed)
+        projector = _kink_projector(theta, x, kink, width, p)
+        gradient, hessian = projector @ gradient, projector @ hessian @ projector
+        eigenvalues, vectors = np.linalg.eigh(hessian)
+        coefficients = vectors.T @ gradient
+        noise = floor * np.linalg.norm(hessian) ** 0.5 * output_scale  # rounding noise of the gradient
+        positive = eigenvalues > floor * np.abs(eigenvalues).max()
+        remaining = np.sum(coefficients[positive] ** 2 / eigenvalues[positive]) / 2
+        stationary = remaining <= floor * loss and np.all(np.abs(coefficients[~positive]) <= noise)
+        if stationary or loss <= zero_loss:
+            break  # a stationary point of the flow on the current kink manifold, or zero loss
+        moved = False
+        while not moved:
+            exponent = -step_size * eigenvalues
+            safe = np.where(np.abs(exponent) > 1e-12, exponent, 1.0)
+            phi = np.where(np.abs(exponent) > 1e-12, np.expm1(exponent) / safe, 1.0)
+            step = -vectors @ (phi * step_size * coefficients)
+            predicted = gradient @ step + 0.5 * step @ hessian @ step
+            trial = theta + step
+            trial_loss = 0.5 * float(np.sum(residual_jacobian(trial, x, y, leak, width, train_output, a_fixed)[0] ** 2))
+            change = trial_loss - loss
+            if change <= 0 and abs(change - predicted) <= 0.25 * abs(predicted) + floor * loss:
+                theta, time_spent, step_size, moved = trial, time_spent + step_size, 4 * step_size, True
+                continue
+            entering = _crossings(theta, trial, x, width) & ~kink
+            entering &= _sliding(error, theta, x, leak, width, train_output, a_fixed)
+            if entering.any():
+                w_snapped = _snap(theta[: width * d].reshape(width, d), x, kink | entering)
+                snapped = np.concatenate([w_snapped.ravel(), theta[width * d :]])
+                snapped_loss = 0.5 * float(np.sum(residual_jacobian(snapped, x, y, leak, width, train_output, a_fixed)[0] ** 2))
+                if snapped_loss <= loss * (1 + floor):
+                    kink |= entering
+                    theta, moved = snapped, True
+                    continue
+            crossing = _crossings(theta, trial, x, width) & ~kink
+            if crossing.any():  # go to just past the first kink the step crosses (event location)
+                fraction = min(1.0, _first_crossing(theta, trial, x, width, crossing) * (1 + 1e-6) + 1e-12)
+                clipped = theta + fraction * step
+                clipped_loss = 0.5 * float(
+                    np.sum(residual_jacobian(clipped, x, y, leak, width, train_output, a_fixed)[0] ** 2)
+                )
+                if fraction < 1.0 and clipped_loss <= loss:
+                    theta, time_spent, moved = clipped, time_spent + fraction * step_size, True
+                    continue
+            step_size /= 4
+            if step_size * max(1.0, float(np.abs(eigenvalues).max())) < 1e-14:
+                return theta, time_spent, evaluations
+        loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
+        evaluations += 1
+    return theta, time_spent, evaluations
+
+
+def _crossings(before: np.ndarray, after: np.ndarray, x: np.ndarray, width: int) -> np.ndarray:
+    """Pairs ``(i, j)`` (n, m) whose pre-activation changes sign between two parameter vectors."""
+    d = x.shape[1]
+    z0 = x @ before[: width * d].reshape(width, d).T
+    z1 = x @ after[: width * d].reshape(width, d).T
+    return np.sign(z0) != np.sign(z1)
+
+
+def _first_crossing(before: np.ndarray, after: np.ndarray, x: np.ndarray, width: int, crossing: np.ndarray) -> float:
+    """Fraction of the straight segment ``before -> after`` at which the first of the ``crossing`` pairs reaches 0."""
+    d = x.shape[1]
+    z0 = (x @ before[: width * d].reshape(width, d).T)[crossing]
+    z1 = (x @ after[: width * d].reshape(width, d).T)[crossing]
+    return float((z0 / (z0 - z1)).min())
+
+
+def _snap(w: np.ndarray, x: np.ndarray, kink: np.ndarray) -> np.ndarray:
+    """``w`` (m, d) with every kink pair moved exactly onto ``z_ij = 0`` (least change of ``w_j``)."""
+    snapped = w.copy()
+    for j in np.flatnonzero(kink.any(axis=0)):
+        rows = x[kink[:, j]]
+        snapped[j] -= np.linalg.pinv(rows) @ (rows @ w[j])
+    return snapped

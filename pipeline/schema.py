@@ -162,6 +162,9 @@ VARIABLES: dict[str, Variable] = {
     "end_game_gradient_evaluations": Variable(RUN, "gradient (Jacobian) evaluations of the end game"),
     "end_game_hessian_evaluations": Variable(RUN, "Hessian evaluations of the end game"),
     "end_game_distance": Variable(RUN, "parameter distance the end game moved (NaN: not run)"),
+    "end_game_flow_time": Variable(
+        RUN, "gradient-flow time its flow stage covered (gradient descent covers learning_rate per step)"
+    ),
     "end_game_loss_before": Variable(RUN, "loss where the end game started (NaN: not run)"),
     "end_game_loss_after": Variable(RUN, "loss where the end game finished (NaN: not run)"),
     "convergence_rate": Variable(

@@ -12,14 +12,21 @@ import pytest
 from pipeline.commands import collect, plan, report, resolve, simulate
 from pipeline.plan import make_plan, n_shards
 from pipeline.store import record_to_dataset, write_atomic
+from pipeline.resolution import OUTCOME
 from pipeline.survey import load_survey
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "surveys" / "tiny.yaml"
 
-# Point-type codes (pipeline.stationary.labels.POINT_TYPE) and outcome codes (pipeline.schema.OUTCOME).
+# Point-type codes (pipeline.stationary.labels.POINT_TYPE) and outcome codes (pipeline.resolution.OUTCOME).
 GLOBAL, SPURIOUS, LOCAL, SADDLE, UNDETERMINED, NOT_STATIONARY = range(6)
-CONVERGED, STUCK, STALLED, NOT_CONVERGED, DIVERGED, OUTCOME_UNDETERMINED = range(6)
+CONVERGED, STUCK, STALLED, NOT_CONVERGED, DIVERGED, OUTCOME_UNDETERMINED = (
+    OUTCOME.index(name)
+    for name in (
+        "converged_global", "stuck_spurious_local_min", "stalled_at_saddle", "unresolved_moving", "diverged",
+        "undetermined",
+    )
+)  # fmt: skip
 Z, O_SPLIT, O_TOUCH, O_OTHER, V = (1, 2, 4, 8, 16)
 ESCAPE_ZERO_OUTPUT, NEGATIVE_CURVATURE_WITNESS, FIRST_ORDER_DESCENT = 1, 3, 4  # labels.CERTIFICATE codes
 

@@ -237,9 +237,9 @@ def test_the_ending_answer_states_the_tolerance_sensitive_runs_and_the_rate_with
     import xarray as xr
 
     from analysis.answers import _tolerance_sentence
-    from pipeline.schema import OUTCOME
+    from pipeline.resolution import OUTCOME
 
-    outcome = np.array([OUTCOME.index(name) for name in ["converged_global"] * 3 + ["not_converged"] * 5])
+    outcome = np.array([OUTCOME.index(name) for name in ["converged_global"] * 3 + ["unresolved_moving"] * 5])
     sensitive = np.array([True, False, False, True, False, False, False, False])
     ds = xr.Dataset({"outcome": ("run", outcome), "end_tolerance_sensitive": ("run", sensitive)},
                     coords={"run": np.arange(8)})  # fmt: skip

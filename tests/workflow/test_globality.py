@@ -56,10 +56,24 @@ def test_references_are_per_data_set_and_activation_and_only_local_minima_are_re
 def test_stalled_at_a_saddle_means_the_run_converged_there():
     """Issue 11: a saddle end point of a run stopped by the step budget is unresolved on a plateau."""
     from pipeline.engine import StopReason
-    from pipeline.schema import OUTCOME
-    from pipeline.store import _outcome
+    from pipeline.resolution import LIMIT, OUTCOME, RESOLUTION, resolve_runs
 
-    types = np.array([SADDLE, SADDLE, GLOBAL, SADDLE], np.int8)
-    stops = np.array([StopReason.CONVERGED, StopReason.MAX_STEPS, StopReason.MAX_STEPS, StopReason.DIVERGED])
-    names = [OUTCOME[code] for code in _outcome(types, stops)]
-    assert names == ["stalled_at_saddle", "unresolved_on_plateau", "converged_global", "diverged"]
+    types = np.array([SADDLE, SADDLE, GLOBAL, SADDLE, 5, 5, 5], np.int8)  # 5: not_stationary
+    stops = np.array([StopReason.CONVERGED, StopReason.MAX_STEPS, StopReason.MAX_STEPS, StopReason.DIVERGED]
+                     + [StopReason.MAX_STEPS] * 3)  # fmt: skip
+    strictness = np.array([0, 0, 3, 0, 3, 3, 3], np.int8)
+    witness = np.array([True, True, False, True, False, False, False])
+    zero_loss = np.array([False] * 4 + [True, False, False])
+    final_plateau = np.array([False] * 5 + [True, False])
+    limit, resolution, outcome = resolve_runs(types, strictness, witness, stops, zero_loss, final_plateau)
+    assert [OUTCOME[code] for code in outcome] == [
+        "stalled_at_saddle", "unresolved_on_plateau", "converged_global", "diverged", "converging_to_zero_loss",
+        "unresolved_on_plateau", "unresolved_moving",
+    ]  # fmt: skip
+    assert [LIMIT[code] for code in limit] == [
+        "saddle_strict", "unresolved", "global_min", "diverged", "global_min", "unresolved", "unresolved"
+    ]  # fmt: skip
+    assert [RESOLUTION[code] for code in resolution] == [
+        "certified", "unresolved_on_plateau", "certified", "diverged", "converging_to_zero_loss",
+        "unresolved_on_plateau", "unresolved_moving",
+    ]  # fmt: skip
