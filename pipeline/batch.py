@@ -267,12 +267,14 @@ class _SampledProblem:
             kink_tolerance_factor=self.student.kink_tolerance_factor,
         )
 
-    def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish:
+    def finish(
+        self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions, flow: bool
+    ) -> Finish:
         """The end game (:func:`pipeline.end_game.finish_runs`) from points ``w``, ``a`` of runs ``runs``."""
         return finish_runs(
             w, a, _select(self.x, runs), _select(self.y, runs), leak=self.student.leak,
             train_output=self.student.train_output, learning_rate=self.student.settings["learning_rate"],
-            options=options,
+            options=options, flow=flow,
         )  # fmt: skip
 
     def loss_scale(self) -> np.ndarray:
@@ -398,24 +400,48 @@ def _end_game(
     runs = np.flatnonzero(unfinished)
     if not options.enabled or runs.size == 0 or not isinstance(problem, _SampledProblem):
         return end, record
-    index = torch.as_tensor(runs, device=w.device)
-    finish = problem.finish(w[index], a[index], runs, options)
-    finished = problem.classify(torch.as_tensor(finish.w), torch.as_tensor(finish.a), "end_point", runs)
+    finish, finished = _finish(problem, w, a, runs, options, flow=False)
+    again = finished.point_type == labels.code(labels.POINT_TYPE, "not_stationary")
+    polish_gradients, polish_hessians = finish.gradient_evaluations.copy(), finish.hessian_evaluations.copy()
+    if again.any():  # the polish alone did not reach a stationary point: follow the flow first
+        flowed, reclassified = _finish(problem, w, a, runs[again], options, flow=True)
+        finish = _replace_rows(finish, again, flowed)
+        finished = _replace_rows(finished, again, reclassified)
     use = finished.point_type != labels.code(labels.POINT_TYPE, "not_stationary")
-    record["end_game_method"][runs] = finish.method
-    record["end_game_gradient_evaluations"][runs] = finish.gradient_evaluations
-    record["end_game_hessian_evaluations"][runs] = finish.hessian_evaluations
-    record["end_game_distance"][runs] = finish.distance
-    record["end_game_flow_time"][runs] = finish.flow_time
-    record["end_game_loss_before"][runs] = finish.loss_before
-    record["end_game_loss_after"][runs] = finish.loss_after
+    for name in ("method", "distance", "loss_before", "loss_after", "flow_time"):
+        record[f"end_game_{name}"][runs] = getattr(finish, name)
+    record["end_game_gradient_evaluations"][runs] = finish.gradient_evaluations + np.where(again, polish_gradients, 0)
+    record["end_game_hessian_evaluations"][runs] = finish.hessian_evaluations + np.where(again, polish_hessians, 0)
     record["end_game_used"][runs] = use
+    chosen = np.zeros(n_runs, dtype=bool)
+    chosen[runs[use]] = True
+    return _replace_rows(end, chosen, _rows(finished, use)), record
+
+
+def _finish(
+    problem: _SampledProblem, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions, flow: bool
+) -> tuple[Finish, Any]:
+    """The end game from the points of ``runs`` and the classification of the finished points."""
+    index = torch.as_tensor(runs, device=w.device)
+    finish = problem.finish(w[index], a[index], runs, options, flow=flow)
+    return finish, problem.classify(torch.as_tensor(finish.w), torch.as_tensor(finish.a), "end_point", runs)
+
+
+def _rows(records: Any, rows: np.ndarray) -> Any:
+    """A dataclass of per-run arrays restricted to ``rows`` (bool mask)."""
+    return dataclasses.replace(
+        records, **{field.name: np.asarray(getattr(records, field.name))[rows] for field in dataclasses.fields(records)}
+    )
+
+
+def _replace_rows(records: Any, rows: np.ndarray, replacement: Any) -> Any:
+    """A copy of a dataclass of per-run arrays with ``rows`` (bool mask) taken from ``replacement``."""
     merged = {}
-    for field in dataclasses.fields(end):
-        values = np.array(getattr(end, field.name), copy=True)
-        values[runs[use]] = np.asarray(getattr(finished, field.name))[use].astype(values.dtype, copy=False)
+    for field in dataclasses.fields(records):
+        values = np.array(getattr(records, field.name), copy=True)
+        values[rows] = np.asarray(getattr(replacement, field.name)).astype(values.dtype, copy=False)
         merged[field.name] = values
-    return dataclasses.replace(end, **merged), record
+    return dataclasses.replace(records, **merged)
 
 
 def _zero_loss_approach(problem: _Problem, descent: DescentResult, threshold: float) -> dict[str, np.ndarray]:

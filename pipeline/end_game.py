@@ -191,8 +191,9 @@ def finish_runs(
     train_output: bool,
     learning_rate: float,
     options: EndGameOptions,
+    flow: bool = True,
 ) -> Finish:
-    """Run both stages of the end game on every run of a batch.
+    """Run the stages of the end game on every run of a batch.
 
     Parameters
     ----------
@@ -208,6 +209,8 @@ def finish_runs(
         Gradient descent's step, for the classifier's zig-zag kink rule in stage 2.
     options
         Budgets (:class:`EndGameOptions`).
+    flow
+        Run stage 0 (the gradient flow); without it, only the polishing stages 1 and 2 run.
     """
     w0 = w.detach().cpu().to(torch.float64).numpy()
     a0 = a.detach().cpu().to(torch.float64).numpy()
@@ -223,9 +226,10 @@ def finish_runs(
         w_run, a_run, x_run, y_run = w0[run], a0[run], xs[run], ys[run]
         width = w_run.shape[0]
         theta = np.concatenate([w_run.ravel(), a_run.ravel()]) if train_output else w_run.ravel().copy()
-        theta, flow_time[run], flow_hessians[run] = _flow(
-            theta, x_run, y_run, leak, width, train_output, a_run, learning_rate, options.flow_evaluations
-        )
+        if flow:
+            theta, flow_time[run], flow_hessians[run] = _flow(
+                theta, x_run, y_run, leak, width, train_output, a_run, learning_rate, options.flow_evaluations
+            )
         w_flow = theta[: w_run.size].reshape(w_run.shape)
         a_flow = theta[w_run.size :].reshape(a_run.shape) if train_output else a_run
         w1[run], a1[run], jacobians[run] = _gauss_newton(
@@ -254,6 +258,18 @@ def finish_runs(
         loss_before=nets.loss(torch.from_numpy(w0), torch.from_numpy(a0), xt, yt, leak).numpy(),
         loss_after=nets.loss(torch.from_numpy(w1), torch.from_numpy(a1), xt, yt, leak).numpy(),
     )
+
+
+def _loss(
+    theta: np.ndarray, x: np.ndarray, y: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
+) -> float:
+    """``L = 1/(2n) sum_i ||f(x_i) - y_i||^2`` of one network (parameters as in :func:`residual_jacobian`)."""
+    d = x.shape[1]
+    w = theta[: width * d].reshape(width, d)
+    a = theta[width * d :].reshape(width, -1) if train_output else a_fixed
+    z = x @ w.T
+    error = (z * np.where(z > 0, 1.0, leak)) @ a - y
+    return 0.5 * float(np.sum(error**2)) / x.shape[0]
 
 
 def _hessian(
@@ -292,25 +308,55 @@ def _kink_projector(theta: np.ndarray, x: np.ndarray, kink: np.ndarray, width: i
     return projector
 
 
-def _sliding(
+def _kink_velocities(
     error: np.ndarray, theta: np.ndarray, x: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
-) -> np.ndarray:
-    """Pairs ``(i, j)`` (n, m) where the flow pushes ``z_ij`` towards 0 from both sides (Filippov sliding).
+) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided flow velocities ``dz_ij/dt`` (n, m) with sample ``i`` on the active side and on the other side.
 
     ``dz_ij/dt = -x_i . dL/dw_j``; the slope of sample ``i`` itself is 1 on the active side and ``leak`` on
-    the other, so the two one-sided velocities differ by ``(1 - leak) (e_i . a_j) ||x_i||^2 / n``.
+    the other, so the two velocities differ by ``(1 - leak) (e_i . a_j) ||x_i||^2 / n``.
     """
     n, d = x.shape
     w = theta[: width * d].reshape(width, d)
     a = theta[width * d :].reshape(width, -1) if train_output else a_fixed
-    z = x @ w.T
-    slope = np.where(z > 0, 1.0, leak)
+    slope = np.where(x @ w.T > 0, 1.0, leak)
     drive = error @ a.T  # (n, m): e_i . a_j
     grad_w = np.einsum("ij,ij,il->jl", drive, slope, x) / n
     own = drive * (x * x).sum(axis=1, keepdims=True) / n  # (n, m)
     others = -(x @ grad_w.T) + slope * own  # velocity without sample i's own term
-    active_side, inactive_side = others - own, others - leak * own
+    return others - own, others - leak * own
+
+
+def _sliding(*args: object) -> np.ndarray:
+    """Pairs ``(i, j)`` (n, m) where the flow pushes ``z_ij`` towards 0 from both sides (Filippov sliding: GD's
+    zig-zag); arguments as in :func:`_kink_velocities`."""
+    active_side, inactive_side = _kink_velocities(*args)  # type: ignore[arg-type]
     return (active_side <= 0) & (inactive_side >= 0)
+
+
+def _leave_kinks(
+    theta: np.ndarray, error: np.ndarray, x: np.ndarray, leak: float, width: int, train_output: bool,
+    a_fixed: np.ndarray, kink: np.ndarray,
+) -> np.ndarray:  # fmt: skip
+    """``theta`` with every free pair sitting at ``z_ij = 0`` moved just into the active side if the flow goes there.
+
+    At ``z = 0`` the pattern uses the slope ``leak``, so a pair whose active-side velocity is positive would
+    never be pushed off the kink by the pattern's own gradient; a relative nudge of ``1e-12`` puts it on the
+    side the flow takes.
+    """
+    d = x.shape[1]
+    w = theta[: width * d].reshape(width, d)
+    z = x @ w.T
+    scale = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(w, axis=1)[None, :]
+    on_kink = (np.abs(z) <= 1e-13 * scale) & (scale > 0) & ~kink
+    active_side, _ = _kink_velocities(error, theta, x, leak, width, train_output, a_fixed)
+    leaving = on_kink & (active_side > 0)
+    if not leaving.any():
+        return theta
+    nudged = w.copy()
+    for i, j in zip(*np.nonzero(leaving), strict=True):
+        nudged[j] += (1e-12 * scale[i, j] - z[i, j]) * x[i] / (x[i] @ x[i])
+    return np.concatenate([nudged.ravel(), theta[width * d :]])
 
 
 def _flow(
@@ -327,18 +373,26 @@ def _flow(
     """Stage 0 for one run: follow the gradient flow; returns ``(theta, flow time, Hessian evaluations)``.
 
     Stops at a stationary point of the flow on its kink manifold (the quadratic model promises no decrease
-    above rounding), at zero loss (residuals at the rounding floor of the outputs), when no step of flow
+    above rounding; the first time, and again whenever the loss has decreased since, every kink pair is
+    released once more, since pairs held by the step-crossing rule may not slide), at zero loss (residuals at the rounding floor of the outputs), when no step of flow
     time above ``1e-14 / |lambda|_max`` is accepted, or after ``budget`` Hessian evaluations.
     """
     p, d = theta.size, x.shape[1]
     kink = np.zeros((x.shape[0], width), dtype=bool)
+    held = np.zeros_like(kink)  # pairs put on the kink because the steps crossed them back and forth
+    clipped_last = np.zeros_like(kink)
     loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
+    restart_loss = np.inf
     step_size, time_spent, evaluations = first_step, 0.0, 1
     floor = 64 * np.finfo(float).eps
     output_scale = float(np.sqrt(np.mean(y**2)))
     zero_loss = (floor * output_scale) ** 2  # residuals at the rounding floor of the outputs
     while evaluations < budget:
-        kink &= _sliding(error, theta, x, leak, width, train_output, a_fixed)
+        kink &= _sliding(error, theta, x, leak, width, train_output, a_fixed) | held
+        nudged = _leave_kinks(theta, error, x, leak, width, train_output, a_fixed, kink)
+        if nudged is not theta:
+            theta = nudged
+            loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
         projector = _kink_projector(theta, x, kink, width, p)
         gradient, hessian = projector @ gradient, projector @ hessian @ projector
         eigenvalues, vectors = np.linalg.eigh(hessian)
@@ -347,8 +401,13 @@ def _flow(
         positive = eigenvalues > floor * np.abs(eigenvalues).max()
         remaining = np.sum(coefficients[positive] ** 2 / eigenvalues[positive]) / 2
         stationary = remaining <= floor * loss and np.all(np.abs(coefficients[~positive]) <= noise)
-        if stationary or loss <= zero_loss:
-            break  # a stationary point of the flow on the current kink manifold, or zero loss
+        if loss <= zero_loss:
+            break
+        if stationary:  # a stationary point of the flow on the current kink manifold
+            if not kink.any() or loss >= restart_loss:
+                break
+            kink[:], held[:], restart_loss = False, False, loss  # let every pair leave once more
+            continue
         moved = False
         while not moved:
             exponent = -step_size * eigenvalues
@@ -357,30 +416,32 @@ def _flow(
             step = -vectors @ (phi * step_size * coefficients)
             predicted = gradient @ step + 0.5 * step @ hessian @ step
             trial = theta + step
-            trial_loss = 0.5 * float(np.sum(residual_jacobian(trial, x, y, leak, width, train_output, a_fixed)[0] ** 2))
+            trial_loss = _loss(trial, x, y, leak, width, train_output, a_fixed)
             change = trial_loss - loss
-            if change <= 0 and abs(change - predicted) <= 0.25 * abs(predicted) + floor * loss:
+            if change <= floor * loss and abs(change - predicted) <= 0.25 * abs(predicted) + floor * loss:
                 theta, time_spent, step_size, moved = trial, time_spent + step_size, 4 * step_size, True
                 continue
-            entering = _crossings(theta, trial, x, width) & ~kink
-            entering &= _sliding(error, theta, x, leak, width, train_output, a_fixed)
+            crossing = _crossings(theta, trial, x, width) & ~kink
+            zeno = crossing & clipped_last  # crossed back right after a cut just past it: sliding for this step
+            entering = crossing & (_sliding(error, theta, x, leak, width, train_output, a_fixed) | zeno)
+            clipped_last = np.zeros_like(kink)
             if entering.any():
                 w_snapped = _snap(theta[: width * d].reshape(width, d), x, kink | entering)
                 snapped = np.concatenate([w_snapped.ravel(), theta[width * d :]])
-                snapped_loss = 0.5 * float(np.sum(residual_jacobian(snapped, x, y, leak, width, train_output, a_fixed)[0] ** 2))
+                snapped_loss = _loss(snapped, x, y, leak, width, train_output, a_fixed)
                 if snapped_loss <= loss * (1 + floor):
                     kink |= entering
+                    held |= zeno
                     theta, moved = snapped, True
                     continue
-            crossing = _crossings(theta, trial, x, width) & ~kink
             if crossing.any():  # go to just past the first kink the step crosses (event location)
                 fraction = min(1.0, _first_crossing(theta, trial, x, width, crossing) * (1 + 1e-6) + 1e-12)
                 clipped = theta + fraction * step
-                clipped_loss = 0.5 * float(
-                    np.sum(residual_jacobian(clipped, x, y, leak, width, train_output, a_fixed)[0] ** 2)
-                )
-                if fraction < 1.0 and clipped_loss <= loss:
+                clipped_loss = _loss(clipped, x, y, leak, width, train_output, a_fixed)
+                short = step_size * float(np.abs(eigenvalues).max()) <= 1.0  # a step of explicit-Euler size
+                if (short or fraction > 1e-6) and fraction < 1.0 and clipped_loss <= loss:
                     theta, time_spent, moved = clipped, time_spent + fraction * step_size, True
+                    clipped_last = crossing
                     continue
             step_size /= 4
             if step_size * max(1.0, float(np.abs(eigenvalues).max())) < 1e-14:
