@@ -76,11 +76,19 @@ def ending_answer(dataset: xr.Dataset) -> str:
         f"**Where runs end.** Of {format_count(total)} runs, {_rate(table.loc['resolved'])} reached a resolved"
         f" verdict{verdicts}"
         + f". {_rate(table.loc['unresolved'])} are unresolved"
-        + (f" ({'; '.join(reasons)})" if reasons else "")
+        + (f" after {_step_budget(dataset)} and the end game ({'; '.join(reasons)})" if reasons else "")
         + "."
         + _tolerance_sentence(dataset)
     )
     return text
+
+
+def _step_budget(dataset: xr.Dataset) -> str:
+    """The step budget(s) of gradient descent, e.g. ``a budget of 20,000 steps``."""
+    if "max_steps" not in dataset.coords:
+        return "the step budget"
+    budgets = sorted({int(v) for v in np.unique(dataset["max_steps"].values)})
+    return "a budget of " + " or ".join(format_count(v) for v in budgets) + " gradient steps"
 
 
 def _tolerance_sentence(dataset: xr.Dataset) -> str:

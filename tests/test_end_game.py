@@ -128,3 +128,24 @@ def test_observed_rates_tell_zero_loss_from_a_positive_limit():
     verdict = approaching_zero_loss(final, late, middle, np.ones(3), threshold=1e-3)
     assert verdict.tolist() == [True, True, False]
     assert not approaching_zero_loss(final, late, middle, np.ones(3), threshold=1e-9).any()
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "fragment"),
+    [("end_game.max_evaluations", -5, "max_evaluations"), ("end_game.flow_evaluations", 0, "flow_evaluations"),
+     ("end_game.zero_loss_threshold", 2.0, "zero_loss_threshold"), ("end_game.refine_iterations", -1,
+      "refine_iterations"), ("end_game.budget", 3, "budget")],
+)  # fmt: skip
+def test_survey_rejects_bad_end_game_settings_naming_the_field(path, value, fragment):
+    from tests.survey_helpers import base, rejected, with_
+
+    message = rejected(with_(path, value, base()))
+    assert "end_game" in message and fragment in message, message
+
+
+def test_survey_end_game_defaults_reach_the_engine():
+    from tests.survey_helpers import base, parse
+
+    options = parse(base()).end_game.options()
+    assert options == EndGameOptions()
+    options.check()

@@ -74,7 +74,7 @@ def test_endings_resolved_and_unresolved(small_store: Path) -> None:
     _check(_row(table, width=2, label="resolved"), 8, 10)
     _check(_row(table, width=4, label="unresolved"), 2, 10)
     assert bool(_row(table, width=4, label="undetermined")["resolved"]) is False
-    assert "not_converged" in table.attrs["unresolved"]
+    assert "unresolved_moving" in table.attrs["unresolved"]
     whole = ending_table(open_survey(small_store))
     assert whole[whole["label"].isin(["resolved", "unresolved"])]["count"].sum() == 20
     assert isinstance(whole, pd.DataFrame)

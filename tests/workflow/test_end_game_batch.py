@@ -1,0 +1,81 @@
+"""The end game inside a batch (pipeline.batch): its record, and the minima it certifies against brute force.
+
+Issue 11: every certified local minimum the end game reaches is checked by the independent perturbation
+search of ``tests/reference.py`` (not the classifier's own certificate).
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.batch import run_inputs, run_settings, simulate_batch
+from pipeline.commands.simulate import padding
+from pipeline.end_game import EndGameMethod
+from pipeline.plan import make_plan
+from pipeline.stationary import labels
+from pipeline.survey import load_survey
+from tests.oracle_points import assert_survives_brute_force
+from tests.reference import naive_loss
+
+MINIMA = [labels.code(labels.POINT_TYPE, name) for name in ("global_min", "spurious_local_min", "local_min")]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def tiny_batches():
+    survey = load_survey("surveys/tiny.yaml")
+    plan = make_plan(survey)
+    records = []
+    for _, rows in plan.groupby("cell"):
+        torch.set_num_threads(1)
+        record = simulate_batch(rows, master_seed=survey.master_seed, padding=padding(survey), device="cpu")
+        records.append((rows, record))
+    return survey, records
+
+
+def test_end_game_record_is_consistent(tiny_batches):
+    _, records = tiny_batches
+    finished = 0
+    for _, record in records:
+        ran = record["end_game_method"] != int(EndGameMethod.NONE)
+        finished += int(ran.sum())
+        assert (record["end_game_loss_after"][ran] <= record["end_game_loss_before"][ran]).all()
+        assert (record["end_game_gradient_evaluations"][ran] >= 1).all()
+        assert np.isnan(record["end_game_distance"][~ran]).all()
+        used = record["end_game_used"]
+        assert (used <= ran).all()
+        np.testing.assert_allclose(record["end_loss"][used], record["end_game_loss_after"][used], rtol=1e-6, atol=1e-30)
+    assert finished > 0  # 2,000 steps leave runs unfinished: the end game is exercised
+
+
+def test_minima_the_end_game_certifies_survive_brute_force(tiny_batches):
+    survey, records = tiny_batches
+    checked = 0
+    for rows, record in records:
+        for index, row in enumerate(rows.itertuples()):
+            if not (record["end_game_used"][index] and record["end_point_type"][index] in MINIMA):
+                continue
+            settings = run_settings(rows.iloc[index])
+            inputs = run_inputs(settings, survey.master_seed, int(row.data_seed), int(row.init_seed))
+            x, y = inputs.dataset.x, inputs.dataset.y
+            width, d, k = settings["width"], x.shape[1], y.shape[1]
+            w, a = record["end_w"][index, :width, :d], record["end_a"][index, :width, :k]
+            stationarity = labels.STATIONARITY[record["end_stationarity"][index]]
+            report = SimpleNamespace(w=w, a=a, stationarity=stationarity)
+            assert naive_loss(w, a, x, y, 0.0) == pytest.approx(record["end_loss"][index], rel=1e-9, abs=1e-30)
+            ok, result, tol = assert_survives_brute_force(report, x, y, 0.0, n_random=300, n_adversarial=2,
+                                                          adversarial_steps=30)  # fmt: skip
+            assert ok, (row.run, result.min_change, tol)
+            checked += 1
+    assert checked >= 4
