@@ -149,3 +149,12 @@ def test_survey_end_game_defaults_reach_the_engine():
     options = parse(base()).end_game.options()
     assert options == EndGameOptions()
     options.check()
+
+
+def test_a_zero_loss_point_has_no_escape_neuron():
+    """At zero loss no perturbation lowers the loss, so no neuron is an escape neuron (theory.md 4)."""
+    x, y, w, a = _teacher_problem(0, width=4)
+    w[2:], a[2:] = 0.0, 0.0  # two exactly zero neurons: escape candidates where the residual is not 0
+    report = classify_point(w, a, x, y, leak=0.0, realisable=True)
+    assert report.point_type == "global_min"
+    assert not report.escape.any()

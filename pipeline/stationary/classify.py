@@ -94,6 +94,7 @@ def classify_once(
 
     par = parallel_inputs(x)
     escape, d_zero = _stationary_escape(q, a, x, par, leak, tol.escape, train_output, st)
+    escape = escape & ~zero_loss.to(escape.device).unsqueeze(-1)  # no direction lowers a zero loss: no escape neuron
     zero_escape = escape & q.a_zero
 
     out = _empty(R, m, d, k, w)
