@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from analysis.endings import ENDING_VARIABLES, run_endings
 from analysis.genuine import check_end_points, genuine_rate_table
 from analysis.query import decode
 from analysis.runs import run_arrays, run_frame
 from analysis.stats import wilson_interval
-from analysis.endings import ENDING_VARIABLES, run_endings
 from pipeline.stationary import labels
 
 __all__ = ["REPRODUCTIONS", "Reproduction", "reproduction_for"]

@@ -105,16 +105,19 @@ def main() -> None:
     both = (table["end_game_limit"] != "unresolved") & (table["long_limit"] != "unresolved")
     out = args.results / "end_game_validation.csv"
     table.to_csv(out, index=False)
-    print(f"{len(table)} runs from {len(jobs)} cells; long gradient descent: {args.factor}x the budget, {elapsed:.0f} s")
+    print(
+        f"{len(table)} runs from {len(jobs)} cells; long gradient descent: {args.factor}x the budget, {elapsed:.0f} s"
+    )
     print(pd.crosstab(table["end_game_limit"], table["long_limit"], margins=True).to_string())
     print(
         f"agreement of limit verdicts: {table['agree'].sum()} of {len(table)} runs ({table['agree'].mean():.1%});"
         f" where both are resolved: {table['agree'][both].sum()} of {both.sum()} ({table['agree'][both].mean():.1%})"
     )
     extra = table["long_steps"] - table["steps_budget"]
+    evaluations = table["end_game_gradient_evaluations"]
     print(
         "gradient evaluations beyond the budget: end game median"
-        f" {table['end_game_gradient_evaluations'].median():.0f} (mean {table['end_game_gradient_evaluations'].mean():.0f}),"
+        f" {evaluations.median():.0f} (mean {evaluations.mean():.0f}),"
         f" long gradient descent median {extra.median():.0f} (mean {extra.mean():.0f})"
     )
     disagreements = table[~table["agree"]]

@@ -234,7 +234,7 @@ class _Student:
 
     @property
     def zero_loss_attainable(self) -> bool:
-        """A theorem proves that the global minimum of this loss is 0 (:func:`pipeline.globality.global_value_basis`)."""
+        """A theorem proves that this loss has global minimum 0 (:func:`pipeline.globality.global_value_basis`)."""
         return self.global_basis != "best_known"
 
 
@@ -267,9 +267,7 @@ class _SampledProblem:
             kink_tolerance_factor=self.student.kink_tolerance_factor,
         )
 
-    def finish(
-        self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions, flow: bool
-    ) -> Finish:
+    def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions, flow: bool) -> Finish:
         """The end game (:func:`pipeline.end_game.finish_runs`) from points ``w``, ``a`` of runs ``runs``."""
         return finish_runs(
             w, a, _select(self.x, runs), _select(self.y, runs), leak=self.student.leak,
@@ -453,7 +451,9 @@ def _zero_loss_approach(problem: _Problem, descent: DescentResult, threshold: fl
     return {
         "convergence_rate": late,
         "loss_scale": np.broadcast_to(scale, final.shape).astype(float),
-        "zero_loss_approach": approaching_zero_loss(final, late, middle, np.broadcast_to(scale, final.shape), threshold),
+        "zero_loss_approach": approaching_zero_loss(
+            final, late, middle, np.broadcast_to(scale, final.shape), threshold
+        ),
     }
 
 

@@ -29,6 +29,8 @@ orders of magnitude longer, then polishes the limit:
    ``z = 0`` and the loss of the polynomial piece is minimised, which makes a limit on a kink exactly
    stationary. Its result is kept only where it keeps the pattern and does not raise the loss.
 
+Where the flow stops before a stationary point (budget, or no acceptable step), the polish may move each
+parameter by at most the length of the flow's last move, so it cannot carry the run to another basin.
 Every stage only lowers the loss. Whether the finished point is the limit of gradient descent is
 measured, not assumed: ``benchmarks/validate_end_game.py`` continues sampled runs with plain gradient
 descent for 10-50 times the budget and compares the verdicts (README, "The end game").
@@ -159,9 +161,16 @@ def residual_jacobian(
 
 
 def _gauss_newton(
-    w: np.ndarray, a: np.ndarray, x: np.ndarray, y: np.ndarray, leak: float, train_output: bool, budget: int
+    w: np.ndarray,
+    a: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    leak: float,
+    train_output: bool,
+    budget: int,
+    radius: float = np.inf,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Stage 1 for one run: ``(w, a, jacobian_evaluations)``."""
+    """Stage 1 for one run: ``(w, a, jacobian_evaluations)``; every parameter stays within ``radius`` of its start."""
     width, d = w.shape
     theta = np.concatenate([w.ravel(), a.ravel()]) if train_output else w.ravel().copy()
 
@@ -171,9 +180,13 @@ def _gauss_newton(
     def jacobian(t: np.ndarray) -> np.ndarray:
         return residual_jacobian(t, x, y, leak, width, train_output, a)[1]
 
+    bounds = (-np.inf, np.inf)
+    if np.isfinite(radius):
+        half_width = max(radius, 1e-12 * (1.0 + float(np.abs(theta).max())))
+        bounds = (theta - half_width, theta + half_width)
     solution = least_squares(
         residual, theta, jac=jacobian, method="trf", tr_solver="exact", x_scale=1.0,
-        xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=budget,
+        xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=budget, bounds=bounds,
     )  # fmt: skip
     theta = solution.x
     new_w = theta[: width * d].reshape(width, d)
@@ -222,27 +235,32 @@ def finish_runs(
     jacobians = np.zeros(runs, dtype=np.int64)
     flow_hessians = np.zeros(runs, dtype=np.int64)
     flow_time = np.zeros(runs)
+    reach = np.full(runs, np.inf)
     for run in range(runs):
         w_run, a_run, x_run, y_run = w0[run], a0[run], xs[run], ys[run]
         width = w_run.shape[0]
         theta = np.concatenate([w_run.ravel(), a_run.ravel()]) if train_output else w_run.ravel().copy()
         if flow:
-            theta, flow_time[run], flow_hessians[run] = _flow(
+            theta, flow_time[run], flow_hessians[run], reach[run] = _flow(
                 theta, x_run, y_run, leak, width, train_output, a_run, learning_rate, options.flow_evaluations
             )
         w_flow = theta[: w_run.size].reshape(w_run.shape)
         a_flow = theta[w_run.size :].reshape(a_run.shape) if train_output else a_run
         w1[run], a1[run], jacobians[run] = _gauss_newton(
-            w_flow, a_flow, x_run, y_run, leak, train_output, options.max_evaluations
+            w_flow, a_flow, x_run, y_run, leak, train_output, options.max_evaluations, reach[run]
         )
     method = np.full(runs, int(EndGameMethod.FLOW_GAUSS_NEWTON), dtype=np.int8)
     refine_steps = np.zeros(runs, dtype=np.int64)
+    polished_w, polished_a = w1.copy(), a1.copy()
     if options.refine_iterations > 0:
         refinement = refine_end_points(
             torch.from_numpy(w1), torch.from_numpy(a1), xt, yt, leak, train_output=train_output,
             max_iterations=options.refine_iterations, learning_rate=learning_rate,
         )  # fmt: skip
         refined = refinement.refined.numpy()
+        moved = np.sqrt(((refinement.w.numpy() - polished_w) ** 2).sum(axis=(1, 2)))
+        moved = np.sqrt(moved**2 + ((refinement.a.numpy() - polished_a) ** 2).sum(axis=(1, 2)))
+        refined &= moved <= np.sqrt(w0[0].size + a0[0].size) * reach  # stay near an unfinished flow
         w1[refined], a1[refined] = refinement.w.numpy()[refined], refinement.a.numpy()[refined]
         refine_steps = refinement.iterations.numpy().astype(np.int64)
         method[refined] = int(EndGameMethod.FLOW_GAUSS_NEWTON_KINK_REFINE)
@@ -309,7 +327,13 @@ def _kink_projector(theta: np.ndarray, x: np.ndarray, kink: np.ndarray, width: i
 
 
 def _kink_velocities(
-    error: np.ndarray, theta: np.ndarray, x: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
+    error: np.ndarray,
+    theta: np.ndarray,
+    x: np.ndarray,
+    leak: float,
+    width: int,
+    train_output: bool,
+    a_fixed: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One-sided flow velocities ``dz_ij/dt`` (n, m) with sample ``i`` on the active side and on the other side.
 
@@ -369,14 +393,19 @@ def _flow(
     a_fixed: np.ndarray,
     first_step: float,
     budget: int,
-) -> tuple[np.ndarray, float, int]:
-    """Stage 0 for one run: follow the gradient flow; returns ``(theta, flow time, Hessian evaluations)``.
+) -> tuple[np.ndarray, float, int, float]:
+    """Stage 0 for one run: follow the gradient flow; returns ``(theta, flow time, Hessian evaluations, reach)``.
+
+    ``reach`` is ``inf`` where the flow reached a stationary point or zero loss, else the length of its last
+    move: how far the polish may go from where an unfinished flow stopped (:func:`finish_runs`).
 
     Stops at a stationary point of the flow on its kink manifold (the quadratic model promises no decrease
     above rounding; the first time, and again whenever the loss has decreased since, every kink pair is
-    released once more, since pairs held by the step-crossing rule may not slide), at zero loss (residuals at the rounding floor of the outputs), when no step of flow
-    time above ``1e-14 / |lambda|_max`` is accepted, or after ``budget`` Hessian evaluations.
+    released once more, since pairs held by the step-crossing rule may not slide), at zero loss (residuals
+    at the rounding floor of the outputs), when no step of flow time above ``1e-14 / |lambda|_max`` is
+    accepted, or after ``budget`` Hessian evaluations.
     """
+    last_move = 0.0
     p, d = theta.size, x.shape[1]
     kink = np.zeros((x.shape[0], width), dtype=bool)
     held = np.zeros_like(kink)  # pairs put on the kink because the steps crossed them back and forth
@@ -402,10 +431,10 @@ def _flow(
         remaining = np.sum(coefficients[positive] ** 2 / eigenvalues[positive]) / 2
         stationary = remaining <= floor * loss and np.all(np.abs(coefficients[~positive]) <= noise)
         if loss <= zero_loss:
-            break
+            return theta, time_spent, evaluations, np.inf
         if stationary:  # a stationary point of the flow on the current kink manifold
             if not kink.any() or loss >= restart_loss:
-                break
+                return theta, time_spent, evaluations, np.inf
             kink[:], held[:], restart_loss = False, False, loss  # let every pair leave once more
             continue
         moved = False
@@ -419,6 +448,7 @@ def _flow(
             trial_loss = _loss(trial, x, y, leak, width, train_output, a_fixed)
             change = trial_loss - loss
             if change <= floor * loss and abs(change - predicted) <= 0.25 * abs(predicted) + floor * loss:
+                last_move = float(np.linalg.norm(step))
                 theta, time_spent, step_size, moved = trial, time_spent + step_size, 4 * step_size, True
                 continue
             crossing = _crossings(theta, trial, x, width) & ~kink
@@ -445,10 +475,10 @@ def _flow(
                     continue
             step_size /= 4
             if step_size * max(1.0, float(np.abs(eigenvalues).max())) < 1e-14:
-                return theta, time_spent, evaluations
+                return theta, time_spent, evaluations, last_move
         loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
         evaluations += 1
-    return theta, time_spent, evaluations
+    return theta, time_spent, evaluations, last_move
 
 
 def _crossings(before: np.ndarray, after: np.ndarray, x: np.ndarray, width: int) -> np.ndarray:

@@ -162,7 +162,9 @@ def resolve_runs(
     converged = stop_reason == int(StopReason.CONVERGED)
     saddle = (kind == "saddle") & has_witness
     strict = np.asarray(labels.STRICTNESS, dtype=object)[np.clip(strictness, 0, len(labels.STRICTNESS) - 1)]
-    saddle_limit = np.select([strict == "strict", strict == "non_strict"], ["saddle_strict", "saddle_nonstrict"], "saddle")
+    saddle_limit = np.select(
+        [strict == "strict", strict == "non_strict"], ["saddle_strict", "saddle_nonstrict"], "saddle"
+    )
     minimum = np.isin(kind, ["global_min", "spurious_local_min", "local_min"])
     conditions = [
         stop_reason == int(StopReason.DIVERGED),
@@ -172,7 +174,9 @@ def resolve_runs(
         saddle | final_plateau,
         kind == "undetermined",
     ]
-    limit = np.select(conditions, ["diverged", kind, saddle_limit, "global_min", "unresolved", "unresolved"], "unresolved")
+    limit = np.select(
+        conditions, ["diverged", kind, saddle_limit, "global_min", "unresolved", "unresolved"], "unresolved"
+    )
     resolution = np.select(
         conditions,
         ["diverged", "certified", "certified", "converging_to_zero_loss", "unresolved_on_plateau", "undetermined"],
@@ -185,7 +189,14 @@ def resolve_runs(
     )
     outcome = np.select(
         conditions,
-        ["diverged", minimum_outcome, "stalled_at_saddle", "converging_to_zero_loss", "unresolved_on_plateau", "undetermined"],
+        [
+            "diverged",
+            minimum_outcome,
+            "stalled_at_saddle",
+            "converging_to_zero_loss",
+            "unresolved_on_plateau",
+            "undetermined",
+        ],
         "unresolved_moving",
     )
     return _codes(LIMIT, limit), _codes(RESOLUTION, resolution), _codes(OUTCOME, outcome)

@@ -65,7 +65,7 @@ def _teacher_problem(seed: int, n: int = 12, width: int = 4):
 
 
 def test_interpolation_regime_reaches_zero_loss_close_to_the_start():
-    """From a perturbed zero-loss network, the end game reaches numerically zero loss within a few perturbation sizes."""
+    """From a perturbed zero-loss network, the end game reaches zero loss within a few perturbation sizes."""
     starts, xs, ys = [], [], []
     for seed in range(6):
         x, y, w, a = _teacher_problem(seed)
@@ -83,7 +83,10 @@ def test_interpolation_regime_reaches_zero_loss_close_to_the_start():
     perturbation = 1e-3 * np.sqrt(w0[0].numel() + a0[0].numel())  # expected norm of the perturbation
     assert (finish.distance <= 10 * perturbation).all(), (finish.distance, perturbation)
     assert (finish.gradient_evaluations >= 1).all() and (finish.gradient_evaluations <= 300 + 200 + 100).all()
-    assert set(finish.method) <= {int(EndGameMethod.FLOW_GAUSS_NEWTON), int(EndGameMethod.FLOW_GAUSS_NEWTON_KINK_REFINE)}
+    assert set(finish.method) <= {
+        int(EndGameMethod.FLOW_GAUSS_NEWTON),
+        int(EndGameMethod.FLOW_GAUSS_NEWTON_KINK_REFINE),
+    }
     for run in range(len(starts)):
         report = classify_point(finish.w[run], finish.a[run], xs[run], ys[run], leak=0.0, realisable=True)
         assert report.point_type == "global_min"

@@ -437,8 +437,8 @@ def _verify(
     floor = ROUNDING_FACTOR * np.finfo(float).eps * max(base, np.finfo(float).tiny)
     for sign in (1.0, -1.0) if both_signs else (1.0,):
         steps = sign * STEPS * size / norm
-        decrease = np.array([base - float(point.loss(point.w + torch.as_tensor(t * dw), point.a + torch.as_tensor(t * da)))
-                             for t in steps])  # fmt: skip
+        shifted = ((point.w + torch.as_tensor(t * dw), point.a + torch.as_tensor(t * da)) for t in steps)
+        decrease = np.array([base - float(point.loss(w, a)) for w, a in shifted])
         above = np.flatnonzero(decrease > floor)
         if above.size == 0:
             continue

@@ -23,8 +23,9 @@ residues; below the smallest qualifying step rounding or the residue dominates. 
   residue) to within ``AGREEMENT`` of the leading term: the decrease is the one the local theory predicts.
 
 The stored witness is the largest step of that decreasing run (inside the validity radius by construction);
-larger steps, where higher-order terms may win, are not part of the claim. Written here rather than taken from a library: this is the acceptance rule of the
-classifier's certificates, not a numerical method that a library offers.
+larger steps, where higher-order terms may win, are not part of the claim. Written here rather than taken from
+a library: this is the acceptance rule of the classifier's certificates, not a numerical method that a library
+offers.
 """
 
 from __future__ import annotations

@@ -145,7 +145,9 @@ def line_witness(
     wr, ar, xr = w[runs], a[runs], _data(x, runs)
     z, kink, residual = q.z[runs], q.kink[runs], q.residual[runs]
     c1, c2 = _line_model(xr, ar, z, kink, residual, leak, dw, da)
-    size = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1))).clamp_min(torch.finfo(w.dtype).tiny)
+    size = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1))).clamp_min(
+        torch.finfo(w.dtype).tiny
+    )
     scale = torch.sqrt(wr.square().sum(dim=(-2, -1)) + ar.square().sum(dim=(-2, -1))).clamp_min(1.0)
     radius = sampled_validity_radius(z, kink, xr, dw)
     start = torch.minimum(0.5 * radius, scale / size)

@@ -42,7 +42,9 @@ class Classify(Strict):
 class EndGame(Strict):
     """The end game: follow runs that gradient descent left unfinished to their limit (pipeline.end_game)."""
 
-    enabled: bool = Field(True, description="Finish runs whose end point is not certified (not_stationary or undetermined).")
+    enabled: bool = Field(
+        True, description="Finish runs whose end point is not certified (not_stationary or undetermined)."
+    )
     flow_evaluations: int = Field(
         300, ge=1, le=1_000_000, description="Hessian evaluations of the gradient-flow stage per run."
     )

@@ -11,8 +11,8 @@ import pytest
 
 from pipeline.commands import collect, plan, report, resolve, simulate
 from pipeline.plan import make_plan, n_shards
-from pipeline.store import record_to_dataset, write_atomic
 from pipeline.resolution import OUTCOME
+from pipeline.store import record_to_dataset, write_atomic
 from pipeline.survey import load_survey
 
 REPO = Path(__file__).resolve().parents[2]

@@ -63,8 +63,11 @@ def _gd_points(seed: int, leak: float, k: int, per_run_data: bool, runs: int = 7
     return dict(w=w, a=a, x=x, y=y, leak=leak)
 
 
-@pytest.fixture(scope="module", params=[(0.0, 1, False, 10), (0.0, 2, True, 20), (0.1, 1, True, 20), (0.1, 2, False, 33)],
-                ids=["relu-k1", "relu-k2", "leaky-k1", "leaky-k2"])  # fmt: skip
+@pytest.fixture(
+    scope="module",
+    params=[(0.0, 1, False, 10), (0.0, 2, True, 20), (0.1, 1, True, 20), (0.1, 2, False, 33)],
+    ids=["relu-k1", "relu-k2", "leaky-k1", "leaky-k2"],
+)
 def points(request) -> dict:
     """Seeds whose late iterates include stationary points (so the full classification is exercised)."""
     leak, k, per_run_data, seed = request.param

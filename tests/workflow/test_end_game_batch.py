@@ -79,3 +79,31 @@ def test_minima_the_end_game_certifies_survive_brute_force(tiny_batches):
             assert ok, (row.run, result.min_change, tol)
             checked += 1
     assert checked >= 4
+
+
+@pytest.mark.slow
+def test_end_game_agrees_with_long_gradient_descent(tiny_batches):
+    """Issue 11 validation in miniature: the tiny survey's runs, continued 25x by plain gradient descent."""
+    from pipeline.end_game import EndGameOptions
+    from pipeline.resolution import LIMIT, resolve_runs
+
+    survey, records = tiny_batches
+
+    def limits(record):
+        limit, _, _ = resolve_runs(
+            record["end_point_type"], record["end_strictness"], record["end_has_witness"], record["stop_reason"],
+            record["zero_loss_approach"], record["plateau_is_final"].any(axis=-1),
+        )  # fmt: skip
+        return np.asarray(LIMIT)[limit]
+
+    short, long = [], []
+    for rows, record in records:
+        long_rows = rows.assign(max_steps=rows["max_steps"] * 25)
+        long_record = simulate_batch(long_rows, master_seed=survey.master_seed, padding=padding(survey), device="cpu",
+                                     classify_plateaus=False, end_game=EndGameOptions(enabled=False))  # fmt: skip
+        short.extend(limits(record))
+        long.extend(limits(long_record))
+    short, long = np.array(short), np.array(long)
+    both = (short != "unresolved") & (long != "unresolved")
+    assert both.sum() >= 8, (short, long)
+    assert (short[both] == long[both]).mean() >= 0.9, list(zip(short, long, strict=True))

@@ -120,7 +120,8 @@ def test_wrong_schema_version_is_a_clear_error(copy_store) -> None:
     group = zarr.open_group(str(path), mode="r+")
     group.attrs["schema_version"] = SCHEMA_VERSION + 1
     zarr.consolidate_metadata(str(path))
-    with pytest.raises(ValueError, match=rf"schema version {SCHEMA_VERSION + 1}, this package reads version {SCHEMA_VERSION}"):
+    expected = rf"schema version {SCHEMA_VERSION + 1}, this package reads version {SCHEMA_VERSION}"
+    with pytest.raises(ValueError, match=expected):
         store.open_store(path)
     (problem,) = store.validate(path)
     assert problem.startswith(f"cannot open {path}") and "schema version" in problem
