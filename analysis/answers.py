@@ -20,6 +20,7 @@ from analysis.plateaus import plateau_table, visited_table
 from analysis.query import event_table
 from analysis.runs import run_arrays
 from analysis.stats import wilson_interval
+from pipeline.globality import GLOBAL_BASIS
 
 __all__ = ["KEY_EVENTS", "answers"]
 
@@ -78,9 +79,28 @@ def ending_answer(dataset: xr.Dataset) -> str:
         + f". {_rate(table.loc['unresolved'])} are unresolved"
         + (f" after {_step_budget(dataset)} and the end game ({'; '.join(reasons)})" if reasons else "")
         + "."
+        + _globality_sentence(dataset)
         + _tolerance_sentence(dataset)
     )
     return text
+
+
+def _globality_sentence(dataset: xr.Dataset) -> str:
+    """What the global-minimum values rest on (``global_basis``: a theorem, or the best loss the survey found)."""
+    if "global_basis" not in dataset:
+        return ""
+    codes = np.asarray(run_arrays(dataset, ["global_basis"])["global_basis"])
+    phrases = {
+        "realisable_target": "a realisable target (global minimum 0)",
+        "interpolation_width": "the interpolation width theorem (global minimum 0)",
+        "best_known": "the best loss the survey found for the same architecture and data (an upper bound)",
+    }
+    parts = [
+        f"{format_count(int((codes == index).sum()))} runs on {phrases[name]}"
+        for index, name in enumerate(GLOBAL_BASIS)
+        if (codes == index).any()
+    ]
+    return " Global or spurious rests on: " + "; ".join(parts) + "." if parts else ""
 
 
 def _step_budget(dataset: xr.Dataset) -> str:

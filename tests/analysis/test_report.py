@@ -127,6 +127,7 @@ def test_answers_come_first(page: Page, tiny_report: Path) -> None:
         "Settings",
     ]
     assert re.search(r"\d+\.\d% \[\d+\.\d, \d+\.\d\] are unresolved", first[0])
+    assert "Global or spurious rests on: 16 runs on a realisable target (global minimum 0)" in first[0]
     assert "left at least one plateau" in first[1] or "No run left a plateau" in first[1]
 
 
