@@ -39,7 +39,6 @@ from pipeline.stationary.consistency import escape_consistency
 from pipeline.stationary.groups import group_neurons
 from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.population_points import classify_population_batch
-from pipeline.stationary.refine import refine_end_points
 
 __all__ = ["Padding", "RunInputs", "resolve_device", "run_inputs", "simulate_batch"]
 
@@ -147,7 +146,6 @@ def simulate_batch(
     padding: Padding,
     device: str = "cpu",
     classify_plateaus: bool = True,
-    refine_end_point: bool = False,
     kink_tolerance_factor: float = 1.0,
     end_game: EndGameOptions | None = None,
 ) -> dict[str, np.ndarray]:
@@ -165,9 +163,6 @@ def simulate_batch(
         ``auto``, ``cpu`` or ``cuda[:i]``.
     classify_plateaus
         Also classify the representative point of every plateau (plateau mode).
-    refine_end_point
-        Refine each end point within its activation pattern first (:mod:`pipeline.stationary.refine`);
-        the refined point is classified where the refinement converged.
     kink_tolerance_factor
         Multiplies the classifier's kink tolerance.
     end_game
@@ -196,13 +191,6 @@ def simulate_batch(
     )
     record = _descent_arrays(descent)
     w_end, a_end = descent.w_final, descent.a_final
-    if refine_end_point and isinstance(problem, _SampledProblem):
-        w_end, a_end, refined = _refine(w_end, a_end, problem, settings["learning_rate"])
-        record.update(refined)
-    else:
-        record["end_refined"] = np.zeros(len(rows), dtype=bool)
-        record["end_grad_norm_before_refine"] = record["grad_norm_final"]
-        record["end_grad_norm_after_refine"] = np.full(len(rows), np.nan)
     end = problem.classify(w_end, a_end, "end_point")
     end_game = end_game or EndGameOptions()
     end, finished = _end_game(problem, descent, end, w_end, a_end, end_game)
@@ -471,22 +459,6 @@ def _no_groups(end: Any) -> dict[str, np.ndarray]:
         "end_neuron_group": np.full((n_runs, width), -1, dtype=np.int16),
         "end_reduced_width": np.full(n_runs, -1, dtype=np.int16),
     }
-
-
-def _refine(
-    w: torch.Tensor, a: torch.Tensor, problem: _SampledProblem, lr: float
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, np.ndarray]]:
-    """Refine end points within their activation pattern; keep the refined point only where it converged."""
-    refinement = refine_end_points(
-        w, a, problem.x, problem.y, problem.student.leak, train_output=problem.student.train_output, learning_rate=lr
-    )
-    use = refinement.converged.view(-1, 1, 1).to(w.device)
-    record = {
-        "end_refined": _numpy(refinement.converged),
-        "end_grad_norm_before_refine": _numpy(refinement.grad_norm_before),
-        "end_grad_norm_after_refine": _numpy(refinement.grad_norm_after),
-    }
-    return torch.where(use, refinement.w.to(w), w), torch.where(use, refinement.a.to(a), a), record
 
 
 def _numpy(tensor: torch.Tensor) -> np.ndarray:

@@ -90,7 +90,6 @@ def run_batches(
     classify_plateaus: bool,
     execution: ExecutionSettings,
     progress: Callable[[int, int], None] | None = None,
-    refine_end_point: bool = False,
     kink_tolerance_factor: float = 1.0,
     end_game: EndGameOptions | None = None,
 ) -> xr.Dataset:
@@ -104,7 +103,6 @@ def run_batches(
         classify_plateaus,
         execution.device,
         execution.threads_per_worker,
-        refine_end_point,
         kink_tolerance_factor,
         end_game or EndGameOptions(),
     )
@@ -130,7 +128,6 @@ class _BatchTask:
     classify_plateaus: bool
     device: str
     threads: int
-    refine_end_point: bool = False
     kink_tolerance_factor: float = 1.0
     end_game: EndGameOptions = EndGameOptions()
 
@@ -143,7 +140,6 @@ class _BatchTask:
             padding=self.padding,
             device=_worker_device(self.device),
             classify_plateaus=self.classify_plateaus,
-            refine_end_point=self.refine_end_point,
             kink_tolerance_factor=self.kink_tolerance_factor,
             end_game=self.end_game,
         )

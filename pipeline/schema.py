@@ -151,9 +151,6 @@ VARIABLES: dict[str, Variable] = {
         NEURON, "group of the neuron: same direction and activation pattern (-1: zero or dead, dropped; theory.md 7)"
     ),
     "end_reduced_width": Variable(RUN, "width of the narrower network the end point embeds (-1: not computed)"),
-    "end_refined": Variable(RUN, "the end point was refined within its activation pattern before classification"),
-    "end_grad_norm_before_refine": Variable(RUN, GRAD_NORM_DESCRIPTION + ", before refinement"),
-    "end_grad_norm_after_refine": Variable(RUN, GRAD_NORM_DESCRIPTION + ", after refinement (NaN: not refined)"),
     # the end game (pipeline.end_game) and the last stretch of gradient descent (pipeline.resolution)
     "end_game_method": Variable(
         RUN, "what the end game did", flags=labels.flag_attrs(tuple(m.name.lower() for m in EndGameMethod))

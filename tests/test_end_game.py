@@ -161,3 +161,10 @@ def test_a_zero_loss_point_has_no_escape_neuron():
     report = classify_point(w, a, x, y, leak=0.0, realisable=True)
     assert report.point_type == "global_min"
     assert not report.escape.any()
+
+
+def test_the_removed_refine_option_says_what_replaced_it():
+    from tests.survey_helpers import base, rejected, with_
+
+    message = rejected(with_("classify.refine_end_point", True, base()))
+    assert "classify.refine_end_point" in message and "end_game" in message

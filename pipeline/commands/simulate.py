@@ -80,7 +80,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         master_seed=survey.master_seed,
         padding=padding(survey),
         classify_plateaus=survey.classify.classify_plateaus,
-        refine_end_point=survey.classify.refine_end_point,
         kink_tolerance_factor=survey.classify.kink_tolerance_factor,
         end_game=survey.end_game.options(),
         execution=execution,

@@ -31,12 +31,20 @@ class Classify(Strict):
     """Stationary-point classification of end points (and plateau points)."""
 
     classify_plateaus: bool = Field(True, description="Also classify the stationary point near each plateau.")
-    refine_end_point: bool = Field(
-        False, description="Refine the end point to an exact stationary point before classifying it."
-    )
     kink_tolerance_factor: float = Field(
         1.0, gt=0, le=1e6, description="Multiplies the classifier's tolerance for data on a neuron's kink."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refine_end_point_was_replaced(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "refine_end_point" in data:
+            raise ValueError(
+                "refine_end_point: removed; the end game (section end_game) now finishes every unfinished end point"
+                " before it is classified. Delete classify.refine_end_point (use end_game: {enabled: false} to turn"
+                " the end game off)"
+            )
+        return data
 
 
 class EndGame(Strict):
