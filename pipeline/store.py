@@ -209,11 +209,15 @@ def _open(path: str | Path, manifest: Manifest | None, **options: Any) -> xr.Dat
     dataset = integrity.open_verified(path, manifest, **options)
     version = dataset.attrs.get("schema_version")
     if version is not None and int(version) != SCHEMA_VERSION:
+        why = (
+            " (version 2 added the end game and the limit/resolution verdicts, which this store lacks)"
+            if int(version) < SCHEMA_VERSION
+            else " (a newer package wrote it)"
+        )
         raise ValueError(
-            f"{path}: store schema version {version}, this package reads version {SCHEMA_VERSION} (version 2 added"
-            " the end game and the limit/resolution verdicts, which older stores lack); recompute it with this"
-            " version: remove the survey's results folder (results/<name>) and run `bash run.sh survey <name>`,"
-            " or read it with the package version that wrote it"
+            f"{path}: store schema version {version}, this package reads version {SCHEMA_VERSION}{why}; recompute"
+            " it with this version (remove the survey's results folder results/<name> and run `bash run.sh survey"
+            " <name>`) or read it with the package version that wrote it"
         )
     return dataset
 
@@ -370,6 +374,7 @@ def _truncation_problems(path: str | Path) -> list[str]:
         if array.nchunks_initialized != array.nchunks:
             problems.append(f"array {name!r} has {array.nchunks_initialized} of {array.nchunks} chunks on disk")
     return problems
+
 
 REQUIRED_FINITE = ("loss_final", "grad_norm_final", "end_loss", "steps_taken", "stop_reason", "end_point_type")
 """Per-run variables that must not be NaN for a run that did not diverge."""

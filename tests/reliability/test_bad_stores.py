@@ -41,10 +41,15 @@ def test_another_schema_version(copy_store: Callable[[], Path], micro_survey: Pa
     assert check.returncode == 1
     assert check.stdout.strip() == (
         f"{path}: cannot open {path}: {path}: store schema version {SCHEMA_VERSION + 1}, this package reads version"
-        f" {SCHEMA_VERSION}; re-run `landscape collect` with this version or use the package version that wrote it"
+        f" {SCHEMA_VERSION} (a newer package wrote it); recompute it with this version (remove the survey's results"
+        " folder results/<name> and run `bash run.sh survey <name>`) or read it with the package version that wrote it"
     )
     line = _one_line_error(landscape("query", path, "--by", "width"))
     assert f"store schema version {SCHEMA_VERSION + 1}" in line
+    _set_attr(path, "schema_version", 1)  # a store from before the end game
+    older = landscape("validate", path, "--survey", micro_survey).stdout
+    assert "store schema version 1" in older and "version 2 added the end game" in older
+    assert "bash run.sh survey <name>" in older
 
 
 def test_truncated_store_validate_reports(copy_store: Callable[[], Path], micro_survey: Path, capsys) -> None:
