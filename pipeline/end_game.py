@@ -175,7 +175,7 @@ def _gauss_newton(
     theta = np.concatenate([w.ravel(), a.ravel()]) if train_output else w.ravel().copy()
 
     def residual(t: np.ndarray) -> np.ndarray:
-        return residual_jacobian(t, x, y, leak, width, train_output, a)[0]
+        return (_error(t, x, y, leak, width, train_output, a) * (1.0 / np.sqrt(x.shape[0]))).ravel()
 
     def jacobian(t: np.ndarray) -> np.ndarray:
         return residual_jacobian(t, x, y, leak, width, train_output, a)[1]
@@ -278,16 +278,22 @@ def finish_runs(
     )
 
 
-def _loss(
+def _error(
     theta: np.ndarray, x: np.ndarray, y: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
-) -> float:
-    """``L = 1/(2n) sum_i ||f(x_i) - y_i||^2`` of one network (parameters as in :func:`residual_jacobian`)."""
+) -> np.ndarray:
+    """``f(x_i) - y_i`` (n, k) of one network (parameters as in :func:`residual_jacobian`), without a Jacobian."""
     d = x.shape[1]
     w = theta[: width * d].reshape(width, d)
     a = theta[width * d :].reshape(width, -1) if train_output else a_fixed
     z = x @ w.T
-    error = (z * np.where(z > 0, 1.0, leak)) @ a - y
-    return 0.5 * float(np.sum(error**2)) / x.shape[0]
+    return (z * np.where(z > 0, 1.0, leak)) @ a - y
+
+
+def _loss(
+    theta: np.ndarray, x: np.ndarray, y: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
+) -> float:
+    """``L = 1/(2n) sum_i ||f(x_i) - y_i||^2`` of one network."""
+    return 0.5 * float(np.sum(_error(theta, x, y, leak, width, train_output, a_fixed) ** 2)) / x.shape[0]
 
 
 def _hessian(
@@ -351,10 +357,18 @@ def _kink_velocities(
     return others - own, others - leak * own
 
 
-def _sliding(*args: object) -> np.ndarray:
+def _sliding(
+    error: np.ndarray,
+    theta: np.ndarray,
+    x: np.ndarray,
+    leak: float,
+    width: int,
+    train_output: bool,
+    a_fixed: np.ndarray,
+) -> np.ndarray:
     """Pairs ``(i, j)`` (n, m) where the flow pushes ``z_ij`` towards 0 from both sides (Filippov sliding: GD's
     zig-zag); arguments as in :func:`_kink_velocities`."""
-    active_side, inactive_side = _kink_velocities(*args)  # type: ignore[arg-type]
+    active_side, inactive_side = _kink_velocities(error, theta, x, leak, width, train_output, a_fixed)
     return (active_side <= 0) & (inactive_side >= 0)
 
 

@@ -18,15 +18,9 @@ from pipeline.end_game import EndGameMethod, EndGameOptions, finish_runs, residu
 from pipeline.resolution import approaching_zero_loss, observed_loss_rate
 from pipeline.stationary import classify_point
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 DATA = Path(__file__).parent / "stationary" / "data"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize(("leak", "train_output", "k"), [(0.0, True, 1), (0.1, True, 2), (0.0, False, 2)])

@@ -20,6 +20,8 @@ from pipeline.stationary.local_descent import verify_local_descent
 from tests import reference as ref
 from tests.oracle_points import assert_survives_brute_force
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 DATA = Path(__file__).parent / "data"
 SADDLE = labels.code(labels.POINT_TYPE, "saddle")
 MINIMA = {labels.code(labels.POINT_TYPE, name) for name in ("global_min", "spurious_local_min", "local_min")}
@@ -69,15 +71,6 @@ def test_local_descent_rule_on_synthetic_sequences():
     masked = verify_local_descent(_as_tensor([leading - steps]), _as_tensor([leading]), _as_tensor([residue_big]),
                                   floor)  # fmt: skip
     assert not bool(masked.verified[0])
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny batches: one torch thread (two processes of the test run share two cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _gd_points(seed: int, n_runs: int, steps: int) -> list[dict]:

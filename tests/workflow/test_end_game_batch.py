@@ -21,15 +21,9 @@ from pipeline.survey import load_survey
 from tests.oracle_points import assert_survives_brute_force
 from tests.reference import naive_loss
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 MINIMA = [labels.code(labels.POINT_TYPE, name) for name in ("global_min", "spurious_local_min", "local_min")]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
