@@ -6,9 +6,12 @@ Compares, on identical runs and numbers of steps:
 (b) the torch.func ensembling recipe: ``vmap(grad(loss))`` over stacked parameters, plain GD update;
 (c) a Python loop over runs with autograd and ``torch.optim.SGD``, timed on a subset of runs and scaled.
 
-Also prints the engine's effective GFLOP/s (6 n d m k flops per run-step) as a fraction of this
-process's large-GEMM GFLOP/s. Run: ``python benchmarks/bench_engine.py [--steps 200] [--device cpu]
-[--threads N] [--repeats 3] [--clock wall|cpu]``. Every time is the best of ``--repeats`` calls (one
+Also prints the engine's throughput in run-steps per second and its effective GFLOP/s (6 n d m k flops
+per run-step) as a fraction of this process's large-GEMM GFLOP/s, and the throughput of the Gaussian
+population loss (``run_population_gradient_descent``, Safran-Shamir shapes: d = teacher width = k, student
+width k + 1). Run: ``python benchmarks/bench_engine.py [--steps 200] [--device cpu] [--runs-scale 1]
+[--threads N] [--repeats 3] [--clock wall|cpu]``; ``--runs-scale`` multiplies the runs of every shape
+(a GPU needs many runs per tensor to fill). Every time is the best of ``--repeats`` calls (one
 for the slow per-run loop). On a busy shared machine, ``--threads 1 --clock cpu`` gives the ratios
 that other processes disturb least. Nothing is asserted: the printed ratios are the result.
 """
@@ -23,9 +26,11 @@ from dataclasses import dataclass
 import torch
 from torch.func import grad, vmap
 
-from pipeline.engine import run_gradient_descent
+from pipeline.engine import run_gradient_descent, run_population_gradient_descent
 
-SHAPES = ((1024, 16, 3, 8), (512, 64, 8, 16), (256, 256, 16, 32))  # (runs, n, d, width)
+# (runs, n, d, width): a default-survey cell (n = 16 points in 2-d plus a bias, width 16), then larger data
+SHAPES = ((160, 16, 3, 16), (1024, 16, 3, 8), (512, 64, 8, 16), (256, 256, 16, 32))
+POPULATION_SHAPES = ((100, 6), (100, 12), (100, 20))  # (runs, k): teacher width = input dimension = k
 LEAK, LEARNING_RATE = 0.0, 0.01
 
 
@@ -96,10 +101,17 @@ def loop_recipe(w0: torch.Tensor, a0: torch.Tensor, x: torch.Tensor, y: torch.Te
 
 
 def measure_shape(
-    shape: tuple[int, int, int, int], steps: int, loop_runs: int, device: torch.device, peak: float, timer: Timer
+    shape: tuple[int, int, int, int],
+    steps: int,
+    loop_runs: int,
+    device: torch.device,
+    peak: float,
+    timer: Timer,
+    runs_scale: int,
 ) -> str:
     """One table row: the three recipes timed side by side on the same runs and steps."""
     runs, n, d, m = shape
+    runs *= runs_scale
     options = dict(dtype=torch.float64, device=device)
     x, y = torch.randn(1, n, d, **options), torch.randn(1, n, 1, **options)
     w0, a0 = torch.randn(runs, m, d, **options) / d**0.5, torch.randn(runs, m, 1, **options) / m**0.5
@@ -115,9 +127,28 @@ def measure_shape(
     loop_s = timer.best(lambda: loop_recipe(w0[:subset], a0[:subset], x, y, steps), repeats=1) * runs / subset
     gflops = 6 * n * d * m * 1 * runs * steps / engine_s / 1e9
     return (
-        f"{runs:4d} {n:4d} {d:3d} {m:3d} | {engine_s:8.3f} | {vmap_s:7.3f} | {loop_s:15.2f} |"
-        f" {vmap_s / engine_s:11.1f} | {loop_s / engine_s:11.0f} | {gflops / peak:8.1%} ({gflops:.1f} GFLOP/s)"
+        f"{runs:6d} {n:4d} {d:3d} {m:3d} | {engine_s:8.3f} | {runs * steps / engine_s:14.3g} | {vmap_s:7.3f} |"
+        f" {loop_s:15.2f} | {vmap_s / engine_s:11.1f} | {loop_s / engine_s:11.0f} | {gflops / peak:8.1%}"
+        f" ({gflops:.1f} GFLOP/s)"
     )
+
+
+def measure_population(shape: tuple[int, int], steps: int, device: torch.device, timer: Timer, runs_scale: int) -> str:
+    """One row for the Gaussian population loss: student width k + 1 against an orthonormal teacher of width k."""
+    runs, k = shape
+    runs *= runs_scale
+    options = dict(dtype=torch.float64, device=device)
+    teacher_w, teacher_a = torch.eye(k, **options)[None], torch.ones(1, k, 1, **options)
+    w0, a0 = torch.randn(runs, k + 1, k, **options) / k**0.5, torch.ones(runs, k + 1, 1, **options)
+
+    def engine() -> object:
+        return run_population_gradient_descent(
+            w0, a0, teacher_w, teacher_a, leak=LEAK, learning_rate=0.1, max_steps=steps - 1, train_output=False,
+            grad_tol=1e-300,
+        )  # fmt: skip
+
+    engine_s = timer.best(lambda: _synchronised(device, engine))
+    return f"{runs:6d} {k:3d} {k + 1:3d} | {engine_s:8.3f} | {runs * steps / engine_s:14.3g}"
 
 
 def main() -> None:
@@ -125,6 +156,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="gradient steps per run")
     parser.add_argument("--loop-runs", type=int, default=8, help="runs timed for the per-run loop (scaled up)")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--runs-scale", type=int, default=1, help="multiply the runs of every shape")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--repeats", type=int, default=3, help="calls per timing; the best is kept")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="cpu: this process's CPU time")
@@ -137,10 +169,15 @@ def main() -> None:
     peak = gemm_gflops(device, timer)
     threads = torch.get_num_threads()
     print(f"device {device}, torch threads {threads}, {args.clock} clock, large-GEMM float64: {peak:.1f} GFLOP/s")
-    header = "runs    n   d   m | engine s | vmap s  | loop s (scaled) | vmap/engine | loop/engine | GEMM fraction"
-    print(header)
+    print("sampled data: the engine, the torch.func vmap recipe and a per-run autograd loop, same runs and steps")
+    print("  runs    n   d   m | engine s | run-steps / s  | vmap s  | loop s (scaled) | vmap/engine | loop/engine |"
+          " GEMM fraction")  # fmt: skip
     for shape in SHAPES:
-        print(measure_shape(shape, args.steps, args.loop_runs, device, peak, timer))
+        print(measure_shape(shape, args.steps, args.loop_runs, device, peak, timer, args.runs_scale))
+    print("Gaussian population loss (Safran-Shamir: d = k, student width k + 1, output weights fixed)")
+    print("  runs   k   m | engine s | run-steps / s")
+    for shape in POPULATION_SHAPES:
+        print(measure_population(shape, args.steps, device, timer, args.runs_scale))
 
 
 if __name__ == "__main__":

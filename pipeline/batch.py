@@ -255,12 +255,12 @@ class _SampledProblem:
             kink_tolerance_factor=self.student.kink_tolerance_factor,
         )
 
-    def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions, flow: bool) -> Finish:
+    def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish:
         """The end game (:func:`pipeline.end_game.finish_runs`) from points ``w``, ``a`` of runs ``runs``."""
         return finish_runs(
             w, a, _select(self.x, runs), _select(self.y, runs), leak=self.student.leak,
             train_output=self.student.train_output, learning_rate=self.student.settings["learning_rate"],
-            options=options, flow=flow,
+            options=options,
         )  # fmt: skip
 
     def loss_scale(self) -> np.ndarray:
@@ -386,31 +386,17 @@ def _end_game(
     runs = np.flatnonzero(unfinished)
     if not options.enabled or runs.size == 0 or not isinstance(problem, _SampledProblem):
         return end, record
-    finish, finished = _finish(problem, w, a, runs, options, flow=False)
-    again = finished.point_type == labels.code(labels.POINT_TYPE, "not_stationary")
-    polish_gradients, polish_hessians = finish.gradient_evaluations.copy(), finish.hessian_evaluations.copy()
-    if again.any():  # the polish alone did not reach a stationary point: follow the flow first
-        flowed, reclassified = _finish(problem, w, a, runs[again], options, flow=True)
-        finish = _replace_rows(finish, again, flowed)
-        finished = _replace_rows(finished, again, reclassified)
+    index = torch.as_tensor(runs, device=w.device)
+    finish = problem.finish(w[index], a[index], runs, options)
+    finished = problem.classify(torch.as_tensor(finish.w), torch.as_tensor(finish.a), "end_point", runs)
     use = finished.point_type != labels.code(labels.POINT_TYPE, "not_stationary")
-    for name in ("method", "distance", "loss_before", "loss_after", "flow_time"):
+    for name in ("method", "distance", "loss_before", "loss_after", "flow_time", "gradient_evaluations"):
         record[f"end_game_{name}"][runs] = getattr(finish, name)
-    record["end_game_gradient_evaluations"][runs] = finish.gradient_evaluations + np.where(again, polish_gradients, 0)
-    record["end_game_hessian_evaluations"][runs] = finish.hessian_evaluations + np.where(again, polish_hessians, 0)
+    record["end_game_hessian_evaluations"][runs] = finish.hessian_evaluations
     record["end_game_used"][runs] = use
     chosen = np.zeros(n_runs, dtype=bool)
     chosen[runs[use]] = True
     return _replace_rows(end, chosen, _rows(finished, use)), record
-
-
-def _finish(
-    problem: _SampledProblem, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions, flow: bool
-) -> tuple[Finish, Any]:
-    """The end game from the points of ``runs`` and the classification of the finished points."""
-    index = torch.as_tensor(runs, device=w.device)
-    finish = problem.finish(w[index], a[index], runs, options, flow=flow)
-    return finish, problem.classify(torch.as_tensor(finish.w), torch.as_tensor(finish.a), "end_point", runs)
 
 
 def _rows(records: Any, rows: np.ndarray) -> Any:
