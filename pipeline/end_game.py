@@ -61,6 +61,11 @@ from scipy.optimize import least_squares, lsq_linear
 from pipeline import nets
 from pipeline.stationary.refine import refine_end_points
 
+ZERO_RESIDUAL = 1e-10
+"""The flow stops at a root-mean-square residual below this fraction of ``s_y`` (loss ``~1e-20 s_y**2``)."""
+STALL_EVALUATIONS = 25
+"""The flow stops, unfinished, after this many Hessian evaluations in a row that did not lower the loss."""
+
 __all__ = ["EndGameMethod", "EndGameOptions", "Finish", "finish_runs", "rebalance", "residual_jacobian"]
 
 
@@ -360,10 +365,14 @@ def _kink_projector(theta: np.ndarray, x: np.ndarray, kink: np.ndarray, width: i
 
 
 def _on_kink(theta: np.ndarray, x: np.ndarray, width: int) -> np.ndarray:
-    """Pairs ``(i, j)`` (n, m) with ``z_ij = 0`` to rounding (``|z_ij| <= 1e-13 ||x_i|| ||w_j||``, ``w_j != 0``)."""
+    """Pairs ``(i, j)`` (n, m) on their kink: ``|z_ij| <= 1e-11 ||x_i|| ||w_j||``, ``w_j != 0``.
+
+    The band holds the pairs :func:`_leave_kinks` nudged off a kink (by ``1e-12``), so that they are judged
+    together with their neighbours on the kink until the flow has carried them away.
+    """
     w = theta[: width * x.shape[1]].reshape(width, -1)
     scale = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(w, axis=1)[None, :]
-    return (np.abs(x @ w.T) <= 1e-13 * scale) & (scale > 0)
+    return (np.abs(x @ w.T) <= 1e-11 * scale) & (scale > 0)
 
 
 def _filippov_sides(
@@ -431,12 +440,12 @@ def _leave_kinks(theta: np.ndarray, x: np.ndarray, width: int, active: np.ndarra
     would never be pushed off the kink by the pattern's own gradient; a relative nudge of ``1e-12`` puts it
     on the side the flow takes.
     """
-    leaving = active & _on_kink(theta, x, width)
-    if not leaving.any():
-        return theta
     d = x.shape[1]
     w = theta[: width * d].reshape(width, d)
     z = x @ w.T
+    leaving = active & _on_kink(theta, x, width) & (z <= 0)
+    if not leaving.any():
+        return theta
     scale = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(w, axis=1)[None, :]
     nudged = w.copy()
     for i, j in zip(*np.nonzero(leaving), strict=True):
@@ -462,9 +471,11 @@ def _flow(
 
     Stops at a stationary point of the flow on its kink manifold (the quadratic model promises no decrease
     above rounding; the first time, and again whenever the loss has decreased since, every kink pair is
-    released once more, since pairs held by the step-crossing rule may not slide), at zero loss (residuals
-    at the rounding floor of the outputs), when no step of flow time above ``1e-14 / |lambda|_max`` is
-    accepted, or after ``budget`` Hessian evaluations.
+    released once more, since pairs held by the step-crossing rule may not slide), at zero loss (a
+    root-mean-square residual below :data:`ZERO_RESIDUAL` times that of the zero network: the polish then
+    finishes with a correction of that relative size, which cannot change the limit), when no step of flow
+    time above ``1e-14 / |lambda|_max`` is accepted, when :data:`STALL_EVALUATIONS` evaluations in a row
+    did not lower the loss, or after ``budget`` Hessian evaluations.
     """
     last_move = 0.0
     p, d = theta.size, x.shape[1]
@@ -476,8 +487,13 @@ def _flow(
     step_size, time_spent, evaluations = first_step, 0.0, 1
     floor = 64 * np.finfo(float).eps
     output_scale = float(np.sqrt(np.mean(y**2)))
-    zero_loss = (floor * output_scale) ** 2  # residuals at the rounding floor of the outputs
+    zero_loss = 0.5 * (ZERO_RESIDUAL * output_scale) ** 2
+    best_loss, since_best = loss, 0
     while evaluations < budget:
+        if loss < best_loss:
+            best_loss, since_best = loss, 0
+        elif since_best >= STALL_EVALUATIONS:
+            return theta, time_spent, evaluations, last_move
         at_kink = kink | _on_kink(theta, x, width)
         sliding, active = _filippov_sides(error, theta, x, leak, width, train_output, a_fixed, at_kink)
         kink = (kink & held) | sliding
@@ -519,7 +535,8 @@ def _flow(
                 continue
             crossing = _crossings(theta, trial, x, width) & ~kink
             zeno = crossing & clipped_last  # crossed back right after a cut just past it: sliding for this step
-            joint, _ = _filippov_sides(error, theta, x, leak, width, train_output, a_fixed, kink | crossing)
+            candidates = kink | crossing | _on_kink(theta, x, width)
+            joint, _ = _filippov_sides(error, theta, x, leak, width, train_output, a_fixed, candidates)
             entering = crossing & (joint | zeno)
             clipped_last = np.zeros_like(kink)
             if entering.any():
@@ -545,6 +562,7 @@ def _flow(
                 return theta, time_spent, evaluations, last_move
         loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
         evaluations += 1
+        since_best += 1
     return theta, time_spent, evaluations, last_move
 
 
