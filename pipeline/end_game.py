@@ -482,6 +482,7 @@ def _flow(
     kink = np.zeros((x.shape[0], width), dtype=bool)
     held = np.zeros_like(kink)  # pairs put on the kink because the steps crossed them back and forth
     clipped_last = np.zeros_like(kink)
+    hold_zeno = True
     loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
     restart_loss = np.inf
     step_size, time_spent, evaluations = first_step, 0.0, 1
@@ -502,10 +503,10 @@ def _flow(
             theta = nudged
             loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
         projector = _kink_projector(theta, x, kink, width, p)
-        gradient, hessian = projector @ gradient, projector @ hessian @ projector
-        eigenvalues, vectors = np.linalg.eigh(hessian)
-        coefficients = vectors.T @ gradient
-        noise = floor * np.linalg.norm(hessian) ** 0.5 * output_scale  # rounding noise of the gradient
+        flow_gradient, flow_hessian = projector @ gradient, projector @ hessian @ projector  # on the kinks
+        eigenvalues, vectors = np.linalg.eigh(flow_hessian)
+        coefficients = vectors.T @ flow_gradient
+        noise = floor * np.linalg.norm(flow_hessian) ** 0.5 * output_scale  # rounding noise of the gradient
         positive = eigenvalues > floor * np.abs(eigenvalues).max()
         remaining = np.sum(coefficients[positive] ** 2 / eigenvalues[positive]) / 2
         stationary = remaining <= floor * loss and np.all(np.abs(coefficients[~positive]) <= noise)
@@ -515,6 +516,7 @@ def _flow(
             if not kink.any() or loss >= restart_loss:
                 return theta, time_spent, evaluations, np.inf
             kink[:], held[:], restart_loss = False, False, loss  # let every pair leave once more
+            hold_zeno = False  # from now on only the joint Filippov test puts pairs on a kink
             continue
         moved = False
         growth = max(-float(eigenvalues.min()), 0.0)
@@ -525,7 +527,7 @@ def _flow(
             safe = np.where(np.abs(exponent) > 1e-12, exponent, 1.0)
             phi = np.where(np.abs(exponent) > 1e-12, np.expm1(exponent) / safe, 1.0)
             step = -vectors @ (phi * step_size * coefficients)
-            predicted = gradient @ step + 0.5 * step @ hessian @ step
+            predicted = flow_gradient @ step + 0.5 * step @ flow_hessian @ step
             trial = theta + step
             trial_loss = _loss(trial, x, y, leak, width, train_output, a_fixed)
             change = trial_loss - loss
@@ -534,7 +536,7 @@ def _flow(
                 theta, time_spent, step_size, moved = trial, time_spent + step_size, 4 * step_size, True
                 continue
             crossing = _crossings(theta, trial, x, width) & ~kink
-            zeno = crossing & clipped_last  # crossed back right after a cut just past it: sliding for this step
+            zeno = crossing & clipped_last & hold_zeno  # crossed back right after a cut just past it
             candidates = kink | crossing | _on_kink(theta, x, width)
             joint, _ = _filippov_sides(error, theta, x, leak, width, train_output, a_fixed, candidates)
             entering = crossing & (joint | zeno)
