@@ -413,26 +413,31 @@ def _filippov_sides(
     if leak >= 1.0:
         return sliding, active
     margin = 1e-9 * (1.0 - leak)
+    rest = (drive * slope * ~candidates).T @ x  # (m, d): dL/dw_j without the pairs on the kink
     for j in np.flatnonzero(candidates.any(axis=0)):
         pairs = np.flatnonzero(candidates[:, j])
-        free = np.setdiff1d(np.arange(n), pairs)
-        rest = (drive[free, j] * slope[free, j]) @ x[free]  # dL/dw_j without the pairs on the kink (d,)
-        attracting = pairs[drive[pairs, j] > 0]
-        repelling = pairs[drive[pairs, j] <= 0]
-        slopes = dict.fromkeys(pairs.tolist(), leak)
-        for _ in range(2):  # repelling pairs take a side, then the attracting ones are solved again
-            fixed = rest + sum((slopes[i] * drive[i, j] * x[i] for i in repelling), np.zeros(d))
-            if attracting.size:
-                columns = (drive[attracting, j][:, None] * x[attracting]).T  # (d, A)
-                solution = lsq_linear(columns, -fixed, bounds=(leak, 1.0), method="bvls").x
-                slopes.update(zip(attracting.tolist(), solution.tolist(), strict=True))
-            gradient = fixed + sum((slopes[i] * drive[i, j] * x[i] for i in attracting), np.zeros(d))
-            for i in repelling:
-                slopes[i] = 1.0 if -(x[i] @ gradient) > 0 else leak
-        for i, value in slopes.items():
-            sliding[i, j] = i in attracting and leak + margin < value < 1.0 - margin
-            active[i, j] = value >= 1.0 - margin
+        attracting, repelling = pairs[drive[pairs, j] > 0], pairs[drive[pairs, j] <= 0]
+        columns = (drive[attracting, j][:, None] * x[attracting]).T  # (d, A): each slope's column
+        repelling_slopes = np.full(repelling.size, leak)
+        for _ in range(2 if repelling.size else 1):  # repelling pairs take a side, then the others again
+            fixed = rest[j] + (repelling_slopes * drive[repelling, j]) @ x[repelling]
+            slopes = _bounded_least_squares(columns, -fixed, leak)
+            gradient = fixed + columns @ slopes
+            repelling_slopes = np.where(x[repelling] @ gradient < 0, 1.0, leak)
+        sliding[attracting, j] = (slopes > leak + margin) & (slopes < 1.0 - margin)
+        active[attracting, j] = slopes >= 1.0 - margin
+        active[repelling, j] = repelling_slopes == 1.0
     return sliding, active
+
+
+def _bounded_least_squares(columns: np.ndarray, target: np.ndarray, low: float) -> np.ndarray:
+    """``argmin ||columns s - target||`` over ``low <= s <= 1``, (A,): closed form for one column, else BVLS."""
+    if columns.shape[1] == 0:
+        return np.zeros(0)
+    if columns.shape[1] == 1:
+        column = columns[:, 0]
+        return np.clip([column @ target / (column @ column)], low, 1.0)
+    return lsq_linear(columns, target, bounds=(low, 1.0), method="bvls").x
 
 
 def _leave_kinks(theta: np.ndarray, x: np.ndarray, width: int, active: np.ndarray, inactive: np.ndarray) -> np.ndarray:
