@@ -1,7 +1,8 @@
 """The end game inside a batch (pipeline.batch): its record, and the minima it certifies against brute force.
 
 Issue 11: every certified local minimum the end game reaches is checked by the independent perturbation
-search of ``tests/reference.py`` (not the classifier's own certificate).
+search of ``tests/reference.py`` (not the classifier's own certificate), and so is every certified saddle of
+the sample (end points and plateau points): the search must find a decrease at two shrinking radii.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pipeline.plan import make_plan
 from pipeline.stationary import labels
 from pipeline.survey import load_survey
 from tests.oracle_points import assert_survives_brute_force
-from tests.reference import naive_loss
+from tests.reference import brute_force_min_change, naive_loss
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -72,7 +73,7 @@ def test_minima_the_end_game_certifies_survive_brute_force(tiny_batches):
                                                           adversarial_steps=30)  # fmt: skip
             assert ok, (row.run, result.min_change, tol)
             checked += 1
-    assert checked >= 4
+    assert checked >= 4, checked
 
 
 @pytest.mark.slow
@@ -101,3 +102,35 @@ def test_end_game_agrees_with_long_gradient_descent(tiny_batches):
     both = (short != "unresolved") & (long != "unresolved")
     assert both.sum() >= 8, (short, long)
     assert (short[both] == long[both]).mean() >= 0.9, list(zip(short, long, strict=True))
+
+
+def test_saddles_in_the_sample_show_descent_to_brute_force(tiny_batches):
+    """Every point of the sample certified a saddle (end points and plateaus) has descent arbitrarily close by:
+    the independent perturbation search of ``tests/reference.py`` finds a lower loss within shrinking radii."""
+    survey, records = tiny_batches
+    saddle = labels.code(labels.POINT_TYPE, "saddle")
+    checked = 0
+    for rows, record in records:
+        for index, row in enumerate(rows.itertuples()):
+            settings = run_settings(rows.iloc[index])
+            inputs = run_inputs(settings, survey.master_seed, int(row.data_seed), int(row.init_seed))
+            x, y = inputs.dataset.x, inputs.dataset.y
+            width, d, k = settings["width"], x.shape[1], y.shape[1]
+            points = [(record["end_w"][index], record["end_a"][index])] * int(record["end_point_type"][index] == saddle)
+            points += [
+                (record["plateau_w"][index, slot], record["plateau_a"][index, slot])
+                for slot in np.flatnonzero(record["plateau_point_type"][index] == saddle)
+            ]
+            for w, a in points:
+                w, a = w[:width, :d], a[:width, :k]
+                loss = naive_loss(w, a, x, y, 0.0)
+                for scale in (1e-2, 1e-3):  # a decrease at every scale, not one lucky jump
+                    radius = scale * (1 + np.linalg.norm(w, axis=1))
+                    a_radius = scale * (1 + np.linalg.norm(a, axis=1))
+                    result = brute_force_min_change(
+                        w, a, x, y, 0.0, radius=radius, a_radius=a_radius, rng=np.random.default_rng(checked),
+                        n_random=300, n_adversarial=2, adversarial_steps=30,
+                    )  # fmt: skip
+                    assert result.min_change < -1e-12 * (1 + loss), (row.run, scale, result.min_change, loss)
+                checked += 1
+    assert checked >= 4, checked
