@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The project's two entry points. Each creates (or reuses) the virtual environment .venv first.
 #   bash run.sh survey [NAME]   run surveys/NAME.yaml (default: default) end to end with Snakemake
-#   bash run.sh test            run the default test suite (what CI runs first)
+#   bash run.sh test            run the default test suite (CI step 1, after the lint step)
 #   bash run.sh test-slow       the slow, bounded tests (CI's second step)
+#   bash run.sh lint            ruff check and ruff format --check (CI step 0)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3.11}
@@ -39,8 +40,13 @@ case "$command" in
     setup
     .venv/bin/python -m pytest -m "slow and not slurm and not gpu" -n 2 -q
     ;;
+  lint)
+    setup
+    .venv/bin/ruff check pipeline analysis benchmarks tests
+    .venv/bin/ruff format --check pipeline analysis benchmarks tests
+    ;;
   *)
-    sed -n '2,6p' "$0"
+    sed -n '2,7p' "$0"
     exit 2
     ;;
 esac

@@ -30,6 +30,7 @@ __all__ = ["OUTCOME", "SCHEMA_VERSION", "VARIABLES", "Variable", "compressors"]
 SCHEMA_VERSION = 2
 """2: end game, limit verdicts and resolution statuses (pipeline.resolution), global_basis."""
 
+
 @dataclass(frozen=True)
 class Variable:
     """Dimensions and attributes of one store variable."""

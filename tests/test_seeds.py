@@ -72,9 +72,7 @@ def test_any_changed_argument_changes_draws(changed):
 def test_spawn_key_layout():
     key = settings_key(SETTINGS)
     expected = np.random.Generator(
-        np.random.PCG64(
-            np.random.SeedSequence(7, spawn_key=(STREAM_IDS["init"], 3, key >> 32, key & 0xFFFFFFFF))
-        )
+        np.random.PCG64(np.random.SeedSequence(7, spawn_key=(STREAM_IDS["init"], 3, key >> 32, key & 0xFFFFFFFF)))
     )
     np.testing.assert_array_equal(run_generator(7, "init", 3, SETTINGS).random(8), expected.random(8))
 

@@ -93,9 +93,7 @@ def rounding_floor(loss: torch.Tensor, loss_floor: torch.Tensor) -> torch.Tensor
     return 2.0 * torch.sqrt(loss_floor * loss.clamp_min(0.0)) + loss_floor
 
 
-def sampled_validity_radius(
-    z: torch.Tensor, kink: torch.Tensor, x: torch.Tensor, dw: torch.Tensor
-) -> torch.Tensor:
+def sampled_validity_radius(z: torch.Tensor, kink: torch.Tensor, x: torch.Tensor, dw: torch.Tensor) -> torch.Tensor:
     """Largest ``t`` with no pre-activation off the kink sets changing sign along ``w + t dw``, (E,).
 
     Parameters

@@ -223,4 +223,3 @@ def test_gather_refuses_shards_computed_by_different_code() -> None:
         shard_provenance([old, new])
     same = xr.Dataset(attrs={"shard": 1, "git_revision": "aaa"})
     assert json.loads(shard_provenance([old, same])["shards"])[1]["git_revision"] == "aaa"
-
