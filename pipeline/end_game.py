@@ -17,7 +17,7 @@ orders of magnitude longer, then polishes the limit:
    otherwise it shrinks fourfold. Kinks are events: a step that crosses a neuron's kink is cut just past
    the first crossing. Which pairs ``(i, j)`` on kinks slide (Filippov sliding: GD's zig-zag), which
    leave to the active side and which stay inactive is decided jointly for each neuron by the
-   minimum-norm element of the convex hull of the one-sided gradients (:func:`_filippov_sides`); a
+   minimum-norm element of the convex hull of the one-sided gradients (:func:`filippov_sides`); a
    sliding pair is put on the kink (``z_ij = 0``, a least change of ``w_j``, kept only if the loss does
    not rise) and the flow is projected onto the kink manifold until the pair stops sliding (an
    active-set treatment: pairs join and leave as the flow goes).
@@ -56,9 +56,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.optimize import least_squares, lsq_linear
+from scipy.optimize import least_squares
 
 from pipeline import nets
+from pipeline.flow_kinks import crossings, filippov_sides, first_crossing, kink_projector, leave_kinks, on_kink, snap
 from pipeline.stationary.refine import refine_end_points
 
 ZERO_RESIDUAL = 1e-10
@@ -355,114 +356,6 @@ def _hessian(
     return 0.5 * float(residual @ residual), jacobian.T @ residual, hessian, error
 
 
-def _kink_projector(theta: np.ndarray, x: np.ndarray, kink: np.ndarray, width: int, p: int) -> np.ndarray:
-    """Projector (p, p) onto the parameters that keep every kink pair ``(i, j)`` at ``z_ij = 0``."""
-    d = x.shape[1]
-    projector = np.eye(p)
-    for j in np.flatnonzero(kink.any(axis=0)):
-        rows = x[kink[:, j]]
-        block = slice(j * d, (j + 1) * d)
-        projector[block, block] = np.eye(d) - np.linalg.pinv(rows) @ rows
-    return projector
-
-
-def _on_kink(theta: np.ndarray, x: np.ndarray, width: int) -> np.ndarray:
-    """Pairs ``(i, j)`` (n, m) on their kink: ``|z_ij| <= 1e-11 ||x_i|| ||w_j||``, ``w_j != 0``.
-
-    The band holds the pairs :func:`_leave_kinks` nudged off a kink (by ``1e-12``), so that they are judged
-    together with their neighbours on the kink until the flow has carried them away.
-    """
-    w = theta[: width * x.shape[1]].reshape(width, -1)
-    scale = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(w, axis=1)[None, :]
-    return (np.abs(x @ w.T) <= 1e-11 * scale) & (scale > 0)
-
-
-def _filippov_sides(
-    error: np.ndarray,
-    theta: np.ndarray,
-    x: np.ndarray,
-    leak: float,
-    width: int,
-    train_output: bool,
-    a_fixed: np.ndarray,
-    candidates: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Where the flow takes the pairs ``candidates`` (n, m) treated as sitting on their kinks: ``(sliding, active)``.
-
-    A pair ``(i, j)`` on its kink contributes ``s_ij (e_i . a_j) x_i / n`` to ``dL/dw_j``, with the slope
-    ``s_ij`` anywhere in ``[leak, 1]`` (the convex hull of the one-sided gradients), and moves with
-    ``dz_ij/dt = -x_i . dL/dw_j``. Pairs interact only through their own neuron's gradient (the residuals
-    are continuous at a kink), so each neuron is solved on its own. An *attracting* pair (``e_i . a_j > 0``:
-    the active side pushes ``z_ij`` down harder than the inactive side) can slide; the Filippov velocity
-    of the gradient flow is the minimum-norm element of the convex hull (steepest descent), i.e. the slopes
-    ``s`` that minimise ``||dL/dw_j(s)||`` over the box, a bounded linear least-squares problem
-    (:func:`scipy.optimize.lsq_linear`). Its KKT conditions are the consistency of each pair: an interior
-    slope means ``dz_ij/dt = 0`` (sliding), slope 1 means ``dz_ij/dt >= 0`` (the pair moves to the active
-    side), slope ``leak`` means ``dz_ij/dt <= 0`` (it stays inactive). A repelling pair (``e_i . a_j <= 0``)
-    never slides; it takes the side its velocity points to with slope ``leak``, then the attracting pairs
-    are solved again with it on that side. Per-pair tests cannot replace this: two pairs of one neuron
-    that slide together each look as if they leave when judged with the other on the inactive side.
-    """
-    n, d = x.shape
-    w = theta[: width * d].reshape(width, d)
-    a = theta[width * d :].reshape(width, -1) if train_output else a_fixed
-    slope = np.where(x @ w.T > 0, 1.0, leak)
-    drive = error @ a.T / n  # (n, m): (e_i . a_j) / n
-    sliding = np.zeros_like(candidates)
-    active = np.zeros_like(candidates)
-    if leak >= 1.0:
-        return sliding, active
-    margin = 1e-9 * (1.0 - leak)
-    rest = (drive * slope * ~candidates).T @ x  # (m, d): dL/dw_j without the pairs on the kink
-    for j in np.flatnonzero(candidates.any(axis=0)):
-        pairs = np.flatnonzero(candidates[:, j])
-        attracting, repelling = pairs[drive[pairs, j] > 0], pairs[drive[pairs, j] <= 0]
-        columns = (drive[attracting, j][:, None] * x[attracting]).T  # (d, A): each slope's column
-        repelling_slopes = np.full(repelling.size, leak)
-        for _ in range(2 if repelling.size else 1):  # repelling pairs take a side, then the others again
-            fixed = rest[j] + (repelling_slopes * drive[repelling, j]) @ x[repelling]
-            slopes = _bounded_least_squares(columns, -fixed, leak)
-            gradient = fixed + columns @ slopes
-            repelling_slopes = np.where(x[repelling] @ gradient < 0, 1.0, leak)
-        sliding[attracting, j] = (slopes > leak + margin) & (slopes < 1.0 - margin)
-        active[attracting, j] = slopes >= 1.0 - margin
-        active[repelling, j] = repelling_slopes == 1.0
-    return sliding, active
-
-
-def _bounded_least_squares(columns: np.ndarray, target: np.ndarray, low: float) -> np.ndarray:
-    """``argmin ||columns s - target||`` over ``low <= s <= 1``, (A,): closed form for one column, else BVLS."""
-    if columns.shape[1] == 0:
-        return np.zeros(0)
-    if columns.shape[1] == 1:
-        column = columns[:, 0]
-        return np.clip([column @ target / (column @ column)], low, 1.0)
-    return lsq_linear(columns, target, bounds=(low, 1.0), method="bvls").x
-
-
-def _leave_kinks(theta: np.ndarray, x: np.ndarray, width: int, active: np.ndarray, inactive: np.ndarray) -> np.ndarray:
-    """``theta`` with the pairs in the kink band moved just onto the side the flow takes them to.
-
-    The pattern gives a pair at ``z = 0`` the slope ``leak`` and one at ``z = +1e-14`` the slope 1, so a
-    pair in the band on the other side of the one the flow takes (``active`` (n, m) at ``z <= 0``,
-    ``inactive`` at ``z > 0``) would follow the wrong piece's gradient: on a repelling kink that piece can
-    even be stationary while the other side descends. A relative nudge of ``1e-12`` puts each such pair on
-    its side.
-    """
-    d = x.shape[1]
-    w = theta[: width * d].reshape(width, d)
-    z = x @ w.T
-    band = _on_kink(theta, x, width)
-    target = np.where(active & band & (z <= 0), 1.0, np.where(inactive & band & (z > 0), -1.0, 0.0))
-    if not target.any():
-        return theta
-    scale = np.linalg.norm(x, axis=1)[:, None] * np.linalg.norm(w, axis=1)[None, :]
-    nudged = w.copy()
-    for i, j in zip(*np.nonzero(target), strict=True):
-        nudged[j] += (target[i, j] * 1e-12 * scale[i, j] - z[i, j]) * x[i] / (x[i] @ x[i])
-    return np.concatenate([nudged.ravel(), theta[width * d :]])
-
-
 def _flow(
     theta: np.ndarray,
     x: np.ndarray,
@@ -507,14 +400,14 @@ def _flow(
             best_loss, since_best = loss, 0
         elif since_best >= STALL_EVALUATIONS:
             return theta, time_spent, evaluations, last_move
-        at_kink = kink | _on_kink(theta, x, width)
-        sliding, active = _filippov_sides(error, theta, x, leak, width, train_output, a_fixed, at_kink)
+        at_kink = kink | on_kink(theta, x, width)
+        sliding, active = filippov_sides(error, theta, x, leak, width, train_output, a_fixed, at_kink)
         kink = (kink & held) | sliding
-        nudged = _leave_kinks(theta, x, width, active & ~kink, at_kink & ~active & ~kink)
+        nudged = leave_kinks(theta, x, width, active & ~kink, at_kink & ~active & ~kink)
         if nudged is not theta:
             theta = nudged
             loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
-        projector = _kink_projector(theta, x, kink, width, p)
+        projector = kink_projector(theta, x, kink, width, p)
         flow_gradient, flow_hessian = projector @ gradient, projector @ hessian @ projector  # on the kinks
         eigenvalues, vectors = np.linalg.eigh(flow_hessian)
         coefficients = vectors.T @ flow_gradient
@@ -547,14 +440,14 @@ def _flow(
                 last_move = float(np.linalg.norm(step))
                 theta, time_spent, step_size, moved = trial, time_spent + step_size, 4 * step_size, True
                 continue
-            crossing = _crossings(theta, trial, x, width) & ~kink
+            crossing = crossings(theta, trial, x, width) & ~kink
             zeno = crossing & clipped_last & hold_zeno  # crossed back right after a cut just past it
-            candidates = kink | crossing | _on_kink(theta, x, width)
-            joint, _ = _filippov_sides(error, theta, x, leak, width, train_output, a_fixed, candidates)
+            candidates = kink | crossing | on_kink(theta, x, width)
+            joint, _ = filippov_sides(error, theta, x, leak, width, train_output, a_fixed, candidates)
             entering = crossing & (joint | zeno)
             clipped_last = np.zeros_like(kink)
             if entering.any():
-                w_snapped = _snap(theta[: width * d].reshape(width, d), x, kink | entering)
+                w_snapped = snap(theta[: width * d].reshape(width, d), x, kink | entering)
                 snapped = np.concatenate([w_snapped.ravel(), theta[width * d :]])
                 snapped_loss = _loss(snapped, x, y, leak, width, train_output, a_fixed)
                 if snapped_loss <= loss * (1 + floor):
@@ -563,7 +456,7 @@ def _flow(
                     theta, moved = snapped, True
                     continue
             if crossing.any():  # go to just past the first kink the step crosses (event location)
-                fraction = min(1.0, _first_crossing(theta, trial, x, width, crossing) * (1 + 1e-6) + 1e-12)
+                fraction = min(1.0, first_crossing(theta, trial, x, width, crossing) * (1 + 1e-6) + 1e-12)
                 clipped = theta + fraction * step
                 clipped_loss = _loss(clipped, x, y, leak, width, train_output, a_fixed)
                 short = step_size * float(np.abs(eigenvalues).max()) <= 1.0  # a step of explicit-Euler size
@@ -578,28 +471,3 @@ def _flow(
         evaluations += 1
         since_best += 1
     return theta, time_spent, evaluations, last_move
-
-
-def _crossings(before: np.ndarray, after: np.ndarray, x: np.ndarray, width: int) -> np.ndarray:
-    """Pairs ``(i, j)`` (n, m) whose pre-activation changes sign between two parameter vectors."""
-    d = x.shape[1]
-    z0 = x @ before[: width * d].reshape(width, d).T
-    z1 = x @ after[: width * d].reshape(width, d).T
-    return np.sign(z0) != np.sign(z1)
-
-
-def _first_crossing(before: np.ndarray, after: np.ndarray, x: np.ndarray, width: int, crossing: np.ndarray) -> float:
-    """Fraction of the straight segment ``before -> after`` at which the first of the ``crossing`` pairs reaches 0."""
-    d = x.shape[1]
-    z0 = (x @ before[: width * d].reshape(width, d).T)[crossing]
-    z1 = (x @ after[: width * d].reshape(width, d).T)[crossing]
-    return float((z0 / (z0 - z1)).min())
-
-
-def _snap(w: np.ndarray, x: np.ndarray, kink: np.ndarray) -> np.ndarray:
-    """``w`` (m, d) with every kink pair moved exactly onto ``z_ij = 0`` (least change of ``w_j``)."""
-    snapped = w.copy()
-    for j in np.flatnonzero(kink.any(axis=0)):
-        rows = x[kink[:, j]]
-        snapped[j] -= np.linalg.pinv(rows) @ (rows @ w[j])
-    return snapped

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from pipeline import nets
-from pipeline.end_game import _filippov_sides, rebalance
+from pipeline.end_game import rebalance
+from pipeline.flow_kinks import filippov_sides
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -85,7 +86,7 @@ def test_pairs_slide_or_leave_as_small_step_gradient_descent_does(leak):
         error = (np.where(x @ w.T > 0, 1.0, leak) * (x @ w.T)) @ a - y
         candidates = np.zeros((6, 2), dtype=bool)
         candidates[:2, 1] = True
-        sliding, active = _filippov_sides(error, theta, x, leak, 2, True, a, candidates)
+        sliding, active = filippov_sides(error, theta, x, leak, 2, True, a, candidates)
         predicted = tuple("slides" if sliding[i, 1] else "active" if active[i, 1] else "inactive" for i in range(2))
         consistent = _consistent_sides(x, error, w, a, leak)
         assert predicted in consistent, (seed, predicted, consistent)
