@@ -390,9 +390,10 @@ def _end_game(
     finish = problem.finish(w[index], a[index], runs, options)
     finished = problem.classify(torch.as_tensor(finish.w), torch.as_tensor(finish.a), "end_point", runs)
     use = finished.point_type != labels.code(labels.POINT_TYPE, "not_stationary")
-    for name in ("method", "distance", "loss_before", "loss_after", "flow_time", "gradient_evaluations"):
+    for name in (
+        "method", "distance", "loss_before", "loss_after", "flow_time", "gradient_evaluations", "hessian_evaluations"
+    ):  # fmt: skip
         record[f"end_game_{name}"][runs] = getattr(finish, name)
-    record["end_game_hessian_evaluations"][runs] = finish.hessian_evaluations
     record["end_game_used"][runs] = use
     chosen = np.zeros(n_runs, dtype=bool)
     chosen[runs[use]] = True

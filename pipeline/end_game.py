@@ -129,9 +129,10 @@ class Finish:
     method : (P,) int8
         :class:`EndGameMethod` code.
     gradient_evaluations : (P,) int64
-        Jacobian evaluations of stage 1 plus iterations of stage 2 (each evaluates the gradient).
+        Hessian evaluations of stage 0 (each with its gradient), Jacobian evaluations of stage 1 and
+        iterations of stage 2 (each evaluates the gradient).
     hessian_evaluations : (P,) int64
-        Iterations of stage 2 (each forms the Hessian of the polynomial piece).
+        Hessian evaluations of stage 0 and iterations of stage 2 (each forms the Hessian of the polynomial piece).
     distance : (P,)
         Euclidean distance in parameter space from the start to the finished point.
     loss_before, loss_after : (P,)
