@@ -139,7 +139,18 @@ def population_loss(w: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.
     k_wv = kernel(w, v, leak)
     student = 0.5 * (torch.matmul(a, a.transpose(-1, -2)) * k_ww).sum(dim=(-2, -1))
     cross = (torch.matmul(a, b.transpose(-1, -2)) * k_wv).sum(dim=(-2, -1))
-    return student - cross + _teacher_term(v, b, leak)
+    return _nonnegative(student - cross + _teacher_term(v, b, leak))
+
+
+def _nonnegative(loss: torch.Tensor) -> torch.Tensor:
+    """``F`` with its value floored at zero and its derivatives (autograd, any order) those of the closed form.
+
+    The closed form is a difference of terms as large as the teacher term and comes out below zero by rounding
+    (a few ``eps`` times that term) at a global minimum; zero is the admissible value nearest to it. Only the
+    value is floored (``F + (max(F, 0) - F)`` with the correction detached), so Hessians at a global minimum
+    stay those of the closed form.
+    """
+    return loss + (torch.clamp(loss, min=0.0) - loss).detach()
 
 
 def _loss_and_gradients(
@@ -174,7 +185,7 @@ def _loss_and_gradients(
     k_all = leak * c + (1.0 - leak) ** 2 * kappa
     # F = 1/2 sum C_ii' K_ii' (students) + sum C_ij K_ij (teacher couplings carry the minus sign) + teacher term
     loss = 0.5 * (coupling[..., :m] * k_all[..., :m]).sum(dim=(-2, -1))
-    loss = loss + (coupling[..., m:] * k_all[..., m:]).sum(dim=(-2, -1)) + teacher_term
+    loss = _nonnegative(loss + (coupling[..., m:] * k_all[..., m:]).sum(dim=(-2, -1)) + teacher_term)
     scale = (1.0 - leak) ** 2 / _TWO_PI
     radial = (coupling * s).sum(-1) / torch.where(nw > 0, nw, torch.ones_like(nw))  # (R, m): sum_q C_iq s_iq / |w_i|^2
     grad_w = torch.matmul(leak * coupling + scale * (math.pi - theta) * coupling, partners)

@@ -324,3 +324,28 @@ def test_engine_runs_unchanged_with_population_workspace(monkeypatch):
     initial = pop.population_loss(w0, a0, v, b, 0.0)
     assert torch.all(result.loss_final < 1e-4 * initial)
     assert torch.equal(result.a_final, a0)
+
+
+def test_loss_is_never_negative_at_rotated_global_minima_and_keeps_its_curvature():
+    """Students 1e-10 from their teacher (random orthonormal teachers, true loss about 1e-20): the closed form
+    rounds to about -1e-16 for some; the loss value is floored at 0, gradients and Hessians stay the closed form's."""
+    rng = np.random.default_rng(7)
+    teachers = [np.linalg.qr(rng.standard_normal((9, 9)))[0] for _ in range(64)]
+    v = torch.as_tensor(np.stack(teachers))  # (64, 9, 9): one teacher per run
+    b = torch.ones(64, 9, 1, dtype=DT)
+    w, a = v + 1e-10 * torch.as_tensor(rng.standard_normal(v.shape)), b.clone()
+    raw = 0.5 * (a @ a.mT * pop.kernel(w, w, 0.0)).sum((-2, -1)) - (a @ b.mT * pop.kernel(w, v, 0.0)).sum((-2, -1))
+    raw = raw + 0.5 * (b @ b.mT * pop.kernel(v, v, 0.0)).sum((-2, -1))
+    assert (raw < 0).any()  # the rounding this test is about occurs
+    assert (pop.population_loss(w, a, v, b, 0.0) >= 0).all()
+    workspace = pop.PopulationWorkspace(v, b, 64, 9, 0.0, train_output=True)
+    assert (workspace(w, a).loss >= 0).all()
+    negative = int(torch.nonzero(raw < 0)[0, 0])
+    theta = torch.cat([w[negative].flatten(), a[negative].flatten()])
+
+    def loss_of(flat: torch.Tensor) -> torch.Tensor:
+        return pop.population_loss(flat[:81].reshape(1, 9, 9), flat[81:].reshape(1, 9, 1), v[negative : negative + 1],
+                                   b[negative : negative + 1], 0.0)[0]  # fmt: skip
+
+    hessian = torch.autograd.functional.hessian(loss_of, theta)
+    assert torch.linalg.eigvalsh(hessian).max() > 0.1  # the curvature of the global minimum is not floored away

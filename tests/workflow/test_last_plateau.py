@@ -1,4 +1,4 @@
-"""One story per stationary point (issues 12 and 19): a converged run's final plateau takes the end point's verdict."""
+"""One story per stationary point (issues 12 and 19): a final plateau the run never left takes the end verdict."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import numpy as np
 import torch
 
 from pipeline.batch import _last_plateau_is_the_end_point
-from pipeline.engine import StopReason
+from pipeline.trajectory import PlateauSettings
 
 
-def test_final_plateaus_of_converged_runs_take_the_end_verdict_and_no_other_slot_changes():
+def test_final_plateaus_at_the_end_level_take_the_end_verdict_and_no_other_slot_changes():
     rng = np.random.default_rng(0)
-    runs, slots, width = 4, 3, 5
+    runs, slots, width = 5, 3, 5
     record = {}
     for name in ("point_type", "stationarity", "certificate", "mechanisms"):
         record[f"plateau_{name}"] = rng.integers(0, 5, (runs, slots)).astype(np.int8)
@@ -21,13 +21,18 @@ def test_final_plateaus_of_converged_runs_take_the_end_verdict_and_no_other_slot
     record["plateau_escape"] = rng.random((runs, slots, width)) < 0.5
     record["end_escape"] = rng.random((runs, width)) < 0.5
     before = {name: values.copy() for name, values in record.items()}
-    # run 0 converged in its last plateau (slot 1); run 1 converged without a final plateau;
-    # run 2 hit the step budget inside its final plateau; run 3 converged in slot 2
+    merge_tol = PlateauSettings().merge_tol
+    plateau_loss = torch.tensor([[0.5, 0.2, np.nan], [0.5, 0.3, 0.1], [0.4, np.nan, np.nan], [0.9, 0.6, 0.3],
+                                 [0.2, 0.1, np.nan]], dtype=torch.float64)  # fmt: skip
+    # run 0: the end point is its final plateau's point (same loss); run 1: no final plateau; run 2: the
+    # end game continued the final plateau within the detector's merge tolerance (the same level); run 3: the
+    # end game left the final plateau for a level 3 merge tolerances lower; run 4: final plateau in slot 1
+    # but the end loss is its level to rounding
+    record["end_loss"] = np.array([0.2, 0.05, 0.4 * (1 - 0.5 * merge_tol), 0.3 * (1 - 3 * merge_tol), 0.1 + 1e-17])
     is_final = torch.zeros(runs, slots, dtype=torch.bool)
-    is_final[0, 1] = is_final[2, 0] = is_final[3, 2] = True
-    stop = torch.tensor([StopReason.CONVERGED, StopReason.CONVERGED, StopReason.MAX_STEPS, StopReason.CONVERGED])
-    _last_plateau_is_the_end_point(record, SimpleNamespace(stop_reason=stop, plateau_is_final=is_final))
-    changed = {(0, 1), (3, 2)}
+    is_final[0, 1] = is_final[2, 0] = is_final[3, 2] = is_final[4, 1] = True
+    _last_plateau_is_the_end_point(record, SimpleNamespace(plateau_is_final=is_final, plateau_loss=plateau_loss))
+    changed = {(0, 1), (2, 0), (4, 1)}
     for name in ("point_type", "stationarity", "certificate", "mechanisms", "escape"):
         for r in range(runs):
             for p in range(slots):
