@@ -11,85 +11,21 @@ already make them ``not_stationary`` skip the kink solves (an exact screen, see 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from pipeline.stationary import labels
 from pipeline.stationary.classify import classify_once, settled_not_stationary
 from pipeline.stationary.kinks import SnappedPoint, kink_scores, resnap_point
+from pipeline.stationary.record import BatchClassification, missing_value
 from pipeline.stationary.tolerances import Tolerances, tolerances_for
 
-__all__ = ["BatchClassification", "PointReport", "classify_batch", "classify_point", "unclassified_record"]
+__all__ = ["BatchClassification", "PointReport", "classify_batch", "classify_point"]
 
 SENSITIVITY_FACTORS: tuple[float, ...] = (0.1, 10.0)
-
-
-@dataclass(frozen=True)
-class BatchClassification:
-    """Classification of a batch; numpy arrays with a leading run axis ``R``.
-
-    Integer fields hold codes of the tables in :mod:`pipeline.stationary.labels`.
-
-    Attributes
-    ----------
-    w : (R, m, d), a : (R, m, k)
-        The classified (snapped) points.
-    loss, first_order_gap, margin : (R,) float
-        Loss, relative stationarity gap (max over neurons), local-minimum margin: no perturbation of
-        smaller Euclidean norm lowers the loss (:mod:`pipeline.stationary.margins`; NaN if not a certified
-        local minimum; ``inf`` if nothing limits it).
-    margin_limit : (R,) int8
-        ``MARGIN_LIMIT`` code of what bounds the margin (-1 without a margin).
-    stationarity, point_type, is_local_min, certificate, strictness : (R,) int8
-        Codes of ``STATIONARITY``, ``POINT_TYPE``, ``IS_LOCAL_MIN``, ``CERTIFICATE``, ``STRICTNESS``.
-    mechanisms : (R,) int8
-        Bit field over ``MECHANISM`` (saddles only).
-    differentiable, has_witness, tolerance_sensitive : (R,) bool
-    curvature : (R,) float
-        ``min kappa_j`` (zero-output saddles) or the Hessian eigenvalue of the second-order test.
-    escape, kink : (R, m) bool
-    roles : (R, m) int8
-        ``ROLE`` codes.
-    escape_strength : (R, m) float
-        ``kappa_j`` for zero-output escape neurons, NaN elsewhere.
-    witness_w : (R, m, d), witness_a : (R, m, k)
-        Verified descent perturbations (NaN where ``has_witness`` is False).
-    witness_decrease : (R,)
-        Loss decrease achieved by the witness (NaN without one).
-    witness_radius : (R,)
-        Norm of the witness perturbation at the validity radius of the local expansion along it (inf:
-        unbounded; NaN without a witness). The stored witness is at most half of it.
-    witness_min_step : (R,)
-        Norm of the witness perturbation at the smallest step at which the decrease was verified.
-    """
-
-    w: np.ndarray
-    a: np.ndarray
-    loss: np.ndarray
-    stationarity: np.ndarray
-    first_order_gap: np.ndarray
-    point_type: np.ndarray
-    is_local_min: np.ndarray
-    certificate: np.ndarray
-    mechanisms: np.ndarray
-    strictness: np.ndarray
-    differentiable: np.ndarray
-    escape: np.ndarray
-    kink: np.ndarray
-    roles: np.ndarray
-    escape_strength: np.ndarray
-    margin: np.ndarray
-    margin_limit: np.ndarray
-    curvature: np.ndarray
-    witness_w: np.ndarray
-    witness_a: np.ndarray
-    has_witness: np.ndarray
-    witness_decrease: np.ndarray
-    witness_radius: np.ndarray
-    witness_min_step: np.ndarray
-    tolerance_sensitive: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -117,7 +53,7 @@ class PointReport:
     curvature: float
 
 
-def _as_tensor(value, device: torch.device | None) -> torch.Tensor:
+def _as_tensor(value: ArrayLike, device: torch.device | None) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value.to(device=device if device is not None else value.device, dtype=torch.float64)
     return torch.as_tensor(np.asarray(value, dtype=np.float64), device=device)
@@ -137,11 +73,30 @@ def _validate(w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor
         raise ValueError(f"leak must lie in [0, 1); got {leak}")
 
 
+@dataclass(frozen=True)
+class _Options:
+    """The options of :func:`classify_batch` that every pass shares."""
+
+    leak: float
+    train_output: bool
+    learning_rate: float | None
+    realisable: bool
+
+
 def classify_batch(
-    w, a, x, y, *, leak: float, train_output: bool = True, mode: str = "end_point",
-    learning_rate: float | None = None, realisable: bool = False, best_known_loss=None,
+    w: ArrayLike,
+    a: ArrayLike,
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    leak: float,
+    train_output: bool = True,
+    mode: str = "end_point",
+    learning_rate: float | None = None,
+    realisable: bool = False,
+    best_known_loss: ArrayLike | float | None = None,
     kink_tolerance_factor: float = 1.0,
-) -> BatchClassification:  # fmt: skip
+) -> BatchClassification:
     """Classify a batch of points of one-hidden-layer ReLU-like networks.
 
     Parameters
@@ -168,45 +123,74 @@ def classify_batch(
     BatchClassification
     """
     device = w.device if isinstance(w, torch.Tensor) else None
-    w, a, x, y = (_as_tensor(v, device) for v in (w, a, x, y))
-    _validate(w, a, x, y, leak)
-    finite = torch.isfinite(w).all(dim=(1, 2)) & torch.isfinite(a).all(dim=(1, 2))
-    if not bool(finite.all()):
-        options = dict(leak=leak, train_output=train_output, mode=mode, learning_rate=learning_rate,
-                       realisable=realisable, kink_tolerance_factor=kink_tolerance_factor)  # fmt: skip
-        return _with_non_finite(finite, w, a, x, y, best_known_loss, options)
+    wt, at, xt, yt = (_as_tensor(v, device) for v in (w, a, x, y))
+    _validate(wt, at, xt, yt, leak)
+    options = _Options(leak=leak, train_output=train_output, learning_rate=learning_rate, realisable=realisable)
     tol = tolerances_for(mode).scaled_kink(kink_tolerance_factor)
+    finite = torch.isfinite(wt).all(dim=(1, 2)) & torch.isfinite(at).all(dim=(1, 2))
+    if not bool(finite.all()):
+        return _with_non_finite(finite, wt, at, xt, yt, best_known_loss=best_known_loss, tol=tol, options=options)
+    return _classify_finite(wt, at, xt, yt, best_known_loss=best_known_loss, tol=tol, options=options)
+
+
+def _classify_finite(
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    best_known_loss: ArrayLike | float | None,
+    tol: Tolerances,
+    options: _Options,
+) -> BatchClassification:
+    """One full pass and the label-only re-runs at the scaled kink tolerances (``tolerance_sensitive``)."""
     best = None
     if best_known_loss is not None:
         best = torch.as_tensor(np.broadcast_to(np.asarray(best_known_loss, dtype=np.float64), (w.shape[0],)).copy())
-    kwargs = dict(leak=leak, train_output=train_output, learning_rate=learning_rate, realisable=realisable)
-    absz, bound = kink_scores(w, a, x, y, leak, tol, learning_rate)
+    kwargs = asdict(options)
+    absz, bound = kink_scores(w, a, x, y, options.leak, tol, options.learning_rate)
     base_kink = absz <= bound
     out = classify_once(w, a, x, y, tol=tol, best_known_loss=best, kink=base_kink, **kwargs)
-    base = SnappedPoint(w=torch.as_tensor(out["w"], device=w.device), a=torch.as_tensor(out["a"], device=w.device),
-                        kink=base_kink)  # fmt: skip
-    sensitive = np.zeros(w.shape[0], bool)
+    base = SnappedPoint(
+        w=torch.as_tensor(out.w, device=w.device), a=torch.as_tensor(out.a, device=w.device), kink=base_kink
+    )
     for factor in SENSITIVITY_FACTORS:
         scaled_kink = absz <= factor * bound
         changed = (scaled_kink != base_kink).flatten(1).any(dim=1)
         runs = changed.nonzero().flatten()
         if runs.numel() == 0:
             continue
-        sub = _point_types(SnappedPoint(w=base.w[runs], a=base.a[runs], kink=base_kink[runs]), w[runs], a[runs],
-                           x[runs] if x.shape[0] > 1 else x, y[runs] if y.shape[0] > 1 else y,
-                           tol=tol.scaled_kink(factor), best_known_loss=None if best is None else best[runs.cpu()],
-                           kink=scaled_kink[runs], **kwargs)  # fmt: skip
+        sub = _point_types(
+            SnappedPoint(w=base.w[runs], a=base.a[runs], kink=base_kink[runs]),
+            w[runs],
+            a[runs],
+            x[runs] if x.shape[0] > 1 else x,
+            y[runs] if y.shape[0] > 1 else y,
+            tol=tol.scaled_kink(factor),
+            best_known_loss=None if best is None else best[runs.cpu()],
+            kink=scaled_kink[runs],
+            **kwargs,
+        )
         rn = runs.cpu().numpy()
-        sensitive[rn] |= sub != out["point_type"][rn]
-    out["tolerance_sensitive"] = sensitive
-    return BatchClassification(**{f.name: out[f.name] for f in fields(BatchClassification)})
+        out.tolerance_sensitive[rn] |= sub != out.point_type[rn]
+    return out
 
 
 def _point_types(
-    base: SnappedPoint, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, leak: float,
-    tol: Tolerances, train_output: bool, learning_rate: float | None, realisable: bool,
-    best_known_loss: torch.Tensor | None, kink: torch.Tensor,
-) -> np.ndarray:  # fmt: skip
+    base: SnappedPoint,
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    leak: float,
+    tol: Tolerances,
+    train_output: bool,
+    learning_rate: float | None,
+    realisable: bool,
+    best_known_loss: torch.Tensor | None,
+    kink: torch.Tensor,
+) -> np.ndarray:
     """``point_type`` codes (R,) at the kink sets ``kink``, as ``classify_once(..., labels_only=True)`` gives them.
 
     ``base`` is the snapped point of the same runs at the base tolerance. With a trained output
@@ -220,15 +204,35 @@ def _point_types(
         rest = (~settled).nonzero().flatten()
     if rest.numel() == 0:
         return types
-    sub = classify_once(w[rest], a[rest], x[rest] if x.shape[0] > 1 else x, y[rest] if y.shape[0] > 1 else y,
-                        leak=leak, tol=tol, train_output=train_output, learning_rate=learning_rate,
-                        realisable=realisable, best_known_loss=None if best_known_loss is None else
-                        best_known_loss[rest.cpu()], kink=kink[rest], labels_only=True)  # fmt: skip
-    types[rest.cpu().numpy()] = sub["point_type"]
+    sub = classify_once(
+        w[rest],
+        a[rest],
+        x[rest] if x.shape[0] > 1 else x,
+        y[rest] if y.shape[0] > 1 else y,
+        leak=leak,
+        tol=tol,
+        train_output=train_output,
+        learning_rate=learning_rate,
+        realisable=realisable,
+        best_known_loss=None if best_known_loss is None else best_known_loss[rest.cpu()],
+        kink=kink[rest],
+        labels_only=True,
+    )
+    types[rest.cpu().numpy()] = sub.point_type
     return types
 
 
-def _with_non_finite(finite: torch.Tensor, w, a, x, y, best_known_loss, options: dict) -> BatchClassification:
+def _with_non_finite(
+    finite: torch.Tensor,
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    best_known_loss: ArrayLike | float | None,
+    tol: Tolerances,
+    options: _Options,
+) -> BatchClassification:
     """Classify the finite points; label the others ``non_finite`` (a label, never an exception)."""
     keep = finite.nonzero().flatten()
     n_runs = w.shape[0]
@@ -239,67 +243,25 @@ def _with_non_finite(finite: torch.Tensor, w, a, x, y, best_known_loss, options:
     best = None
     if best_known_loss is not None:
         best = np.broadcast_to(np.asarray(best_known_loss, dtype=np.float64), (n_runs,))[keep.cpu().numpy()]
-    part = classify_batch(pick(w), pick(a), pick(x), pick(y), best_known_loss=best, **options) if keep.numel() else None
+    part = None
+    if keep.numel():
+        part = _classify_finite(pick(w), pick(a), pick(x), pick(y), best_known_loss=best, tol=tol, options=options)
     record = {}
     for f in fields(BatchClassification):
         like = getattr(part, f.name) if part is not None else _placeholder(f.name, w, a)
-        full = np.full((n_runs, *like.shape[1:]), _missing(like.dtype), dtype=like.dtype)
+        full = np.full((n_runs, *like.shape[1:]), missing_value(like.dtype), dtype=like.dtype)
         if part is not None:
             full[keep.cpu().numpy()] = like
         record[f.name] = full
     bad = (~finite).cpu().numpy()
     record["w"][bad], record["a"][bad] = w[~finite].cpu().numpy(), a[~finite].cpu().numpy()
-    record["point_type"][bad] = labels.code(labels.POINT_TYPE, "non_finite")
-    record["stationarity"][bad] = labels.code(labels.STATIONARITY, "not_stationary")
-    record["is_local_min"][bad] = labels.code(labels.IS_LOCAL_MIN, "unknown")
-    record["certificate"][bad] = labels.code(labels.CERTIFICATE, "none")
-    record["strictness"][bad] = labels.code(labels.STRICTNESS, "not_applicable")
-    record["mechanisms"][bad] = 0
-    return BatchClassification(**record)
-
-
-def unclassified_record(w: np.ndarray, a: np.ndarray) -> dict[str, np.ndarray]:
-    """The fields of a :class:`BatchClassification` for points (R, m, d), (R, m, k) with no verdict yet.
-
-    Every point is ``non_finite`` (what a point that is never classified stays), with no certificate,
-    witness or flags, and NaN for the numbers; classifiers overwrite what they decide.
-    """
-    n_runs, width = w.shape[:2]
-    nan = np.full(n_runs, np.nan)
-    return {
-        "w": np.array(w, dtype=np.float64),
-        "a": np.array(a, dtype=np.float64),
-        "loss": nan.copy(),
-        "stationarity": np.full(n_runs, labels.code(labels.STATIONARITY, "not_stationary"), dtype=np.int8),
-        "first_order_gap": nan.copy(),
-        "point_type": np.full(n_runs, labels.code(labels.POINT_TYPE, "non_finite"), dtype=np.int8),
-        "is_local_min": np.full(n_runs, labels.code(labels.IS_LOCAL_MIN, "unknown"), dtype=np.int8),
-        "certificate": np.full(n_runs, labels.code(labels.CERTIFICATE, "none"), dtype=np.int8),
-        "mechanisms": np.zeros(n_runs, dtype=np.int8),
-        "strictness": np.full(n_runs, labels.code(labels.STRICTNESS, "not_applicable"), dtype=np.int8),
-        "differentiable": np.zeros(n_runs, dtype=bool),
-        "escape": np.zeros((n_runs, width), dtype=bool),
-        "kink": np.zeros((n_runs, width), dtype=bool),
-        "roles": np.zeros((n_runs, width), dtype=np.int8),
-        "escape_strength": np.full((n_runs, width), np.nan),
-        "margin": nan.copy(),
-        "margin_limit": np.full(n_runs, -1, dtype=np.int8),
-        "curvature": nan.copy(),
-        "witness_w": np.full(w.shape, np.nan),
-        "witness_a": np.full(a.shape, np.nan),
-        "has_witness": np.zeros(n_runs, dtype=bool),
-        "witness_decrease": nan.copy(),
-        "witness_radius": nan.copy(),
-        "witness_min_step": nan.copy(),
-        "tolerance_sensitive": np.zeros(n_runs, dtype=bool),
-    }
-
-
-def _missing(dtype: np.dtype) -> object:
-    """Fill value of a field for points that are not classified: NaN, False or -1."""
-    if np.issubdtype(dtype, np.floating):
-        return np.nan
-    return False if np.issubdtype(dtype, np.bool_) else -1
+    result = BatchClassification(**record)
+    result.set_labels(
+        bad, point_type="non_finite", is_local_min="unknown", certificate="none", strictness="not_applicable"
+    )
+    result.stationarity[bad] = labels.code(labels.STATIONARITY, "not_stationary")
+    result.mechanisms[bad] = 0
+    return result
 
 
 def _placeholder(name: str, w: torch.Tensor, a: torch.Tensor) -> np.ndarray:
@@ -317,26 +279,46 @@ def _placeholder(name: str, w: torch.Tensor, a: torch.Tensor) -> np.ndarray:
 
 
 def classify_point(
-    w, a, x, y, *, leak: float = 0.0, train_output: bool = True, mode: str = "end_point",
-    learning_rate: float | None = None, realisable: bool = False, best_known_loss: float | None = None,
-) -> PointReport:  # fmt: skip
+    w: ArrayLike,
+    a: ArrayLike,
+    x: ArrayLike,
+    y: ArrayLike,
+    *,
+    leak: float = 0.0,
+    train_output: bool = True,
+    mode: str = "end_point",
+    learning_rate: float | None = None,
+    realisable: bool = False,
+    best_known_loss: float | None = None,
+) -> PointReport:
     """Classify one point: ``w`` (m, d), ``a`` (m, k), ``x`` (n, d), ``y`` (n, k) (arrays or tensors).
 
     A 1-d ``a`` (m,) or ``y`` (n,) is read as scalar output (k = 1). Thin wrapper around
     :func:`classify_batch` with ``R = 1``; labels are decoded to strings.
     """
     device = w.device if isinstance(w, torch.Tensor) else None
-    w, a, x, y = (_as_tensor(v, device) for v in (w, a, x, y))
-    if a.dim() == 1:
-        a = a.unsqueeze(-1)
-    if y.dim() == 1:
-        y = y.unsqueeze(-1)
-    batch = classify_batch(w[None], a[None], x[None], y[None], leak=leak, train_output=train_output, mode=mode,
-                           learning_rate=learning_rate, realisable=realisable,
-                           best_known_loss=best_known_loss)  # fmt: skip
+    wt, at, xt, yt = (_as_tensor(v, device) for v in (w, a, x, y))
+    if at.dim() == 1:
+        at = at.unsqueeze(-1)
+    if yt.dim() == 1:
+        yt = yt.unsqueeze(-1)
+    batch = classify_batch(
+        wt[None],
+        at[None],
+        xt[None],
+        yt[None],
+        leak=leak,
+        train_output=train_output,
+        mode=mode,
+        learning_rate=learning_rate,
+        realisable=realisable,
+        best_known_loss=best_known_loss,
+    )
     witness = (batch.witness_w[0], batch.witness_a[0]) if batch.has_witness[0] else None
     return PointReport(
-        w=batch.w[0], a=batch.a[0], loss=float(batch.loss[0]),
+        w=batch.w[0],
+        a=batch.a[0],
+        loss=float(batch.loss[0]),
         stationarity=labels.STATIONARITY[batch.stationarity[0]],
         first_order_gap=float(batch.first_order_gap[0]),
         point_type=labels.POINT_TYPE[batch.point_type[0]],
@@ -344,8 +326,13 @@ def classify_point(
         certificate=labels.CERTIFICATE[batch.certificate[0]],
         mechanisms=labels.decode_mechanisms(batch.mechanisms[0]),
         strictness=labels.STRICTNESS[batch.strictness[0]],
-        differentiable=bool(batch.differentiable[0]), escape=batch.escape[0], kink=batch.kink[0],
-        roles=tuple(labels.ROLE[c] for c in batch.roles[0]), escape_strength=batch.escape_strength[0],
-        margin=float(batch.margin[0]), witness=witness, tolerance_sensitive=bool(batch.tolerance_sensitive[0]),
+        differentiable=bool(batch.differentiable[0]),
+        escape=batch.escape[0],
+        kink=batch.kink[0],
+        roles=tuple(labels.ROLE[c] for c in batch.roles[0]),
+        escape_strength=batch.escape_strength[0],
+        margin=float(batch.margin[0]),
+        witness=witness,
+        tolerance_sensitive=bool(batch.tolerance_sensitive[0]),
         curvature=float(batch.curvature[0]),
-    )  # fmt: skip
+    )

@@ -1,7 +1,9 @@
 """One classification pass over a batch of points (theory.md section 8.2, steps 1-8).
 
-``classify_once`` takes float64 tensors with a leading run axis and returns a dict of numpy
-arrays (label codes from :mod:`pipeline.stationary.labels`). ``settled_not_stationary`` is the
+``classify_once`` takes float64 tensors with a leading run axis and returns a
+:class:`~pipeline.stationary.record.BatchClassification` (label codes from :mod:`pipeline.stationary.labels`).
+The steps write the verdicts of disjoint sets of runs into it: not stationary, certified minima,
+zero-output saddles, and the second-order test of the vector-output runs. ``settled_not_stationary`` is the
 cheap screen of the tolerance-sensitivity re-runs: runs it returns are ``not_stationary`` in
 ``classify_once`` too (it evaluates the same tensors). The public entry points with the re-runs
 live in :mod:`pipeline.stationary.api`.
@@ -21,12 +23,14 @@ certificate ``none`` (no local certificate is needed), stationarity at least ``a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from pipeline.stationary import labels
 from pipeline.stationary.escape import differentiable, escape_flags
-from pipeline.stationary.first_order import clarke_gap, first_order, output_gaps
+from pipeline.stationary.first_order import FirstOrder, clarke_gap, first_order, output_gaps
 from pipeline.stationary.kinks import SnappedPoint, snap_point
 from pipeline.stationary.margins import local_min_margins
 from pipeline.stationary.neurons import (
@@ -37,6 +41,7 @@ from pipeline.stationary.neurons import (
     parallel_inputs,
     select_runs,
 )
+from pipeline.stationary.record import BatchClassification
 from pipeline.stationary.second_order import record_non_strict, second_order
 from pipeline.stationary.strength import escape_strength
 from pipeline.stationary.tolerances import Tolerances
@@ -47,11 +52,43 @@ __all__ = ["classify_once", "settled_not_stationary"]
 _C = labels.code
 
 
+@dataclass(frozen=True)
+class _Point:
+    """The snapped points of one pass and what every step reads.
+
+    Attributes
+    ----------
+    q
+        Neuron quantities of the snapped points (kinks, residuals, roles).
+    w : (R, m, d), a : (R, m, k), x : (R or 1, n, d)
+        The snapped points and the inputs.
+    leak, train_output
+        The activation's negative slope; whether the output layer is a parameter.
+    """
+
+    q: NeuronQuantities
+    w: torch.Tensor
+    a: torch.Tensor
+    x: torch.Tensor
+    leak: float
+    train_output: bool
+
+
 def classify_once(
-    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, *, leak: float, tol: Tolerances,
-    train_output: bool, learning_rate: float | None, realisable: bool, best_known_loss: torch.Tensor | None,
-    kink: torch.Tensor | None = None, labels_only: bool = False,
-) -> dict[str, np.ndarray]:  # fmt: skip
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    leak: float,
+    tol: Tolerances,
+    train_output: bool,
+    learning_rate: float | None,
+    realisable: bool,
+    best_known_loss: torch.Tensor | None,
+    kink: torch.Tensor | None = None,
+    labels_only: bool = False,
+) -> BatchClassification:
     """Classify every run of the batch at one kink tolerance.
 
     Parameters
@@ -69,56 +106,45 @@ def classify_once(
 
     Returns
     -------
-    dict of numpy arrays keyed by the ``BatchClassification`` field names.
+    BatchClassification
+        ``tolerance_sensitive`` is all False (the re-runs of :func:`pipeline.stationary.api.classify_batch`
+        decide it); with ``labels_only`` so is ``differentiable``.
     """
-    R, m, d = w.shape
-    k = a.shape[-1]
     sp = snap_point(w, a, x, y, leak, tol, learning_rate, kink=kink)
-    w, a = sp.w, sp.a
-    q = neuron_quantities(w, a, x, y, sp.kink, leak)
-    fo = first_order(q, a, x, train_output, tol.approx_stationary)
-    stationarity = torch.full((R,), _C(labels.STATIONARITY, "not_stationary"), dtype=torch.int8)
-    stationarity[fo.gap.cpu() <= tol.approx_stationary] = _C(labels.STATIONARITY, "approx_stationary")
-    stationarity[fo.gap.cpu() <= tol.stationary] = _C(labels.STATIONARITY, "stationary")
-    failing = (fo.gap.cpu() > tol.approx_stationary).nonzero().flatten()
-    if failing.numel() and not labels_only:
-        failing = failing.to(w.device)
-        clarke = clarke_gap(q, a, x, fo, failing, tol.approx_stationary)
-        clarke = torch.maximum(clarke, fo.out_gap[failing].amax(dim=-1))
-        clarke, failing = clarke.cpu(), failing.cpu()
-        stationarity[failing[clarke <= tol.approx_stationary]] = _C(labels.STATIONARITY, "clarke_only")
+    q = neuron_quantities(sp.w, sp.a, x, y, sp.kink, leak)
+    point = _Point(q=q, w=sp.w, a=sp.a, x=x, leak=leak, train_output=train_output)
+    fo = first_order(q, sp.a, x, train_output, tol.approx_stationary)
     zero_loss = _zero_loss(q, tol)
-    approx = _C(labels.STATIONARITY, "approx_stationary")
-    stationarity[zero_loss.cpu() & (stationarity > approx)] = approx
+    stationarity = _stationarity(point, fo=fo, zero_loss=zero_loss, tol=tol, clarke=not labels_only)
     st = (fo.gap <= tol.approx_stationary) | zero_loss
 
     par = parallel_inputs(x)
-    escape, d_zero = _stationary_escape(q, a, x, par, leak, tol.escape, train_output, st)
+    escape, d_zero = _stationary_escape(point, par=par, tol=tol.escape, stationary=st)
     escape = escape & ~zero_loss.to(escape.device).unsqueeze(-1)  # no direction lowers a zero loss: no escape neuron
-    zero_escape = escape & q.a_zero
+    zero_escape = escape & q.a_zero & ~zero_loss.unsqueeze(-1)
 
-    out = _empty(R, m, d, k, w)
-    out["stationarity"] = stationarity.numpy()
-    out["first_order_gap"] = fo.gap.cpu().numpy()
-    out["loss"] = q.loss.cpu().numpy()
-    if not labels_only:
-        out["differentiable"] = differentiable(q, a, par, tol.stationary).cpu().numpy()
-    out["escape"] = escape.cpu().numpy()
-    out["kink"] = q.kink.any(dim=-2).cpu().numpy()
-    out["roles"] = q.roles.cpu().numpy()
-    out["w"], out["a"] = w.cpu().numpy(), a.cpu().numpy()
-
-    _not_stationary(out, q, fo, w, a, x, leak, train_output, ~st, labels_only)
-    minimum = st & (~escape.any(dim=-1) | zero_loss)
-    _minima(out, q, d_zero, a, x, leak, minimum, train_output, tol, realisable, best_known_loss)
-    zero_escape = zero_escape & ~zero_loss.unsqueeze(-1)
-    _zero_output_saddles(out, q, w, a, x, leak, zero_escape)
+    if labels_only:
+        is_differentiable = np.zeros(w.shape[0], bool)
+    else:
+        is_differentiable = differentiable(q, sp.a, par, tol.stationary).cpu().numpy()
+    record = _undetermined(point, stationarity=stationarity, fo=fo, escape=escape, differentiable=is_differentiable)
+    _not_stationary(record, point, fo=fo, mask=~st, witnesses=not labels_only)
+    _minima(
+        record,
+        point,
+        d_zero=d_zero,
+        mask=st & (~escape.any(dim=-1) | zero_loss),
+        tol=tol,
+        realisable=realisable,
+        best_known=best_known_loss,
+    )
+    _zero_output_saddles(record, point, zero_escape=zero_escape)
     vector = st & ~zero_loss & escape.any(dim=-1) & ~zero_escape.any(dim=-1)
     for r in vector.nonzero().flatten().tolist():
-        _second_order_run(out, q, w, a, x, leak, d_zero, tol, r)
+        _second_order_run(record, point, d_zero=d_zero, curvature_tol=tol.curvature, run=r)
     if not labels_only:
-        _mechanisms(out, q, escape, k)
-    return out
+        _mechanisms(record, q=q, escape=escape)
+    return record
 
 
 def settled_not_stationary(
@@ -140,94 +166,174 @@ def settled_not_stationary(
     if sp.w.shape[1] == 0:
         return torch.zeros(sp.w.shape[0], dtype=torch.bool, device=sp.w.device)
     fit = fit_quantities(sp.w, sp.a, x, y, sp.kink, leak)
-    return (output_gaps(fit).amax(dim=-1) > tol.approx_stationary) & ~_zero_loss(fit, tol)
+    result: torch.Tensor = (output_gaps(fit).amax(dim=-1) > tol.approx_stationary) & ~_zero_loss(fit, tol)
+    return result
 
 
 def _zero_loss(fit: FitQuantities | NeuronQuantities, tol: Tolerances) -> torch.Tensor:
     """Numerically zero loss, ``L <= tau_L s_y^2`` plus the float-noise floor, (R,) bool."""
-    return fit.loss <= tol.global_loss * fit.s_y.square() + fit.loss_floor
+    result: torch.Tensor = fit.loss <= tol.global_loss * fit.s_y.square() + fit.loss_floor
+    return result
+
+
+def _stationarity(
+    point: _Point, *, fo: FirstOrder, zero_loss: torch.Tensor, tol: Tolerances, clarke: bool
+) -> torch.Tensor:
+    """``STATIONARITY`` codes (R,) int8 on the CPU: the first-order gaps, the Clarke test, zero loss.
+
+    ``clarke`` False skips the Clarke test of the runs that fail the directional one (they stay
+    ``not_stationary``). A numerically zero loss is at least ``approx_stationary``.
+    """
+    gap = fo.gap.cpu()
+    stationarity = torch.full(gap.shape, _C(labels.STATIONARITY, "not_stationary"), dtype=torch.int8)
+    stationarity[gap <= tol.approx_stationary] = _C(labels.STATIONARITY, "approx_stationary")
+    stationarity[gap <= tol.stationary] = _C(labels.STATIONARITY, "stationary")
+    failing = (gap > tol.approx_stationary).nonzero().flatten()
+    if failing.numel() and clarke:
+        failing = failing.to(point.w.device)
+        gaps = clarke_gap(point.q, point.a, point.x, fo, failing, tol.approx_stationary)
+        gaps = torch.maximum(gaps, fo.out_gap[failing].amax(dim=-1))
+        gaps, failing = gaps.cpu(), failing.cpu()
+        stationarity[failing[gaps <= tol.approx_stationary]] = _C(labels.STATIONARITY, "clarke_only")
+    approx = _C(labels.STATIONARITY, "approx_stationary")
+    stationarity[zero_loss.cpu() & (stationarity > approx)] = approx
+    return stationarity
 
 
 def _stationary_escape(
-    q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, par: torch.Tensor, leak: float, tol: float,
-    train_output: bool, st: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
-    """Escape flags and ``D_j = 0`` flags (R, m) of the stationary runs ``st``; False for the others.
+    point: _Point, *, par: torch.Tensor, tol: float, stationary: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Escape flags and ``D_j = 0`` flags (R, m) of the ``stationary`` runs (R,) bool; False for the others.
 
     No other run reads them (its ``escape`` record is False), so only the stationary runs are evaluated.
     """
+    q = point.q
     escape = torch.zeros_like(q.a_zero)
     d_zero = torch.zeros_like(q.a_zero)
-    runs = st.nonzero().flatten()
+    runs = stationary.nonzero().flatten()
     if runs.numel() == 0:
         return escape, d_zero
-    esc = escape_flags(select_runs(q, runs), a[runs], x[runs] if x.shape[0] > 1 else x,
-                       par[runs] if par.shape[0] > 1 else par, leak, tol, train_output)  # fmt: skip
+    esc = escape_flags(
+        select_runs(q, runs),
+        a=point.a[runs],
+        x=point.x[runs] if point.x.shape[0] > 1 else point.x,
+        par=par[runs] if par.shape[0] > 1 else par,
+        leak=point.leak,
+        tol=tol,
+        train_output=point.train_output,
+    )
     escape[runs], d_zero[runs] = esc.escape, esc.d_zero
     return escape, d_zero
 
 
-def _empty(R: int, m: int, d: int, k: int, w: torch.Tensor) -> dict[str, np.ndarray]:
-    """Arrays initialised to 'undetermined' / NaN."""
-    return {
-        "point_type": np.full(R, _C(labels.POINT_TYPE, "undetermined"), np.int8),
-        "is_local_min": np.full(R, _C(labels.IS_LOCAL_MIN, "unknown"), np.int8),
-        "certificate": np.full(R, _C(labels.CERTIFICATE, "none"), np.int8),
-        "strictness": np.full(R, _C(labels.STRICTNESS, "unknown"), np.int8),
-        "mechanisms": np.zeros(R, np.int8),
-        "margin": np.full(R, np.nan),
-        "margin_limit": np.full(R, -1, np.int8),
-        "escape_strength": np.full((R, m), np.nan),
-        "curvature": np.full(R, np.nan),
-        "witness_w": np.full((R, m, d), np.nan),
-        "witness_a": np.full((R, m, k), np.nan),
-        "has_witness": np.zeros(R, bool),
-        "witness_decrease": np.full(R, np.nan),
-        "witness_radius": np.full(R, np.nan),
-        "witness_min_step": np.full(R, np.nan),
-    }
+def _undetermined(
+    point: _Point, *, stationarity: torch.Tensor, fo: FirstOrder, escape: torch.Tensor, differentiable: np.ndarray
+) -> BatchClassification:
+    """The record before any verdict: the first-order facts, every run ``undetermined``, NaN numbers."""
+    q = point.q
+    R, m, d = point.w.shape
+    k = point.a.shape[-1]
+    return BatchClassification(
+        w=point.w.cpu().numpy(),
+        a=point.a.cpu().numpy(),
+        loss=q.loss.cpu().numpy(),
+        stationarity=stationarity.numpy(),
+        first_order_gap=fo.gap.cpu().numpy(),
+        point_type=np.full(R, _C(labels.POINT_TYPE, "undetermined"), np.int8),
+        is_local_min=np.full(R, _C(labels.IS_LOCAL_MIN, "unknown"), np.int8),
+        certificate=np.full(R, _C(labels.CERTIFICATE, "none"), np.int8),
+        mechanisms=np.zeros(R, np.int8),
+        strictness=np.full(R, _C(labels.STRICTNESS, "unknown"), np.int8),
+        differentiable=differentiable,
+        escape=escape.cpu().numpy(),
+        kink=q.kink.any(dim=-2).cpu().numpy(),
+        roles=q.roles.cpu().numpy(),
+        escape_strength=np.full((R, m), np.nan),
+        margin=np.full(R, np.nan),
+        margin_limit=np.full(R, -1, np.int8),
+        curvature=np.full(R, np.nan),
+        witness_w=np.full((R, m, d), np.nan),
+        witness_a=np.full((R, m, k), np.nan),
+        has_witness=np.zeros(R, bool),
+        witness_decrease=np.full(R, np.nan),
+        witness_radius=np.full(R, np.nan),
+        witness_min_step=np.full(R, np.nan),
+        tolerance_sensitive=np.zeros(R, bool),
+    )
 
 
-def _set_witness(out: dict, runs: np.ndarray, wit: Witness) -> None:
-    """Store the verified witnesses of ``runs`` (with their validity radius and smallest verified step)."""
+def _store_verified(record: BatchClassification, runs: np.ndarray, wit: Witness) -> None:
+    """Store the verified witnesses among ``wit`` (E,) of ``runs`` (E,), with radius and smallest verified step."""
     ok = wit.verified.cpu().numpy()
-    sel = runs[ok]
-    out["witness_w"][sel] = wit.dw.cpu().numpy()[ok]
-    out["witness_a"][sel] = wit.da.cpu().numpy()[ok]
-    out["has_witness"][sel] = True
-    out["witness_decrease"][sel] = wit.decrease.cpu().numpy()[ok]
-    out["witness_radius"][sel] = wit.radius.cpu().numpy()[ok]
-    out["witness_min_step"][sel] = wit.min_step.cpu().numpy()[ok]
+    record.set_witness(
+        runs[ok],
+        dw=wit.dw.cpu().numpy()[ok],
+        da=wit.da.cpu().numpy()[ok],
+        decrease=wit.decrease.cpu().numpy()[ok],
+        radius=wit.radius.cpu().numpy()[ok],
+        min_step=wit.min_step.cpu().numpy()[ok],
+    )
 
 
-def _not_stationary(out, q: NeuronQuantities, fo, w, a, x, leak, train_output, mask, labels_only) -> None:
-    """``not_stationary`` label and a verified first-order descent witness."""
+def _not_stationary(
+    record: BatchClassification, point: _Point, *, fo: FirstOrder, mask: torch.Tensor, witnesses: bool
+) -> None:
+    """``not_stationary`` label of the runs ``mask`` (R,) bool; with ``witnesses``, a verified first-order descent."""
     runs = mask.nonzero().flatten()
     if runs.numel() == 0:
         return
     rn = runs.cpu().numpy()
-    out["point_type"][rn] = _C(labels.POINT_TYPE, "not_stationary")
-    out["strictness"][rn] = _C(labels.STRICTNESS, "not_applicable")
-    if labels_only:
+    record.point_type[rn] = _C(labels.POINT_TYPE, "not_stationary")
+    record.strictness[rn] = _C(labels.STRICTNESS, "not_applicable")
+    if not witnesses:
         return
+    q, a = point.q, point.a
     gap_abs = fo.in_gap[runs] * (q.r_norm * q.s_x)[runs].unsqueeze(-1) * a[runs].norm(dim=-1)
     dw = gap_abs.unsqueeze(-1) * fo.direction[runs]  # n L'(theta; d) = -sum ||G_j||^2 - sum gap_j^2
-    da = -q.G[runs] if train_output else torch.zeros_like(q.G[runs])
-    wit = line_witness(q, w, a, x, leak, runs, dw, da, order=1)
-    _set_witness(out, rn, wit)
+    da = -q.G[runs] if point.train_output else torch.zeros_like(q.G[runs])
+    wit = line_witness(q, w=point.w, a=a, x=point.x, leak=point.leak, runs=runs, dw=dw, da=da, order=1)
+    _store_verified(record, rn, wit)
     ok = rn[wit.verified.cpu().numpy()]
-    out["is_local_min"][ok] = _C(labels.IS_LOCAL_MIN, "false")
-    out["certificate"][ok] = _C(labels.CERTIFICATE, "first_order_descent")
+    record.is_local_min[ok] = _C(labels.IS_LOCAL_MIN, "false")
+    record.certificate[ok] = _C(labels.CERTIFICATE, "first_order_descent")
 
 
-def _minima(out, q: NeuronQuantities, d_zero, a, x, leak, mask, train_output, tol, realisable, best_known) -> None:
-    """Section 5.1 (and the fixed-output theorem): certified local minima, globality and margin."""
+def _minima(
+    record: BatchClassification,
+    point: _Point,
+    *,
+    d_zero: torch.Tensor,
+    mask: torch.Tensor,
+    tol: Tolerances,
+    realisable: bool,
+    best_known: torch.Tensor | None,
+) -> None:
+    """Section 5.1 (and the fixed-output theorem): the certified local minima ``mask`` (R,) bool and their margins.
+
+    Local or global by the same rule as every other verdict (:func:`_kind_of_minimum`).
+    """
     rn = mask.cpu().numpy()
     if not rn.any():
         return
+    q = point.q
+    zero_loss = _zero_loss(q, tol).cpu().numpy()
+    kind = _kind_of_minimum(q, zero_loss=zero_loss, tol=tol, realisable=realisable, best_known=best_known)
+    certificate = np.where(zero_loss, _C(labels.CERTIFICATE, "none"), _C(labels.CERTIFICATE, "no_escape"))
+    record.set_labels(
+        rn, point_type=kind[rn], is_local_min="true", certificate=certificate[rn], strictness="not_applicable"
+    )
+    runs = np.flatnonzero(rn)
+    record.margin[runs], record.margin_limit[runs] = local_min_margins(
+        q, a=point.a, x=point.x, d_zero=d_zero, leak=point.leak, train_output=point.train_output, runs=runs
+    )
+
+
+def _kind_of_minimum(
+    q: NeuronQuantities, *, zero_loss: np.ndarray, tol: Tolerances, realisable: bool, best_known: torch.Tensor | None
+) -> np.ndarray:
+    """``POINT_TYPE`` codes (R,) of local minima: global, spurious or just local."""
     loss = q.loss.cpu().numpy()
     s_y = q.s_y.cpu().numpy()
-    zero_loss = loss <= tol.global_loss * s_y**2 + q.loss_floor.cpu().numpy()
     kind = np.full(loss.shape, _C(labels.POINT_TYPE, "local_min"), np.int8)
     if realisable:
         kind[:] = _C(labels.POINT_TYPE, "spurious_local_min")
@@ -238,25 +344,21 @@ def _minima(out, q: NeuronQuantities, d_zero, a, x, leak, mask, train_output, to
         kind[known & better] = _C(labels.POINT_TYPE, "global_min")
         kind[known & ~better] = _C(labels.POINT_TYPE, "spurious_local_min")
     kind[zero_loss] = _C(labels.POINT_TYPE, "global_min")
-    out["point_type"][rn] = kind[rn]
-    out["is_local_min"][rn] = _C(labels.IS_LOCAL_MIN, "true")
-    certificate = np.where(zero_loss, _C(labels.CERTIFICATE, "none"), _C(labels.CERTIFICATE, "no_escape"))
-    out["certificate"][rn] = certificate[rn]
-    out["strictness"][rn] = _C(labels.STRICTNESS, "not_applicable")
-    runs = np.flatnonzero(rn)
-    out["margin"][runs], out["margin_limit"][runs] = local_min_margins(q, a, x, d_zero, leak, train_output, runs)
+    return kind
 
 
-def _zero_output_saddles(out, q: NeuronQuantities, w, a, x, leak, zero_escape) -> None:
+def _zero_output_saddles(record: BatchClassification, point: _Point, *, zero_escape: torch.Tensor) -> None:
     """Section 5.2: escape neurons with ``a_j = 0`` -> strict saddle with a locally verified witness; ``kappa_j``.
 
-    Runs in the label-only passes too: without a verified witness the point is ``undetermined``.
+    ``zero_escape`` (R, m) bool marks them. Runs in the label-only passes too: without a verified witness
+    the point is ``undetermined``.
     """
     runs, neurons = zero_escape.nonzero(as_tuple=True)
     if runs.numel() == 0:
         return
-    kappa, _, u = escape_strength(q, w, x, runs, neurons, leak)
-    out["escape_strength"][runs.cpu().numpy(), neurons.cpu().numpy()] = kappa.cpu().numpy()
+    q, w = point.q, point.w
+    kappa, _, u = escape_strength(q, w=w, x=point.x, runs=runs, neurons=neurons, leak=point.leak)
+    record.escape_strength[runs.cpu().numpy(), neurons.cpu().numpy()] = kappa.cpu().numpy()
     R, m = zero_escape.shape
     table = torch.full((R, m), float("inf"), dtype=kappa.dtype, device=kappa.device)
     table[runs, neurons] = kappa
@@ -265,60 +367,73 @@ def _zero_output_saddles(out, q: NeuronQuantities, w, a, x, leak, zero_escape) -
     u_table = torch.zeros(R, m, w.shape[-1], dtype=w.dtype, device=w.device)
     u_table[runs, neurons] = u
     rn = saddle_runs.cpu().numpy()
-    out["point_type"][rn] = _C(labels.POINT_TYPE, "saddle")
-    out["is_local_min"][rn] = _C(labels.IS_LOCAL_MIN, "false")
-    out["certificate"][rn] = _C(labels.CERTIFICATE, "escape_zero_output")
-    out["strictness"][rn] = _C(labels.STRICTNESS, "strict")
-    out["curvature"][rn] = table[saddle_runs, best].cpu().numpy()
-    wit = escape_witness(q, w, a, x, leak, saddle_runs, best, u_table[saddle_runs, best])
-    _set_witness(out, rn, wit)
-    _unverified_saddles(out, rn[~wit.verified.cpu().numpy()])
+    record.set_labels(
+        rn, point_type="saddle", is_local_min="false", certificate="escape_zero_output", strictness="strict"
+    )
+    record.curvature[rn] = table[saddle_runs, best].cpu().numpy()
+    wit = escape_witness(
+        q, w=w, a=point.a, x=point.x, leak=point.leak, runs=saddle_runs, neurons=best, u=u_table[saddle_runs, best]
+    )
+    _store_verified(record, rn, wit)
+    unverified = rn[~wit.verified.cpu().numpy()]
+    if unverified.size:  # saddles by the escape theorem without a locally verified witness: never a guess
+        record.set_labels(
+            unverified, point_type="undetermined", is_local_min="unknown", certificate="none", strictness="unknown"
+        )
 
 
-def _second_order_run(out, q: NeuronQuantities, w, a, x, leak, d_zero, tol: Tolerances, r: int) -> None:
+def _second_order_run(
+    record: BatchClassification, point: _Point, *, d_zero: torch.Tensor, curvature_tol: float, run: int
+) -> None:
     """Section 8.2 step 7 for one vector-output run; a saddle needs a verified witness."""
-    res = second_order(q, w, a, x, r, leak, d_zero, tol.curvature)
-    if record_non_strict(out, r, res):
+    w, a = point.w, point.a
+    res = second_order(point.q, w=w, a=a, x=point.x, r=run, leak=point.leak, d_zero=d_zero, tol=curvature_tol)
+    if record_non_strict(record, run, res):
         return
     if res.verdict == "local_min":
-        out["point_type"][r] = _C(labels.POINT_TYPE, "local_min")
-        out["is_local_min"][r] = _C(labels.IS_LOCAL_MIN, "true")
-        out["certificate"][r] = _C(labels.CERTIFICATE, "hessian_morse_bott")
-        out["strictness"][r] = _C(labels.STRICTNESS, "not_applicable")
-        out["curvature"][r] = res.curvature
+        certificate = "hessian_morse_bott"
+        record.set_labels(
+            run, point_type="local_min", is_local_min="true", certificate=certificate, strictness="not_applicable"
+        )
+        record.curvature[run] = res.curvature
         return
     if res.verdict != "saddle" or res.direction is None:
         return
     vw = torch.as_tensor(res.direction[0], dtype=w.dtype, device=w.device)
     va = torch.as_tensor(res.direction[1], dtype=w.dtype, device=w.device)
-    runs = torch.tensor([r, r], device=w.device)
-    wit = line_witness(q, w, a, x, leak, runs, torch.stack([vw, -vw]), torch.stack([va, -va]), order=2)
+    both = torch.tensor([run, run], device=w.device)
+    wit = line_witness(
+        point.q,
+        w=w,
+        a=a,
+        x=point.x,
+        leak=point.leak,
+        runs=both,
+        dw=torch.stack([vw, -vw]),
+        da=torch.stack([va, -va]),
+        order=2,
+    )
     pick = int(torch.where(wit.verified, wit.decrease, -torch.inf).argmax())
     if not bool(wit.verified[pick]):
         return
-    out["point_type"][r] = _C(labels.POINT_TYPE, "saddle")
-    out["is_local_min"][r] = _C(labels.IS_LOCAL_MIN, "false")
-    out["certificate"][r] = _C(labels.CERTIFICATE, "negative_curvature_witness")
-    out["strictness"][r] = _C(labels.STRICTNESS, "strict")
-    out["curvature"][r] = res.curvature
-    chosen = Witness(*(field[pick : pick + 1] for field in (wit.dw, wit.da, wit.verified, wit.decrease, wit.radius,
-                                                              wit.min_step)))  # fmt: skip
-    _set_witness(out, np.array([r]), chosen)
+    record.set_labels(
+        run, point_type="saddle", is_local_min="false", certificate="negative_curvature_witness", strictness="strict"
+    )
+    record.curvature[run] = res.curvature
+    chosen = slice(pick, pick + 1)
+    record.set_witness(
+        np.array([run]),
+        dw=wit.dw[chosen].cpu().numpy(),
+        da=wit.da[chosen].cpu().numpy(),
+        decrease=wit.decrease[chosen].cpu().numpy(),
+        radius=wit.radius[chosen].cpu().numpy(),
+        min_step=wit.min_step[chosen].cpu().numpy(),
+    )
 
 
-def _unverified_saddles(out: dict, runs: np.ndarray) -> None:
-    """Saddles by the escape theorem whose witness is not locally verified: ``undetermined`` (never a guess)."""
-    if runs.size == 0:
-        return
-    out["point_type"][runs] = _C(labels.POINT_TYPE, "undetermined")
-    out["is_local_min"][runs] = _C(labels.IS_LOCAL_MIN, "unknown")
-    out["certificate"][runs] = _C(labels.CERTIFICATE, "none")
-    out["strictness"][runs] = _C(labels.STRICTNESS, "unknown")
-
-
-def _mechanisms(out, q: NeuronQuantities, escape: torch.Tensor, k: int) -> None:
-    """Saddle mechanisms (section 8.1) as a bit field over the escape neurons of each saddle."""
-    saddle = torch.as_tensor(out["point_type"] == _C(labels.POINT_TYPE, "saddle"), device=escape.device)
+def _mechanisms(record: BatchClassification, *, q: NeuronQuantities, escape: torch.Tensor) -> None:
+    """Saddle mechanisms (section 8.1) as a bit field over the escape neurons (R, m) of each saddle."""
+    saddle = torch.as_tensor(record.point_type == _C(labels.POINT_TYPE, "saddle"), device=escape.device)
     runs = (saddle & escape.any(dim=-1)).nonzero().flatten()
     if runs.numel() == 0:
         return
@@ -337,11 +452,11 @@ def _mechanisms(out, q: NeuronQuantities, escape: torch.Tensor, k: int) -> None:
     rest = other & (role != r_touch)
     bits = torch.where(rest & partner, 1 << _C(labels.MECHANISM, "O-split"), bits)
     bits = torch.where(rest & ~partner, 1 << _C(labels.MECHANISM, "O-other"), bits)
-    if k > 1:
-        vector = out["certificate"][runs.cpu().numpy()] == _C(labels.CERTIFICATE, "negative_curvature_witness")
+    if q.G.shape[-1] > 1:  # vector output
+        vector = record.certificate[runs.cpu().numpy()] == _C(labels.CERTIFICATE, "negative_curvature_witness")
         vec = torch.as_tensor(vector, device=esc.device).unsqueeze(-1) & esc & ~a_zero
         bits = torch.where(vec, 1 << _C(labels.MECHANISM, "V"), bits)
     combined = torch.zeros(runs.numel(), dtype=torch.int64, device=esc.device)
     for j in range(bits.shape[-1]):
         combined |= bits[:, j]
-    out["mechanisms"][runs.cpu().numpy()] = combined.cpu().numpy().astype(np.int8)
+    record.mechanisms[runs.cpu().numpy()] = combined.cpu().numpy().astype(np.int8)

@@ -66,9 +66,15 @@ def _x_like(q: NeuronQuantities) -> torch.Tensor:
 
 
 def escape_flags(
-    q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, par: torch.Tensor, leak: float, tol: float,
-    train_output: bool, active: torch.Tensor | None = None,
-) -> EscapeFlags:  # fmt: skip
+    q: NeuronQuantities,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    par: torch.Tensor,
+    leak: float,
+    tol: float,
+    train_output: bool,
+    active: torch.Tensor | None = None,
+) -> EscapeFlags:
     """Escape flags of every neuron (meaningful at stationary points).
 
     ``active`` (R,) bool: runs that need the exact (LP) test of kinked vector-output neurons; the
@@ -140,8 +146,15 @@ def face_span(xs: np.ndarray, sig: np.ndarray, forced: np.ndarray) -> np.ndarray
         a_ub = np.hstack([-(sig[free, None] * xs[free]), np.eye(K)])
         a_eq = np.hstack([xs[forced], np.zeros((int(forced.sum()), K))]) if forced.any() else None
         b_eq = np.zeros(int(forced.sum())) if forced.any() else None
-        res = linprog(np.concatenate([np.zeros(d), -np.ones(K)]), A_ub=a_ub, b_ub=np.zeros(K), A_eq=a_eq, b_eq=b_eq,
-                      bounds=[(-1, 1)] * d + [(0, 1)] * K, method="highs")  # fmt: skip
+        res = linprog(
+            np.concatenate([np.zeros(d), -np.ones(K)]),
+            A_ub=a_ub,
+            b_ub=np.zeros(K),
+            A_eq=a_eq,
+            b_eq=b_eq,
+            bounds=[(-1, 1)] * d + [(0, 1)] * K,
+            method="highs",
+        )
         t = res.x[d:] if res.x is not None else np.zeros(K)
         scale = np.linalg.norm(xs[free], axis=1)
         equal[free[t <= 1e-9 * np.maximum(scale, 1e-300)]] = True

@@ -165,8 +165,11 @@ def _large_gap(q: NeuronQuantities, xb: torch.Tensor, P, N, r: int, j: int) -> t
             if value > best:
                 best, best_vec = value, v + cols_p.T @ s
         return best, best_vec
-    value, u = _milp_min(p, np.concatenate([cols_p, cols_n]) / np.concatenate([gam[ip], gam[iN]])[:, None],
-                         np.concatenate([gam[ip], gam[iN]]))  # fmt: skip
+    value, u = _milp_min(
+        p,
+        np.concatenate([cols_p, cols_n]) / np.concatenate([gam[ip], gam[iN]])[:, None],
+        np.concatenate([gam[ip], gam[iN]]),
+    )
     norm = float(np.linalg.norm(u))
     return max(-value, 0.0), (value * u / norm if norm > 0 else np.zeros_like(u))
 
@@ -197,8 +200,9 @@ def _milp_min(p: np.ndarray, xs: np.ndarray, gam: np.ndarray) -> tuple[float, np
     lower = np.concatenate([-np.ones(d), np.zeros(K), np.zeros(K)])
     upper = np.concatenate([np.ones(d), big, np.where(neg, 1.0, 0.0)])
     integrality = np.concatenate([np.zeros(d + K), neg.astype(float)])
-    result = milp(cost, constraints=LinearConstraint(np.array(rows), lo, hi), bounds=Bounds(lower, upper),
-                  integrality=integrality)  # fmt: skip
+    result = milp(
+        cost, constraints=LinearConstraint(np.array(rows), lo, hi), bounds=Bounds(lower, upper), integrality=integrality
+    )
     if result.x is None:
         return 0.0, np.zeros(d)
     return float(result.fun), result.x[:d]

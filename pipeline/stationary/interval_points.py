@@ -47,8 +47,9 @@ import torch
 from pipeline import interval_population
 from pipeline.interval_population import IntervalTarget
 from pipeline.stationary import labels
-from pipeline.stationary.api import SENSITIVITY_FACTORS, BatchClassification, unclassified_record
+from pipeline.stationary.api import SENSITIVITY_FACTORS
 from pipeline.stationary.local_descent import MIN_QUALIFYING
+from pipeline.stationary.record import BatchClassification, unclassified_record
 
 __all__ = ["classify_interval_batch", "flat_directions"]
 

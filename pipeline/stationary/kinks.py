@@ -76,9 +76,14 @@ def kink_mask(
 
 
 def kink_scores(
-    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float, tol: Tolerances,
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    leak: float,
+    tol: Tolerances,
     learning_rate: float | None,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``|z_ij|`` and the bound of :func:`kink_mask`, each (R, n, m), at the zero-snapped point.
 
     Both terms of the bound are proportional to the kink tolerances, so the kink sets at the
@@ -210,9 +215,15 @@ def snap_point(
 
 
 def resnap_point(
-    base: SnappedPoint, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float,
-    tol: Tolerances, kink: torch.Tensor,
-) -> SnappedPoint:  # fmt: skip
+    base: SnappedPoint,
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    leak: float,
+    tol: Tolerances,
+    kink: torch.Tensor,
+) -> SnappedPoint:
     """:func:`snap_point` with the kink sets ``kink``, given the snapped point ``base`` at other kink sets.
 
     ``base`` holds the same runs; ``tol`` may differ from its tolerances in the kink terms only. Zero

@@ -116,9 +116,12 @@ def sampled_validity_radius(z: torch.Tensor, kink: torch.Tensor, x: torch.Tensor
 
 
 def verify_local_descent(
-    change: torch.Tensor, leading: torch.Tensor, residue: torch.Tensor, floor: torch.Tensor,
+    change: torch.Tensor,
+    leading: torch.Tensor,
+    residue: torch.Tensor,
+    floor: torch.Tensor,
     predicted_residue: torch.Tensor | None = None,
-) -> LocalDescent:  # fmt: skip
+) -> LocalDescent:
     """Apply the rule of the module docstring to ``E`` candidates at ``T`` decreasing steps each.
 
     Parameters

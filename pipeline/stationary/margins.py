@@ -44,9 +44,14 @@ _LP_MAX_KINKS = 6
 
 
 def local_min_margins(
-    q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, d_zero: torch.Tensor, leak: float, train_output: bool,
+    q: NeuronQuantities,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    d_zero: torch.Tensor,
+    leak: float,
+    train_output: bool,
     runs: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+) -> tuple[np.ndarray, np.ndarray]:
     """Margins and their binding limits (``MARGIN_LIMIT`` codes) of the certified minima ``runs``, each (E,)."""
     mu = q.mu[runs].cpu().numpy()  # (E, m)
     if train_output:
@@ -59,9 +64,12 @@ def local_min_margins(
     limit = np.where(
         ~np.isfinite(margin),
         labels.code(labels.MARGIN_LIMIT, "unbounded"),
-        np.where(kink_bound <= margin, labels.code(labels.MARGIN_LIMIT, "kink_distance"),
-                 labels.code(labels.MARGIN_LIMIT, "output_weight")),
-    ).astype(np.int8)  # fmt: skip
+        np.where(
+            kink_bound <= margin,
+            labels.code(labels.MARGIN_LIMIT, "kink_distance"),
+            labels.code(labels.MARGIN_LIMIT, "output_weight"),
+        ),
+    ).astype(np.int8)
     return margin, limit
 
 
@@ -82,8 +90,7 @@ def _output_weight_limits(q, a, x, d_zero, leak: float, runs: np.ndarray) -> np.
     return limits
 
 
-def _kinked_vector_constant(q: NeuronQuantities, xr: np.ndarray, r: int, j: int, leak: float,
-                            a_j: np.ndarray) -> float:  # fmt: skip
+def _kinked_vector_constant(q: NeuronQuantities, xr: np.ndarray, r: int, j: int, leak: float, a_j: np.ndarray) -> float:
     """Upper bound on ``C_j = sup ||D_j(u)|| / g_j(u)`` of a vector-output neuron with kinks (inf if unknown)."""
     kinks = np.flatnonzero(q.kink[r, :, j].cpu().numpy())
     if kinks.size > _LP_MAX_KINKS:

@@ -143,9 +143,19 @@ def fit_quantities(
     amplitude = (w.norm(dim=-1) * a.norm(dim=-1)).sum(dim=-1)  # (R,)
     s_f2 = amplitude.square() * xb.square().sum(dim=-1).mean(dim=-1)
     loss_floor = 0.5 * (64 * a.shape[-2] * torch.finfo(z.dtype).eps) ** 2 * s_f2
-    return FitQuantities(z=z, rho=rho, slope=slope, pos=pos, residual=residual, G=G,
-                         loss=0.5 * r_norm.square() / x.shape[-2], s_x=s_x, s_y=s_y, r_norm=r_norm,
-                         loss_floor=loss_floor)  # fmt: skip
+    return FitQuantities(
+        z=z,
+        rho=rho,
+        slope=slope,
+        pos=pos,
+        residual=residual,
+        G=G,
+        loss=0.5 * r_norm.square() / x.shape[-2],
+        s_x=s_x,
+        s_y=s_y,
+        r_norm=r_norm,
+        loss_floor=loss_floor,
+    )
 
 
 def neuron_quantities(
@@ -169,11 +179,30 @@ def neuron_quantities(
     w_zero = (w == 0).all(dim=-1)
     roles = _roles(pos, kink, a_zero, w_zero, leak)
     return NeuronQuantities(
-        z=z, rho=fit.rho, slope=slope, kink=kink, pos=pos, neg=neg, residual=residual,
-        loss=fit.loss, c=c, gamma=gamma, G=fit.G, B=B, B_tilde=B_tilde, p=p,
-        x_norm=x_norm.squeeze(-1), mu=mu, s_x=fit.s_x, s_y=fit.s_y, r_norm=fit.r_norm,
-        loss_floor=fit.loss_floor, a_zero=a_zero, w_zero=w_zero, roles=roles,
-    )  # fmt: skip
+        z=z,
+        rho=fit.rho,
+        slope=slope,
+        kink=kink,
+        pos=pos,
+        neg=neg,
+        residual=residual,
+        loss=fit.loss,
+        c=c,
+        gamma=gamma,
+        G=fit.G,
+        B=B,
+        B_tilde=B_tilde,
+        p=p,
+        x_norm=x_norm.squeeze(-1),
+        mu=mu,
+        s_x=fit.s_x,
+        s_y=fit.s_y,
+        r_norm=fit.r_norm,
+        loss_floor=fit.loss_floor,
+        a_zero=a_zero,
+        w_zero=w_zero,
+        roles=roles,
+    )
 
 
 def select_runs(q: NeuronQuantities, runs: torch.Tensor) -> NeuronQuantities:

@@ -71,9 +71,16 @@ def _kink_rows(q: NeuronQuantities, x: np.ndarray, r: int, j: int, p: np.ndarray
 
 
 def piecewise_second_order(
-    q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, r: int, leak: float,
-    d_zero: torch.Tensor, tol: float, flat: np.ndarray,
-) -> tuple[str | None, tuple[np.ndarray, np.ndarray] | None, float]:  # fmt: skip
+    q: NeuronQuantities,
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    r: int,
+    leak: float,
+    d_zero: torch.Tensor,
+    tol: float,
+    flat: np.ndarray,
+) -> tuple[str | None, tuple[np.ndarray, np.ndarray] | None, float]:
     """Verdict, unit witness direction ``(dW, dA)`` (saddles) and curvature for run ``r``.
 
     ``flat`` is the orthonormal basis of ``T`` (columns) in the coordinates ``(vec W, vec A)``.

@@ -30,8 +30,8 @@ import torch
 
 from pipeline import population
 from pipeline.stationary import labels
-from pipeline.stationary.api import BatchClassification, unclassified_record
 from pipeline.stationary.local_descent import geometric_steps, verify_local_descent
+from pipeline.stationary.record import BatchClassification, unclassified_record
 
 __all__ = ["classify_population_batch"]
 
@@ -222,8 +222,9 @@ def _verify_witness(
     dw = torch.as_tensor(direction[:n_w].reshape(w.shape))
     da = torch.as_tensor(direction[n_w:].reshape(a.shape)) if train_output else torch.zeros_like(a)
     signs = torch.tensor([1.0, -1.0], dtype=w.dtype)
-    grads = population.population_gradients(w[None], a[None], teacher[0][None], teacher[1][None], leak,
-                                            train_output=train_output)  # fmt: skip
+    grads = population.population_gradients(
+        w[None], a[None], teacher[0][None], teacher[1][None], leak, train_output=train_output
+    )
     slope = float((grads.grad_w[0] * dw).sum() + (grads.grad_a[0] * da).sum())
     moving = dw.norm(dim=-1) > 0
     radius = float((w.norm(dim=-1)[moving] / dw.norm(dim=-1)[moving]).min()) if bool(moving.any()) else np.inf
@@ -234,8 +235,9 @@ def _verify_witness(
     T = steps.shape[1]
     moved_w = (w + t.reshape(-1, 1, 1) * dw).reshape(2 * T, *w.shape)
     moved_a = (a + t.reshape(-1, 1, 1) * da).reshape(2 * T, *a.shape)
-    moved = population.population_loss(moved_w, moved_a, teacher[0].expand(2 * T, -1, -1),
-                                       teacher[1].expand(2 * T, -1, -1), leak).reshape(2, T)  # fmt: skip
+    moved = population.population_loss(
+        moved_w, moved_a, teacher[0].expand(2 * T, -1, -1), teacher[1].expand(2 * T, -1, -1), leak
+    ).reshape(2, T)
     change = moved - base
     # the closed form is a sum of kernel terms of size (sum_j ||a_j|| ||w_j||)^2 and the teacher's: its rounding
     magnitude = float(base[0]) + float((w.norm(dim=-1) * a.norm(dim=-1)).sum()) ** 2

@@ -155,9 +155,18 @@ def refine_end_points(
     for start in range(0, runs, step):
         sl = slice(start, start + step)
         out = _refine_chunk(
-            w64[sl], a64[sl], x64[sl], y64[sl], sign[sl], kink[sl], leak, train_output, max_iterations, grad_rtol,
+            w64[sl],
+            a64[sl],
+            x64[sl],
+            y64[sl],
+            sign[sl],
+            kink[sl],
+            leak,
+            train_output,
+            max_iterations,
+            grad_rtol,
             patience,
-        )  # fmt: skip
+        )
         new_w[sl], new_a[sl], converged[sl], iterations[sl] = out
 
     before = nets.gradients(w64, a64, x64, y64, leak, train_output=train_output)

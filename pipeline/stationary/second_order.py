@@ -27,10 +27,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.stationary import labels
 from pipeline.stationary.higher_order import CurveWitness, Piece, higher_order_probe
 from pipeline.stationary.neurons import NeuronQuantities
 from pipeline.stationary.pieces import piecewise_second_order
+from pipeline.stationary.record import BatchClassification
 from pipeline.stationary.witness import true_change
 
 __all__ = [
@@ -133,15 +133,22 @@ def flat_space(q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, r: int, le
 
 
 def second_order(
-    q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, r: int, leak: float,
-    d_zero: torch.Tensor, tol: float,
-) -> SecondOrder:  # fmt: skip
+    q: NeuronQuantities,
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    r: int,
+    leak: float,
+    d_zero: torch.Tensor,
+    tol: float,
+) -> SecondOrder:
     """Second-order verdict at run ``r`` (see the module docstring)."""
     if not quadratic_case(q, r, d_zero):
         if not bool((q.a_zero[r] <= d_zero[r]).all()):  # a zero-output neuron with D != 0 (handled by 5.2)
             return SecondOrder(None, None, float("nan"))
-        verdict, direction, curvature = piecewise_second_order(q, w, a, x, r, leak, d_zero, tol,
-                                                               flat_space(q, w, a, r, leak))  # fmt: skip
+        verdict, direction, curvature = piecewise_second_order(
+            q, w, a, x, r, leak, d_zero, tol, flat_space(q, w, a, r, leak)
+        )
         return SecondOrder(verdict, direction, curvature)
     H = analytic_hessian(q, a, x, r)
     evals, evecs = np.linalg.eigh(H)
@@ -165,16 +172,30 @@ def second_order(
 
 
 def _probe(
-    q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, r: int, leak: float,
-    evals: np.ndarray, evecs: np.ndarray, cut: float,
-) -> CurveWitness | None:  # fmt: skip
+    q: NeuronQuantities,
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    r: int,
+    leak: float,
+    evals: np.ndarray,
+    evecs: np.ndarray,
+    cut: float,
+) -> CurveWitness | None:
     """Higher-order probe on the kernel ``{lambda <= cut}`` of ``H = evecs diag(evals) evecs^T``."""
     xr = x[r] if x.shape[0] > 1 else x[0]
     piece = Piece(
-        x=xr.cpu().numpy(), a=a[r].cpu().numpy(), z=q.z[r].cpu().numpy(), rho=q.rho[r].cpu().numpy(),
-        slope=q.slope[r].cpu().numpy(), kink=q.kink[r].cpu().numpy(), residual=q.residual[r].cpu().numpy(),
-        mu=q.mu[r].cpu().numpy(), leak=leak, loss=float(q.loss[r]),
-    )  # fmt: skip
+        x=xr.cpu().numpy(),
+        a=a[r].cpu().numpy(),
+        z=q.z[r].cpu().numpy(),
+        rho=q.rho[r].cpu().numpy(),
+        slope=q.slope[r].cpu().numpy(),
+        kink=q.kink[r].cpu().numpy(),
+        residual=q.residual[r].cpu().numpy(),
+        mu=q.mu[r].cpu().numpy(),
+        leak=leak,
+        loss=float(q.loss[r]),
+    )
     keep = evals > cut
     pinv = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
     scale = max(float(torch.sqrt(w[r].square().sum() + a[r].square().sum())), 1.0)
@@ -186,8 +207,8 @@ def _probe(
     return higher_order_probe(piece, evecs[:, ~keep], pinv, scale, change)
 
 
-def record_non_strict(out: dict[str, np.ndarray], r: int, res: SecondOrder) -> bool:
-    """Record a non-strict saddle of run ``r`` (a verified ``res.curve``) in the classification arrays.
+def record_non_strict(record: BatchClassification, r: int, res: SecondOrder) -> bool:
+    """Record a non-strict saddle of run ``r`` (a verified ``res.curve``) in the classification record.
 
     Returns False (and writes nothing) without a curve witness. The certificate is
     ``negative_curvature_witness`` (a verified descent of the second-order test; ``strictness`` says that
@@ -195,12 +216,10 @@ def record_non_strict(out: dict[str, np.ndarray], r: int, res: SecondOrder) -> b
     """
     if res.curve is None:
         return False
-    out["point_type"][r] = labels.code(labels.POINT_TYPE, "saddle")
-    out["is_local_min"][r] = labels.code(labels.IS_LOCAL_MIN, "false")
-    out["certificate"][r] = labels.code(labels.CERTIFICATE, "negative_curvature_witness")
-    out["strictness"][r] = labels.code(labels.STRICTNESS, "non_strict")
-    out["curvature"][r] = res.curvature
-    out["witness_w"][r], out["witness_a"][r] = res.curve.dw, res.curve.da
-    out["has_witness"][r] = True
-    out["witness_decrease"][r] = res.curve.decrease
+    record.set_labels(
+        r, point_type="saddle", is_local_min="false", certificate="negative_curvature_witness", strictness="non_strict"
+    )
+    record.curvature[r] = res.curvature
+    curve = res.curve
+    record.set_witness(np.array([r]), dw=curve.dw[None], da=curve.da[None], decrease=np.array([curve.decrease]))
     return True

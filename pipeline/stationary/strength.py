@@ -89,9 +89,14 @@ def _strength(q, w, x, runs, neurons, leak, seed):
 
 
 def _ascent_step(
-    u: torch.Tensor, D: torch.Tensor, xb: torch.Tensor, res: torch.Tensor, z: torch.Tensor,
-    kink: torch.Tensor, leak: float,
-) -> torch.Tensor:  # fmt: skip
+    u: torch.Tensor,
+    D: torch.Tensor,
+    xb: torch.Tensor,
+    res: torch.Tensor,
+    z: torch.Tensor,
+    kink: torch.Tensor,
+    leak: float,
+) -> torch.Tensor:
     """One step ``u <- normalise(J(u)^T D(u))`` (E, S, d); keeps ``u`` where the update vanishes."""
     t = torch.matmul(u, xb.transpose(-1, -2))  # (E, S, n)
     zz, kk = z.unsqueeze(-2), kink.unsqueeze(-2)
@@ -104,9 +109,14 @@ def _ascent_step(
 
 
 def _starts(
-    q: NeuronQuantities, w: torch.Tensor, xb: torch.Tensor, runs: torch.Tensor, neurons: torch.Tensor,
-    kink: torch.Tensor, seed: int,
-) -> torch.Tensor:  # fmt: skip
+    q: NeuronQuantities,
+    w: torch.Tensor,
+    xb: torch.Tensor,
+    runs: torch.Tensor,
+    neurons: torch.Tensor,
+    kink: torch.Tensor,
+    seed: int,
+) -> torch.Tensor:
     """Start directions (E, S, d): top singular vector of ``B~_j``, ``+-w_j``, kink inputs, random."""
     E, n, d = xb.shape
     Bt = q.B_tilde[runs, neurons]  # (E, k, d)

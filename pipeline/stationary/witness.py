@@ -63,9 +63,14 @@ def _data(v: torch.Tensor, runs: torch.Tensor) -> torch.Tensor:
 
 
 def true_change(
-    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, residual: torch.Tensor, leak: float,
-    dw: torch.Tensor, da: torch.Tensor,
-) -> torch.Tensor:  # fmt: skip
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    leak: float,
+    dw: torch.Tensor,
+    da: torch.Tensor,
+) -> torch.Tensor:
     """True loss changes ``L(w + dw, a + da) - L(w, a)`` of ``T`` candidates of one run, shape (T,).
 
     Computed from two true forward passes as ``1/n sum_i r_i . delta f_i + 1/(2n) sum_i ||delta f_i||^2``
@@ -84,9 +89,14 @@ def true_change(
 
 
 def true_changes(
-    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, residual: torch.Tensor, leak: float,
-    dw: torch.Tensor, da: torch.Tensor,
-) -> torch.Tensor:  # fmt: skip
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    residual: torch.Tensor,
+    leak: float,
+    dw: torch.Tensor,
+    da: torch.Tensor,
+) -> torch.Tensor:
     """:func:`true_change` for ``E`` runs at once: w (E, m, d), x (E or 1, n, d), residual (E, n, k),
     dw (E, T, m, d) -> (E, T)."""
     E, T = dw.shape[:2]
@@ -101,9 +111,15 @@ def true_changes(
 
 
 def _line_model(
-    x: torch.Tensor, a: torch.Tensor, z: torch.Tensor, kink: torch.Tensor, residual: torch.Tensor, leak: float,
-    dw: torch.Tensor, da: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    x: torch.Tensor,
+    a: torch.Tensor,
+    z: torch.Tensor,
+    kink: torch.Tensor,
+    residual: torch.Tensor,
+    leak: float,
+    dw: torch.Tensor,
+    da: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Coefficients ``c_1, c_2`` of ``L(theta + t d) - L = c_1 t + c_2 t^2 + O(t^3)`` inside the radius, (E,) each.
 
     ``n c_1 = sum_j [da_j . G_j + g_j(dw_j)]`` and ``n c_2 = sum_j da_j . D_j(dw_j) + 1/2 sum_i ||delta f_i||^2``
@@ -124,9 +140,16 @@ def _line_model(
 
 
 def line_witness(
-    q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, leak: float, runs: torch.Tensor,
-    dw: torch.Tensor, da: torch.Tensor, order: int,
-) -> Witness:  # fmt: skip
+    q: NeuronQuantities,
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    leak: float,
+    runs: torch.Tensor,
+    dw: torch.Tensor,
+    da: torch.Tensor,
+    order: int,
+) -> Witness:
     """Verify straight-line witnesses ``t (dw, da)`` of the selected runs.
 
     Parameters
@@ -154,8 +177,9 @@ def line_witness(
     if order == 1:
         start = torch.minimum(start, torch.where((c2 > 0) & (c1 < 0), -c1 / c2, torch.inf))
     steps = geometric_steps(start)
-    change = true_changes(wr, ar, xr, residual, leak, steps[..., None, None] * dw.unsqueeze(1),
-                          steps[..., None, None] * da.unsqueeze(1))  # fmt: skip
+    change = true_changes(
+        wr, ar, xr, residual, leak, steps[..., None, None] * dw.unsqueeze(1), steps[..., None, None] * da.unsqueeze(1)
+    )
     if order == 1:
         leading, residue, predicted = c1.unsqueeze(-1) * steps, torch.zeros_like(steps), c2.unsqueeze(-1) * steps**2
     else:
@@ -163,14 +187,21 @@ def line_witness(
         residue, predicted = c1.abs().unsqueeze(-1) * steps, c1.unsqueeze(-1) * steps
     floor = rounding_floor(q.loss[runs], q.loss_floor[runs])
     check = verify_local_descent(change, leading, residue, floor, predicted)
-    return _witness(check, steps, steps[..., None, None] * dw.unsqueeze(1), steps[..., None, None] * da.unsqueeze(1),
-                    radius * size)  # fmt: skip
+    return _witness(
+        check, steps, steps[..., None, None] * dw.unsqueeze(1), steps[..., None, None] * da.unsqueeze(1), radius * size
+    )
 
 
 def escape_witness(
-    q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, leak: float,
-    runs: torch.Tensor, neurons: torch.Tensor, u: torch.Tensor,
-) -> Witness:  # fmt: skip
+    q: NeuronQuantities,
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    leak: float,
+    runs: torch.Tensor,
+    neurons: torch.Tensor,
+    u: torch.Tensor,
+) -> Witness:
     """Section 5.2 escape curve for an escape neuron ``j`` with ``a_j = 0`` (one neuron per selected run).
 
     ``dw_j = s u`` and ``da_j = -(G_j + s D_j(u)) / P~`` for ``s <= s_0`` (half the validity radius, at most
@@ -232,6 +263,10 @@ def _witness(check, steps: torch.Tensor, dw: torch.Tensor, da: torch.Tensor, rad
     top, bottom = check.largest.clamp_min(0), check.smallest.clamp_min(0)
     norm = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1)))  # (E, T)
     return Witness(
-        dw=dw[idx, top], da=da[idx, top], verified=check.verified, decrease=check.decrease,
-        radius=radius, min_step=norm[idx, bottom],
-    )  # fmt: skip
+        dw=dw[idx, top],
+        da=da[idx, top],
+        verified=check.verified,
+        decrease=check.decrease,
+        radius=radius,
+        min_step=norm[idx, bottom],
+    )

@@ -40,7 +40,6 @@ import pytest
 import scipy.linalg
 import torch
 
-import pipeline.stationary.classify as classify_module
 from pipeline.stationary import classify_point
 from pipeline.stationary.kinks import snap_point
 from pipeline.stationary.neurons import neuron_quantities
@@ -186,13 +185,10 @@ def test_probe_finds_a_verified_non_strict_saddle(branch, order):
 
 
 @pytest.mark.parametrize("branch", ["cubic", "quartic"])
-def test_classifier_labels_the_point_non_strict_or_leaves_it_undetermined(branch):
-    """Saddle / ``non_strict`` once ``classify._second_order_run`` records the curve witness, else undetermined."""
+def test_classifier_labels_the_point_a_non_strict_saddle(branch):
+    """Saddle / ``non_strict``: ``classify._second_order_run`` records the verified curve witness."""
     w, a, x, y, _ = _symmetric_point(branch)
     report = classify_point(w, a, x, y)
-    if "record_non_strict" not in vars(classify_module):
-        assert report.point_type == "undetermined"
-        return
     assert report.point_type == "saddle" and report.strictness == "non_strict" and report.witness is not None
     assert report.mechanisms == frozenset({"V"})
     dw, da = report.witness

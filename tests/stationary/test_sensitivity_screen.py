@@ -81,7 +81,7 @@ def _reference_sensitivity(p: dict, mode: str, train_output: bool) -> np.ndarray
     options = dict(leak=p["leak"], train_output=train_output, learning_rate=LEARNING_RATE, realisable=False,
                    best_known_loss=None)  # fmt: skip
     absz, bound = kink_scores(w, a, x, y, p["leak"], tol, LEARNING_RATE)
-    base = classify_once(w, a, x, y, tol=tol, kink=absz <= bound, **options)["point_type"]
+    base = classify_once(w, a, x, y, tol=tol, kink=absz <= bound, **options).point_type
     sensitive = np.zeros(w.shape[0], bool)
     for factor in SENSITIVITY_FACTORS:
         kink = absz <= factor * bound
@@ -90,7 +90,7 @@ def _reference_sensitivity(p: dict, mode: str, train_output: bool) -> np.ndarray
             xr, yr = (x[runs], y[runs]) if x.shape[0] > 1 else (x, y)
             sub = classify_once(w[runs], a[runs], xr, yr, tol=tol.scaled_kink(factor), kink=kink[runs],
                                 labels_only=True, **options)  # fmt: skip
-            sensitive[runs.numpy()] |= sub["point_type"] != base[runs.numpy()]
+            sensitive[runs.numpy()] |= sub.point_type != base[runs.numpy()]
     return sensitive
 
 
@@ -110,7 +110,7 @@ def test_point_types_match_reference(points, mode, train_output):
         fast = resnap_point(base, w, a, x, y, leak, scaled, kink)
         slow = snap_point(w, a, x, y, leak, scaled, LEARNING_RATE, kink=kink)
         assert torch.equal(fast.w, slow.w) and torch.equal(fast.a, slow.a)
-        reference = classify_once(w, a, x, y, tol=scaled, kink=kink, labels_only=True, **options)["point_type"]
+        reference = classify_once(w, a, x, y, tol=scaled, kink=kink, labels_only=True, **options).point_type
         if train_output:
             settled = settled_not_stationary(fast, x, y, leak=leak, tol=scaled).numpy()
             assert (reference[settled] == _NOT_STATIONARY).all()
