@@ -133,7 +133,8 @@ def witness_failure(w, a, dw, da, radius, min_step, x, y, leak) -> str | None:
     """Why the witness does not prove a saddle (None: it does).
 
     The witness is scaled by ``2^-j`` until its norm falls below ``min_step``; the true loss must decrease at
-    every such step, by more than float64 rounding of the loss (``8 eps L``).
+    every such step in exact arithmetic (50 digits: a change below ``-1e-40 L``), and at the full witness by
+    more than float64 rounding of the loss (``8 eps L``), so that the decrease is one a float64 run can see.
     """
     norm = float(np.sqrt(np.sum(dw**2) + np.sum(da**2)))
     if not norm > 0:
@@ -145,10 +146,10 @@ def witness_failure(w, a, dw, da, radius, min_step, x, y, leak) -> str | None:
     if not (np.sign(z0) == np.sign(z1))[off_kink].all():
         return "a pre-activation off its kink changes sign along the witness"
     loss = ref.naive_loss_fast(w, a, x, y, leak)
-    floor = 8 * np.finfo(float).eps * loss
     scale = 1.0
     while scale * norm >= min_step * (1 - 1e-9):
         change = mp_loss_change(w, a, scale * dw, scale * da, x, y, leak)
+        floor = (8 * np.finfo(float).eps if scale == 1.0 else 1e-40) * loss
         if not change < -floor:
             return f"loss change {float(change):.3g} at {scale:.3g} of the witness (rounding floor {floor:.2g})"
         scale /= 2
