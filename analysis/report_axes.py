@@ -223,8 +223,15 @@ def _visited(report: Report, dataset: xr.Dataset, axis: Axis) -> list[Section]:
     )
     n = f"n = {format_count(visited)} visited plateaus in {format_count(int(pooled['runs'].sum()))} runs"
     sections = []
-    if len(_present(types)) < 2:
-        reading = _all_one(types, [*axis.by, "plateau"], "visited plateau points", _present(types)[0]) + " " + reading
+    present = _present(types)
+    if not present:
+        reading = (
+            f"{n.capitalize()}; their points were not classified (the survey sets"
+            " `classify.classify_plateaus: false`). " + reading
+        )
+        sections.append(Section(title, reading, tables=[shown], table_ids=[f"plateaus{axis.suffix}"], level=3))
+    elif len(present) < 2:
+        reading = _all_one(types, [*axis.by, "plateau"], "visited plateau points", present[0]) + " " + reading
         sections.append(Section(title, reading, tables=[shown], table_ids=[f"plateaus{axis.suffix}"], level=3))
     else:
         draw = visited_types_figure(types, axis.name)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import xarray as xr
 
 from analysis import figures
 from analysis import report as report_module
@@ -202,6 +203,19 @@ def test_a_survey_without_grid_axes_gets_a_report(
     assert "The survey has no grid axis" in text and "No key rate differs across the grid" in text
     orders = [row[0] for row in page.tables["plateaus"][1:]]
     assert orders[0] == "1" and orders[-1] == "all"  # per plateau order, then all orders pooled
+
+
+def test_a_survey_without_plateau_classification_gets_a_report(
+    tiny_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``classify.classify_plateaus: false`` (as in safran_shamir): plateaus are found but their points carry no
+    label; the visited-points section says so instead of failing on an empty figure."""
+    dataset = open_survey(tiny_store).load()
+    for name in ("plateau_point_type", "plateau_stationarity", "plateau_certificate", "plateau_mechanisms"):
+        dataset[name] = xr.full_like(dataset[name], -1)
+    monkeypatch.setattr(report_module, "open_survey", lambda store: dataset)
+    page = Page(report_module.build_report(tiny_store, tmp_path / "report").read_text(encoding="utf-8"))
+    assert "their points were not classified" in " ".join(page.paragraphs)
 
 
 def test_directions_figure_regenerates_the_data(tiny_store: Path) -> None:
