@@ -302,6 +302,7 @@ class _GaussianPopulationProblem:
             leak=self.student.leak,
             train_output=self.student.train_output,
             realisable=self.student.zero_loss_attainable,
+            mode=mode,
         )
 
     def groups(self, end: Any) -> dict[str, np.ndarray]:
@@ -323,7 +324,12 @@ class _IntervalPopulationProblem:
     def classify(self, w: torch.Tensor, a: torch.Tensor, mode: str, runs: np.ndarray | None = None) -> Any:
         target = self.target if runs is None else self.target.select(torch.as_tensor(runs))
         return classify_interval_batch(
-            w, a, target, leak=self.student.leak, boundary_tolerance_factor=self.student.kink_tolerance_factor
+            w,
+            a,
+            target,
+            leak=self.student.leak,
+            boundary_tolerance_factor=self.student.kink_tolerance_factor,
+            mode=mode,
         )
 
     def groups(self, end: Any) -> dict[str, np.ndarray]:

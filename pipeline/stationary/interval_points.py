@@ -15,7 +15,7 @@ the test (theory.md 9.2-9.3):
 Per point (after snapping breakpoints within ``BOUNDARY_TOL (high - low)`` of an end onto it):
 
 1. relative gradient norm ``||grad P|| / (s_y^1.5 s_x^0.5)`` above the tolerance: ``not_stationary``;
-2. ``P <= GLOBAL_LOSS_TOL s_y^2``: ``global_min`` (certificate ``zero_loss``);
+2. ``P <= tau_L s_y^2``: ``global_min`` (certificate ``zero_loss``);
 3. a zero neuron: with ``a_j = 0`` it escapes if ``D_j(u) = mean[r rho(u . x~)]`` is non-zero for some
    unit ``u`` (a second-order decrease, theory 4 and 5.2: ``saddle``, ``escape_zero_output``); with
    ``a_j != 0`` a direction with ``a_j . D_j(u) < 0`` is a first-order descent (``not_stationary``);
@@ -50,14 +50,10 @@ from pipeline.stationary import labels
 from pipeline.stationary.api import SENSITIVITY_FACTORS
 from pipeline.stationary.local_descent import MIN_QUALIFYING
 from pipeline.stationary.record import BatchClassification, unclassified_record
+from pipeline.stationary.tolerances import Tolerances, population_tolerances
 
 __all__ = ["classify_interval_batch", "flat_directions"]
 
-STATIONARY_TOL = 1e-6
-"""Relative gradient-norm tolerance ``||grad P|| / (s_y^1.5 s_x^0.5)`` of a stationary point."""
-APPROX_STATIONARY_TOL = 1e-2
-GLOBAL_LOSS_TOL = 1e-8
-"""A stationary point with ``P <= GLOBAL_LOSS_TOL * s_y^2`` is a global minimum (``min P = 0``)."""
 BOUNDARY_TOL = 1e-6
 """Breakpoints within this fraction of ``high - low`` of an interval end are snapped onto it."""
 ZERO_TOL = 1e-12
@@ -90,7 +86,13 @@ class _Verdict:
 
 
 def classify_interval_batch(
-    w: torch.Tensor, a: torch.Tensor, target: IntervalTarget, *, leak: float, boundary_tolerance_factor: float = 1.0
+    w: torch.Tensor,
+    a: torch.Tensor,
+    target: IntervalTarget,
+    *,
+    leak: float,
+    boundary_tolerance_factor: float = 1.0,
+    mode: str = "end_point",
 ) -> BatchClassification:
     """Classify a batch of points of the interval population loss.
 
@@ -104,7 +106,11 @@ def classify_interval_batch(
         Negative slope in [0, 1).
     boundary_tolerance_factor
         Multiplies ``BOUNDARY_TOL``.
+    mode
+        ``"end_point"`` or ``"plateau"`` (relaxed tolerances,
+        :func:`pipeline.stationary.tolerances.population_tolerances`).
     """
+    tol = population_tolerances(mode)
     w, a = w.detach().to(torch.float64).cpu(), a.detach().to(torch.float64).cpu()
     target = IntervalTarget(
         target.low,
@@ -119,10 +125,10 @@ def classify_interval_batch(
         problem = target.select(torch.tensor([run]))
         tolerance = BOUNDARY_TOL * boundary_tolerance_factor
         point = _Point.snap(w[run], a[run], problem, leak, tolerance)
-        verdict = _classify(point)
+        verdict = _classify(point, tol=tol)
         _store(record, run, point, verdict)
         for factor in SENSITIVITY_FACTORS:
-            other = _classify(_Point.snap(w[run], a[run], problem, leak, tolerance * factor), witnesses=False)
+            other = _classify(_Point.snap(w[run], a[run], problem, leak, tolerance * factor), tol=tol, witnesses=False)
             record["tolerance_sensitive"][run] |= other.point_type != verdict.point_type
     return BatchClassification(**record)
 
@@ -185,17 +191,17 @@ def _scales(target: IntervalTarget) -> tuple[float, float]:
     return s_x, float(interval_population.target_scale(target)[0])
 
 
-def _classify(point: _Point, *, witnesses: bool = True) -> _Verdict:
+def _classify(point: _Point, *, tol: Tolerances, witnesses: bool = True) -> _Verdict:
     """Steps 1-4 of the module docstring for one snapped point."""
     s_x, s_y = _scales(point.target)
-    if point.gap > STATIONARY_TOL:
-        name = "approx_stationary" if point.gap <= APPROX_STATIONARY_TOL else "not_stationary"
+    if point.gap > tol.stationary:
+        name = "approx_stationary" if point.gap <= tol.approx_stationary else "not_stationary"
         return _Verdict(name, "not_stationary")
-    if point.value <= GLOBAL_LOSS_TOL * s_y**2:
+    if point.value <= tol.global_loss * s_y**2:
         return _Verdict("stationary", "global_min", certificate="zero_loss")
     residual_at_ends = _centred_residual_at_ends(point)
     if point.zero.any():
-        return _zero_neuron_test(point, s_x, s_y, witnesses)
+        return _zero_neuron_test(point, s_x=s_x, s_y=s_y, tol=tol, witnesses=witnesses)
     return _second_order(point, residual_at_ends, s_y, witnesses)
 
 
@@ -215,12 +221,14 @@ def _centred_residual_at_ends(point: _Point) -> dict[float, np.ndarray]:
     return {low: at_ends[0], high: at_ends[1]}
 
 
-def _zero_neuron_test(point: _Point, s_x: float, s_y: float, witnesses: bool) -> _Verdict:
-    """Step 3: first- and second-order directions of zero neurons."""
+def _zero_neuron_test(point: _Point, *, s_x: float, s_y: float, tol: Tolerances, witnesses: bool) -> _Verdict:
+    """Step 3: first- and second-order directions of zero neurons (slopes against ``tol.stationary``, ``D_j`` against
+    ``tol.escape``)."""
     angles = np.linspace(0.0, 2.0 * np.pi, N_ANGLES, endpoint=False)
     directions = torch.as_tensor(np.stack([np.cos(angles), np.sin(angles)], axis=1))
     values = _zero_neuron_derivatives(point, directions)  # (U, k)
-    tolerance = STATIONARY_TOL * s_y * s_x
+    tolerance = tol.stationary * s_y * s_x
+    escape_tolerance = tol.escape * s_y * s_x
     escape = np.zeros(point.zero.shape, dtype=bool)
     for neuron in np.flatnonzero(point.zero):
         a_j = point.a[neuron].numpy()
@@ -235,7 +243,7 @@ def _zero_neuron_test(point: _Point, s_x: float, s_y: float, witnesses: bool) ->
             continue
         strength = np.linalg.norm(values, axis=1)
         best = int(strength.argmax())
-        if strength[best] <= tolerance:
+        if strength[best] <= escape_tolerance:
             continue
         escape[neuron] = True
         if not witnesses:

@@ -11,7 +11,7 @@ neuron is zero a second-order test is exact (theory.md 8.2 step 7, differentiabl
   orbit is a critical manifold with non-degenerate normal Hessian, so a true local minimum lies
   within ``||grad F|| / lambda_min`` of the point), resolved to global or spurious when the target
   is realisable;
-* numerically zero loss (``F <= GLOBAL_LOSS_TOL s_y^2``): ``global_min``, certificate ``zero_loss`` (``F >= 0``);
+* numerically zero loss (``F <= tau_L s_y^2``): ``global_min``, certificate ``zero_loss`` (``F >= 0``);
 * anything else, and every point with a zero neuron (where the escape-neuron theory of the
   empirical loss does not carry over): ``undetermined``.
 
@@ -24,28 +24,27 @@ test certifies them instead of giving up.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import scipy.linalg
 import torch
 
 from pipeline import population
 from pipeline.stationary import labels
+from pipeline.stationary.api import SENSITIVITY_FACTORS
 from pipeline.stationary.local_descent import geometric_steps, verify_local_descent
 from pipeline.stationary.record import BatchClassification, unclassified_record
+from pipeline.stationary.tolerances import Tolerances, population_tolerances
 
 __all__ = ["classify_population_batch"]
 
-STATIONARY_TOL = 1e-6
-"""Relative gradient-norm tolerance ``||grad F|| / (s_y^1.5 s_x^0.5)`` of a stationary point."""
-APPROX_STATIONARY_TOL = 1e-2
 CURVATURE_TOL = 1e-9
 """Eigenvalues within this fraction of the largest eigenvalue count as zero."""
 ROUNDING_FACTOR = 64.0
 """A verified decrease exceeds this many machine epsilons of the loss's magnitude."""
 PARALLEL_ANGLE = 1e-7
 """Input weights whose unit vectors differ by less than this (radians) count as parallel (one group)."""
-GLOBAL_LOSS_TOL = 1e-8
-"""A local minimum of a realisable target is global when ``F <= GLOBAL_LOSS_TOL * s_y^2``."""
 
 
 def classify_population_batch(
@@ -57,8 +56,12 @@ def classify_population_batch(
     leak: float,
     train_output: bool = True,
     realisable: bool = False,
+    mode: str = "end_point",
 ) -> BatchClassification:
     """Classify a batch of points of the population loss.
+
+    The point types are recomputed with the stationarity tolerance scaled by 0.1 and 10 (the only
+    tolerance that decides which test runs); a change sets ``tolerance_sensitive``.
 
     Parameters
     ----------
@@ -72,40 +75,77 @@ def classify_population_batch(
         False: the output layer is fixed (not a parameter).
     realisable
         The student can represent the teacher: a local minimum is global iff ``F ~ 0``.
+    mode
+        ``"end_point"`` or ``"plateau"`` (relaxed tolerances,
+        :func:`pipeline.stationary.tolerances.population_tolerances`).
     """
     w, a = w.to(torch.float64), a.to(torch.float64)
-    teacher_w, teacher_a = teacher_w.to(torch.float64), teacher_a.to(torch.float64)
+    teacher = (teacher_w.to(torch.float64), teacher_a.to(torch.float64))
+    tol = population_tolerances(mode)
+    record = _classify(w, a, teacher, leak=leak, train_output=train_output, realisable=realisable, tol=tol)
+    gap = record["first_order_gap"]
+    for factor in SENSITIVITY_FACTORS:
+        scaled = replace(tol, stationary=tol.stationary * factor)
+        runs = np.flatnonzero((gap <= scaled.stationary) != (gap <= tol.stationary))
+        if runs.size == 0:
+            continue
+        index = torch.as_tensor(runs)
+        subset = tuple(t[index] if t.shape[0] > 1 else t for t in teacher)
+        other = _classify(
+            w[index], a[index], subset, leak=leak, train_output=train_output, realisable=realisable, tol=scaled
+        )
+        record["tolerance_sensitive"][runs] |= other["point_type"] != record["point_type"][runs]
+    return BatchClassification(**record)
+
+
+def _classify(
+    w: torch.Tensor,
+    a: torch.Tensor,
+    teacher: tuple[torch.Tensor, torch.Tensor],
+    *,
+    leak: float,
+    train_output: bool,
+    realisable: bool,
+    tol: Tolerances,
+) -> dict[str, np.ndarray]:
+    """The fields of the classification of float64 points ``w`` (R, m, d), ``a`` (R, m, k) at tolerances ``tol``."""
+    teacher_w, teacher_a = teacher
     n_runs, width, _ = w.shape
     grads = population.population_gradients(w, a, teacher_w, teacher_a, leak, train_output=train_output)
     flags = population.regularity(w, a, teacher_w, teacher_a)
     zero_student = torch.zeros_like(w[:, :1]), torch.zeros_like(a[:, :1])
     s_y = torch.sqrt(2 * population.population_loss(*zero_student, teacher_w, teacher_a, leak))
     gap = (grads.norm() / (s_y**1.5 * w.shape[-1] ** 0.25)).cpu().numpy()
-    record = _empty_record(w, a, grads.loss, gap, flags)
+    record = _empty_record(w, a, grads.loss, gap, flags, tol)
     for run in range(n_runs):
-        if not gap[run] <= STATIONARY_TOL or not bool(flags.twice_differentiable[run]):
+        if not gap[run] <= tol.stationary or not bool(flags.twice_differentiable[run]):
             continue
-        teacher = (teacher_w[min(run, teacher_w.shape[0] - 1)], teacher_a[min(run, teacher_a.shape[0] - 1)])
-        _second_order(record, run, w[run], a[run], teacher, leak, train_output)
-    zero_loss = float(GLOBAL_LOSS_TOL) * s_y.cpu().numpy() ** 2
+        point_teacher = (teacher_w[min(run, teacher_w.shape[0] - 1)], teacher_a[min(run, teacher_a.shape[0] - 1)])
+        _second_order(record, run, w[run], a[run], point_teacher, leak, train_output)
+    zero_loss = float(tol.global_loss) * s_y.cpu().numpy() ** 2
     _resolve_globality(record, realisable, zero_loss)
     _zero_loss_minima(record, zero_loss)
     finite = (torch.isfinite(w).all(dim=(1, 2)) & torch.isfinite(a).all(dim=(1, 2))).cpu().numpy()
     record["point_type"][~finite] = labels.code(labels.POINT_TYPE, "non_finite")
     record["is_local_min"][~finite] = labels.code(labels.IS_LOCAL_MIN, "unknown")
-    return BatchClassification(**record)
+    return record
 
 
 def _empty_record(
-    w: torch.Tensor, a: torch.Tensor, loss: torch.Tensor, gap: np.ndarray, flags: population.Regularity
+    w: torch.Tensor,
+    a: torch.Tensor,
+    loss: torch.Tensor,
+    gap: np.ndarray,
+    flags: population.Regularity,
+    tol: Tolerances,
 ) -> dict[str, np.ndarray]:
     """First-order labels; second-order fields start as 'undetermined' / NaN."""
     stationarity = np.select(
-        [gap <= STATIONARY_TOL, gap <= APPROX_STATIONARY_TOL],
+        [gap <= tol.stationary, gap <= tol.approx_stationary],
         [labels.code(labels.STATIONARITY, "stationary"), labels.code(labels.STATIONARITY, "approx_stationary")],
         labels.code(labels.STATIONARITY, "not_stationary"),
     ).astype(np.int8)
-    stationary = gap <= STATIONARY_TOL
+    stationary = gap <= tol.stationary
     point_type = np.where(
         stationary, labels.code(labels.POINT_TYPE, "undetermined"), labels.code(labels.POINT_TYPE, "not_stationary")
     )

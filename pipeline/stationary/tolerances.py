@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-__all__ = ["MODES", "Tolerances", "tolerances_for"]
+__all__ = ["MODES", "Tolerances", "population_tolerances", "tolerances_for"]
 
 MODES: tuple[str, ...] = ("end_point", "plateau")
 
@@ -68,3 +68,16 @@ def tolerances_for(mode: str) -> Tolerances:
     if mode == "plateau":
         return Tolerances(stationary=1e-2, approx_stationary=1e-1, escape=1e-2, amplitude=1e-3, global_loss=1e-6)
     raise ValueError(f"unknown mode {mode!r}; allowed: {', '.join(MODES)}")
+
+
+def population_tolerances(mode: str) -> Tolerances:
+    """Tolerances of the population classifiers (:mod:`~pipeline.stationary.population_points`, ``interval_points``).
+
+    End points: relative gradient norm ``1e-6`` (stationary) and ``1e-2`` (approximately stationary), zero loss
+    ``1e-8 s_y^2``, escape threshold ``1e-6``. Plateau points: the plateau tolerances of :func:`tolerances_for`,
+    as for sampled data. Only ``stationary``, ``approx_stationary``, ``escape`` and ``global_loss`` are read
+    (the population losses have no data on kinks).
+    """
+    if mode == "end_point":
+        return Tolerances(stationary=1e-6, approx_stationary=1e-2, global_loss=1e-8)
+    return tolerances_for(mode)

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
+from pipeline.batch import _GaussianPopulationProblem, _IntervalPopulationProblem, _Student
 from pipeline.engine import run_population_gradient_descent
+from pipeline.interval_population import IntervalTarget
 from pipeline.population import population_loss
 from pipeline.stationary import labels
+from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.population_points import classify_population_batch
 
 DTYPE = torch.float64
@@ -141,3 +146,55 @@ def test_students_converging_to_a_split_teacher_are_global_minima_by_their_loss(
     assert at_zero.any()
     assert set(names(result.point_type[at_zero])) == {"global_min"}
     assert {labels.CERTIFICATE[c] for c in result.certificate[at_zero]} == {"zero_loss"}
+
+
+def _symmetric_descent(steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``steps`` of descent toward the symmetric saddle of two identical neurons (fixed output layer)."""
+    teacher_w, teacher_a = orthonormal_teacher(2)
+    u = torch.tensor([0.3, 0.3], dtype=DTYPE)
+    w0, a0 = torch.stack([u, u])[None], torch.ones(1, 2, 1, dtype=DTYPE)
+    descent = run_population_gradient_descent(
+        w0, a0, teacher_w, teacher_a, leak=0.0, learning_rate=0.1, max_steps=steps, train_output=False
+    )
+    return descent.w_final, descent.a_final, teacher_w, teacher_a
+
+
+def test_plateau_points_use_the_plateau_tolerances():
+    # after 60 steps the relative gradient is ~6e-4: above the end-point tolerance 1e-6, below the plateau one 1e-2
+    w, a, teacher_w, teacher_a = _symmetric_descent(60)
+    options = dict(leak=0.0, train_output=False, realisable=True)
+    end = classify_population_batch(w, a, teacher_w, teacher_a, mode="end_point", **options)
+    plateau = classify_population_batch(w, a, teacher_w, teacher_a, mode="plateau", **options)
+    assert 1e-6 < end.first_order_gap[0] < 1e-2
+    assert names(end.point_type) == ["not_stationary"]
+    assert names(plateau.point_type) == ["saddle"] and plateau.has_witness[0]
+    assert labels.STATIONARITY[plateau.stationarity[0]] == "stationary"
+    moved = population_loss(w + torch.as_tensor(plateau.witness_w), a, teacher_w, teacher_a, 0.0)
+    assert float(moved[0]) < float(population_loss(w, a, teacher_w, teacher_a, 0.0)[0])
+
+
+def test_tolerance_sensitive_marks_a_point_whose_type_changes_with_the_stationarity_tolerance():
+    # gap ~0.04: not stationary at the plateau tolerance 1e-2, a saddle at 10 x 1e-2; far below the tolerance
+    # (gap ~1e-8 after 400 steps) the type does not depend on it
+    options = dict(leak=0.0, train_output=False, realisable=True, mode="plateau")
+    near = classify_population_batch(*_symmetric_descent(20), **options)
+    assert 1e-2 < near.first_order_gap[0] <= 1e-1
+    assert names(near.point_type) == ["not_stationary"] and near.tolerance_sensitive[0]
+    far = classify_population_batch(*_symmetric_descent(400), **options)
+    assert names(far.point_type) == ["saddle"] and not far.tolerance_sensitive[0]
+
+
+def test_the_batch_classifies_population_plateau_points_in_plateau_mode():
+    """``simulate_batch`` classifies plateau points with ``mode="plateau"``: both population losses pass it on."""
+    student = _Student(0.0, False, {}, 1.0, "realisable_target")
+    w, a, teacher_w, teacher_a = _symmetric_descent(60)
+    gaussian = _GaussianPopulationProblem(student, teacher_w, teacher_a).classify(w, a, "plateau")
+    assert names(gaussian.point_type) == ["saddle"]
+    target = IntervalTarget(-1.0, 1.0, torch.tensor([[1.0]], dtype=DTYPE), torch.tensor([[0.5]], dtype=DTYPE))
+    w = torch.tensor([[[1.0, 0.2], [-0.7, 0.1]]], dtype=DTYPE)
+    a = torch.tensor([[[0.5], [0.3]]], dtype=DTYPE)
+    for mode in ("end_point", "plateau"):
+        interval = _IntervalPopulationProblem(student, target).classify(w, a, mode)
+        direct = classify_interval_batch(w, a, target, leak=0.0, mode=mode)
+        for field in dataclasses.fields(direct):
+            np.testing.assert_array_equal(getattr(interval, field.name), getattr(direct, field.name))
