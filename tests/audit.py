@@ -470,6 +470,7 @@ def audit_run(stored: xr.Dataset, loss, m: int, d: int, k: int, rng) -> AuditCou
             counts.failures.append(f"run {run} {point_type}: {reason}")
     end_loss = float(stored["end_loss"].values)
     final = stored["plateau_is_final"].values & (end_loss >= (1 - SAME_LEVEL) * stored["plateau_loss"].values)
+    final &= stored["plateau_point_type"].values >= 0  # -1: the survey does not classify plateau points
     for p in np.flatnonzero(final):
         counts.final_plateaus += 1
         plateau_type = _label(stored["plateau_point_type"].values[p])
