@@ -29,19 +29,21 @@ from pipeline import interval_population, nets, population
 from pipeline.trajectory import CheckpointRecorder, PlateauRecorder, PlateauSettings, checkpoint_steps
 
 __all__ = [
-    "GRAD_NORM_DESCRIPTION",
     "DescentOptions",
     "DescentResult",
     "StopReason",
     "data_scales",
+    "loss_formula",
     "run_gradient_descent",
     "run_interval_gradient_descent",
     "run_population_gradient_descent",
 ]
 
-GRAD_NORM_DESCRIPTION = (
-    "Euclidean norm of the gradient of L = 1/(2n) sum_i ||f(x_i) - y_i||^2 over all trained parameters"
-)
+
+def loss_formula(input_distribution: str) -> str:
+    """The loss that runs on inputs of ``input_distribution`` minimise, in the words of its own module (``LOSS``)."""
+    population_losses = {"gaussian_population": population.LOSS, "interval_population": interval_population.LOSS}
+    return population_losses.get(input_distribution, nets.LOSS)
 
 
 GRAD_TOL_FLOOR_EPS = 100.0
@@ -71,7 +73,8 @@ class DescentResult:
     w_init, a_init, w_final, a_final : (R, m, d), (R, m, k)
         Initial and final parameters.
     loss_final, grad_norm_final : (R,)
-        Loss and gradient norm (see ``GRAD_NORM_DESCRIPTION``) at the final parameters.
+        Loss (:func:`loss_formula`) and Euclidean norm of its gradient over all trained parameters, at the final
+        parameters.
     steps_taken : (R,) int64
         Number of gradient steps applied.
     stop_reason : (R,) int64

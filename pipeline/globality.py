@@ -21,6 +21,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.stationary import labels
+from pipeline.stationary.minima import minimum_types
 
 __all__ = [
     "ARCHITECTURE",
@@ -99,10 +100,17 @@ def reference_losses(dataset: xr.Dataset) -> np.ndarray:
 
 
 def resolve_globality(point_type: np.ndarray, end_loss: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """``local_min`` codes become ``global_min`` or ``spurious_local_min`` against ``reference`` (copies)."""
+    """``local_min`` codes become ``global_min`` or ``spurious_local_min`` against ``reference`` (copies).
+
+    The classifier's rule (:func:`pipeline.stationary.minima.minimum_types`) with the reference loss as the
+    global value; the minima the classifier already resolved keep their verdict.
+    """
     resolved = point_type.astype(np.int8).copy()
     local = resolved == labels.code(labels.POINT_TYPE, "local_min")
-    is_global = end_loss <= reference * (1 + GLOBAL_RELATIVE_TOLERANCE) + np.finfo(float).tiny
-    resolved[local & is_global] = labels.code(labels.POINT_TYPE, "global_min")
-    resolved[local & ~is_global] = labels.code(labels.POINT_TYPE, "spurious_local_min")
+    resolved[local] = minimum_types(
+        end_loss[local],
+        global_value=reference[local],
+        relative=GLOBAL_RELATIVE_TOLERANCE,
+        absolute=np.finfo(float).tiny,
+    )
     return resolved

@@ -46,6 +46,7 @@ import torch
 from pipeline import nets
 
 __all__ = [
+    "LOSS",
     "IntervalTarget",
     "IntervalWorkspace",
     "breakpoints",
@@ -54,6 +55,9 @@ __all__ = [
     "quadrature",
     "target_scale",
 ]
+
+LOSS = "P = min_c 1/(2 (high - low)) int_low^high ||c + f(x) - (intercept + slope x)||^2 dx"
+"""The profiled population loss of inputs uniform on an interval, as the store describes it."""
 
 _GAUSS_OFFSET = 1.0 / math.sqrt(3.0)
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import torch
 
 __all__ = [
+    "LOSS",
     "GradientWorkspace",
     "Gradients",
     "activation",
@@ -41,6 +42,9 @@ __all__ = [
     "loss",
     "pre_activations",
 ]
+
+LOSS = "L = 1/(2n) sum_i ||f(x_i) - y_i||^2"
+"""The loss on ``n`` training inputs, as the store describes it."""
 
 
 def activation(z: torch.Tensor, leak: float) -> torch.Tensor:

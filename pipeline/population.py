@@ -63,6 +63,7 @@ import torch
 from pipeline import nets
 
 __all__ = [
+    "LOSS",
     "PopulationPoint",
     "PopulationWorkspace",
     "Regularity",
@@ -75,6 +76,9 @@ __all__ = [
     "population_point",
     "regularity",
 ]
+
+LOSS = "F = 1/2 E_{x ~ N(0, I_d)} ||f(x) - g(x)||^2 (g the teacher)"
+"""The population loss of Gaussian inputs, as the store describes it."""
 
 _TWO_PI = 2.0 * math.pi
 

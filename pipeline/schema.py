@@ -13,6 +13,7 @@ own ``width``); ``input`` (input dimension including the bias column, padded); `
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,12 +21,12 @@ from zarr.abc.codec import BytesBytesCodec
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
 from pipeline.end_game import EndGameMethod
-from pipeline.engine import GRAD_NORM_DESCRIPTION, StopReason
+from pipeline.engine import StopReason, loss_formula
 from pipeline.globality import GLOBAL_BASIS
 from pipeline.resolution import LIMIT, OUTCOME, RESOLUTION
 from pipeline.stationary import labels
 
-__all__ = ["OUTCOME", "SCHEMA_VERSION", "VARIABLES", "Variable", "compressors"]
+__all__ = ["OUTCOME", "SCHEMA_VERSION", "VARIABLES", "Variable", "compressors", "loss_description"]
 
 SCHEMA_VERSION = 2
 """2: end game, limit verdicts and resolution statuses (pipeline.resolution), global_basis."""
@@ -40,13 +41,28 @@ class Variable:
     units: str | None = None
     flags: dict[str, Any] = field(default_factory=dict)
 
-    def attrs(self) -> dict[str, Any]:
-        """The variable's attributes as written to the store."""
-        attrs: dict[str, Any] = {"description": self.description}
+    def attrs(self, input_distributions: Iterable[str] = ()) -> dict[str, Any]:
+        """The variable's attributes as written to a store of runs on ``input_distributions``.
+
+        A description that names ``{loss}`` states the loss of those runs (:func:`loss_description`).
+        """
+        description = self.description
+        if "{loss}" in description:
+            description = description.replace("{loss}", loss_description(input_distributions))
+        attrs: dict[str, Any] = {"description": description}
         if self.units is not None:
             attrs["units"] = self.units
         attrs.update(self.flags)
         return attrs
+
+
+def loss_description(input_distributions: Iterable[str]) -> str:
+    """The losses that runs on ``input_distributions`` minimise (:func:`pipeline.engine.loss_formula`), joined by "; ".
+
+    With no distribution named, the loss on training inputs.
+    """
+    formulas = sorted({loss_formula(name) for name in input_distributions}) or [loss_formula("")]
+    return "; ".join(formulas)
 
 
 def compressors() -> tuple[BytesBytesCodec, ...]:
@@ -96,8 +112,10 @@ VARIABLES: dict[str, Variable] = {
     "a_init": Variable(A, "initial output weights a_j"),
     "w_final": Variable(W, "input weights at the last step"),
     "a_final": Variable(A, "output weights at the last step"),
-    "loss_final": Variable(RUN, "L = 1/(2n) sum_i ||f(x_i) - y_i||^2 at the last step", "target units squared"),
-    "grad_norm_final": Variable(RUN, GRAD_NORM_DESCRIPTION + ", at the last step"),
+    "loss_final": Variable(RUN, "{loss} at the last step", "target units squared"),
+    "grad_norm_final": Variable(
+        RUN, "Euclidean norm of the gradient of {loss} over all trained parameters, at the last step"
+    ),
     "steps_taken": Variable(RUN, "gradient steps applied", "steps"),
     "stop_reason": Variable(RUN, "why the run stopped", flags=STOP_FLAGS),
     "checkpoint_step": Variable(CHECKPOINT, "step of each checkpoint (log-spaced; -1 padding)", "steps"),

@@ -2,12 +2,13 @@
 
 One shard job writes one shard store (written aside, then renamed, so a killed job never leaves a
 store that looks finished); :func:`gather` concatenates the shards into the survey store, adds the
-survey-wide derived variables (global reference loss, run outcome, neuron counts) and the
-provenance attributes. :func:`validate` checks a store against :data:`pipeline.schema.VARIABLES`,
-its chunks against the manifest (:mod:`pipeline.integrity`), its numbers against the physical
-invariants (:mod:`pipeline.invariants`) and, given the plan, that every planned run is present
-exactly once. Every array is written with a checksum in each chunk and every store with a manifest;
-:func:`open_store` verifies each chunk as it is read.
+survey-wide derived variables its caller computes (:mod:`pipeline.derived`: global reference loss,
+global/spurious, run outcome, neuron counts) and the provenance attributes. :func:`validate` checks a
+store against :data:`pipeline.schema.VARIABLES`, its chunks against the manifest
+(:mod:`pipeline.integrity`), its numbers against the physical invariants (:mod:`pipeline.invariants`)
+and, given the plan, that every planned run is present exactly once. Every array is written with a
+checksum in each chunk and every store with a manifest; :func:`open_store` verifies each chunk as it
+is read.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,9 @@ import xarray as xr
 
 from pipeline import integrity
 from pipeline.engine import StopReason
-from pipeline.globality import GLOBAL_RULE, reference_losses, resolve_globality
 from pipeline.integrity import DamagedStore, Manifest, UnverifiedStoreWarning
 from pipeline.invariants import invariant_problems
-from pipeline.resolution import resolve_runs
 from pipeline.schema import SCHEMA_VERSION, VARIABLES, compressors
-from pipeline.stationary import labels
 
 __all__ = [
     "SHARD_ATTRS",
@@ -89,8 +87,9 @@ def record_to_dataset(rows: pd.DataFrame, record: Mapping[str, np.ndarray]) -> x
     unknown = sorted(set(record) - set(VARIABLES))
     if unknown:
         raise KeyError(f"variables missing from pipeline.schema.VARIABLES: {', '.join(unknown)}")
+    distributions = rows["input_distribution"].unique() if "input_distribution" in rows else ()
     data_vars = {
-        name: xr.Variable(VARIABLES[name].dims, values, attrs=VARIABLES[name].attrs())
+        name: xr.Variable(VARIABLES[name].dims, values, attrs=VARIABLES[name].attrs(distributions))
         for name, values in record.items()
     }
     coords = {column: ("run", _coordinate(rows[column])) for column in rows.columns if column != "run"}
@@ -244,10 +243,14 @@ def gather(
     out_path: str | Path,
     attrs: Mapping[str, Any],
     plan: pd.DataFrame | None = None,
+    *,
+    derive: Callable[[xr.Dataset], xr.Dataset],
 ) -> Path:
-    """Concatenate shard stores into the survey store, add derived variables and provenance.
+    """Concatenate shard stores into the survey store, add the variables ``derive`` gives and provenance.
 
-    Every shard chunk is verified as it is read; the survey store's manifest records ``plan``.
+    ``derive`` (the collect step's :func:`pipeline.derived.add_derived_variables`) adds the survey-wide
+    variables; the store decides none of them. Every shard chunk is verified as it is read; the survey
+    store's manifest records ``plan``.
     """
     if not shard_paths:
         raise ValueError("gather needs at least one shard store")
@@ -268,7 +271,10 @@ def gather(
     dataset.attrs = {}  # the first shard's attrs (shard, computed, ...) do not describe the survey
     if not (np.diff(dataset["run"].values) > 0).all():
         dataset = dataset.sortby("run")
-    dataset = add_derived_variables(dataset)
+    dataset = derive(dataset)
+    for name in dataset.data_vars:  # the shards' loss descriptions name only their own losses
+        if name in VARIABLES:
+            dataset[name].attrs.update(VARIABLES[name].attrs(_input_distributions(dataset)))
     dataset.attrs.update(shard_provenance(shards))
     dataset.attrs.update(attrs)
     dataset.attrs["schema_version"] = SCHEMA_VERSION
@@ -300,39 +306,6 @@ def shard_provenance(shards: Sequence[xr.Dataset]) -> dict[str, Any]:
 
 def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
-
-
-def add_derived_variables(dataset: xr.Dataset) -> xr.Dataset:
-    """Survey-wide variables: global reference loss, global/spurious resolution, outcome, counts.
-
-    Only 1-D per-run arrays are loaded; parameter arrays stay lazy.
-    """
-    reference_loss = reference_losses(dataset)
-    point_type = resolve_globality(dataset["end_point_type"].values, dataset["end_loss"].values, reference_loss)
-    limit, resolution, outcome = resolve_runs(
-        point_type,
-        dataset["end_strictness"].values,
-        dataset["end_has_witness"].values,
-        dataset["stop_reason"].values,
-        dataset["zero_loss_approach"].values,
-        dataset["plateau_is_final"].values.any(axis=-1),
-    )
-    roles = dataset["end_roles"].values
-    dead = np.isin(roles, [labels.code(labels.ROLE, "dead"), labels.code(labels.ROLE, "dead_touching")])
-    derived = {
-        "end_point_type": point_type,
-        "global_reference_loss": reference_loss,
-        "outcome": outcome,
-        "limit": limit,
-        "resolution": resolution,
-        "n_escape_neurons": dataset["end_escape"].values.sum(axis=-1).astype(np.int16),
-        "n_dead_neurons": dead.sum(axis=-1).astype(np.int16),
-        "n_kink_neurons": dataset["end_kink"].values.sum(axis=-1).astype(np.int16),
-    }
-    for name, values in derived.items():
-        dataset[name] = xr.Variable(VARIABLES[name].dims, values, attrs=VARIABLES[name].attrs())
-    dataset["end_point_type"].attrs["global_rule"] = GLOBAL_RULE
-    return dataset
 
 
 def _same_attr(stored: Any, expected: Any) -> bool:
@@ -463,15 +436,25 @@ def _integrity_problems(path: str | Path, manifest: Manifest | None, quick: bool
     ]
 
 
+def _input_distributions(dataset: xr.Dataset) -> list[str]:
+    """The input distributions of a store's runs (none named when it has no such coordinate)."""
+    if "input_distribution" not in dataset.coords:
+        return []
+    return sorted({str(value) for value in np.unique(dataset["input_distribution"].values)})
+
+
 def _schema_problems(dataset: xr.Dataset) -> list[str]:
     """Variables of the schema missing, with other dims or attributes; string or object variables."""
     problems = []
+    distributions = _input_distributions(dataset)
     for name, variable in VARIABLES.items():
         if name not in dataset:
             problems.append(f"variable {name!r} is missing")
         elif dataset[name].dims != variable.dims:
             problems.append(f"variable {name!r} has dims {dataset[name].dims}, expected {variable.dims}")
-        elif any(not _same_attr(dataset[name].attrs.get(key), value) for key, value in variable.attrs().items()):
+        elif any(
+            not _same_attr(dataset[name].attrs.get(key), value) for key, value in variable.attrs(distributions).items()
+        ):
             problems.append(f"variable {name!r} lacks the attributes of the schema (description, units, flags)")
     for stored, array in dataset.data_vars.items():
         if array.dtype.kind in "OSU":

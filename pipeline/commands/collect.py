@@ -12,6 +12,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pipeline.commands.common import UserError, load_resolved, provenance, setup_logging, user_errors
+from pipeline.derived import add_derived_variables
 from pipeline.plan import make_plan
 from pipeline.store import gather, validate
 
@@ -34,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     plan = make_plan(survey)
     with collect_lock(args.out):
-        gather(args.shards, args.out, attrs, plan)
+        gather(args.shards, args.out, attrs, plan, derive=add_derived_variables)
     problems = validate(args.out, plan)
     for problem in problems:
         print(f"invalid store: {problem}")

@@ -33,6 +33,7 @@ from pipeline.stationary.escape import differentiable, escape_flags
 from pipeline.stationary.first_order import FirstOrder, clarke_gap, first_order, output_gaps
 from pipeline.stationary.kinks import SnappedPoint, snap_point
 from pipeline.stationary.margins import local_min_margins
+from pipeline.stationary.minima import minimum_types
 from pipeline.stationary.neurons import (
     FitQuantities,
     NeuronQuantities,
@@ -50,6 +51,9 @@ from pipeline.stationary.witness import Witness, escape_witness, line_witness
 __all__ = ["classify_once", "settled_not_stationary"]
 
 _C = labels.code
+
+BEST_KNOWN_RELATIVE = 1e-6
+"""A local minimum within this relative distance (plus ``tau_L s_y^2``) of the global value is global."""
 
 
 @dataclass(frozen=True)
@@ -331,18 +335,18 @@ def _minima(
 def _kind_of_minimum(
     q: NeuronQuantities, *, zero_loss: np.ndarray, tol: Tolerances, realisable: bool, best_known: torch.Tensor | None
 ) -> np.ndarray:
-    """``POINT_TYPE`` codes (R,) of local minima: global, spurious or just local."""
+    """``POINT_TYPE`` codes (R,) of local minima by :func:`~pipeline.stationary.minima.minimum_types`.
+
+    The global value is the best known loss where given, else 0 for a realisable target, else unknown; a
+    numerically zero loss is global whatever the value (``L >= 0``).
+    """
     loss = q.loss.cpu().numpy()
     s_y = q.s_y.cpu().numpy()
-    kind = np.full(loss.shape, _C(labels.POINT_TYPE, "local_min"), np.int8)
-    if realisable:
-        kind[:] = _C(labels.POINT_TYPE, "spurious_local_min")
+    value = np.full(loss.shape, 0.0 if realisable else np.nan)
     if best_known is not None:
         bk = best_known.cpu().numpy()
-        known = np.isfinite(bk)
-        better = loss <= bk * (1 + 1e-6) + tol.global_loss * s_y**2
-        kind[known & better] = _C(labels.POINT_TYPE, "global_min")
-        kind[known & ~better] = _C(labels.POINT_TYPE, "spurious_local_min")
+        value = np.where(np.isfinite(bk), bk, value)
+    kind = minimum_types(loss, global_value=value, relative=BEST_KNOWN_RELATIVE, absolute=tol.global_loss * s_y**2)
     kind[zero_loss] = _C(labels.POINT_TYPE, "global_min")
     return kind
 

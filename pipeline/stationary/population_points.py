@@ -34,6 +34,7 @@ from pipeline import population
 from pipeline.stationary import labels
 from pipeline.stationary.api import SENSITIVITY_FACTORS
 from pipeline.stationary.local_descent import geometric_steps, verify_local_descent
+from pipeline.stationary.minima import minimum_types
 from pipeline.stationary.record import BatchClassification, unclassified_record
 from pipeline.stationary.tolerances import Tolerances, population_tolerances
 
@@ -316,10 +317,11 @@ def _zero_loss_minima(record: dict[str, np.ndarray], zero_loss: np.ndarray) -> N
 
 
 def _resolve_globality(record: dict[str, np.ndarray], realisable: bool, zero_loss: np.ndarray) -> None:
-    """Realisable target: a local minimum is global iff its loss is ~0, else spurious."""
+    """Realisable target: a local minimum is global iff its loss is ~0 (global value 0), else spurious."""
     if not realisable:
         return
     local = record["point_type"] == labels.code(labels.POINT_TYPE, "local_min")
-    is_global = record["loss"] <= zero_loss
-    record["point_type"][local & is_global] = labels.code(labels.POINT_TYPE, "global_min")
-    record["point_type"][local & ~is_global] = labels.code(labels.POINT_TYPE, "spurious_local_min")
+    value = np.zeros(local.sum())
+    record["point_type"][local] = minimum_types(
+        record["loss"][local], global_value=value, relative=0.0, absolute=zero_loss[local]
+    )

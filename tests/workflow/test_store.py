@@ -15,8 +15,10 @@ import zarr
 from pipeline import store
 from pipeline.batch import simulate_batch
 from pipeline.commands.simulate import padding
+from pipeline.derived import add_derived_variables
 from pipeline.plan import batches, make_plan, shard_runs
 from pipeline.schema import SCHEMA_VERSION, VARIABLES
+from pipeline.stationary import labels
 from pipeline.survey import load_survey
 from workflow.conftest import comparable
 
@@ -102,7 +104,7 @@ def test_validate_accepts_a_good_store(micro_store: Path, micro_survey: Path) ->
 
 def test_validate_reports_missing_runs(micro_survey: Path, micro_store: Path, scratch: Path) -> None:
     shard = micro_store.parent / "shards" / "shard-0001.zarr"
-    out = store.gather([shard], scratch / "survey.zarr", _attrs(micro_store))
+    out = store.gather([shard], scratch / "survey.zarr", _attrs(micro_store), derive=add_derived_variables)
     problems = store.validate(out, make_plan(load_survey(micro_survey)))
     assert any("8 planned runs are missing" in problem for problem in problems), problems
 
@@ -195,12 +197,30 @@ def test_rewrite_replaces_an_existing_store(batch_record, scratch: Path) -> None
 @pytest.mark.parametrize("lazy", [False, True])
 def test_gather_is_independent_of_shard_order(micro_store: Path, scratch: Path, monkeypatch, lazy: bool) -> None:
     shards = sorted((micro_store.parent / "shards").glob("shard-*.zarr"))
-    a = store.gather(shards, scratch / "a.zarr", {"survey": "x"})
+    a = store.gather(shards, scratch / "a.zarr", {"survey": "x"}, derive=add_derived_variables)
     if lazy:  # the Dask path of large surveys
         monkeypatch.setattr(store, "IN_MEMORY_BYTES", 0)
-    b = store.gather(shards[::-1], scratch / "b.zarr", {"survey": "x"})
+    b = store.gather(shards[::-1], scratch / "b.zarr", {"survey": "x"}, derive=add_derived_variables)
     xr.testing.assert_identical(comparable(xr.open_zarr(a)), comparable(xr.open_zarr(b)))
     assert xr.open_zarr(a).attrs["shards"] == xr.open_zarr(b).attrs["shards"]
+
+
+def test_the_store_decides_no_verdict(micro_store: Path, scratch: Path) -> None:
+    """``gather`` writes the verdicts of the shards and of its caller's ``derive``; it rewrites none itself."""
+    shards = sorted((micro_store.parent / "shards").glob("shard-*.zarr"))
+    stored = np.concatenate([xr.open_zarr(shard)["end_point_type"].values for shard in shards])
+    local = labels.code(labels.POINT_TYPE, "local_min")
+    forced = []
+
+    def derive(dataset: xr.Dataset) -> xr.Dataset:
+        forced.append(True)
+        dataset["end_point_type"] = dataset["end_point_type"].copy(data=np.full(dataset.sizes["run"], local, np.int8))
+        return dataset
+
+    out = store.gather(shards, scratch / "survey.zarr", {"survey": "x"}, derive=derive)
+    assert forced == [True] and (xr.open_zarr(out)["end_point_type"].values == local).all()
+    kept = store.gather(shards, scratch / "kept.zarr", {"survey": "x"}, derive=lambda dataset: dataset)
+    np.testing.assert_array_equal(np.sort(xr.open_zarr(kept)["end_point_type"].values), np.sort(stored))
 
 
 def _attrs(path: Path) -> dict:
@@ -223,3 +243,21 @@ def test_gather_refuses_shards_computed_by_different_code() -> None:
         shard_provenance([old, new])
     same = xr.Dataset(attrs={"shard": 1, "git_revision": "aaa"})
     assert json.loads(shard_provenance([old, same])["shards"])[1]["git_revision"] == "aaa"
+
+
+@pytest.mark.parametrize(
+    ("distribution", "marker"),
+    [
+        ("gaussian", "1/(2n) sum_i"),
+        ("gaussian_population", "E_{x ~ N(0, I_d)}"),
+        ("interval_population", "int_low^high"),
+    ],
+)
+def test_the_loss_descriptions_state_the_loss_of_the_runs(distribution: str, marker: str) -> None:
+    """Each loss describes itself (its module's ``LOSS``): no population store claims a mean over n inputs."""
+    rows = pd.DataFrame({"run": [0, 1], "input_distribution": [distribution] * 2})
+    dataset = store.record_to_dataset(rows, {"loss_final": np.zeros(2), "grad_norm_final": np.zeros(2)})
+    for name in ("loss_final", "grad_norm_final"):
+        description = dataset[name].attrs["description"]
+        assert marker in description
+        assert ("1/(2n)" in description) == (distribution == "gaussian")
