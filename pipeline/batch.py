@@ -39,7 +39,7 @@ from pipeline.stationary.consistency import escape_consistency
 from pipeline.stationary.groups import group_neurons
 from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.population_points import classify_population_batch
-from pipeline.trajectory import PlateauSettings
+from pipeline.trajectory import final_plateau_at_end
 
 __all__ = ["Padding", "RunInputs", "resolve_device", "run_inputs", "simulate_batch"]
 
@@ -491,18 +491,13 @@ def _plateau_arrays(descent: DescentResult, problem: _Problem) -> dict[str, np.n
 def _last_plateau_is_the_end_point(record: dict[str, np.ndarray], descent: DescentResult) -> None:
     """One story per stationary point: a final plateau the run never left takes its end point's verdict.
 
-    A final plateau lasted until gradient descent stopped. When the end point (gradient descent's, or
-    the end game's continuation of an unfinished run) lies at the plateau's level, the run never left
-    the plateau and the end point is the stationary point the plateau was near: its end-point
-    classification (no amplitude snapping, strict tolerances, the end game's limit) is the verdict of
-    both. "At the level" is the detector's own test that two flat windows are one plateau: a loss
-    within ``merge_tol`` (relative) of the plateau's. A final plateau that the continuation left for a
-    lower level keeps its plateau-mode verdict, like every plateau the run left.
+    Its end-point classification (no amplitude snapping, strict tolerances, the end game's limit) is the verdict
+    of both (:func:`pipeline.trajectory.final_plateau_at_end`); a final plateau that the continuation left for a
+    lower level keeps its plateau-mode verdict, like every plateau the run left. The collect step gives these
+    plateaus the end point's global/spurious verdict too (:mod:`pipeline.derived`).
     """
-    merge_tol = PlateauSettings().merge_tol
-    level = _numpy(descent.plateau_loss) * (1 - merge_tol)
-    at_level = np.asarray(record["end_loss"])[:, None] >= level
-    runs, slots = np.nonzero(_numpy(descent.plateau_is_final) & at_level)
+    at_end = final_plateau_at_end(_numpy(descent.plateau_is_final), _numpy(descent.plateau_loss), record["end_loss"])
+    runs, slots = np.nonzero(at_end)
     for name in ("point_type", "stationarity", "certificate", "mechanisms", "escape"):
         record[f"plateau_{name}"][runs, slots] = record[f"end_{name}"][runs]
 

@@ -1,4 +1,5 @@
-"""Survey-wide derived variables of a gathered store: global or spurious, outcome, neuron counts.
+"""Survey-wide derived variables of a gathered store: global or spurious (end points, and the final plateaus
+that are the end point), outcome, neuron counts.
 
 The collect step (:mod:`pipeline.commands.collect`) passes :func:`add_derived_variables` to
 :func:`pipeline.store.gather`: the storage layer writes these variables but decides none of them. The
@@ -15,6 +16,7 @@ from pipeline.globality import GLOBAL_RULE, reference_losses, resolve_globality
 from pipeline.resolution import resolve_runs
 from pipeline.schema import VARIABLES
 from pipeline.stationary import labels
+from pipeline.trajectory import final_plateau_at_end
 
 __all__ = ["add_derived_variables"]
 
@@ -36,8 +38,15 @@ def add_derived_variables(dataset: xr.Dataset) -> xr.Dataset:
     )
     roles = dataset["end_roles"].values
     dead = np.isin(roles, [labels.code(labels.ROLE, "dead"), labels.code(labels.ROLE, "dead_touching")])
+    plateau_type = dataset["plateau_point_type"].values.copy()
+    at_end = final_plateau_at_end(
+        dataset["plateau_is_final"].values, dataset["plateau_loss"].values, dataset["end_loss"].values
+    )
+    runs, slots = np.nonzero(at_end & (plateau_type >= 0))  # -1: plateau points not classified
+    plateau_type[runs, slots] = point_type[runs]  # one story per point: the end point's globality too
     derived = {
         "end_point_type": point_type,
+        "plateau_point_type": plateau_type,
         "global_reference_loss": reference_loss,
         "outcome": outcome,
         "limit": limit,

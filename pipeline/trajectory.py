@@ -43,7 +43,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-__all__ = ["CheckpointRecorder", "PlateauRecorder", "checkpoint_steps"]
+__all__ = ["CheckpointRecorder", "PlateauRecorder", "checkpoint_steps", "final_plateau_at_end"]
 
 
 def checkpoint_steps(max_steps: int, n_checkpoints: int) -> np.ndarray:
@@ -280,3 +280,25 @@ class PlateauRecorder:
         self.grad_norm[runs, slot] = self._best_grad[runs]
         self.w[runs, slot] = self._best_w[runs]
         self.a[runs, slot] = self._best_a[runs]
+
+
+def final_plateau_at_end(plateau_is_final: np.ndarray, plateau_loss: np.ndarray, end_loss: np.ndarray) -> np.ndarray:
+    """The plateau slots whose point is the end point's: the final plateau, when the run never left its level.
+
+    A final plateau lasted until gradient descent stopped; the end point (gradient descent's, or the end game's
+    continuation of an unfinished run) is the stationary point it was near when its loss is at the plateau's
+    level, by the detector's own test that two flat windows are one plateau: within ``merge_tol`` (relative).
+
+    Parameters
+    ----------
+    plateau_is_final, plateau_loss : (R, P)
+        Whether each stored plateau lasted until the run stopped; its representative loss (NaN: empty slot).
+    end_loss : (R,)
+        Loss of the classified end point.
+
+    Returns
+    -------
+    (R, P) bool
+    """
+    level = np.asarray(plateau_loss) * (1 - PlateauSettings().merge_tol)
+    return np.asarray(plateau_is_final, dtype=bool) & (np.asarray(end_loss)[:, None] >= level)

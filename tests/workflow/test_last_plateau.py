@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import torch
+import xarray as xr
 
 from pipeline.batch import _last_plateau_is_the_end_point
+from pipeline.derived import add_derived_variables
+from pipeline.stationary import labels
 from pipeline.trajectory import PlateauSettings
 
 
@@ -38,3 +42,19 @@ def test_final_plateaus_at_the_end_level_take_the_end_verdict_and_no_other_slot_
             for p in range(slots):
                 expected = record[f"end_{name}"][r] if (r, p) in changed else before[f"plateau_{name}"][r, p]
                 np.testing.assert_array_equal(record[f"plateau_{name}"][r, p], expected)
+
+
+def test_a_final_plateau_at_the_end_point_takes_its_global_or_spurious_verdict(micro_store: Path) -> None:
+    """The collect step resolves globality for the end point and for the final plateau that is the end point."""
+    dataset = xr.open_zarr(micro_store).load()
+    local_min = labels.code(labels.POINT_TYPE, "local_min")
+    resolved = [labels.code(labels.POINT_TYPE, name) for name in ("global_min", "spurious_local_min")]
+    minima = np.isin(dataset["end_point_type"].values, resolved)
+    run = int(np.flatnonzero(minima)[0])
+    for name, value in (("plateau_is_final", False), ("plateau_point_type", local_min)):
+        dataset[name][:] = value
+    dataset["plateau_is_final"][run, 0] = True  # the end point's plateau; slot 1 is a plateau the run left
+    dataset["plateau_loss"][run, :2] = float(dataset["end_loss"][run])
+    derived = add_derived_variables(dataset)
+    assert derived["plateau_point_type"].values[run, 0] == derived["end_point_type"].values[run]
+    assert derived["plateau_point_type"].values[run, 1] == local_min
