@@ -4,6 +4,7 @@
 #   bash run.sh test            run the default test suite (CI step 1, after the lint step)
 #   bash run.sh test-slow       the slow, bounded tests (CI's second step)
 #   bash run.sh lint            ruff check and ruff format --check (CI step 0)
+#   bash run.sh check           mypy, snakemake --lint and the layering test (CI step 0, after lint)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3.11}
@@ -45,8 +46,22 @@ case "$command" in
     .venv/bin/ruff check pipeline analysis benchmarks tests
     .venv/bin/ruff format --check pipeline analysis benchmarks tests
     ;;
+  check)
+    setup
+    .venv/bin/mypy  # files and strictness: pyproject.toml [tool.mypy]
+    # snakemake --lint exits 1 on any lint; fail on every lint but the one the Snakefile's header justifies
+    lints=$(.venv/bin/snakemake --lint --config survey=tiny 2>&1 || true)
+    if ! grep -qE "^Lints for rule|in a good condition" <<<"$lints"; then
+      echo "snakemake --lint did not run:"; echo "$lints"; exit 1
+    fi
+    if grep -E "^\s+\* " <<<"$lints" | grep -v "Specify a conda environment or container for each rule"; then
+      echo "snakemake --lint reports the lints above"; exit 1
+    fi
+    echo "snakemake --lint: clean (conda/container lint justified in the Snakefile header)"
+    .venv/bin/python -m pytest -q -p no:cacheprovider tests/test_layers.py
+    ;;
   *)
-    sed -n '2,7p' "$0"
+    sed -n '2,8p' "$0"
     exit 2
     ;;
 esac

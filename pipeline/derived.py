@@ -34,7 +34,7 @@ def add_derived_variables(dataset: xr.Dataset) -> xr.Dataset:
         dataset["end_has_witness"].values,
         dataset["stop_reason"].values,
         dataset["zero_loss_approach"].values,
-        dataset["plateau_is_final"].values.any(axis=-1),
+        np.asarray(dataset["plateau_is_final"].values.any(axis=-1)),
     )
     roles = dataset["end_roles"].values
     dead = np.isin(roles, [labels.code(labels.ROLE, "dead"), labels.code(labels.ROLE, "dead_touching")])

@@ -196,7 +196,7 @@ def _gauss_newton(
     def jacobian(t: np.ndarray) -> np.ndarray:
         return residual_jacobian(t, x, y, leak, width, train_output, a)[1]
 
-    bounds = (-np.inf, np.inf)
+    bounds: tuple[float | np.ndarray, float | np.ndarray] = (-np.inf, np.inf)
     if np.isfinite(radius):
         half_width = max(radius, 1e-12 * (1.0 + float(np.abs(theta).max())))
         bounds = (theta - half_width, theta + half_width)

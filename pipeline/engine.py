@@ -406,7 +406,8 @@ def _neurons_resolved(
     """
     gradient = torch.linalg.vecdot(grads.grad_w, grads.grad_w) + torch.linalg.vecdot(grads.grad_a, grads.grad_a)
     size = torch.linalg.vecdot(w, w) + torch.linalg.vecdot(a, a)
-    return (gradient <= rate_limit.square().unsqueeze(-1) * size).all(dim=-1)
+    resolved: torch.Tensor = (gradient <= rate_limit.square().unsqueeze(-1) * size).all(dim=-1)
+    return resolved
 
 
 def _check_arguments(

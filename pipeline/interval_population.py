@@ -168,7 +168,7 @@ def _evaluate(
     inputs = torch.stack([nodes, torch.ones_like(nodes)], dim=-1)
     z = torch.matmul(inputs, w.transpose(-1, -2))
     activation = nets.activation(z, leak)
-    if exclude is not None:
+    if fixed_slope is not None and exclude is not None:
         linear = torch.nan_to_num(fixed_slope).unsqueeze(-2) * z  # no NaN in the unused branch (autograd)
         activation = torch.where(exclude.unsqueeze(-2), linear, activation)
     error = torch.matmul(activation, a) - target(nodes)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -140,7 +141,7 @@ class GradientWorkspace:
         self, x: torch.Tensor, y: torch.Tensor, n_runs: int, width: int, leak: float, *, train_output: bool = True
     ) -> None:
         n_samples, n_inputs, n_outputs = x.shape[-2], x.shape[-1], y.shape[-1]
-        like = dict(dtype=x.dtype, device=x.device)
+        like: dict[str, Any] = dict(dtype=x.dtype, device=x.device)
         self.leak = leak
         self.train_output = train_output
         # Shared data: both products over the samples are single GEMMs over all runs and neurons. A single

@@ -175,7 +175,7 @@ def _run_on_dask(
         done += 1
         if progress:
             progress(done, len(futures))
-    return client.gather(futures)  # type: ignore[attr-defined,no-any-return]
+    return client.gather(futures)  # type: ignore[attr-defined]
 
 
 @contextlib.contextmanager
@@ -200,7 +200,7 @@ def _client(execution: ExecutionSettings) -> Iterator[object]:
         directives = list(dask.config.get("jobqueue.slurm.job-extra-directives", None) or [])
         if execution.device == "cuda":
             directives.append("--gres=gpu:1")  # the job's one GPU is its worker's cuda:0
-        cluster = SLURMCluster(
+        slurm = SLURMCluster(
             cores=threads,
             processes=1,
             memory=f"{2 * threads}GiB",
@@ -212,8 +212,9 @@ def _client(execution: ExecutionSettings) -> Iterator[object]:
             job_script_prologue=[f"export {name}={threads}" for name in THREAD_VARIABLES],
             scheduler_options={"dashboard_address": ":0"},  # no fixed port: shard jobs may share a host
         )
-        log.info("dask-jobqueue: %d SLURM job(s), each:\n%s", execution.workers, cluster.job_script())
-        cluster.scale(jobs=execution.workers)
+        log.info("dask-jobqueue: %d SLURM job(s), each:\n%s", execution.workers, slurm.job_script())
+        slurm.scale(jobs=execution.workers)
+        cluster: SLURMCluster | LocalCluster = slurm
     else:
         workers = execution.workers
         if execution.device in ("auto", "cuda") and torch.cuda.is_available():

@@ -39,6 +39,7 @@ whose parameters are kept so that the plateau point can be classified.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -78,7 +79,7 @@ class CheckpointRecorder:
     def __init__(self, steps: np.ndarray, n_runs: int, width: int, like: torch.Tensor) -> None:
         self.steps = steps
         self._index = {int(step): i for i, step in enumerate(steps)}
-        nan = dict(dtype=like.dtype, device=like.device)
+        nan: dict[str, Any] = dict(dtype=like.dtype, device=like.device)
         self.loss = torch.full((n_runs, len(steps)), torch.nan, **nan)
         self.grad_norm = torch.full((n_runs, len(steps)), torch.nan, **nan)
         self.amplitude = torch.full((n_runs, len(steps), width), torch.nan, **nan)
@@ -153,8 +154,8 @@ class PlateauRecorder:
 
     def __init__(self, settings: PlateauSettings, rate_scale: torch.Tensor, w: torch.Tensor, a: torch.Tensor) -> None:
         n_runs, slots = w.shape[0], settings.max_plateaus
-        like = dict(dtype=w.dtype, device=w.device)
-        index = dict(dtype=torch.int64, device=w.device)
+        like: dict[str, Any] = dict(dtype=w.dtype, device=w.device)
+        index: dict[str, Any] = dict(dtype=torch.int64, device=w.device)
         self.settings = settings
         self._flat_bound = settings.rate_tol * rate_scale  # flat: |mean decrease| < rate_tol * rate_scale * loss
         # the short and the long moving average, stacked: one update for both, (2, R)

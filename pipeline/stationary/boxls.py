@@ -14,6 +14,7 @@ so the minimum over candidates is the exact minimum. Larger problems go to
 from __future__ import annotations
 
 import itertools
+from typing import cast
 
 import numpy as np
 import torch
@@ -59,16 +60,19 @@ def box_ls(M: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
     gram = M @ M.transpose(-1, -2)  # (E, q, q)
     vM = v @ M.transpose(-1, -2)  # (E, S, q)
     # q <= 3: explicit sums over the tiny axes beat batched matmuls of 3 x 3 blocks
-    onesG = sum(ones[:, None, k, None] * gram[None, :, k, :] for k in range(q))  # (P, E, q)
+    onesG = cast(torch.Tensor, sum(ones[:, None, k, None] * gram[None, :, k, :] for k in range(q)))  # (P, E, q)
     rhs = (vM.unsqueeze(0) + onesG.unsqueeze(2)) * free[:, None, None, :]  # (P, E, S, q)
     inverse, valid = _restricted_inverse(gram, free)  # (P, E, q, q), (P, E)
-    s_free = -sum(rhs[..., k, None] * inverse[:, :, None, k, :] for k in range(q))  # inverse is symmetric
+    s_free = -cast(torch.Tensor, sum(rhs[..., k, None] * inverse[:, :, None, k, :] for k in range(q)))  # symmetric
     s = s_free.clamp(0.0, 1.0) * free[:, None, None, :] + ones[:, None, None, :]
     # rank candidates by the expanded square ||v||^2 + 2 s.(M v) + s^T G s (no d axis), then
     # evaluate the chosen one exactly
-    quad = sum(
-        s[..., k] * (2.0 * vM[..., k].unsqueeze(0) + sum(s[..., l] * gram[None, :, None, k, l] for l in range(q)))
-        for k in range(q)
+    quad = cast(
+        torch.Tensor,
+        sum(
+            s[..., k] * (2.0 * vM[..., k].unsqueeze(0) + sum(s[..., l] * gram[None, :, None, k, l] for l in range(q)))
+            for k in range(q)
+        ),
     )
     quad = torch.where(valid.unsqueeze(-1), quad, torch.full_like(quad, float("inf")))
     best = quad.argmin(dim=0)  # (E, S)

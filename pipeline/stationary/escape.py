@@ -57,7 +57,8 @@ def differentiable(q: NeuronQuantities, a: torch.Tensor, par: torch.Tensor, tol:
     """``L`` is differentiable at the point: every ``g_j`` is linear (line sums of ``gamma`` vanish), (R,)."""
     sums = line_sums(q.gamma, _x_like(q), q.kink, par)
     scale = (q.r_norm * q.s_x).unsqueeze(-1) * a.norm(dim=-1)
-    return (sums.abs() <= tol * scale.unsqueeze(-2)).all(dim=-1).all(dim=-1)
+    smooth: torch.Tensor = (sums.abs() <= tol * scale.unsqueeze(-2)).all(dim=-1).all(dim=-1)
+    return smooth
 
 
 def _x_like(q: NeuronQuantities) -> torch.Tensor:
@@ -108,7 +109,9 @@ def escape_flags(
     return EscapeFlags(d_zero=d_zero, escape=escape, unknown=unknown)
 
 
-def _kinked_vector_escape(q: NeuronQuantities, xb: torch.Tensor, r: int, j: int, leak: float, thresh: float):
+def _kinked_vector_escape(
+    q: NeuronQuantities, xb: torch.Tensor, r: int, j: int, leak: float, thresh: float
+) -> bool | None:
     """Exact escape test of one vector-output neuron with ``a_j != 0`` and kinks; None if not run."""
     kinks = q.kink[r, :, j].cpu().numpy()
     xs = xb[r].cpu().numpy()[kinks]

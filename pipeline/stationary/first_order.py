@@ -67,7 +67,9 @@ def significant_kinks(q: NeuronQuantities, a: torch.Tensor) -> tuple[torch.Tenso
     return big & (q.gamma > 0), big & (q.gamma < 0)
 
 
-def _gather_columns(q: NeuronQuantities, x: torch.Tensor, mask: torch.Tensor, runs, neurons, width: int):
+def _gather_columns(
+    q: NeuronQuantities, x: torch.Tensor, mask: torch.Tensor, runs: torch.Tensor, neurons: torch.Tensor, width: int
+) -> torch.Tensor:
     """Columns ``gamma_ij x_i`` of the masked kinks of the selected neurons, (E, width, d); ``x`` (R or 1, n, d)."""
     marked = mask[runs, :, neurons]  # (E, n)
     sel = marked.to(x.dtype)
@@ -149,7 +151,9 @@ def first_order(
     return FirstOrder(out_gap=out_gap, in_gap=in_gap, direction=direction, gap=total)
 
 
-def _large_gap(q: NeuronQuantities, xb: torch.Tensor, P, N, r: int, j: int) -> tuple[float, np.ndarray]:
+def _large_gap(
+    q: NeuronQuantities, xb: torch.Tensor, P: torch.Tensor, N: torch.Tensor, r: int, j: int
+) -> tuple[float, np.ndarray]:
     """Gap of one neuron with many kinks (scipy); returns the gap and a residual vector ``-gap * u``."""
     p = q.p[r, j].cpu().numpy()
     xs = xb[r].cpu().numpy()
@@ -189,14 +193,20 @@ def _milp_min(p: np.ndarray, xs: np.ndarray, gam: np.ndarray) -> tuple[float, np
         row = np.zeros(n_var)
         row[:d], row[d + i] = xs[i], -1.0
         if not neg[i]:  # z_i >= x_i.u
-            rows.append(row), lo.append(-np.inf), hi.append(0.0)
+            rows.append(row)
+            lo.append(-np.inf)
+            hi.append(0.0)
         else:  # z_i <= x_i.u + M (1 - beta), z_i <= M beta
             row2 = -row.copy()
             row2[d + K + i] = big[i]
-            rows.append(row2), lo.append(-np.inf), hi.append(big[i])
+            rows.append(row2)
+            lo.append(-np.inf)
+            hi.append(big[i])
             row3 = np.zeros(n_var)
             row3[d + i], row3[d + K + i] = 1.0, -big[i]
-            rows.append(row3), lo.append(-np.inf), hi.append(0.0)
+            rows.append(row3)
+            lo.append(-np.inf)
+            hi.append(0.0)
     lower = np.concatenate([-np.ones(d), np.zeros(K), np.zeros(K)])
     upper = np.concatenate([np.ones(d), big, np.where(neg, 1.0, 0.0)])
     integrality = np.concatenate([np.zeros(d + K), neg.astype(float)])

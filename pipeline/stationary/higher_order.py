@@ -121,7 +121,8 @@ def kernel_candidates(kernel: np.ndarray, seed: int = 0) -> np.ndarray:
         mixes += [pair + np.eye(p)[:, j], pair - np.eye(p)[:, j]]
     mixes.append(np.random.default_rng(seed).normal(size=(p, _RANDOM)))
     coeff = np.hstack(mixes)
-    return kernel @ (coeff / np.linalg.norm(coeff, axis=0))
+    basis: np.ndarray = kernel @ (coeff / np.linalg.norm(coeff, axis=0))
+    return basis
 
 
 def _kink_slopes(piece: Piece, uw: np.ndarray, vw: np.ndarray) -> np.ndarray:
@@ -176,7 +177,8 @@ def _cubic_gradient(piece: Piece, u: np.ndarray) -> np.ndarray:
     F1, N = _output_terms(piece, u, np.zeros_like(u))[:2]
     b_w = (s * (N @ piece.a.T + F1 @ ua.T)).T @ piece.x
     b_a = piece.rho.T @ N + (s * (piece.x @ uw.T)).T @ F1
-    return np.concatenate([b_w.ravel(), b_a.ravel()]) / piece.x.shape[0]
+    gradient: np.ndarray = np.concatenate([b_w.ravel(), b_a.ravel()]) / piece.x.shape[0]
+    return gradient
 
 
 def _curves(piece: Piece, u: np.ndarray, hessian_pinv: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, int]]:
@@ -201,7 +203,8 @@ def _valid_steps(piece: Piece, u: np.ndarray, v: np.ndarray, steps: np.ndarray) 
     first, second = piece.x @ uw.T, piece.x @ vw.T  # (n, m)
     end = first + steps[:, None, None] * second
     constant = ((first == 0) | (first * end > 0) | ~piece.kink).all(axis=(-2, -1))
-    return steps[inside & constant]
+    kept: np.ndarray = steps[inside & constant]
+    return kept
 
 
 def _higher_order_steps(coeff: np.ndarray, steps: np.ndarray) -> np.ndarray:
@@ -209,10 +212,13 @@ def _higher_order_steps(coeff: np.ndarray, steps: np.ndarray) -> np.ndarray:
     powers = steps[:, None] ** np.arange(9)
     low = np.abs(powers[:, 1:3] @ coeff[1:3])
     high = powers[:, 3:] @ coeff[3:]
-    return steps[(high < 0) & (low <= _LOW_ORDER_SHARE * np.abs(high))]
+    kept: np.ndarray = steps[(high < 0) & (low <= _LOW_ORDER_SHARE * np.abs(high))]
+    return kept
 
 
-def _verified(piece: Piece, u, v, order: int, steps: np.ndarray, true_change: TrueChange) -> CurveWitness | None:
+def _verified(
+    piece: Piece, u: np.ndarray, v: np.ndarray, order: int, steps: np.ndarray, true_change: TrueChange
+) -> CurveWitness | None:
     """Best step whose true change is a decrease above the rounding floor, agreeing with the polynomial."""
     if steps.size == 0:
         return None

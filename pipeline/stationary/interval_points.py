@@ -306,8 +306,8 @@ def flat_directions(point: _Point) -> np.ndarray:
         out = np.zeros(size)
         for (j, q), value in dw.items():
             out[2 * j + q] = value
-        for j, value in da.items():
-            out[2 * width + k * j : 2 * width + k * (j + 1)] = value
+        for j, output in da.items():
+            out[2 * width + k * j : 2 * width + k * (j + 1)] = output
         return out
 
     linear = ~point.zero & ~point.kinked & ~point.dead
@@ -322,11 +322,11 @@ def flat_directions(point: _Point) -> np.ndarray:
     block = np.flatnonzero(linear)
     if block.size:
         jacobian = np.zeros((k, size))  # dS / dtheta
-        for j in block:
+        for j in block.tolist():
             jacobian[:, 2 * j] = point.branch[j] * a_np[j]
             jacobian[:, 2 * width + k * j : 2 * width + k * (j + 1)] = point.branch[j] * w_np[j, 0] * np.eye(k)
         block_mask = np.zeros(size, dtype=bool)
-        for j in block:
+        for j in block.tolist():
             block_mask[[2 * j, 2 * j + 1]] = True
             block_mask[2 * width + k * j : 2 * width + k * (j + 1)] = True
         if np.linalg.matrix_rank(jacobian) == k:
@@ -336,7 +336,8 @@ def flat_directions(point: _Point) -> np.ndarray:
             columns += list(embedded.T)
     if not columns:
         return np.zeros((size, 0))
-    return scipy.linalg.orth(np.stack(columns, axis=1))
+    basis: np.ndarray = scipy.linalg.orth(np.stack(columns, axis=1))
+    return basis
 
 
 def _second_order(point: _Point, residual_at_ends: dict[float, np.ndarray], s_y: float, witnesses: bool) -> _Verdict:
@@ -354,9 +355,9 @@ def _second_order(point: _Point, residual_at_ends: dict[float, np.ndarray], s_y:
         direction = complement @ eigenvectors[:, 0]
         dw, da = direction[: 2 * width].reshape(width, 2), direction[2 * width :].reshape(width, k)
         candidates.append(("strict", dw, da, True))
-    for j in np.flatnonzero(sliver < 0):
+    for j in np.flatnonzero(sliver < 0).tolist():
         candidates.append(("strict", _inward(point, j), np.zeros((width, k)), False))
-    for j in np.flatnonzero(third_order):
+    for j in np.flatnonzero(third_order).tolist():
         da = np.zeros((width, k))
         r_end = residual_at_ends[point.end[j]]
         da[j] = -r_end / np.linalg.norm(r_end)
@@ -416,7 +417,8 @@ def _piece_hessian(point: _Point) -> np.ndarray:
         return point.loss(theta[: 2 * width].reshape(width, 2), theta[2 * width :].reshape(width, k), on_piece=True)
 
     theta = torch.cat([point.w.reshape(-1), point.a.reshape(-1)])
-    return torch.func.hessian(loss_of)(theta).numpy()
+    hessian: np.ndarray = torch.func.hessian(loss_of)(theta).numpy()
+    return hessian
 
 
 def _inward(point: _Point, neuron: int) -> np.ndarray:

@@ -72,7 +72,8 @@ def kink_mask(
     The argument is in docs/classifier-api.md. A zero neuron has every data point on its kink.
     """
     absz, bound = _scores(w, a, x, y, leak, tol, learning_rate)
-    return absz <= bound
+    mask: torch.Tensor = absz <= bound
+    return mask
 
 
 def kink_scores(
@@ -93,7 +94,15 @@ def kink_scores(
     return _scores(w, a, x, y, leak, tol, learning_rate)
 
 
-def _scores(w, a, x, y, leak: float, tol: Tolerances, learning_rate: float | None):
+def _scores(
+    w: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    leak: float,
+    tol: Tolerances,
+    learning_rate: float | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     z = nets.pre_activations(w, x)
     w_norm = w.norm(dim=-1).unsqueeze(-2)
     x_norm = x.norm(dim=-1).unsqueeze(-1)

@@ -73,7 +73,9 @@ def local_min_margins(
     return margin, limit
 
 
-def _output_weight_limits(q, a, x, d_zero, leak: float, runs: np.ndarray) -> np.ndarray:
+def _output_weight_limits(
+    q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, d_zero: torch.Tensor, leak: float, runs: np.ndarray
+) -> np.ndarray:
     """``1 / C_j`` per neuron of the selected runs, (E, m)."""
     a_norm = a[runs].norm(dim=-1).cpu().numpy()
     dz = d_zero[runs].cpu().numpy()
@@ -125,4 +127,4 @@ def _kinked_vector_constant(q: NeuronQuantities, xr: np.ndarray, r: int, j: int,
                     return np.inf
                 if lp.status == 0:
                     worst = max(worst, -float(lp.fun))
-    return 1.0 / np.sqrt(norm2) + np.sqrt(k) * worst
+    return float(1.0 / np.sqrt(norm2) + np.sqrt(k) * worst)

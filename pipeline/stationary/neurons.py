@@ -238,7 +238,8 @@ def parallel_inputs(x: torch.Tensor) -> torch.Tensor:
     unit = x / norm.clamp_min(torch.finfo(x.dtype).tiny)
     cos = (unit @ unit.transpose(-1, -2)).abs()
     nonzero = norm.squeeze(-1) > 0
-    return (cos >= _PARALLEL_COS) & nonzero.unsqueeze(-1) & nonzero.unsqueeze(-2)
+    parallel: torch.Tensor = (cos >= _PARALLEL_COS) & nonzero.unsqueeze(-1) & nonzero.unsqueeze(-2)
+    return parallel
 
 
 def line_sums(values: torch.Tensor, x: torch.Tensor, kink: torch.Tensor, par: torch.Tensor) -> torch.Tensor:
@@ -271,7 +272,8 @@ def line_sums(values: torch.Tensor, x: torch.Tensor, kink: torch.Tensor, par: to
     else:
         summed = torch.matmul(par.to(v.dtype), weighted.reshape(runs, n, m * k)).reshape(runs, n, m, k)
     summed = summed * kink.unsqueeze(-1).to(v.dtype)
-    return summed.squeeze(-1) if scalar else summed
+    result: torch.Tensor = summed.squeeze(-1) if scalar else summed
+    return result
 
 
 def _is_diagonal(par: torch.Tensor) -> bool:

@@ -31,6 +31,7 @@ point costs ``gamma t > 0`` at first order), one with ``s = 1`` on the positive 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +48,9 @@ _MULTIPLIER_TOL = 1e-6
 _PG_ITERATIONS = 60
 
 
-def _kink_rows(q: NeuronQuantities, x: np.ndarray, r: int, j: int, p: np.ndarray):
+def _kink_rows(
+    q: NeuronQuantities, x: np.ndarray, r: int, j: int, p: np.ndarray
+) -> tuple[list[int], list[tuple[int, float]], list[int]] | None:
     """Forced equality rows and sign-choice rows of neuron ``j``; None if it has concave kinks."""
     kinks = np.flatnonzero(q.kink[r, :, j].cpu().numpy())
     gam = q.gamma[r, kinks, j].cpu().numpy()
@@ -59,8 +62,10 @@ def _kink_rows(q: NeuronQuantities, x: np.ndarray, r: int, j: int, p: np.ndarray
     if pos.any():
         _, s_pos = box_ls_scipy(gam[pos, None] * x[kinks[pos]], p)
         s[pos] = s_pos
-    equal, one_sided, branching = [], [], []
-    for idx, i in enumerate(kinks):
+    equal: list[int] = []
+    one_sided: list[tuple[int, float]] = []
+    branching: list[int] = []
+    for idx, i in enumerate(kinks.tolist()):
         if not pos[idx]:
             branching.append(i)
         elif _MULTIPLIER_TOL < s[idx] < 1 - _MULTIPLIER_TOL:
@@ -139,7 +144,18 @@ def piecewise_second_order(
     return None, None, float("nan")
 
 
-def _piece_hessian(q, a, r, leak, base_slope, residual, xr, rows, signs, a_zero) -> np.ndarray:
+def _piece_hessian(
+    q: NeuronQuantities,
+    a: torch.Tensor,
+    r: int,
+    leak: float,
+    base_slope: np.ndarray,
+    residual: np.ndarray,
+    xr: np.ndarray,
+    rows: Sequence[tuple[int, int]],
+    signs: Sequence[float],
+    a_zero: np.ndarray,
+) -> np.ndarray:
     """Hessian of the linear piece: kink slopes 1 (sign +) or ``leak`` (sign -), cross blocks ``D_sigma``.
 
     Forced kinks keep slope ``leak``: ``phi = 0`` on the piece, so their slope does not matter there.
@@ -156,7 +172,7 @@ def _piece_hessian(q, a, r, leak, base_slope, residual, xr, rows, signs, a_zero)
     return hessian_from(a[r].cpu().numpy(), slope, q.rho[r].cpu().numpy(), xr, cross)
 
 
-def _rows_matrix(rows, xr: np.ndarray, m: int, d: int, size: int) -> np.ndarray:
+def _rows_matrix(rows: Sequence[tuple[int, int]], xr: np.ndarray, m: int, d: int, size: int) -> np.ndarray:
     out = np.zeros((len(rows), size))
     for t, (j, i) in enumerate(rows):
         out[t, j * d : (j + 1) * d] = xr[i]
@@ -193,13 +209,17 @@ def _project_cone(v: np.ndarray, span: np.ndarray, I: np.ndarray) -> np.ndarray:
     """Euclidean projection onto ``{u in span : I u >= 0}`` (Moreau: ``v + I^T lambda``, NNLS dual)."""
     y = span.T @ v
     if I.shape[0] == 0:
-        return span @ y
+        direction: np.ndarray = span @ y
+        return direction
     Iy = I @ span  # (rows, dim)
     lam, _ = nnls(Iy.T, -y)
-    return span @ (y + Iy.T @ lam)
+    projected: np.ndarray = span @ (y + Iy.T @ lam)
+    return projected
 
 
-def _cone_descent(H: np.ndarray, span: np.ndarray, I: np.ndarray, start) -> tuple[float, np.ndarray | None]:
+def _cone_descent(
+    H: np.ndarray, span: np.ndarray, I: np.ndarray, start: np.ndarray | None
+) -> tuple[float, np.ndarray | None]:
     """Projected gradient descent of ``1/2 u^T H u`` on cone ``cap`` unit sphere from ``+-start``."""
     if start is None:
         return float("inf"), None

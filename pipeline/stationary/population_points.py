@@ -91,12 +91,17 @@ def classify_population_batch(
         if runs.size == 0:
             continue
         index = torch.as_tensor(runs)
-        subset = tuple(t[index] if t.shape[0] > 1 else t for t in teacher)
+        subset = (_rows(teacher[0], index), _rows(teacher[1], index))
         other = _classify(
             w[index], a[index], subset, leak=leak, train_output=train_output, realisable=realisable, tol=scaled
         )
         record["tolerance_sensitive"][runs] |= other["point_type"] != record["point_type"][runs]
     return BatchClassification(**record)
+
+
+def _rows(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Rows ``index`` of a per-run tensor; a shared one (leading size 1) as it is."""
+    return tensor[index] if tensor.shape[0] > 1 else tensor
 
 
 def _classify(
@@ -198,7 +203,8 @@ def _flat_complement(w: torch.Tensor, a: torch.Tensor, train_output: bool) -> np
             directions.append(vector)
     if not directions:
         return np.eye(size)
-    return scipy.linalg.null_space(np.array(directions))
+    complement: np.ndarray = scipy.linalg.null_space(np.array(directions))
+    return complement
 
 
 def _parallel_groups(units: np.ndarray, lengths: np.ndarray) -> list[list[int]]:

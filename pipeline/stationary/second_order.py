@@ -93,7 +93,8 @@ def hessian_from(A: np.ndarray, slope: np.ndarray, rho: np.ndarray, xr: np.ndarr
         aj = slice(m * d + j * k, m * d + (j + 1) * k)
         H[aj, wj] += cross[j]
         H[wj, aj] += cross[j].T
-    return H / n
+    hessian: np.ndarray = H / n
+    return hessian
 
 
 def flat_space(q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, r: int, leak: float) -> np.ndarray:
@@ -104,7 +105,9 @@ def flat_space(q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, r: int, le
     size = m * d + m * k
     vecs = []
 
-    def unit(j_w=None, v_w=None, j_a=None, v_a=None):
+    def unit(
+        j_w: int | None = None, v_w: np.ndarray | None = None, j_a: int | None = None, v_a: np.ndarray | None = None
+    ) -> np.ndarray:
         v = np.zeros(size)
         if j_w is not None:
             v[j_w * d : (j_w + 1) * d] = v_w
@@ -201,8 +204,9 @@ def _probe(
     scale = max(float(torch.sqrt(w[r].square().sum() + a[r].square().sum())), 1.0)
 
     def change(dw: np.ndarray, da: np.ndarray) -> np.ndarray:
-        as_t = lambda v: torch.as_tensor(v, dtype=w.dtype, device=w.device)  # noqa: E731
-        return true_change(w[r], a[r], xr, q.residual[r], leak, as_t(dw), as_t(da)).cpu().numpy()
+        dw_t, da_t = (torch.as_tensor(v, dtype=w.dtype, device=w.device) for v in (dw, da))
+        changes: np.ndarray = true_change(w[r], a[r], xr, q.residual[r], leak, dw_t, da_t).cpu().numpy()
+        return changes
 
     return higher_order_probe(piece, evecs[:, ~keep], pinv, scale, change)
 

@@ -63,7 +63,15 @@ def escape_strength(
     return _strength(q, w, x, runs, neurons, leak, seed)
 
 
-def _strength(q, w, x, runs, neurons, leak, seed):
+def _strength(
+    q: NeuronQuantities,
+    w: torch.Tensor,
+    x: torch.Tensor,
+    runs: torch.Tensor,
+    neurons: torch.Tensor,
+    leak: float,
+    seed: int,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     n = x.shape[-2]
     E = runs.numel()
     xb = x[runs] if x.shape[0] > 1 else x[0].expand(E, -1, -1)
@@ -131,4 +139,5 @@ def _starts(
     norm = starts.norm(dim=-1, keepdim=True)
     fallback = rand[:, :1].expand_as(starts)
     starts = torch.where(norm > 0, starts, fallback)
-    return starts / starts.norm(dim=-1, keepdim=True)
+    unit: torch.Tensor = starts / starts.norm(dim=-1, keepdim=True)
+    return unit

@@ -22,6 +22,7 @@ import torch
 
 from pipeline import nets
 from pipeline.stationary.local_descent import (
+    LocalDescent,
     geometric_steps,
     rounding_floor,
     sampled_validity_radius,
@@ -248,7 +249,9 @@ def escape_witness(
     return _witness(check, s, dw, da, _escape_radius_norm(radius, u, G, Du, P_ref.squeeze(-1)))
 
 
-def _escape_radius_norm(radius, u, G, Du, P_ref) -> torch.Tensor:
+def _escape_radius_norm(
+    radius: torch.Tensor, u: torch.Tensor, G: torch.Tensor, Du: torch.Tensor, P_ref: torch.Tensor
+) -> torch.Tensor:
     """Norm of the escape perturbation at ``s`` = the validity radius, (E,) (inf if unbounded)."""
     r = torch.where(torch.isfinite(radius), radius, 0.0)
     da = (G + r.unsqueeze(-1) * Du) / P_ref.unsqueeze(-1)
@@ -256,7 +259,9 @@ def _escape_radius_norm(radius, u, G, Du, P_ref) -> torch.Tensor:
     return torch.where(torch.isfinite(radius), norm, torch.inf)
 
 
-def _witness(check, steps: torch.Tensor, dw: torch.Tensor, da: torch.Tensor, radius: torch.Tensor) -> Witness:
+def _witness(
+    check: LocalDescent, steps: torch.Tensor, dw: torch.Tensor, da: torch.Tensor, radius: torch.Tensor
+) -> Witness:
     """Pick the largest verified step of every candidate ladder ``dw, da`` (E, T, ...)."""
     E = steps.shape[0]
     idx = torch.arange(E, device=steps.device)

@@ -1,0 +1,63 @@
+"""Layering (design.md): the math kernels and the engine import neither dask.distributed nor snakemake.
+
+The modules are imported one by one in a fresh interpreter, which lists the forbidden modules loaded after
+each import: the first module that pulls one in is named, and nothing another test imported hides it.
+"""
+
+from __future__ import annotations
+
+import json
+import pkgutil
+import subprocess
+import sys
+
+import pipeline.stationary
+
+KERNELS_AND_ENGINE = (
+    "pipeline",
+    "pipeline.nets",
+    "pipeline.population",
+    "pipeline.interval_population",
+    "pipeline.engine",
+    "pipeline.trajectory",
+    "pipeline.end_game",
+    "pipeline.flow_kinks",
+    "pipeline.resolution",
+    "pipeline.data",
+    "pipeline.initialization",
+    "pipeline.seeds",
+    *(f"pipeline.stationary.{module.name}" for module in pkgutil.iter_modules(pipeline.stationary.__path__)),
+)
+"""The modules of the two lowest layers, and the package a notebook imports."""
+
+FORBIDDEN = ("dask.distributed", "distributed", "snakemake")
+
+_PROBE = """
+import importlib, json, sys
+forbidden = tuple(sys.argv[1].split(","))
+loaded = {}
+for module in sys.argv[2].split(","):
+    importlib.import_module(module)
+    loaded[module] = sorted(name for name in sys.modules if name in forbidden or name.split(".")[0] in forbidden)
+print(json.dumps(loaded))
+"""
+
+
+def forbidden_after_each(modules: tuple[str, ...], forbidden: tuple[str, ...] = FORBIDDEN) -> dict[str, list[str]]:
+    """Module -> the forbidden modules in ``sys.modules`` once it and the ones before it are imported."""
+    command = [sys.executable, "-c", _PROBE, ",".join(forbidden), ",".join(modules)]
+    done = subprocess.run(command, capture_output=True, text=True, check=True, timeout=600)
+    return json.loads(done.stdout)
+
+
+def test_kernels_and_engine_import_no_dask_distributed_or_snakemake() -> None:
+    loaded = forbidden_after_each(KERNELS_AND_ENGINE)
+    assert list(loaded) == list(KERNELS_AND_ENGINE)
+    offending = {module: names for module, names in loaded.items() if names}
+    assert offending == {}, f"first offender: {next(iter(offending))} imports {next(iter(offending.values()))}"
+
+
+def test_the_probe_sees_a_forbidden_import() -> None:
+    loaded = forbidden_after_each(("pipeline.engine", "dask.distributed", "pipeline.nets"))
+    assert loaded["pipeline.engine"] == []
+    assert "dask.distributed" in loaded["dask.distributed"] and "distributed" in loaded["pipeline.nets"]
