@@ -39,6 +39,7 @@ from pipeline.stationary.consistency import escape_consistency
 from pipeline.stationary.groups import group_neurons
 from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.population_points import classify_population_batch
+from pipeline.stationary.record import missing_value
 from pipeline.trajectory import final_plateau_at_end
 
 __all__ = ["Padding", "RunInputs", "resolve_device", "run_inputs", "simulate_batch"]
@@ -378,7 +379,7 @@ def _end_game(
 ) -> tuple[Any, dict[str, np.ndarray]]:
     """Finish the unfinished runs; return the end classification to store and the ``end_game_*`` record."""
     n_runs = w.shape[0]
-    record = {
+    record: dict[str, np.ndarray] = {
         "end_game_method": np.full(n_runs, int(EndGameMethod.NONE), dtype=np.int8),
         "end_game_gradient_evaluations": np.zeros(n_runs, dtype=np.int64),
         "end_game_hessian_evaluations": np.zeros(n_runs, dtype=np.int64),
@@ -482,7 +483,7 @@ def _plateau_arrays(descent: DescentResult, problem: _Problem) -> dict[str, np.n
     record: dict[str, np.ndarray] = {}
     for name in ("point_type", "stationarity", "certificate", "mechanisms", "escape"):
         values = getattr(points, name)
-        full = np.full((n_runs, n_slots, *values.shape[1:]), _fill(values.dtype), dtype=values.dtype)
+        full = np.full((n_runs, n_slots, *values.shape[1:]), missing_value(values.dtype), dtype=values.dtype)
         full[runs, slots] = values
         record[f"plateau_{name}"] = full
     return record
@@ -523,15 +524,6 @@ def _empty_plateau_record(descent: DescentResult) -> dict[str, np.ndarray]:
     }
 
 
-def _fill(dtype: np.dtype) -> Any:
-    """Padding value of a dtype: NaN for floats, False for bools, -1 for integers."""
-    if np.issubdtype(dtype, np.floating):
-        return np.nan
-    if np.issubdtype(dtype, np.bool_):
-        return False
-    return -1
-
-
 def _pad(record: dict[str, np.ndarray], padding: Padding) -> dict[str, np.ndarray]:
     """Pad every array to the survey-wide sizes of its dimensions (see pipeline.store.VARIABLES)."""
     from pipeline.store import VARIABLES  # the store owns the dimension names
@@ -544,7 +536,7 @@ def _pad(record: dict[str, np.ndarray], padding: Padding) -> dict[str, np.ndarra
         if values.shape == target:
             padded[name] = np.ascontiguousarray(values)
             continue
-        out = np.full(target, _fill(values.dtype), dtype=values.dtype)
+        out = np.full(target, missing_value(values.dtype), dtype=values.dtype)
         out[tuple(slice(0, size) for size in values.shape)] = values
         padded[name] = out
     return padded

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.initialization import check_positive_int
+
 __all__ = [
     "INPUT_DISTRIBUTIONS",
     "TARGETS",
@@ -31,12 +33,6 @@ __all__ = [
 INPUT_DISTRIBUTIONS = ("gaussian", "sphere", "interval", "orthogonal")
 TEACHER_KINDS = ("gaussian", "orthonormal")
 TARGETS = ("teacher", "affine", "random")
-
-
-def _check_positive_int(name: str, value: int) -> None:
-    """Raise a ValueError naming ``name`` unless ``value`` is an int >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
 
 
 def _check_choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -97,8 +93,8 @@ def draw_inputs(
         (n_samples, input_dim), float64.
     """
     _check_choice("distribution", distribution, INPUT_DISTRIBUTIONS)
-    _check_positive_int("n_samples", n_samples)
-    _check_positive_int("input_dim", input_dim)
+    check_positive_int("n_samples", n_samples)
+    check_positive_int("input_dim", input_dim)
     if distribution == "gaussian":
         return rng.standard_normal((n_samples, input_dim))
     if distribution == "sphere":
@@ -152,9 +148,9 @@ def teacher_network(
         (width, output_dim) output weights of the teacher.
     """
     _check_choice("kind", kind, TEACHER_KINDS)
-    _check_positive_int("input_dim", input_dim)
-    _check_positive_int("width", width)
-    _check_positive_int("output_dim", output_dim)
+    check_positive_int("input_dim", input_dim)
+    check_positive_int("width", width)
+    check_positive_int("output_dim", output_dim)
     if kind == "gaussian":
         v = rng.standard_normal((width, input_dim)) / math.sqrt(input_dim)
         b = rng.standard_normal((width, output_dim)) / math.sqrt(width)
@@ -231,7 +227,7 @@ def affine_targets(
         (n, k) targets.
     """
     _check_matrix("x", x)
-    _check_positive_int("output_dim", output_dim)
+    check_positive_int("output_dim", output_dim)
     shape = (x.shape[1], output_dim)
     if slope is None:
         slope = rng.standard_normal(shape)
@@ -246,15 +242,15 @@ def affine_targets(
 
 def draw_affine_map(rng: np.random.Generator, input_dim: int, output_dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Slope (input_dim, k) then intercept (k,) of an affine map, i.i.d. N(0, 1) entries (as :func:`affine_targets`)."""
-    _check_positive_int("input_dim", input_dim)
-    _check_positive_int("output_dim", output_dim)
+    check_positive_int("input_dim", input_dim)
+    check_positive_int("output_dim", output_dim)
     return rng.standard_normal((input_dim, output_dim)), rng.standard_normal(output_dim)
 
 
 def random_labels(rng: np.random.Generator, n_samples: int, output_dim: int) -> np.ndarray:
     """Labels with i.i.d. N(0, 1) entries, independent of the inputs, shape (n_samples, output_dim)."""
-    _check_positive_int("n_samples", n_samples)
-    _check_positive_int("output_dim", output_dim)
+    check_positive_int("n_samples", n_samples)
+    check_positive_int("output_dim", output_dim)
     return rng.standard_normal((n_samples, output_dim))
 
 

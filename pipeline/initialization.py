@@ -10,12 +10,12 @@ import math
 
 import numpy as np
 
-__all__ = ["INIT_DISTRIBUTIONS", "draw_initialization", "init_scale_std"]
+__all__ = ["INIT_DISTRIBUTIONS", "check_positive_int", "draw_initialization", "init_scale_std"]
 
 INIT_DISTRIBUTIONS = ("gaussian", "xavier")
 
 
-def _check_positive_int(name: str, value: int) -> None:
+def check_positive_int(name: str, value: int) -> None:
     """Raise a ValueError naming ``name`` unless ``value`` is an int >= 1."""
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
         raise ValueError(f"{name} must be an int >= 1; got {value!r}")
@@ -39,7 +39,7 @@ def init_scale_std(init_scale: float | None, width: int, width_exponent: float |
     float
         The standard deviation, > 0.
     """
-    _check_positive_int("width", width)
+    check_positive_int("width", width)
     if init_scale is not None and width_exponent is None:
         if not (math.isfinite(init_scale) and init_scale > 0):
             raise ValueError(f"init_scale must be finite and > 0; got {init_scale!r}")
@@ -110,9 +110,9 @@ def draw_initialization(
     """
     if distribution not in INIT_DISTRIBUTIONS:
         raise ValueError(f"distribution must be one of {list(INIT_DISTRIBUTIONS)}; got {distribution!r}")
-    _check_positive_int("width", width)
-    _check_positive_int("input_dim", input_dim)
-    _check_positive_int("output_dim", output_dim)
+    check_positive_int("width", width)
+    check_positive_int("input_dim", input_dim)
+    check_positive_int("output_dim", output_dim)
     if not (math.isfinite(std) and std > 0):
         raise ValueError(f"std must be finite and > 0; got {std!r}")
     if balanced and output_fixed:

@@ -13,14 +13,10 @@ package is missing or broken.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reference as ref  # noqa: E402
+from tests import reference as ref
 
 LOCAL_MIN_TYPES = {"global_min", "spurious_local_min", "local_min"}
 POINT_TYPES = LOCAL_MIN_TYPES | {"saddle", "undetermined", "not_stationary"}

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 __all__ = [
     "BruteForceResult",
@@ -372,6 +373,18 @@ def brute_force_min_change(
             best_val = change
             best = (sw * vw, sa * va)
     return BruteForceResult(min(0.0, best_val), best[0], best[1], n_eval)
+
+
+def torch_loss(w, a, x, y, leak: float):
+    """``L_r = 1/(2n) sum_i ||sum_j a_j rho(w_j . x_i) - y_i||^2`` per run, (R,), in torch without ``pipeline.nets``.
+
+    ``w`` (R, m, d), ``a`` (R, m, k), ``x`` (R or 1, n, d), ``y`` (R or 1, n, k); differentiable by autograd
+    (``rho'(0) = leak``), for the gradients of the engine tests.
+    """
+    z = torch.einsum("rnd,rmd->rnm", x.expand(w.shape[0], -1, -1), w)
+    hidden = torch.where(z > 0, z, leak * z)
+    residual = torch.einsum("rnm,rmk->rnk", hidden, a) - y
+    return (residual * residual).sum(dim=(1, 2)) / (2 * x.shape[1])
 
 
 def naive_loss_fast(w, a, x, y, leak: float) -> float:

@@ -11,6 +11,7 @@ import torch
 from pipeline import nets
 from pipeline.engine import StopReason, data_scales, run_gradient_descent
 from pipeline.trajectory import PlateauSettings
+from tests.reference import torch_loss
 
 DTYPE = torch.float64
 RTOL = 1e-12
@@ -30,16 +31,8 @@ def tensor(array, dtype=DTYPE):
     return torch.tensor(np.asarray(array), dtype=dtype)
 
 
-def naive_loss(w, a, x, y, leak):
-    """``1/(2n) sum_i ||sum_j a_j rho(w_j . x_i) - y_i||^2`` per run, written without ``pipeline.nets``."""
-    z = torch.einsum("rnd,rmd->rnm", x.expand(w.shape[0], -1, -1), w)
-    hidden = torch.where(z > 0, z, leak * z)
-    residual = torch.einsum("rnm,rmk->rnk", hidden, a) - y
-    return (residual * residual).sum(dim=(1, 2)) / (2 * x.shape[1])
-
-
 def manual_descent(w, a, x, y, leak, learning_rate, n_steps, train_output=True):
-    """Plain GD loop with autograd of ``naive_loss``.
+    """Plain GD loop with autograd of ``torch_loss`` (tests/reference.py).
 
     Returns the losses, the gradient norms and ``max_j ||(dL/dw_j, dL/da_j)|| / ||(w_j, a_j)||`` (the
     largest gradient of a neuron relative to its size) at steps 0..n_steps, (R, n_steps + 1) each,
@@ -50,7 +43,7 @@ def manual_descent(w, a, x, y, leak, learning_rate, n_steps, train_output=True):
     for step in range(n_steps + 1):
         w_ = w.clone().requires_grad_(True)
         a_ = a.clone().requires_grad_(train_output)
-        loss = naive_loss(w_, a_, x, y, leak)
+        loss = torch_loss(w_, a_, x, y, leak)
         inputs = (w_, a_) if train_output else (w_,)
         grads = torch.autograd.grad(loss.sum(), inputs)
         losses.append(loss.detach())
@@ -261,7 +254,7 @@ def test_zero_steps_returns_initial_state():
     assert torch.equal(result.w_final, w0) and torch.equal(result.a_final, a0)
     assert torch.equal(result.steps_taken, torch.zeros(2, dtype=torch.int64))
     assert result.stop_reason.tolist() == [int(StopReason.MAX_STEPS)] * 2
-    torch.testing.assert_close(result.loss_final, naive_loss(w0, a0, x, y, 0.0), rtol=1e-13, atol=0)
+    torch.testing.assert_close(result.loss_final, torch_loss(w0, a0, x, y, 0.0), rtol=1e-13, atol=0)
     assert result.checkpoint_step.tolist() == [0]
 
 
@@ -274,7 +267,7 @@ def test_divergence_flags_one_run_without_stopping_the_others():
     batch = run_gradient_descent(w0, a0, x, y, **kwargs)
     assert int(batch.stop_reason[1]) == StopReason.DIVERGED
     assert not bool(torch.isfinite(batch.loss_final[1])) or float(batch.loss_final[1]) > 1e6 * float(
-        naive_loss(w0[1:2], a0[1:2], x[1:2], y[1:2], 0.0)[0]
+        torch_loss(w0[1:2], a0[1:2], x[1:2], y[1:2], 0.0)[0]
     )
     assert int(batch.steps_taken[1]) < 100
     others = [0, 2]

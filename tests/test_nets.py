@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from pipeline import nets
+from tests.reference import torch_loss
 
 # Comparison tolerances per dtype: (rtol, atol relative to max(1, largest reference entry)). The data and the
 # parameters are O(1), so rounding errors are O(eps) even where the reference itself cancels to something small.
@@ -41,20 +42,6 @@ def make_problem(n, m, k, d, shared, dtype, seed=0):
     return tuple(torch.tensor(t, dtype=dtype) for t in (w, a, x, y))
 
 
-def naive_loss(w, a, x, y, leak):
-    """``L_r = 1/(2n) sum_i sum_l (sum_j a_jl rho(w_j . x_i) - y_il)^2`` run by run, shape (R,)."""
-    n_runs = w.shape[0]
-    losses = []
-    for r in range(n_runs):
-        xr = x[r if x.shape[0] > 1 else 0]
-        yr = y[r if y.shape[0] > 1 else 0]
-        z = xr @ w[r].T  # (n, m)
-        hidden = torch.where(z > 0, z, leak * z)
-        residual = hidden @ a[r] - yr
-        losses.append((residual * residual).sum() / (2 * xr.shape[0]))
-    return torch.stack(losses)
-
-
 def broadcast_loss(w, a, x, y, leak):
     """Same loss for parameters with extra leading axes (..., R, m, d); used for batched finite differences."""
     z = x @ w.transpose(-1, -2)
@@ -64,10 +51,10 @@ def broadcast_loss(w, a, x, y, leak):
 
 
 def autograd_reference(w, a, x, y, leak):
-    """Loss and gradients of ``naive_loss`` in float64 (sum over runs: runs are independent)."""
+    """Loss and gradients of ``torch_loss`` (tests/reference.py) in float64 (sum over runs: runs are independent)."""
     w64 = w.detach().double().requires_grad_(True)
     a64 = a.detach().double().requires_grad_(True)
-    loss = naive_loss(w64, a64, x.double(), y.double(), leak)
+    loss = torch_loss(w64, a64, x.double(), y.double(), leak)
     grad_w, grad_a = torch.autograd.grad(loss.sum(), (w64, a64))
     return loss.detach(), grad_w, grad_a
 

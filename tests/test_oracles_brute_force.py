@@ -7,17 +7,13 @@ come with a loss-decreasing witness (tests/reference.py, tests/oracle_points.py)
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-pytest.register_assert_rewrite("oracle_points")
-import reference as ref  # noqa: E402
-from oracle_points import (  # noqa: E402
+from tests import reference as ref
+from tests.oracle_points import (
     assert_survives_brute_force,
     check_report_consistency,
     classify,

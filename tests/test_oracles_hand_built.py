@@ -7,16 +7,11 @@ minima must also survive a brute-force search inside the validity radius.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-pytest.register_assert_rewrite("oracle_points")
-import reference as ref  # noqa: E402
-from oracle_points import (  # noqa: E402
+from tests import reference as ref
+from tests.oracle_points import (
     LOCAL_MIN_TYPES,
     assert_survives_brute_force,
     check_report_consistency,

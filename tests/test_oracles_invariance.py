@@ -7,15 +7,10 @@ around the kink tolerance (theory 8.2 step 2).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-pytest.register_assert_rewrite("oracle_points")
-from oracle_points import (  # noqa: E402
+from tests.oracle_points import (
     clarke_only_point,
     classify,
     dependent_kinks_point,

@@ -8,17 +8,12 @@ gradient alone would have stopped the run) are checked, so that the tests fail u
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from pipeline.engine import StopReason, run_gradient_descent
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import reference as ref  # noqa: E402
+from tests import reference as ref
 
 DTYPE = torch.float64
 GRAD_TOL = 1e-8  # the engine's default

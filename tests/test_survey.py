@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +19,7 @@ from pipeline.survey import (
     SETTING_NAMES,
     SurveyError,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-pytest.register_assert_rewrite("survey_helpers")
-from survey_helpers import (  # noqa: E402
+from tests.survey_helpers import (
     SOURCE,
     base,
     parse,

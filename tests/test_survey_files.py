@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,7 @@ from pipeline.survey import (
     reference_text,
     schema_text,
 )
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-pytest.register_assert_rewrite("survey_helpers")
-from survey_helpers import (  # noqa: E402
+from tests.survey_helpers import (
     SURVEYS,
     base,
     parse,

@@ -10,6 +10,7 @@ import torch
 
 from pipeline.engine import StopReason, run_gradient_descent
 from pipeline.trajectory import PlateauRecorder, PlateauSettings, checkpoint_steps
+from tests.reference import torch_loss
 
 DTYPE = torch.float64
 
@@ -18,21 +19,13 @@ def tensor(array):
     return torch.tensor(np.asarray(array), dtype=DTYPE)
 
 
-def naive_loss(w, a, x, y, leak):
-    """``1/(2n) sum_i ||sum_j a_j rho(w_j . x_i) - y_i||^2`` per run, written without ``pipeline.nets``."""
-    z = torch.einsum("rnd,rmd->rnm", x.expand(w.shape[0], -1, -1), w)
-    hidden = torch.where(z > 0, z, leak * z)
-    residual = torch.einsum("rnm,rmk->rnk", hidden, a) - y
-    return (residual * residual).sum(dim=(1, 2)) / (2 * x.shape[1])
-
-
 def manual_trajectory(w, a, x, y, leak, learning_rate, n_steps, train_output=True):
-    """Plain GD with autograd of ``naive_loss``: lists of w, a, loss, gradient norm at steps 0..n_steps."""
+    """Plain GD with autograd of ``torch_loss``: lists of w, a, loss, gradient norm at steps 0..n_steps."""
     ws, as_, losses, norms = [], [], [], []
     for step in range(n_steps + 1):
         w_ = w.clone().requires_grad_(True)
         a_ = a.clone().requires_grad_(True)
-        loss = naive_loss(w_, a_, x, y, leak)
+        loss = torch_loss(w_, a_, x, y, leak)
         grad_w, grad_a = torch.autograd.grad(loss.sum(), (w_, a_))
         if not train_output:
             grad_a = torch.zeros_like(grad_a)
@@ -239,7 +232,7 @@ def test_plateaus_of_saddle_to_saddle_trajectory():
     # representative point of plateau 1: both neurons near their (vanishing) initial size
     assert float(result.plateau_w[0, 0].abs().max()) < 1e-4
     # stored parameters are consistent with the stored loss
-    stored = naive_loss(result.plateau_w[0], result.plateau_a[0], x, y, 0.0)[:2]
+    stored = torch_loss(result.plateau_w[0], result.plateau_a[0], x, y, 0.0)[:2]
     torch.testing.assert_close(stored, losses, rtol=1e-12, atol=0)
     # final fit: f(x1) = 1, f(x2) = -0.25
     w, a = result.w_final[0], result.a_final[0]

@@ -20,7 +20,7 @@ from analysis.compare import comparison_table
 from analysis.endings import ending_table
 from analysis.plateaus import plateau_table, visited_table
 from analysis.runs import open_survey
-from tests.analysis.conftest import write_store
+from tests.analysis.helpers import write_store
 
 PARAMETERS = ("w_final", "a_final", "plateau_w", "checkpoint_amplitude")
 MILLION = 1_000_000

@@ -136,7 +136,7 @@ def test_rate_table_keeps_its_interface(small_store: Path) -> None:
 
 def test_effective_width_by_init_scale(tmp_path: Path) -> None:
     from analysis.query import effective_width_table
-    from tests.analysis.conftest import small_record, write_store
+    from tests.analysis.helpers import small_record, write_store
 
     rows, record = small_record()
     reduced = np.array([1, 2] * 5 + [3, 4] * 4 + [-1, -1], dtype=np.int16)  # last two runs: not computed

@@ -23,7 +23,7 @@ from pipeline.batch import run_inputs
 from pipeline.plan import make_plan, run_settings
 from pipeline.stationary import labels
 from pipeline.survey import load_survey
-from tests.analysis.conftest import run_in_process
+from tests.analysis.helpers import run_in_process
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"
 

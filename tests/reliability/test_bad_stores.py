@@ -15,7 +15,7 @@ import zarr
 
 from pipeline.schema import SCHEMA_VERSION
 from pipeline.store import write_atomic
-from reliability.conftest import cli, landscape
+from tests.reliability.helpers import cli, landscape
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")]
 

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
-from workflow.conftest import comparable
 
 from pipeline.commands.collect import collect_lock, lock_path
-from reliability.conftest import environment, file_stamps, landscape
+from tests.reliability.helpers import environment, file_stamps, landscape
+from tests.workflow.helpers import comparable
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")]
 

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
-from workflow.conftest import comparable
 
 from pipeline.commands import collect as collect_command
 from pipeline.commands import simulate as simulate_command
 from pipeline.commands.collect import lock_path
-from reliability.conftest import file_stamps, landscape
+from tests.reliability.helpers import file_stamps, landscape
+from tests.workflow.helpers import comparable
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")]
 

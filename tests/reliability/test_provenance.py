@@ -18,12 +18,12 @@ import torch
 import xarray as xr
 import yaml
 import zarr
-from workflow.conftest import comparable
 
 from pipeline.plan import make_plan, n_shards
 from pipeline.store import validate
 from pipeline.survey import load_survey
-from reliability.conftest import REPO, landscape
+from tests.reliability.helpers import REPO, landscape
+from tests.workflow.helpers import comparable
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")]
 

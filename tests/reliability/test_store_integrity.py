@@ -23,7 +23,7 @@ import zarr
 from analysis.runs import open_survey  # (tests/analysis shadows the package name; its modules resolve)
 from pipeline import integrity
 from pipeline.store import DamagedStore, UnverifiedStoreWarning
-from reliability.conftest import cli
+from tests.reliability.helpers import cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
 

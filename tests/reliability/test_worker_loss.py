@@ -11,10 +11,10 @@ from pathlib import Path
 import psutil
 import pytest
 import xarray as xr
-from workflow.conftest import comparable
 
 from pipeline.commands import simulate as simulate_command
-from reliability.conftest import environment, survey_file, wait_for
+from tests.reliability.helpers import environment, survey_file, wait_for
+from tests.workflow.helpers import comparable
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")]
 

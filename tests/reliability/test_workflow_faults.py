@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 import xarray as xr
-from workflow.conftest import comparable
 
-from reliability.conftest import (
+from tests.reliability.helpers import (
     environment,
     file_stamps,
     incomplete_marker,
@@ -28,6 +27,7 @@ from reliability.conftest import (
     wait_for,
     workflow_copy,
 )
+from tests.workflow.helpers import comparable
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")]
 

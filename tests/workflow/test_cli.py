@@ -17,7 +17,7 @@ from pipeline.commands.simulate import execution_settings
 from pipeline.runner import ExecutionSettings, fit_to_threads
 from pipeline.store import temporary_path
 from pipeline.survey import load_survey
-from workflow.conftest import write_survey
+from tests.workflow.helpers import write_survey
 
 pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
 

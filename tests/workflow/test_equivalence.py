@@ -19,7 +19,7 @@ from pipeline.commands.simulate import padding
 from pipeline.plan import batches, make_plan, shard_runs
 from pipeline.runner import ExecutionSettings, run_batches
 from pipeline.survey import load_survey
-from workflow.conftest import comparable, run_survey, write_survey
+from tests.workflow.helpers import comparable, run_survey, write_survey
 
 pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
 

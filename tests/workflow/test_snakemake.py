@@ -14,7 +14,8 @@ import xarray as xr
 from pipeline.plan import make_plan
 from pipeline.store import validate
 from pipeline.survey import load_survey
-from workflow.conftest import REPO, comparable, run_survey, write_survey
+from tests.reliability.helpers import job_stats
+from tests.workflow.helpers import REPO, comparable, run_survey, write_survey
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")]
 
@@ -72,7 +73,7 @@ def test_an_interrupted_survey_recomputes_only_the_missing_shard(workflow_copy: 
     shutil.rmtree(results / "shards" / "shard-0001.zarr")
     shutil.rmtree(results / "survey.zarr")
     dry = snakemake(workflow_copy, "-n")
-    jobs = _job_stats(dry.stdout + dry.stderr)
+    jobs = job_stats(dry.stdout + dry.stderr)
     assert jobs == {"all": 1, "simulate": 1, "collect": 1, "report": 1, "total": 4}, jobs
     assert "shards/shard-0001.zarr" in dry.stdout + dry.stderr
     result = snakemake(workflow_copy)
@@ -89,28 +90,18 @@ def test_a_deleted_shard_alone_is_not_rebuilt(workflow_copy: Path) -> None:
     # asking for the shard rebuilds it alone
     result = snakemake(workflow_copy, "results/micro/shards/shard-0001.zarr")
     assert result.returncode == 0, result.stderr[-4000:]
-    assert _job_stats(result.stdout + result.stderr) == {"simulate": 1, "total": 1}
-
-
-def _job_stats(text: str) -> dict[str, int]:
-    table = text.split("Job stats:")[1].split("\n\n")[0]
-    counts = {}
-    for line in table.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            counts[parts[0]] = int(parts[1])
-    return counts
+    assert job_stats(result.stdout + result.stderr) == {"simulate": 1, "total": 1}
 
 
 def test_changing_the_survey_plans_every_dependent_job(workflow_copy: Path) -> None:
     """Snakemake 9 compares checksums of small inputs: a mere touch changes nothing, an edit reruns all."""
     survey = workflow_copy / "surveys" / "micro.yaml"
-    before = _job_stats(_dry_run(workflow_copy)) if "Job stats:" in _dry_run(workflow_copy) else {}
+    before = job_stats(_dry_run(workflow_copy))
     survey.touch()
     after = _dry_run(workflow_copy)
-    assert (_job_stats(after) if "Job stats:" in after else {}) == before
+    assert job_stats(after) == before
     survey.write_text(survey.read_text(encoding="utf-8") + "# edited\n", encoding="utf-8")
-    jobs = _job_stats(_dry_run(workflow_copy))
+    jobs = job_stats(_dry_run(workflow_copy))
     assert jobs == {"all": 1, "resolve": 1, "plan": 1, "simulate": 2, "collect": 1, "report": 1, "total": 7}, jobs
 
 

@@ -20,7 +20,7 @@ from pipeline.plan import batches, make_plan, shard_runs
 from pipeline.schema import SCHEMA_VERSION, VARIABLES
 from pipeline.stationary import labels
 from pipeline.survey import load_survey
-from workflow.conftest import comparable
+from tests.workflow.helpers import comparable
 
 pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
 

@@ -1,0 +1,1 @@
+"""The test suite: helpers are imported as ``tests.<module>`` (``tests/reference.py`` holds the oracles)."""
