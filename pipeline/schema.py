@@ -150,7 +150,8 @@ VARIABLES: dict[str, Variable] = {
     "end_margin": Variable(
         RUN,
         "local-minimum margin: no perturbation of smaller Euclidean norm lowers the loss;"
-        " min_j min(mu_j, 1 / C_j) (theory.md 2 and 5.1; pipeline.stationary.margins)",
+        " min_j min(mu_j, 1 / C_j) (theory.md 2 and 5.1; pipeline.stationary.margins); NaN where no margin is"
+        " claimed (the population losses: a basin radius needs third-derivative bounds)",
     ),
     "end_margin_limit": Variable(
         RUN, "what bounds the margin (-1: no margin)", flags=labels.flag_attrs(labels.MARGIN_LIMIT)

@@ -80,7 +80,6 @@ class _Verdict:
     strictness: str = "not_applicable"
     mechanisms: int = 0
     curvature: float = np.nan
-    margin: float = np.nan
     witness: tuple[np.ndarray, np.ndarray, float] | None = None
     escape: np.ndarray | None = None
 
@@ -384,7 +383,6 @@ def _second_order(point: _Point, residual_at_ends: dict[float, np.ndarray], s_y:
             "spurious_local_min",
             "hessian_morse_bott",
             curvature=lowest,
-            margin=point.gap / lowest if np.isfinite(lowest) else np.inf,
             escape=escape,
         )
     return _Verdict("stationary", "undetermined", curvature=lowest, escape=escape)
@@ -496,7 +494,6 @@ def _store(record: dict[str, np.ndarray], run: int, point: _Point, verdict: _Ver
     record["kink"][run] = point.kinked | point.boundary
     record["roles"][run] = _roles(point)
     record["curvature"][run] = verdict.curvature
-    record["margin"][run] = verdict.margin
     if verdict.escape is not None:
         record["escape"][run] = verdict.escape
     if verdict.witness is not None:
