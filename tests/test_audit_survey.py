@@ -19,7 +19,7 @@ import yaml
 from pipeline.stationary import classify_batch, labels
 from tests import audit
 from tests import oracle_points as op
-from tests.analysis.conftest import REPO, run_in_process
+from tests.analysis.helpers import REPO, run_in_process
 
 
 def _classified(w, a, x, y):
