@@ -160,10 +160,10 @@ def test_query_refuses_a_damaged_chunk_in_one_line(store: Path, capsys) -> None:
     assert line.startswith(f"error: {store}: array 'outcome', chunk 'outcome/c/1' (runs 8-15): its content differs")
 
 
-@pytest.mark.parametrize("name", ["loss_final", "end_w", "run", "activation", "plateau_escape"])
+@pytest.mark.parametrize("name", ["loss_final", "end_w", "run", "activation", "input_distribution", "plateau_escape"])
 def test_each_damage_is_caught(store: Path, name: str, capsys) -> None:
     """Flip, truncate, swap, replace: a per-run variable, a parameter array, the index coordinate, a
-    string coordinate and a boolean flag array."""
+    string coordinate, the string coordinate the loss descriptions are read from, and a boolean flag array."""
     failures, cases = _sweep(store, [name], capsys)
     assert failures == []
     assert cases["flip"] == cases["truncate"] == cases["replace"] == 1
