@@ -147,10 +147,9 @@ def _classify_finite(
     best = None
     if best_known_loss is not None:
         best = torch.as_tensor(np.broadcast_to(np.asarray(best_known_loss, dtype=np.float64), (w.shape[0],)).copy())
-    kwargs = asdict(options)
     absz, bound = kink_scores(w, a, x, y, options.leak, tol, options.learning_rate)
     base_kink = absz <= bound
-    out = classify_once(w, a, x, y, tol=tol, best_known_loss=best, kink=base_kink, **kwargs)
+    out = classify_once(w, a, x, y, tol=tol, best_known_loss=best, kink=base_kink, **asdict(options))
     base = SnappedPoint(
         w=torch.as_tensor(out.w, device=w.device), a=torch.as_tensor(out.a, device=w.device), kink=base_kink
     )
@@ -169,7 +168,7 @@ def _classify_finite(
             tol=tol.scaled_kink(factor),
             best_known_loss=None if best is None else best[runs.cpu()],
             kink=scaled_kink[runs],
-            **kwargs,
+            options=options,
         )
         rn = runs.cpu().numpy()
         out.tolerance_sensitive[rn] |= sub != out.point_type[rn]
@@ -183,13 +182,10 @@ def _point_types(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    leak: float,
     tol: Tolerances,
-    train_output: bool,
-    learning_rate: float | None,
-    realisable: bool,
     best_known_loss: torch.Tensor | None,
     kink: torch.Tensor,
+    options: _Options,
 ) -> np.ndarray:
     """``point_type`` codes (R,) at the kink sets ``kink``, as ``classify_once(..., labels_only=True)`` gives them.
 
@@ -199,7 +195,8 @@ def _point_types(
     """
     types = np.full(w.shape[0], labels.code(labels.POINT_TYPE, "not_stationary"), np.int8)
     rest = torch.arange(w.shape[0], device=w.device)
-    if train_output:  # a fixed output layer has no output gaps
+    leak = options.leak
+    if options.train_output:  # a fixed output layer has no output gaps
         settled = settled_not_stationary(resnap_point(base, w, a, x, y, leak, tol, kink), x, y, leak=leak, tol=tol)
         rest = (~settled).nonzero().flatten()
     if rest.numel() == 0:
@@ -209,14 +206,11 @@ def _point_types(
         a[rest],
         x[rest] if x.shape[0] > 1 else x,
         y[rest] if y.shape[0] > 1 else y,
-        leak=leak,
         tol=tol,
-        train_output=train_output,
-        learning_rate=learning_rate,
-        realisable=realisable,
         best_known_loss=None if best_known_loss is None else best_known_loss[rest.cpu()],
         kink=kink[rest],
         labels_only=True,
+        **asdict(options),
     )
     types[rest.cpu().numpy()] = sub.point_type
     return types

@@ -16,7 +16,7 @@ import torch
 
 from pipeline import nets
 from pipeline.stationary import classify_batch, labels
-from pipeline.stationary.api import SENSITIVITY_FACTORS, _point_types
+from pipeline.stationary.api import SENSITIVITY_FACTORS, _Options, _point_types
 from pipeline.stationary.classify import classify_once, settled_not_stationary
 from pipeline.stationary.kinks import activation_parts, kink_scores, resnap_point, snap_point
 from pipeline.stationary.neurons import line_sums, parallel_inputs
@@ -115,7 +115,9 @@ def test_point_types_match_reference(points, mode, train_output):
             settled = settled_not_stationary(fast, x, y, leak=leak, tol=scaled).numpy()
             assert (reference[settled] == _NOT_STATIONARY).all()
             settled_any |= bool(settled.any())
-        np.testing.assert_array_equal(_point_types(base, w, a, x, y, tol=scaled, kink=kink, **options), reference)
+        shared = _Options(leak=leak, train_output=train_output, learning_rate=LEARNING_RATE, realisable=False)
+        types = _point_types(base, w, a, x, y, tol=scaled, kink=kink, best_known_loss=None, options=shared)
+        np.testing.assert_array_equal(types, reference)
     assert settled_any == train_output  # the random starts are settled unless the output layer is fixed
     assert (reference != _NOT_STATIONARY).any()  # and some late iterates are classified in full
 
