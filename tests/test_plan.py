@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -231,3 +232,22 @@ def test_shipped_surveys_plan(name: str) -> None:
     assert n_shards(plan) == -(-survey.n_runs // survey.execution.shard_size)
     parts = [b for k in range(n_shards(plan)) for b in batches(shard_runs(plan, k), survey.execution.batch_size)]
     _assert_partition(parts, plan)
+
+
+SHIPPED_KEY_DIGESTS = {
+    "tiny": "9a144def65a262ca",
+    "default": "69d27012765bbb7e",
+    "saddle_to_saddle": "61fb246bc36fce67",
+    "safran_shamir": "b932d5bfe04ccefe",
+    "audit": "2fb6d60408846d03",
+    "genuine_rate": "93672e25b341d93e",
+}
+"""Digest of the sorted (data_key, init_key) pairs of shipped surveys, recorded before settings were added
+(file and scikit-learn data): adding a setting must not change the seeds, hence the numbers, of existing runs."""
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED_KEY_DIGESTS))
+def test_adding_settings_leaves_the_seed_keys_of_shipped_surveys_unchanged(name: str) -> None:
+    plan = make_plan(load_survey(Path("surveys") / f"{name}.yaml"))
+    keys = sorted(set(zip(plan["data_key"].tolist(), plan["init_key"].tolist(), strict=True)))
+    assert hashlib.sha256(repr(keys).encode()).hexdigest()[:16] == SHIPPED_KEY_DIGESTS[name]
