@@ -49,6 +49,7 @@ PROVENANCE_ATTRS = (
     "library_versions",
     "device",
     "torch_default_threads",
+    "data_sources",
 )
 HEADERS = {
     "converged_global": "converged (global min)",

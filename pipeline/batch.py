@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.data import Dataset, draw_affine_map, make_dataset, teacher_network
+from pipeline.data import Dataset, data_source
 from pipeline.end_game import EndGameMethod, EndGameOptions, Finish, finish_runs
 from pipeline.engine import (
     DescentResult,
@@ -71,7 +71,7 @@ class RunInputs:
 def run_inputs(settings: Mapping[str, Any], master_seed: int, data_seed: int, init_seed: int) -> RunInputs:
     """Regenerate the dataset and initialisation of one run exactly from its settings and seeds."""
     data_rng = run_generator(master_seed, "data", data_seed, data_settings(settings))
-    dataset = _DATASETS.get(settings["input_distribution"], _sampled_dataset)(data_rng, settings)
+    dataset = data_source(settings["input_distribution"]).make(data_rng, settings)
     init_rng = run_generator(master_seed, "init", init_seed, init_settings(settings))
     xavier = settings["init_distribution"] == "xavier"
     std = 1.0 if xavier else init_scale_std(settings["init_scale"], settings["width"], settings["init_width_exponent"])
@@ -86,50 +86,6 @@ def run_inputs(settings: Mapping[str, Any], master_seed: int, data_seed: int, in
         distribution=settings["init_distribution"],
     )
     return RunInputs(dataset=dataset, w0=w0, a0=a0)
-
-
-def _population_dataset(rng: np.random.Generator, settings: Mapping[str, Any]) -> Dataset:
-    """Infinitely many Gaussian inputs: only the teacher is drawn; ``x`` and ``y`` have no rows."""
-    teacher_w, teacher_a = teacher_network(
-        rng,
-        input_dim=settings["input_dim"],
-        width=settings["teacher_width"],
-        output_dim=settings["output_dim"],
-        kind=settings["teacher_kind"],
-    )
-    empty_x = np.zeros((0, settings["input_dim"]))
-    return Dataset(x=empty_x, y=np.zeros((0, settings["output_dim"])), teacher_v=teacher_w, teacher_b=teacher_a)
-
-
-def _interval_population_dataset(rng: np.random.Generator, settings: Mapping[str, Any]) -> Dataset:
-    """Infinitely many inputs on an interval: only the affine map is drawn; ``x`` (0, 2) carries the bias column."""
-    slope, intercept = draw_affine_map(rng, settings["input_dim"], settings["output_dim"])
-    empty_x = np.zeros((0, settings["input_dim"] + 1))
-    return Dataset(x=empty_x, y=np.zeros((0, settings["output_dim"])), affine_slope=slope, affine_intercept=intercept)
-
-
-def _sampled_dataset(rng: np.random.Generator, settings: Mapping[str, Any]) -> Dataset:
-    """A finite data set drawn as the settings say."""
-    return make_dataset(
-        rng,
-        distribution=settings["input_distribution"],
-        n_samples=settings["n_samples"],
-        input_dim=settings["input_dim"],
-        output_dim=settings["output_dim"],
-        bias=settings["bias"],
-        target=settings["target"],
-        teacher_width=settings["teacher_width"],
-        teacher_kind=settings["teacher_kind"] or "gaussian",
-        teacher_leak=activation_leak(settings["teacher_activation"], settings["teacher_leak"]),
-        noise_std=settings["label_noise"],
-        interval=(settings["interval_low"], settings["interval_high"])
-        if settings["input_distribution"] == "interval"
-        else (-1.0, 1.0),
-    )
-
-
-_DATASETS = {"gaussian_population": _population_dataset, "interval_population": _interval_population_dataset}
-"""Dataset makers of the population input distributions (sampled inputs use :func:`_sampled_dataset`)."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -344,22 +300,21 @@ def _problem(
     settings: Mapping[str, Any], inputs: list[RunInputs], options: dict[str, Any], kink_tolerance_factor: float
 ) -> _Problem:
     """The loss of one batch, with its data stacked on the run axis as tensors of the given dtype and device."""
-    sampled = settings["input_distribution"] not in _DATASETS
+    source = data_source(settings["input_distribution"])
     student = _Student(
         activation_leak(settings["activation"], settings["leak"]),
         settings["output_layer"] == "trained",
         settings,
         kink_tolerance_factor,
-        global_value_basis(settings, np.stack([i.dataset.x for i in inputs]) if sampled else None),
+        global_value_basis(settings, np.stack([i.dataset.x for i in inputs]) if source.sampled else None),
     )
 
     def stacked(name: str) -> torch.Tensor:
         return torch.as_tensor(np.stack([getattr(i.dataset, name) for i in inputs]), **options)
 
-    distribution = settings["input_distribution"]
-    if distribution == "gaussian_population":
+    if source.loss == "gaussian_population":
         return _GaussianPopulationProblem(student, stacked("teacher_v"), stacked("teacher_b"))
-    if distribution == "interval_population":
+    if source.loss == "interval_population":
         target = IntervalTarget(
             settings["interval_low"],
             settings["interval_high"],

@@ -72,7 +72,7 @@ def global_value_basis(settings: Mapping[str, Any], x: np.ndarray | None) -> str
     x
         The runs' inputs (R, n, d), bias column included; ``None`` for population losses (no interpolation).
     """
-    if settings["label_noise"] > 0:
+    if settings["label_noise"]:  # None with given data (no label noise setting)
         return "best_known"
     if settings["target"] == "affine" and settings["bias"] and settings["output_layer"] == "trained":
         return "realisable_target"  # one neuron whose kink lies outside the data is affine on it

@@ -26,6 +26,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline import integrity
+from pipeline.data.given import merge_provenance, provenance_problems
 from pipeline.engine import StopReason
 from pipeline.integrity import DamagedStore, Manifest, UnverifiedStoreWarning
 from pipeline.invariants import invariant_problems
@@ -73,6 +74,7 @@ SHARD_ATTRS = (
     "workers",
     "threads_per_worker",
     "threads",
+    "data_sources",
 )
 CODE_ATTRS = ("package_version", "git_revision")
 """Shard attributes naming the code that computed the shard: all shards of a store must agree."""
@@ -287,6 +289,10 @@ def shard_provenance(shards: Sequence[xr.Dataset]) -> dict[str, Any]:
     execution attrs that all shards share (for example ``device``, ``threads_per_worker``)."""
     records = [{name: _plain(shard.attrs[name]) for name in SHARD_ATTRS if name in shard.attrs} for shard in shards]
     records.sort(key=lambda record: record.get("shard", -1))
+    data_sources = merge_provenance(json.loads(record.pop("data_sources", "{}")) for record in records)
+    changed = provenance_problems(data_sources)
+    if changed:
+        raise ValueError("; ".join(changed))
     for name in CODE_ATTRS:
         versions = sorted({str(record[name]) for record in records if name in record})
         if len(versions) > 1:
@@ -301,7 +307,8 @@ def shard_provenance(shards: Sequence[xr.Dataset]) -> dict[str, Any]:
         values = {json.dumps(record.get(name)) for record in records}
         if len(values) == 1 and records and name in records[0]:
             common[name] = records[0][name]
-    return {**common, "shards": json.dumps(records)}
+    sources = {"data_sources": json.dumps(data_sources, sort_keys=True)} if data_sources else {}
+    return {**common, **sources, "shards": json.dumps(records)}
 
 
 def _plain(value: Any) -> Any:
@@ -390,6 +397,7 @@ def validate(path: str | Path, plan: pd.DataFrame | None = None, *, quick: bool 
     problems += _run_problems(runs, plan)
     if manifest is not None:
         problems += _provenance_digest_problems(dataset, manifest, plan)
+    problems += _data_source_problems(dataset.attrs.get("data_sources"))
     if not quick:
         undecodable = _undecodable(path, manifest, {problem.array for problem in damage})
         problems += _nan_problems(dataset, undecodable)
@@ -493,6 +501,17 @@ def _provenance_digest_problems(dataset: xr.Dataset, manifest: Manifest, plan: p
     if plan is not None and manifest.plan is not None and integrity.plan_digest(plan) != manifest.plan:
         problems.append("the store was collected from another plan than the survey's (its hash differs)")
     return problems
+
+
+def _data_source_problems(data_sources: object) -> list[str]:
+    """Given data sets (files, scikit-learn) whose content differs from what the store was computed on."""
+    if data_sources is None:
+        return []
+    try:
+        recorded = json.loads(str(data_sources))
+    except json.JSONDecodeError:
+        return ["attribute 'data_sources' is not valid JSON"]
+    return provenance_problems(recorded)
 
 
 def _nan_problems(dataset: xr.Dataset, damaged: set[str]) -> list[str]:

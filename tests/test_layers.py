@@ -24,6 +24,8 @@ KERNELS_AND_ENGINE = (
     "pipeline.flow_kinks",
     "pipeline.resolution",
     "pipeline.data",
+    "pipeline.data.sources",
+    "pipeline.data.given",
     "pipeline.initialization",
     "pipeline.seeds",
     *(f"pipeline.stationary.{module.name}" for module in pkgutil.iter_modules(pipeline.stationary.__path__)),

@@ -228,7 +228,7 @@ def test_good_survey_name(name: str) -> None:
 
 # --- property: malformed surveys are rejected with the field named --------------------------------
 
-_INT_SETTINGS = [n for n in SETTING_NAMES if SETTING_KINDS[n] == "int" and n != "teacher_width"]
+_INT_SETTINGS = [n for n in SETTING_NAMES if SETTING_KINDS[n] == "int" and n not in ("teacher_width", "subsample")]
 _FLOAT_SETTINGS = ["learning_rate", "grad_tol", "label_noise", "init_scale"]
 
 

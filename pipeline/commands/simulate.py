@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import os
 from collections.abc import Sequence
 
 from pipeline.batch import Padding, resolve_device
 from pipeline.commands.common import Progress, load_resolved, provenance, setup_logging, user_errors
-from pipeline.plan import batches, make_plan, shard_runs
+from pipeline.data.given import given_provenance
+from pipeline.plan import batches, make_plan, run_settings, shard_runs
 from pipeline.runner import ExecutionSettings, fit_to_threads, run_batches
 from pipeline.store import CODE_ATTRS, write_atomic
 from pipeline.survey import Survey
@@ -73,6 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     survey = load_resolved(args.survey)
     rows = shard_runs(make_plan(survey), args.shard)
     execution = execution_settings(survey, args.threads, args.in_process)
+    sources = given_provenance(run_settings(row) for _, row in rows.drop_duplicates("cell").iterrows())
     work = batches(rows, survey.execution.batch_size)
     log.info("shard %d: %d runs in %d batches, %s", args.shard, len(rows), len(work), execution)
     dataset = run_batches(
@@ -85,6 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         execution=execution,
         progress=Progress(f"shard {args.shard}"),
     )
+    if sources:
+        dataset.attrs["data_sources"] = json.dumps(sources, sort_keys=True)
     dataset.attrs.update(
         shard=args.shard,
         computed=datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.data.given import DataFileError, given_source, load_given
+from pipeline.data.sources import data_source
 from pipeline.survey.settings import DEFAULTS
 
 
@@ -29,33 +31,78 @@ class Conditional:
     """The setting has no default: it must be given wherever it applies."""
 
 
+def _drawn(v: Mapping[str, Any]) -> bool:
+    """Finitely many samples drawn at random (not a population loss, not a given data set)."""
+    source = data_source(v["input_distribution"])
+    return source.sampled and not source.given
+
+
+def _given(v: Mapping[str, Any]) -> bool:
+    """A given data set (a file or a scikit-learn set): the targets are the data's own."""
+    return data_source(v["input_distribution"]).given
+
+
+def _targets_drawn(v: Mapping[str, Any]) -> bool:
+    return not _given(v)
+
+
 def _teacher(v: Mapping[str, Any]) -> bool:
-    return v["target"] == "teacher"
+    return _targets_drawn(v) and v["target"] == "teacher"
 
 
 def _gaussian_init(v: Mapping[str, Any]) -> bool:
     return v["init_distribution"] == "gaussian"
 
 
-POPULATION_INPUTS = ("gaussian_population", "interval_population")
-"""Input distributions with infinitely many inputs (the population loss in closed form)."""
-
-
 def _interval(v: Mapping[str, Any]) -> bool:
     return v["input_distribution"] in ("interval", "interval_population")
-
-
-def _sampled(v: Mapping[str, Any]) -> bool:
-    return v["input_distribution"] not in POPULATION_INPUTS
 
 
 CONDITIONAL_SETTINGS: tuple[Conditional, ...] = (
     Conditional(
         "n_samples",
         ("input_distribution",),
-        _sampled,
-        "sampled inputs only (not gaussian_population or interval_population)",
+        _drawn,
+        "inputs drawn at random only (not population losses or given data, which set their own size)",
         "set another input_distribution",
+    ),
+    Conditional(
+        "data_file",
+        ("input_distribution",),
+        lambda v: v["input_distribution"] == "file",
+        "input_distribution file only",
+        "set input_distribution: file",
+        required=True,
+    ),
+    Conditional(
+        "target_columns",
+        ("input_distribution", "data_file"),
+        lambda v: v["input_distribution"] == "file" and str(v["data_file"]).lower().endswith(".csv"),
+        "a .csv data_file only",
+        "give a .csv data_file",
+        required=True,
+    ),
+    Conditional(
+        "dataset",
+        ("input_distribution",),
+        lambda v: v["input_distribution"] == "sklearn",
+        "input_distribution sklearn only",
+        "set input_distribution: sklearn",
+        required=True,
+    ),
+    *(
+        Conditional(name, ("input_distribution",), _given, "given data (file, sklearn) only", "give a data set")
+        for name in ("scaling", "projection", "subsample")
+    ),
+    *(
+        Conditional(
+            name,
+            ("input_distribution",),
+            _targets_drawn,
+            "drawn data only (a given data set brings its own targets)",
+            "set another input_distribution",
+        )
+        for name in ("target", "label_noise")
     ),
     Conditional(
         "leak",
@@ -79,12 +126,21 @@ CONDITIONAL_SETTINGS: tuple[Conditional, ...] = (
         "input_distribution interval or interval_population only",
         "set input_distribution: interval",
     ),
-    Conditional("teacher_width", ("target",), _teacher, "target teacher only", "set target: teacher", required=True),
-    Conditional("teacher_kind", ("target",), _teacher, "target teacher only", "set target: teacher"),
-    Conditional("teacher_activation", ("target",), _teacher, "target teacher only", "set target: teacher"),
+    Conditional(
+        "teacher_width",
+        ("input_distribution", "target"),
+        _teacher,
+        "target teacher only",
+        "set target: teacher",
+        required=True,
+    ),
+    *(
+        Conditional(name, ("input_distribution", "target"), _teacher, "target teacher only", "set target: teacher")
+        for name in ("teacher_kind", "teacher_activation")
+    ),
     Conditional(
         "teacher_leak",
-        ("target", "teacher_activation"),
+        ("input_distribution", "target", "teacher_activation"),
         lambda v: _teacher(v) and v["teacher_activation"] == "leaky_relu",
         "a teacher with teacher_activation leaky_relu only",
         "set teacher_activation: leaky_relu",
@@ -223,6 +279,35 @@ def _rule_interval_population(v: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _rule_given_data(v: Mapping[str, Any]) -> list[Problem]:
+    """A given data set is readable and fits input_dim, output_dim and subsample (read once, cached)."""
+    if not _given(v):
+        return []
+    try:
+        given = load_given(v).provenance
+    except DataFileError as error:
+        return [("data_file" if v["input_distribution"] == "file" else "dataset", str(error))]
+    source, (n, d, k) = given_source(v), (given["n_samples"], given["input_dim"], given["output_dim"])
+    problems = []
+    if v["projection"] == "none" and v["input_dim"] != d:
+        problems.append(
+            ("input_dim", f"{v['input_dim']!r} differs from the {d} inputs of {source}; set input_dim: {d}, or "
+             "projection: pca to project onto input_dim principal components")
+        )  # fmt: skip
+    if v["projection"] == "pca" and v["input_dim"] > min(n, d):
+        problems.append(
+            ("input_dim", f"{v['input_dim']!r} principal components of {source} (n = {n}, d = {d}) do not exist; "
+             f"set input_dim <= {min(n, d)}")
+        )  # fmt: skip
+    if v["output_dim"] != k:
+        problems.append(
+            ("output_dim", f"{v['output_dim']!r} differs from the {k} targets of {source}; set output_dim: {k}")
+        )
+    if v["subsample"] is not None and v["subsample"] > n:
+        problems.append(("subsample", f"{v['subsample']!r} exceeds the {n} rows of {source}; set subsample <= {n}"))
+    return problems
+
+
 def _rule_init_scale(v: Mapping[str, Any]) -> list[Problem]:
     if not _gaussian_init(v):
         return []
@@ -275,7 +360,23 @@ CELL_RULES: tuple[tuple[tuple[str, ...], Callable[[Mapping[str, Any]], list[Prob
         _rule_population,
     ),
     (("input_distribution", "target", "bias", "output_layer", "label_noise"), _rule_interval_population),
-    (("target", "teacher_kind", "teacher_width", "input_dim", "output_dim"), _rule_orthonormal_teacher),
+    (
+        ("input_distribution", "target", "teacher_kind", "teacher_width", "input_dim", "output_dim"),
+        _rule_orthonormal_teacher,
+    ),
+    (
+        (
+            "input_distribution",
+            "data_file",
+            "target_columns",
+            "dataset",
+            "projection",
+            "subsample",
+            "input_dim",
+            "output_dim",
+        ),
+        _rule_given_data,
+    ),
     (("init_distribution", "init_scale", "init_width_exponent"), _rule_init_scale),
     (("balanced_init", "output_layer"), _rule_balanced),
 )
@@ -292,7 +393,9 @@ def combos(names: Sequence[str], base: Mapping[str, Any], grid: Mapping[str, lis
 
 
 def _cell_context(names: Sequence[str], values: Mapping[str, Any]) -> str:
-    return ", ".join(f"{name} {values[name]!r}" for name in names)
+    """``name value, ...`` of the settings that define a cell, without those at their default (all at it: the last)."""
+    shown = [name for name in names if values[name] != DEFAULTS[name]] or list(names[-1:])
+    return ", ".join(f"{name} {values[name]!r}" for name in shown)
 
 
 def check_settings(fixed: Mapping[str, Any], grid: Mapping[str, list]) -> tuple[list[str], set[str]]:

@@ -32,7 +32,7 @@ class Settings(Strict):
         16, ge=1, le=10_000_000, description="Number of training samples n (not with the population inputs)."
     )
     input_distribution: Literal[
-        "gaussian", "sphere", "interval", "orthogonal", "gaussian_population", "interval_population"
+        "gaussian", "sphere", "interval", "orthogonal", "gaussian_population", "interval_population", "file", "sklearn"
     ] = Field(
         "gaussian",
         description="Inputs: standard Gaussian, uniform on the unit sphere, uniform on "
@@ -41,7 +41,38 @@ class Settings(Strict):
         "(needs a teacher with the student's activation, no bias, no label noise), or interval_population: "
         "infinitely many inputs uniform on [interval_low, interval_high], the exact population loss of "
         "Cheridito-Jentzen-Rossmannek with the output bias at its optimum (input_dim 1, bias, affine target, "
-        "trained output layer, no label noise).",
+        "trained output layer, no label noise), file: the data set in data_file, or sklearn: a data set "
+        "scikit-learn ships (dataset).",
+    )
+    data_file: str | None = Field(
+        None,
+        min_length=1,
+        description="With input_distribution file: an .npz file with arrays x (n, d) and y (n, k), or a .csv file "
+        "with named columns (target_columns are the targets, every other column an input); a path relative to "
+        "the directory the workflow runs in. Its SHA-256 goes into the store's provenance.",
+    )
+    target_columns: str | None = Field(
+        None, min_length=1, description="With a .csv data_file: the target columns' names, comma-separated."
+    )
+    dataset: Literal["iris", "wine", "breast_cancer", "digits", "diabetes"] | None = Field(
+        None,
+        description="With input_distribution sklearn: the data set (classes become one-hot targets, k = number of "
+        "classes; diabetes has one real target).",
+    )
+    scaling: Literal["none", "standardize"] = Field(
+        "none",
+        description="With a given data set (file, sklearn): none, or standardize (every input column to mean 0, "
+        "variance 1).",
+    )
+    projection: Literal["none", "pca"] = Field(
+        "none",
+        description="With a given data set: none (input_dim must equal the data's input dimension) or pca (project "
+        "the inputs onto their first input_dim principal components, after scaling).",
+    )
+    subsample: Annotated[int, Field(ge=1, le=10_000_000)] | None = Field(
+        None,
+        description="With a given data set: train each data seed on this many rows drawn without replacement "
+        "(without it every run uses the whole set, and a survey must have one data seed).",
     )
     interval_low: float = Field(-1.0, ge=-1e6, le=1e6, description="Lower end of the input interval.")
     interval_high: float = Field(1.0, ge=-1e6, le=1e6, description="Upper end of the input interval.")
@@ -113,7 +144,21 @@ SETTING_NAMES: tuple[str, ...] = tuple(Settings.model_fields)
 
 SETTING_GROUPS: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
     {
-        "data": ("input_dim", "n_samples", "input_distribution", "interval_low", "interval_high", "bias", "output_dim"),
+        "data": (
+            "input_dim",
+            "n_samples",
+            "input_distribution",
+            "interval_low",
+            "interval_high",
+            "data_file",
+            "target_columns",
+            "dataset",
+            "scaling",
+            "projection",
+            "subsample",
+            "bias",
+            "output_dim",
+        ),
         "target": ("target", "teacher_width", "teacher_kind", "teacher_activation", "teacher_leak", "label_noise"),
         "student": ("width", "activation", "leak", "output_layer"),
         "init": ("init_distribution", "init_scale", "init_width_exponent", "balanced_init"),

@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import ConfigDict, Field, model_validator
 
+from pipeline.data.given import given_source
+from pipeline.data.sources import data_source
 from pipeline.end_game import EndGameOptions
 from pipeline.survey.rules import CONDITIONAL, check_settings, combos, normalised
 from pipeline.survey.settings import DEFAULTS, SETTING_NAMES, FixedSettings, GridSettings, Strict
@@ -161,7 +163,20 @@ class SurveySpec(Strict):
             messages += check_settings({**fixed, **case}, grid)[0]
         if messages:
             raise ValueError("\n".join(dict.fromkeys(messages)))
+        self._check_data_seeds()
         return self
+
+    def _check_data_seeds(self) -> None:
+        """More than one data seed needs data that vary with it: drawn data, or subsamples of a given set."""
+        if self.seeds.data == 1:
+            return
+        for cell in self.cells():
+            if data_source(cell["input_distribution"]).given and cell["subsample"] is None:
+                raise ValueError(
+                    f"seeds.data: {self.seeds.data} data seeds would train {self.seeds.data} times on the same given "
+                    f"data set ({given_source(cell)}); set seeds.data: 1, or subsample: n to draw a random subset "
+                    "of n rows per data seed"
+                )
 
     def _check_cases(self, fixed: dict[str, Any], grid: dict[str, list[Any]]) -> None:
         cases = self.case_settings

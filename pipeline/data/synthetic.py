@@ -8,17 +8,16 @@ argument, in float64, and arrays are returned as numpy (the caller converts to t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.data.dataset import Dataset
 from pipeline.initialization import check_positive_int
 
 __all__ = [
     "INPUT_DISTRIBUTIONS",
     "TARGETS",
     "TEACHER_KINDS",
-    "Dataset",
     "add_label_noise",
     "affine_targets",
     "append_bias",
@@ -264,35 +263,6 @@ def add_label_noise(rng: np.random.Generator, y: np.ndarray, noise_std: float) -
     if noise_std == 0:
         return np.array(y, dtype=np.float64)
     return y + noise_std * rng.standard_normal(np.shape(y))
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """A data set as the student sees it.
-
-    Attributes
-    ----------
-    x : (n, d_eff)
-        Inputs, float64; ``d_eff = input_dim + 1`` when a bias column was appended.
-    y : (n, k)
-        Targets, float64, label noise included.
-    teacher_v : (m*, input_dim) or None
-        Teacher input weights (acting on the inputs without the bias column); None unless the
-        target is a teacher.
-    teacher_b : (m*, k) or None
-        Teacher output weights; None unless the target is a teacher.
-    affine_slope : (input_dim, k) or None
-        Slope of an affine target given as a map (population inputs); None otherwise.
-    affine_intercept : (k,) or None
-        Its intercept.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    teacher_v: np.ndarray | None = None
-    teacher_b: np.ndarray | None = None
-    affine_slope: np.ndarray | None = None
-    affine_intercept: np.ndarray | None = None
 
 
 def make_dataset(
