@@ -26,6 +26,8 @@ LANDSCAPE = f"{shlex.quote(sys.executable)} -m pipeline.cli"
 SURVEY_NAME = config.setdefault("survey", "default")
 SURVEY = load_survey(f"surveys/{SURVEY_NAME}.yaml")  # fails here, before any job, on a bad survey
 SHARDS = [f"{shard:04d}" for shard in range(n_shards(make_plan(SURVEY)))]
+# Given data files are inputs: editing one re-runs the survey (its hash is checked again at collect)
+DATA_FILES = sorted({cell["data_file"] for cell in SURVEY.cells() if cell["data_file"] is not None})
 
 wildcard_constraints:
     survey=r"[a-z0-9][a-z0-9_-]*",
@@ -40,7 +42,8 @@ rule all:
 
 rule resolve:
     input:
-        "surveys/{survey}.yaml",
+        survey="surveys/{survey}.yaml",
+        data_files=DATA_FILES,
     output:
         "results/{survey}/survey.resolved.yaml",
     log:
@@ -50,7 +53,7 @@ rule resolve:
     params:
         landscape=LANDSCAPE,
     shell:
-        "{params.landscape} resolve {input} --out {output} > {log} 2>&1"
+        "{params.landscape} resolve {input.survey} --out {output} > {log} 2>&1"
 
 
 rule plan:
