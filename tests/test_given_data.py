@@ -234,3 +234,28 @@ def test_shards_on_different_data_are_not_merged() -> None:
     assert merge_provenance([same, same, {"sklearn:iris": {"sha256": "2"}}]).keys() == {"file:a.npz", "sklearn:iris"}
     with pytest.raises(ValueError, match="file:a.npz: the data changed between shards"):
         merge_provenance([same, {"file:a.npz": {"sha256": "3"}}])
+
+
+def test_a_scikit_learn_survey_trains_and_classifies_through_a_batch() -> None:
+    from pipeline.batch import simulate_batch
+    from pipeline.commands.simulate import padding
+    from pipeline.plan import batches
+    from pipeline.stationary import labels
+
+    fixed = {
+        "input_distribution": "sklearn",
+        "dataset": "iris",
+        "scaling": "standardize",
+        "projection": "pca",
+        "input_dim": 2,
+        "output_dim": 3,
+        "subsample": 20,
+        "bias": True,
+        "max_steps": 300,
+    }
+    parsed = parse_survey(survey(fixed, data_seeds=2), "g", source=SOURCE)
+    rows = batches(make_plan(parsed), 4)[0]
+    record = simulate_batch(rows, master_seed=parsed.master_seed, padding=padding(parsed), device="cpu")
+    assert record["w_final"].shape == (4, 3, 3) and record["a_final"].shape == (4, 3, 3)
+    assert np.isfinite(record["loss_final"]).all() and (record["loss_final"] < record["checkpoint_loss"][:, 0]).all()
+    assert set(record["end_point_type"]) <= {labels.code(labels.POINT_TYPE, name) for name in labels.POINT_TYPE}
