@@ -1,15 +1,22 @@
-"""Layering (design.md): the math kernels and the engine import neither dask.distributed nor snakemake.
+"""Layering (design.md): the math kernels and the engine import neither dask.distributed nor snakemake, and
+no module of the two packages imports another that imports it back.
 
 The modules are imported one by one in a fresh interpreter, which lists the forbidden modules loaded after
-each import: the first module that pulls one in is named, and nothing another test imported hides it.
+each import: the first module that pulls one in is named, and nothing another test imported hides it. The
+import graph is read from the source (every ``import``, also inside functions).
 """
 
 from __future__ import annotations
 
+import ast
+import graphlib
 import json
 import pkgutil
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 import pipeline.stationary
 
@@ -63,3 +70,40 @@ def test_the_probe_sees_a_forbidden_import() -> None:
     loaded = forbidden_after_each(("pipeline.engine", "dask.distributed", "pipeline.nets"))
     assert loaded["pipeline.engine"] == []
     assert "dask.distributed" in loaded["dask.distributed"] and "distributed" in loaded["pipeline.nets"]
+
+
+def import_graph(packages: tuple[str, ...] = ("pipeline", "analysis")) -> dict[str, set[str]]:
+    """Module -> the modules of ``packages`` it imports (a submodule's import of its own package is left out:
+    a package's ``__init__`` re-exports its submodules, which Python resolves)."""
+    root = Path(__file__).resolve().parents[1]
+    files = {
+        ".".join(path.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): path
+        for package in packages
+        for path in (root / package).rglob("*.py")
+    }
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        imported: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                imported |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    imported.add(full if full in files else node.module)
+        graph[name] = {m for m in imported if m in files and m != name and not name.startswith(f"{m}.")}
+    return graph
+
+
+def test_no_import_cycles() -> None:
+    try:
+        graphlib.TopologicalSorter(import_graph()).prepare()
+    except graphlib.CycleError as error:
+        raise AssertionError(f"import cycle: {' -> '.join(error.args[1])}") from None
+
+
+def test_the_cycle_check_sees_a_cycle() -> None:
+    graph = import_graph()
+    graph["pipeline.data.dataset"].add("pipeline.data.sources")  # sources imports dataset
+    with pytest.raises(graphlib.CycleError):
+        graphlib.TopologicalSorter(graph).prepare()

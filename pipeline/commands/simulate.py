@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from pipeline.batch import Padding, resolve_device
 from pipeline.commands.common import Progress, load_resolved, provenance, setup_logging, user_errors
-from pipeline.data.given import given_provenance
+from pipeline.data.sources import given_provenance
 from pipeline.plan import batches, make_plan, run_settings, shard_runs
 from pipeline.runner import ExecutionSettings, fit_to_threads, run_batches
 from pipeline.store import CODE_ATTRS, write_atomic

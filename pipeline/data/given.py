@@ -32,7 +32,6 @@ __all__ = [
     "SKLEARN_DATASETS",
     "DataFileError",
     "GivenData",
-    "given_provenance",
     "given_source",
     "load_given",
     "merge_provenance",
@@ -244,17 +243,6 @@ def prepare(rng: np.random.Generator, settings: Mapping[str, Any]) -> Dataset:
     if settings["bias"]:
         x = append_bias(x)
     return Dataset(x=np.ascontiguousarray(x, dtype=np.float64), y=np.array(y, dtype=np.float64))
-
-
-def given_provenance(cells: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    """Source key (:func:`given_source`) -> provenance of every given data set the cells use."""
-    from pipeline.data.sources import data_source
-
-    return {
-        given_source(cell): load_given(cell).provenance
-        for cell in cells
-        if data_source(cell["input_distribution"]).given
-    }
 
 
 def merge_provenance(records: Iterable[Mapping[str, Mapping[str, Any]]]) -> dict[str, Mapping[str, Any]]:

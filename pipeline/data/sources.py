@@ -9,17 +9,17 @@ equal to this registry). The module is torch-free: the survey layer imports it.
 from __future__ import annotations
 
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 
 from pipeline.data.dataset import Dataset
-from pipeline.data.given import prepare
+from pipeline.data.given import given_source, load_given, prepare
 from pipeline.data.synthetic import draw_affine_map, make_dataset, teacher_network
 
-__all__ = ["DATA_SOURCES", "DataSource", "LossKind", "data_source"]
+__all__ = ["DATA_SOURCES", "DataSource", "LossKind", "data_source", "given_provenance"]
 
 LossKind = Literal["sampled", "gaussian_population", "interval_population"]
 """The loss a source's data define: the empirical loss of finitely many samples, or a population loss."""
@@ -118,3 +118,12 @@ def data_source(name: str) -> DataSource:
         return DATA_SOURCES[name]
     except KeyError:
         raise ValueError(f"input_distribution must be one of {list(DATA_SOURCES)}; got {name!r}") from None
+
+
+def given_provenance(cells: Iterable[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Source key (:func:`given_source`) -> provenance of every given data set the cells use."""
+    return {
+        given_source(cell): load_given(cell).provenance
+        for cell in cells
+        if data_source(cell["input_distribution"]).given
+    }

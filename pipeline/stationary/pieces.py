@@ -5,7 +5,7 @@ Applies at stationary points whose escape neurons all have ``a_j != 0`` and wher
 of section 2 is ``Phi(t Delta) = t^2 Q(Delta) + O(t^3)``; ``Q`` is piecewise quadratic over the joint kink
 sign patterns ``sigma`` of those neurons. On the piece of ``sigma`` every ``phi_ij`` is linear (slope 1 on
 ``sigma_ij = +``, ``leak`` on ``-``), ``Q = 1/2 Delta^T H_sigma Delta`` with the Hessian of that linear piece
-(:func:`pipeline.stationary.second_order.analytic_hessian` with the kink slopes of ``sigma`` and the cross
+(:func:`pipeline.stationary.hessian.analytic_hessian` with the kink slopes of ``sigma`` and the cross
 blocks ``D_sigma``), and the piece of ``C`` is the polyhedral cone
 
 ``K_sigma = {x_i . dw_j = 0 (forced: g_j > 0 off the face), sigma_ij x_i . dw_j >= 0 (branching kinks)}``
@@ -38,6 +38,7 @@ import torch
 from scipy.optimize import nnls
 
 from pipeline.stationary.boxls import box_ls_scipy
+from pipeline.stationary.hessian import analytic_hessian, hessian_from
 from pipeline.stationary.neurons import NeuronQuantities
 
 __all__ = ["PIECES_MAX", "PIECES_MAX_BRANCHING", "piecewise_second_order"]
@@ -90,8 +91,6 @@ def piecewise_second_order(
 
     ``flat`` is the orthonormal basis of ``T`` (columns) in the coordinates ``(vec W, vec A)``.
     """
-    from pipeline.stationary.second_order import analytic_hessian
-
     xr = (x[r] if x.shape[0] > 1 else x[0]).cpu().numpy()
     m, d = w.shape[1:]
     k = a.shape[-1]
@@ -160,8 +159,6 @@ def _piece_hessian(
 
     Forced kinks keep slope ``leak``: ``phi = 0`` on the piece, so their slope does not matter there.
     """
-    from pipeline.stationary.second_order import hessian_from
-
     slope = base_slope.copy()
     cross = q.B[r].cpu().numpy().copy()  # B_j: kink slope leak
     for (j, i), sg in zip(rows, signs, strict=True):

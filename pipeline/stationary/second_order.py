@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from pipeline.stationary.hessian import analytic_hessian
 from pipeline.stationary.higher_order import CurveWitness, Piece, higher_order_probe
 from pipeline.stationary.neurons import NeuronQuantities
 from pipeline.stationary.pieces import piecewise_second_order
@@ -35,9 +36,7 @@ from pipeline.stationary.witness import true_change
 
 __all__ = [
     "SecondOrder",
-    "analytic_hessian",
     "flat_space",
-    "hessian_from",
     "quadratic_case",
     "record_non_strict",
     "second_order",
@@ -71,30 +70,6 @@ def quadratic_case(q: NeuronQuantities, r: int, d_zero: torch.Tensor) -> bool:
     """``Q`` is a quadratic form at run ``r``: no kinks on ``a_j != 0`` neurons, ``D_j = 0`` on ``a_j = 0``."""
     kinked = q.kink[r].any(dim=0)
     return bool(((~q.a_zero[r] & ~kinked) | (q.a_zero[r] & d_zero[r])).all())
-
-
-def analytic_hessian(q: NeuronQuantities, a: torch.Tensor, x: torch.Tensor, r: int) -> np.ndarray:
-    """``H`` of run ``r`` in the coordinates ``(vec W, vec A)``, shape (m d + m k, m d + m k)."""
-    xr = (x[r] if x.shape[0] > 1 else x[0]).cpu().numpy()
-    B = q.B[r].cpu().numpy() * (~q.a_zero[r].cpu().numpy())[:, None, None]
-    return hessian_from(a[r].cpu().numpy(), q.slope[r].cpu().numpy(), q.rho[r].cpu().numpy(), xr, B)
-
-
-def hessian_from(A: np.ndarray, slope: np.ndarray, rho: np.ndarray, xr: np.ndarray, cross: np.ndarray) -> np.ndarray:
-    """``1/n (J^T J + C)``: output weights (m, k), slopes and ``rho`` (n, m), data (n, d), cross blocks (m, k, d)."""
-    n, d = xr.shape
-    m, k = A.shape
-    Jw = np.einsum("mk,nm,nd->nkmd", A, slope, xr).reshape(n * k, m * d)
-    Ja = np.einsum("nm,kl->nkml", rho, np.eye(k)).reshape(n * k, m * k)
-    J = np.hstack([Jw, Ja])
-    H = J.T @ J
-    for j in range(m):
-        wj = slice(j * d, (j + 1) * d)
-        aj = slice(m * d + j * k, m * d + (j + 1) * k)
-        H[aj, wj] += cross[j]
-        H[wj, aj] += cross[j].T
-    hessian: np.ndarray = H / n
-    return hessian
 
 
 def flat_space(q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, r: int, leak: float) -> np.ndarray:

@@ -9,9 +9,9 @@ import torch
 from pipeline import nets
 from pipeline.stationary import classify_batch, classify_point, labels
 from pipeline.stationary.boxls import box_ls, box_ls_scipy
+from pipeline.stationary.hessian import analytic_hessian
 from pipeline.stationary.kinks import snap_point
 from pipeline.stationary.neurons import neuron_quantities
-from pipeline.stationary.second_order import analytic_hessian
 from pipeline.stationary.tolerances import tolerances_for
 from tests.stationary.helpers import cell_minimum, kinked_minimum, rank_one_regression
 
