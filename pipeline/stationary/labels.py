@@ -34,6 +34,10 @@ Meanings (theory.md section 8.1):
     bit ``2**i`` for ``MECHANISM[i]``: ``Z`` zero neuron, ``O-split`` zero-output copy of a neuron
     with the same activation pattern, ``O-touch`` zero-output dead ReLU neuron touching data,
     ``O-other`` other zero-output escape neuron, ``V`` vector output with a_j != 0.
+``EMBEDDING_KIND``
+    how a point of width ``m`` is embedded into width ``m + 1`` (theory.md 7; :mod:`pipeline.stationary.embedding`):
+    ``E1_zero`` (a zero neuron), ``E1_dead`` (a strictly dead ReLU neuron with zero output weight), ``E2`` (a
+    zero-input neuron with a non-zero output weight), ``E3`` (neuron ``j`` split with ratio ``beta``).
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ import numpy as np
 
 __all__ = [
     "CERTIFICATE",
+    "EMBEDDING_KIND",
     "IS_LOCAL_MIN",
     "MARGIN_LIMIT",
     "MECHANISM",
@@ -54,6 +59,7 @@ __all__ = [
     "decode_mechanisms",
     "flag_attrs",
     "mechanism_flag_attrs",
+    "point_type_set_attrs",
 ]
 
 MARGIN_LIMIT: tuple[str, ...] = ("unbounded", "kink_distance", "output_weight")
@@ -88,6 +94,7 @@ ROLE: tuple[str, ...] = (
     "zero",
 )
 MECHANISM: tuple[str, ...] = ("Z", "O-split", "O-touch", "O-other", "V")
+EMBEDDING_KIND: tuple[str, ...] = ("E1_zero", "E1_dead", "E2", "E3")
 
 
 def code(table: tuple[str, ...], name: str) -> int:
@@ -118,4 +125,12 @@ def mechanism_flag_attrs() -> dict[str, object]:
     return {
         "flag_masks": (2 ** np.arange(len(MECHANISM))).astype(np.int8),
         "flag_meanings": " ".join(MECHANISM),
+    }
+
+
+def point_type_set_attrs() -> dict[str, object]:
+    """CF attributes ``flag_masks`` / ``flag_meanings`` for a set of point types (bit ``2**code``; 0: empty set)."""
+    return {
+        "flag_masks": (2 ** np.arange(len(POINT_TYPE))).astype(np.int8),
+        "flag_meanings": " ".join(POINT_TYPE),
     }
