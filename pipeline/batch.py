@@ -36,6 +36,7 @@ from pipeline.resolution import approaching_zero_loss, observed_loss_rate
 from pipeline.seeds import run_generator
 from pipeline.stationary import classify_batch, labels
 from pipeline.stationary.consistency import escape_consistency
+from pipeline.stationary.embedding import classify_embeddings
 from pipeline.stationary.groups import group_neurons
 from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.population_points import classify_population_batch
@@ -57,6 +58,7 @@ class Padding:
     output: int
     checkpoint: int
     plateau: int
+    embedding: int = 0
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ def simulate_batch(
     classify_plateaus: bool = True,
     kink_tolerance_factor: float = 1.0,
     end_game: EndGameOptions | None = None,
+    embedding_betas: tuple[float, ...] | None = None,
 ) -> dict[str, np.ndarray]:
     """Train and classify the runs of one batch, and follow unfinished runs with the end game.
 
@@ -127,6 +130,9 @@ def simulate_batch(
         Options of :mod:`pipeline.end_game` (default :class:`~pipeline.end_game.EndGameOptions`). Runs
         whose end point is ``not_stationary`` or ``undetermined`` (and did not diverge) are finished, and
         the finished point's classification replaces the end point's unless it is ``not_stationary``.
+    embedding_betas
+        When given, embed every certified end point into width ``m + 1`` with these E3 split ratios and
+        classify the embeddings (:mod:`pipeline.stationary.embedding`; sampled data only).
 
     Returns
     -------
@@ -157,6 +163,10 @@ def simulate_batch(
     record["global_basis"] = np.full(len(rows), GLOBAL_BASIS.index(problem.student.global_basis), dtype=np.int8)
     record.update({f"end_{field.name}": getattr(end, field.name) for field in dataclasses.fields(end)})
     record.update(problem.groups(end))
+    if embedding_betas is not None:
+        if not isinstance(problem, _SampledProblem):
+            raise ValueError("classify.embeddings needs sampled inputs (the embeddings use the empirical loss)")
+        record.update(problem.embeddings(end, embedding_betas))
     if classify_plateaus:
         record.update(_plateau_arrays(descent, problem))
         _last_plateau_is_the_end_point(record, descent)
@@ -224,6 +234,13 @@ class _SampledProblem:
     def loss_scale(self) -> np.ndarray:
         """``s_y**2 = ||Y||_F^2 / n`` per run (or one shared value), the loss scale of the data."""
         return _numpy(data_scales(self.x, self.y)[1].square())
+
+    def embeddings(self, end: Any, betas: tuple[float, ...]) -> dict[str, np.ndarray]:
+        """The end points' embeddings into width ``m + 1``, predicted and classified (theory.md 7)."""
+        return classify_embeddings(
+            end, self.x, self.y, leak=self.student.leak, realisable=self.student.zero_loss_attainable, betas=betas,
+            kink_tolerance_factor=self.student.kink_tolerance_factor,
+        )  # fmt: skip
 
     def groups(self, end: Any) -> dict[str, np.ndarray]:
         """Neuron groups of the classified end point and the width of the network it embeds (theory.md 7)."""

@@ -92,6 +92,7 @@ def run_batches(
     progress: Callable[[int, int], None] | None = None,
     kink_tolerance_factor: float = 1.0,
     end_game: EndGameOptions | None = None,
+    embedding_betas: tuple[float, ...] | None = None,
 ) -> xr.Dataset:
     """Simulate every batch and concatenate the results along ``run`` in plan order.
 
@@ -105,6 +106,7 @@ def run_batches(
         execution.threads_per_worker,
         kink_tolerance_factor,
         end_game or EndGameOptions(),
+        embedding_betas,
     )
     if execution.cluster == "none":
         results = []
@@ -130,6 +132,7 @@ class _BatchTask:
     threads: int
     kink_tolerance_factor: float = 1.0
     end_game: EndGameOptions = EndGameOptions()
+    embedding_betas: tuple[float, ...] | None = None
 
     def __call__(self, rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
         torch.set_num_threads(self.threads)
@@ -142,6 +145,7 @@ class _BatchTask:
             classify_plateaus=self.classify_plateaus,
             kink_tolerance_factor=self.kink_tolerance_factor,
             end_game=self.end_game,
+            embedding_betas=self.embedding_betas,
         )
         record["batch_wall_time"] = np.full(len(rows), time.perf_counter() - start)
         return rows, record

@@ -8,11 +8,17 @@ integers with CF ``flag_values`` / ``flag_meanings`` (or ``flag_masks`` for bit 
 
 Dimensions: ``run``; ``neuron`` (padded to the survey's largest width, NaN/False/-1 beyond a run's
 own ``width``); ``input`` (input dimension including the bias column, padded); ``output``;
-``checkpoint`` (log-spaced steps of the trajectory summary, padded); ``plateau`` (slots, padded).
+``checkpoint`` (log-spaced steps of the trajectory summary, padded); ``plateau`` (slots, padded);
+``embedding`` (the embeddings of the end point into width ``m + 1``, slots of
+:func:`pipeline.stationary.embedding.embedding_layout` for the largest width, padded).
+
+A variable with an ``option`` is written only when that survey option is on (``classify.embeddings``); a
+store holds all variables of an option or none.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -40,6 +46,7 @@ class Variable:
     description: str
     units: str | None = None
     flags: dict[str, Any] = field(default_factory=dict)
+    option: str | None = None
 
     def attrs(self, input_distributions: Iterable[str] = ()) -> dict[str, Any]:
         """The variable's attributes as written to a store of runs on ``input_distributions``.
@@ -81,6 +88,7 @@ W = ("run", "neuron", "input")
 A = ("run", "neuron", "output")
 CHECKPOINT = ("run", "checkpoint")
 PLATEAU = ("run", "plateau")
+EMBEDDING = ("run", "embedding")
 STOP_FLAGS = {
     "flag_values": [int(reason) for reason in StopReason],
     "flag_meanings": " ".join(reason.name.lower() for reason in StopReason),
@@ -215,4 +223,33 @@ VARIABLES: dict[str, Variable] = {
     "n_escape_neurons": Variable(RUN, "escape neurons at the end point"),
     "n_dead_neurons": Variable(RUN, "dead ReLU neurons at the end point (including those touching data)"),
     "n_kink_neurons": Variable(RUN, "neurons with data on their kink at the end point"),
+    **{
+        name: dataclasses.replace(variable, option="classify.embeddings")
+        for name, variable in {
+            # network embedding (theory.md 7; pipeline.stationary.embedding)
+            "embedding_source_type": Variable(
+                RUN,
+                "type of the end point as its batch classified it (before the survey-wide global/spurious resolution),"
+                " for the runs whose embeddings were built (certified end points; -1: none)",
+                flags=labels.flag_attrs(labels.POINT_TYPE),
+            ),
+            "embedding_kind": Variable(
+                EMBEDDING,
+                "how the end point is embedded into width m + 1 (-1: not built)",
+                flags=labels.flag_attrs(labels.EMBEDDING_KIND),
+            ),
+            "embedding_neuron": Variable(EMBEDDING, "neuron that E3 splits (-1: E1, E2 or not built)"),
+            "embedding_beta": Variable(EMBEDDING, "split ratio beta of E3 (NaN: E1, E2 or not built)"),
+            "embedding_point_type": Variable(
+                EMBEDDING,
+                "type of the embedded point (classifier; -1: not built)",
+                flags=labels.flag_attrs(labels.POINT_TYPE),
+            ),
+            "embedding_predicted": Variable(
+                EMBEDDING,
+                "point types the embedding theorems allow (bit field; 0: no prediction or not built)",
+                flags=labels.point_type_set_attrs(),
+            ),
+        }.items()
+    },
 }

@@ -460,9 +460,11 @@ def _schema_problems(dataset: xr.Dataset, unreadable: set[str]) -> list[str]:
     problems = []
     losses_known = "input_distribution" not in unreadable
     distributions = _input_distributions(dataset) if losses_known else []
+    options = {None} | {variable.option for name, variable in VARIABLES.items() if name in dataset}
     for name, variable in VARIABLES.items():
         if name not in dataset:
-            problems.append(f"variable {name!r} is missing")
+            if variable.option in options:  # an option's variables come all or none
+                problems.append(f"variable {name!r} is missing")
         elif dataset[name].dims != variable.dims:
             problems.append(f"variable {name!r} has dims {dataset[name].dims}, expected {variable.dims}")
         elif not losses_known and "{loss}" in variable.description:

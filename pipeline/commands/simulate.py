@@ -14,6 +14,7 @@ from pipeline.commands.common import Progress, load_resolved, provenance, setup_
 from pipeline.data.sources import given_provenance
 from pipeline.plan import batches, make_plan, run_settings, shard_runs
 from pipeline.runner import ExecutionSettings, fit_to_threads, run_batches
+from pipeline.stationary.embedding import embedding_layout
 from pipeline.store import CODE_ATTRS, write_atomic
 from pipeline.survey import Survey
 
@@ -23,13 +24,20 @@ log = logging.getLogger(__name__)
 def padding(survey: Survey) -> Padding:
     """Survey-wide sizes of the store's padded dimensions."""
     cells = survey.cells()
+    width = max(cell["width"] for cell in cells)
     return Padding(
-        neuron=max(cell["width"] for cell in cells),
+        neuron=width,
         input=max(cell["input_dim"] + int(cell["bias"]) for cell in cells),
         output=max(cell["output_dim"] for cell in cells),
         checkpoint=max(cell["n_checkpoints"] for cell in cells) + 1,
         plateau=8,
+        embedding=embedding_layout(width, survey.classify.embedding_betas)[0].size if survey.classify.embeddings else 0,
     )
+
+
+def embedding_betas(survey: Survey) -> tuple[float, ...] | None:
+    """The E3 split ratios when the survey embeds its end points (``classify.embeddings``), else None."""
+    return tuple(survey.classify.embedding_betas) if survey.classify.embeddings else None
 
 
 def execution_settings(survey: Survey, threads: int, in_process: bool) -> ExecutionSettings:
@@ -85,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         classify_plateaus=survey.classify.classify_plateaus,
         kink_tolerance_factor=survey.classify.kink_tolerance_factor,
         end_game=survey.end_game.options(),
+        embedding_betas=embedding_betas(survey),
         execution=execution,
         progress=Progress(f"shard {args.shard}"),
     )

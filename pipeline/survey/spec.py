@@ -11,6 +11,7 @@ from pydantic import ConfigDict, Field, model_validator
 from pipeline.data.given import given_source
 from pipeline.data.sources import data_source
 from pipeline.end_game import EndGameOptions
+from pipeline.stationary.embedding import DEFAULT_BETAS
 from pipeline.survey.rules import CONDITIONAL, check_settings, combos, normalised
 from pipeline.survey.settings import DEFAULTS, SETTING_NAMES, FixedSettings, GridSettings, Strict
 
@@ -36,6 +37,28 @@ class Classify(Strict):
     kink_tolerance_factor: float = Field(
         1.0, gt=0, le=1e6, description="Multiplies the classifier's tolerance for data on a neuron's kink."
     )
+    embeddings: bool = Field(
+        False,
+        description="Embed every certified end point into width m + 1 (theory.md 7: a zero neuron, a dead ReLU "
+        "neuron, a zero-input neuron, and every neuron split with every ratio of embedding_betas), classify each "
+        "and store the verdicts with the theorem's predictions; needs sampled inputs and a trained output layer.",
+    )
+    embedding_betas: list[float] = Field(
+        default_factory=lambda: list(DEFAULT_BETAS),
+        min_length=1,
+        max_length=16,
+        description="Split ratios beta of the E3 embeddings (distinct, finite); the default has one ratio below 0, "
+        "0, two inside (0, 1), 1 and one above 1.",
+    )
+
+    @model_validator(mode="after")
+    def _betas_distinct(self) -> Classify:
+        betas = self.embedding_betas
+        if len(set(betas)) != len(betas):
+            raise ValueError(
+                f"embedding_betas: {betas} lists a ratio twice; list each once, e.g. {list(DEFAULT_BETAS)}"
+            )
+        return self
 
     @model_validator(mode="before")
     @classmethod
@@ -164,6 +187,7 @@ class SurveySpec(Strict):
         if messages:
             raise ValueError("\n".join(dict.fromkeys(messages)))
         self._check_data_seeds()
+        self._check_embeddings()
         return self
 
     def _check_data_seeds(self) -> None:
@@ -200,6 +224,18 @@ class SurveySpec(Strict):
                 )
         if len({tuple(sorted(case.items())) for case in cases}) != len(cases):
             raise ValueError("cases: two cases are identical; list each case once")
+
+    def _check_embeddings(self) -> None:
+        """The embedding theorems (theory.md 7) are about the empirical loss with a trained output layer."""
+        if not self.classify.embeddings:
+            return
+        for cell in self.cells():
+            if not data_source(cell["input_distribution"]).sampled or cell["output_layer"] != "trained":
+                raise ValueError(
+                    "classify.embeddings: needs sampled inputs and a trained output layer (the embeddings are"
+                    f" classified on the empirical loss); a cell has input_distribution {cell['input_distribution']!r}"
+                    f" and output_layer {cell['output_layer']!r}; set classify.embeddings: false or change the cell"
+                )
 
     @property
     def case_settings(self) -> list[dict[str, Any]]:
