@@ -182,6 +182,24 @@ BAD = [
     pytest.param(
         with_("execution.device", "tpu"), ["execution.device: 'tpu'", "'auto', 'cpu' or 'cuda'"], id="bad-device"
     ),
+    pytest.param(with_("classify.embedding_betas", []), ["classify.embedding_betas:"], id="no-betas"),
+    pytest.param(
+        with_("classify.embedding_betas", [0.5, 0.5]), ["classify.embedding_betas: [0.5, 0.5]"], id="beta-twice"
+    ),
+    pytest.param(
+        with_("classify.embeddings", True, with_("fixed.output_layer", "fixed")),
+        ["classify.embeddings: needs sampled inputs and a trained output layer"],
+        id="embeddings-fixed-output",
+    ),
+    pytest.param(
+        with_(
+            "classify.embeddings",
+            True,
+            with_("fixed.input_distribution", "gaussian_population", without("fixed.n_samples")),
+        ),
+        ["classify.embeddings: needs sampled inputs", "'gaussian_population'"],
+        id="embeddings-population",
+    ),
     pytest.param(with_("name", "other"), ["name: not allowed in the file"], id="name-in-file"),
     pytest.param(None, ["the survey is empty"], id="empty"),
     pytest.param([1, 2], ["the survey is a list, not a mapping"], id="list"),
