@@ -26,6 +26,7 @@ import xarray as xr
 from analysis import figures, readings
 from analysis.answers import KEY_EVENTS, KEY_PHRASES, answers
 from analysis.compare import comparison_table
+from analysis.embeddings import embedding_section, has_embeddings
 from analysis.formatting import RAW_SUFFIX, format_count, format_number, format_p, format_value, readable
 from analysis.heatmaps import heatmap_figure, varying_events
 from analysis.query import SUMMARY_EVENTS, event_table, summary_table
@@ -94,6 +95,8 @@ def build_report(store: str | Path, out_dir: str | Path) -> Path:
         report.sections.append(_reproduction_section(report, reproduction))
     report.sections.append(_settings_section(dataset, axes))
     report.sections.append(_comparison_section(report, comparisons))
+    if has_embeddings(dataset):
+        report.sections.append(embedding_section(report, dataset))
     each: list[str | None] = [*axes] or [None]
     for axis in each:
         report.sections.extend(axis_sections(report, dataset, axis, comparisons))
