@@ -53,6 +53,7 @@ def hand_made() -> xr.Dataset:
             "end_reduced_width": (run, np.array([1, 1, 1, 1], np.int16)),
             "end_neuron_group": (neuron, np.array([[0, -1], [0, -1], [0, 0], [0, 0]], np.int16)),
             "end_loss": (run, np.array([0.5, 0.7, 0.1, 0.7])),
+            "end_stationarity": (run, np.array([1, 0, 3, 1], np.int8)),  # approx, stationary, not, approx
         },
         coords={
             "run": np.arange(4),
@@ -83,6 +84,7 @@ def test_mismatches_are_listed() -> None:
             "run": 0,
             "label": "E3 neuron 0 beta 0.5",
             "original": "local min (loss > 0)",
+            "stationarity": "approx_stationary",
             "predicted": "spurious_local_min",
             "observed": "saddle",
         }
@@ -104,7 +106,9 @@ def test_the_report_section_renders(tmp_path: Path) -> None:
     report.sections.append(section)
     text = render_markdown(report)
     assert "Network embedding" in text and "E3 neuron 0 beta 0.5" in text
-    assert "for 10 of 11 embeddings with a prediction" in text and "1 embeddings disagree" in text
+    assert "for 10 of 11 embeddings with a prediction" in text
+    assert "1 embeddings disagree: 0 of them are `undetermined`" in text and "1 have a certified verdict" in text
+    assert "1 of the 1 embed an end point that is stationary only to the relaxed tolerance" in text
     assert section.table_ids == ["embeddings", "embedding_mismatches", "reduced_width"]
     assert {path.name for path in (tmp_path / "tables").iterdir()} == {
         "embeddings.csv", "embedding_mismatches.csv", "reduced_width.csv"
