@@ -247,7 +247,7 @@ VARIABLES: dict[str, Variable] = {
             ),
             "embedding_predicted": Variable(
                 EMBEDDING,
-                "point types the embedding theorems allow (bit field; 0: no prediction or not built)",
+                "point types the embedding theorems allow (bit field; 0: no prediction; -1: not built)",
                 flags=labels.point_type_set_attrs(),
             ),
         }.items()

@@ -121,7 +121,7 @@ def embed(
     w_e = torch.cat([w, w.new_zeros(runs, 1, d)], dim=1).unsqueeze(1).repeat(1, n_emb, 1, 1)
     a_e = torch.cat([a, a.new_zeros(runs, 1, k)], dim=1).unsqueeze(1).repeat(1, n_emb, 1, 1)
     built = torch.ones(runs, n_emb, dtype=torch.bool, device=w.device)
-    dead = _dead_directions(x.expand(runs, -1, -1), leak)
+    dead = _dead_directions(x, leak).expand(runs, -1)
     w_e[:, 1, m] = dead * _mean_norm(w).unsqueeze(-1)
     built[:, 1] = dead.norm(dim=-1) > 0
     a_e[:, 2, m, 0] = _mean_norm(a)
@@ -141,7 +141,10 @@ def _mean_norm(v: torch.Tensor) -> torch.Tensor:
 
 
 def _dead_directions(x: torch.Tensor, leak: float) -> torch.Tensor:
-    """Unit ``v`` (R, d) maximising ``t`` with ``x_i . v <= -t ||x_i||``; zero without one or for leaky ReLU."""
+    """Unit ``v`` (R or 1, d) maximising ``t`` with ``x_i . v <= -t ||x_i||`` for inputs ``x`` (R or 1, n, d).
+
+    Zero where no such ``v`` exists (``t = 0``) and for leaky ReLU (no dead neuron).
+    """
     out = torch.zeros(x.shape[0], x.shape[-1], dtype=x.dtype, device=x.device)
     if leak != 0:
         return out
@@ -220,7 +223,7 @@ def predicted_types(
     Returns
     -------
     (R, E) int8
-        Bit ``2**code`` for each allowed ``POINT_TYPE``; 0: no prediction (and for uncertified originals).
+        Bit ``2**code`` for each allowed ``POINT_TYPE``; 0: no prediction (also for uncertified originals).
     """
     runs, m = escape.shape
     kind, neuron, beta = embedding_layout(m, betas)
@@ -287,28 +290,33 @@ def classify_embeddings(
     dict
         Store variables (:mod:`pipeline.schema`) with a leading run axis: ``embedding_source_type`` (R,),
         ``embedding_kind``, ``embedding_neuron``, ``embedding_beta``, ``embedding_point_type`` and
-        ``embedding_predicted`` (R, E); -1 / NaN / 0 where no embedding was built.
+        ``embedding_predicted`` (R, E); -1 (NaN for ``beta``) where no embedding was built.
     """
-    w = torch.as_tensor(end.w, dtype=torch.float64)
-    a = torch.as_tensor(end.a, dtype=torch.float64)
-    x64 = x.detach().cpu().to(torch.float64)
-    y64 = y.detach().cpu().to(torch.float64)
+    x64, y64 = x.detach().to(torch.float64), y.detach().to(torch.float64)
+    w = torch.as_tensor(end.w, dtype=torch.float64, device=x64.device)
+    a = torch.as_tensor(end.a, dtype=torch.float64, device=x64.device)
     runs, m = end.escape.shape
     kind, neuron, beta = embedding_layout(m, betas)
     certified = np.isin(end.point_type, [labels.code(labels.POINT_TYPE, name) for name in CERTIFIED])
     kinked, zero_escapes = neuron_facts(w, a, x64, y64, leak, kink_tolerance_factor)
     predicted = predicted_types(
-        end.point_type, end.escape, kinked.numpy(), zero_escapes.numpy(), betas=betas, scalar_output=a.shape[-1] == 1
+        end.point_type,
+        end.escape,
+        kinked.cpu().numpy(),
+        zero_escapes.cpu().numpy(),
+        betas=betas,
+        scalar_output=a.shape[-1] == 1,
     )
     w_e, a_e, built = embed(w, a, x64, leak, betas)
-    built_np = built.numpy() & certified[:, None]
+    built_np = built.cpu().numpy() & certified[:, None]
     point_type = np.full((runs, kind.size), -1, np.int8)
     index_r, index_e = np.nonzero(built_np)
     if index_r.size:
-        pick = torch.as_tensor(index_r)
+        pick = torch.as_tensor(index_r, device=x64.device)
+        slot = torch.as_tensor(index_e, device=x64.device)
         verdict = classify_batch(
-            w_e[pick, torch.as_tensor(index_e)],
-            a_e[pick, torch.as_tensor(index_e)],
+            w_e[pick, slot],
+            a_e[pick, slot],
             x64 if x64.shape[0] == 1 else x64[pick],
             y64 if y64.shape[0] == 1 else y64[pick],
             leak=leak,
@@ -322,5 +330,5 @@ def classify_embeddings(
         "embedding_neuron": np.where(built_np, neuron, -1).astype(np.int16),
         "embedding_beta": np.where(built_np, beta, np.nan),
         "embedding_point_type": point_type,
-        "embedding_predicted": np.where(built_np, predicted, 0).astype(np.int8),
+        "embedding_predicted": np.where(built_np, predicted, -1).astype(np.int8),
     }

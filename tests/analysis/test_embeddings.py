@@ -33,8 +33,8 @@ def hand_made() -> xr.Dataset:
         [
             [_bits(SADDLE), _bits(SPURIOUS), _bits(SPURIOUS, NOT_STATIONARY), _bits(SPURIOUS)],
             [_bits(SADDLE), _bits(SADDLE), _bits(SADDLE, NOT_STATIONARY), _bits(SADDLE)],
-            [0, 0, 0, 0],
-            [_bits(GLOBAL), 0, _bits(GLOBAL), _bits(GLOBAL)],
+            [-1, -1, -1, -1],
+            [_bits(GLOBAL), -1, _bits(GLOBAL), _bits(GLOBAL)],
         ]
     )
     observed = np.array(

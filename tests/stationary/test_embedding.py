@@ -214,4 +214,4 @@ def test_uncertified_points_are_not_embedded():
     record = classify_embeddings(end, xt, yt, leak=0.0, realisable=False, betas=BETAS)
     assert record["embedding_source_type"][0] == -1
     assert (record["embedding_kind"] == -1).all() and (record["embedding_point_type"] == -1).all()
-    assert (record["embedding_predicted"] == 0).all() and np.isnan(record["embedding_beta"]).all()
+    assert (record["embedding_predicted"] == -1).all() and np.isnan(record["embedding_beta"]).all()
