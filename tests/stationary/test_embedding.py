@@ -215,3 +215,16 @@ def test_uncertified_points_are_not_embedded():
     assert record["embedding_source_type"][0] == -1
     assert (record["embedding_kind"] == -1).all() and (record["embedding_point_type"] == -1).all()
     assert (record["embedding_predicted"] == -1).all() and np.isnan(record["embedding_beta"]).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cpu_and_cuda_give_the_same_embedding_verdicts():
+    w, a, x, y = split_base_point()
+    records = []
+    for device in ("cpu", "cuda"):
+        wt, at, xt, yt = (t.to(device) for t in _tensors(w, a, x, y))
+        end = classify_batch(wt, at, xt, yt, leak=0.0)
+        records.append(classify_embeddings(end, xt, yt, leak=0.0, realisable=False, betas=BETAS))
+    for name, values in records[0].items():
+        np.testing.assert_array_equal(values, records[1][name], err_msg=name)
