@@ -183,6 +183,15 @@ def _rule_population(v: Mapping[str, Any]) -> list[Problem]:
     if v["target"] != "teacher":
         problems.append(("target", f"{v['target']!r} is not allowed {context} needs a teacher); set target: teacher"))
         return problems
+    if v["activation"] == "quadratic":
+        problems.append(
+            (
+                "activation",
+                f"'quadratic' is not allowed {context} is implemented for relu and leaky_relu); set activation: relu "
+                "or leaky_relu, or input_distribution: gaussian or interval_population",
+            )
+        )
+        return problems
     student = (v["activation"], v["leak"] if v["activation"] == "leaky_relu" else None)
     teacher = (v["teacher_activation"], v["teacher_leak"] if v["teacher_activation"] == "leaky_relu" else None)
     if student != teacher:
