@@ -196,3 +196,13 @@ def test_survey_rules_for_the_quadratic_activation() -> None:
     with pytest.raises(SurveyError, match=r"activation: 'quadratic' is not allowed with input_distribution "
                                           r"'gaussian_population'"):  # fmt: skip
         parse_survey(_survey({**population, "activation": "quadratic"}), name="bad")
+
+
+def test_a_fixed_leak_may_serve_one_case_of_several() -> None:
+    cases = [{"activation": "relu", "learning_rate": 0.5}, {"activation": "quadratic", "learning_rate": 0.05}]
+    with pytest.raises(SurveyError, match=r"fixed.leak: 0.1 is not allowed"):
+        parse_survey({**_survey({"leak": 0.1}), "cases": cases}, name="bad")
+    cases.append({"activation": "leaky_relu", "learning_rate": 0.5})
+    survey = parse_survey({**_survey({"leak": 0.1}), "cases": cases}, name="ok")
+    leaks = {cell["activation"]: cell["leak"] for cell in survey.cells()}
+    assert leaks == {"relu": None, "quadratic": None, "leaky_relu": 0.1}
