@@ -57,8 +57,9 @@ def classify_smooth_batch(
         x_run, y_run = x[run if x.shape[0] > 1 else 0], y[run if y.shape[0] > 1 else 0]
         s_x = float(torch.linalg.vector_norm(x_run, dim=-1).max())
         s_y = float(torch.sqrt(y_run.square().sum() / y_run.shape[0]))
+        width, n_inputs, n_outputs = w.shape[1], w.shape[2], a.shape[2]
         loss = SmoothLoss(
-            _sampled_loss(x_run, y_run, activation), *w.shape[1:], a.shape[2], s_x, s_y,
+            _sampled_loss(x_run, y_run, activation), width, n_inputs, n_outputs, s_x, s_y,
             None if train_output else a[run],
         )  # fmt: skip
         verdict, point = classify_smooth_point(
@@ -94,7 +95,7 @@ def classify_smooth_interval_batch(
             continue
         problem = target.select(torch.tensor([run]))
         s_y = float(interval_population.target_scale(problem)[0])
-        loss = SmoothLoss(_interval_loss(problem, activation), *w.shape[1:], a.shape[2], s_x, s_y)
+        loss = SmoothLoss(_interval_loss(problem, activation), w.shape[1], 2, a.shape[2], s_x, s_y)
         verdict, point = classify_smooth_point(
             loss, w[run], a[run], degree=activation.degree, tol=tol, realisable=realisable
         )

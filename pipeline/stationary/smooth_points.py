@@ -18,9 +18,10 @@ the kink sense, and the test is the classical one, made exact where the Hessian 
    candidate (``non_strict``);
 7. every candidate must lower the true loss at every step of a shrinking ladder
    (:func:`pipeline.stationary.local_descent.verify_local_descent`): ``saddle`` with its witness. Without a
-   verified candidate: the projected Hessian positive definite and no zero neuron is ``local_min``
-   (certificate ``hessian_morse_bott``: ``T`` is tangent to a manifold of critical points of equal loss,
-   and the loss grows quadratically off it); anything else is ``undetermined``, never a guess.
+   verified candidate: the projected Hessian positive definite, no zero neuron, and a Newton step to the
+   model's critical point within ``NEWTON_TOL`` of the parameter size is ``local_min`` (certificate
+   ``hessian_morse_bott``: ``T`` is tangent to a manifold of critical points of equal loss, and the loss grows
+   quadratically off it); anything else is ``undetermined``, never a guess.
 
 A local minimum is resolved against the global value 0 when the target is realisable
 (:func:`pipeline.stationary.minima.minimum_types`); otherwise it stays ``local_min`` for the collect step.
@@ -48,6 +49,10 @@ CURVATURE_TOL = 1e-9
 """Eigenvalues within this fraction of the largest eigenvalue of the projected Hessian count as zero."""
 PARALLEL_TOL = 1e-9
 """Output weights ``a_p``, ``a_q`` are parallel when ``|sin angle| <= PARALLEL_TOL``."""
+NEWTON_TOL = 1e-4
+"""A local minimum is certified only if the Newton step to the critical point of the quadratic model is at most
+this fraction of the parameter size: a small gradient over a small curvature (a valley drifting off to infinity)
+is no minimum."""
 FLOOR_EPS = 64.0
 """The rounding floor of a computed loss change, in machine epsilons of the loss."""
 
@@ -125,7 +130,7 @@ def symmetry_directions(w: np.ndarray, a: np.ndarray, degree: int, train_output:
     width, d = w.shape
     k = a.shape[1]
     size = width * d + (width * k if train_output else 0)
-    columns: list[np.ndarray] = []
+    columns: list[np.ndarray | None] = []
 
     def vector(dw: dict[int, np.ndarray], da: dict[int, np.ndarray]) -> np.ndarray | None:
         if da and not train_output:
@@ -151,7 +156,7 @@ def symmetry_directions(w: np.ndarray, a: np.ndarray, degree: int, train_output:
                     continue
                 norm_p, norm_q = np.linalg.norm(a[p]), np.linalg.norm(a[q])
                 cosine = float(a[p] @ a[q]) / (norm_p * norm_q)
-                if np.sqrt(max(1.0 - cosine**2, 0.0)) > PARALLEL_TOL:
+                if float(np.sqrt(np.clip(1.0 - cosine * cosine, 0.0, None))) > PARALLEL_TOL:
                     continue
                 alpha_p, alpha_q = norm_p, np.sign(cosine) * norm_q
                 columns.append(vector({p: w[q] / alpha_p, q: -w[p] / alpha_q}, {}))
@@ -206,9 +211,10 @@ def _higher_orders(
     hessian = torch.func.hessian(loss.value)(theta).numpy()
     complement = scipy.linalg.null_space(symmetry_directions(w, a, degree, loss.train_output).T)
     eigenvalues, eigenvectors = np.linalg.eigh(complement.T @ hessian @ complement)
-    scale = max(float(np.abs(eigenvalues).max(initial=0.0)), loss.s_x**2)
+    scale = max(float(np.abs(eigenvalues).max(initial=0.0)), loss.s_y * loss.s_x)  # floor: the natural curvature
     lowest = float(eigenvalues[0]) if eigenvalues.size else np.inf
-    zero_neurons = np.flatnonzero(~np.any(w != 0, axis=1) & ~np.any(a != 0, axis=1)) if loss.train_output else []
+    zero = ~np.any(w != 0, axis=1) & ~np.any(a != 0, axis=1) & loss.train_output
+    zero_neurons = np.flatnonzero(zero)
     candidates: list[tuple[str, np.ndarray, int, float]] = []  # strictness, direction, order, coefficient
     if lowest < -CURVATURE_TOL * scale:
         candidates.append(("strict", complement @ eigenvectors[:, 0], 2, 0.5 * lowest))
@@ -231,7 +237,11 @@ def _higher_orders(
     if candidates:
         return Verdict("stationary", "undetermined", curvature=lowest, escape=escape)
     if lowest > CURVATURE_TOL * scale and len(zero_neurons) == 0:
-        return Verdict("stationary", "local_min", "hessian_morse_bott", curvature=lowest, escape=escape)
+        # the point is only numerically stationary: the minimum certified is the one the Newton step reaches
+        reduced = complement.T @ gradient.numpy()
+        newton = float(np.linalg.norm(eigenvectors @ ((eigenvectors.T @ reduced) / eigenvalues)))
+        if newton <= NEWTON_TOL * max(natural_size(loss), float(torch.linalg.vector_norm(theta))):
+            return Verdict("stationary", "local_min", "hessian_morse_bott", curvature=lowest, escape=escape)
     return Verdict("stationary", "undetermined", curvature=lowest, escape=escape)
 
 
@@ -253,7 +263,8 @@ def _zero_neuron_cubic(loss: SmoothLoss, theta: torch.Tensor, neuron: int) -> tu
 
     def output_gradient(w_j: torch.Tensor) -> torch.Tensor:
         shifted = torch.cat([theta[: rows.start], w_j, theta[rows.stop :]])
-        return torch.func.grad(loss.value)(shifted)[outputs]
+        gradient: torch.Tensor = torch.func.grad(loss.value)(shifted)
+        return gradient[outputs]
 
     moments = 0.5 * torch.func.jacfwd(torch.func.jacrev(output_gradient))(theta[rows]).numpy()  # (k, d, d)
     best_u, best_value = np.zeros(d), np.zeros(k)

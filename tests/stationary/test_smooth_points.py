@@ -145,3 +145,31 @@ def test_interval_constant_network_is_a_saddle(slope: float) -> None:
     a_star = torch.tensor([[[slope / 2.0], [-slope / 2.0]]], dtype=DTYPE)
     result = classify_smooth_interval_batch(w_star, a_star, target, activation=QUADRATIC, realisable=True)
     assert _name(labels.POINT_TYPE, result.point_type) == ["global_min"]
+
+
+def test_a_width_one_interval_run_drifting_to_infinity_is_no_minimum() -> None:
+    """Run 861 of ``cjr_affine`` (width 1, quadratic): after 20,000 steps its gradient and curvature are both tiny
+    (loss 2.7e-7, relative gradient 3.9e-7, projected Hessian positive definite) but the nearest critical point of
+    the quadratic model is far away: width 1 has no minimum of positive loss (the bias grows without bound)."""
+    from pipeline.batch import run_inputs
+    from pipeline.engine import run_interval_gradient_descent
+    from pipeline.plan import make_plan, run_settings
+    from pipeline.survey import load_survey
+
+    survey = load_survey("surveys/cjr_affine.yaml")
+    row = make_plan(survey).loc[861]
+    settings = run_settings(row)
+    assert settings["activation"] == "quadratic" and settings["width"] == 1
+    inputs = run_inputs(settings, survey.master_seed, int(row["data_seed"]), int(row["init_seed"]))
+    slope, intercept = (
+        torch.as_tensor(v)[None] for v in (inputs.dataset.affine_slope[:, 0], inputs.dataset.affine_intercept)
+    )
+    target = IntervalTarget(-1.0, 1.0, slope, intercept)
+    descent = run_interval_gradient_descent(
+        torch.as_tensor(inputs.w0)[None], torch.as_tensor(inputs.a0)[None], target, leak=QUADRATIC,
+        learning_rate=settings["learning_rate"], max_steps=settings["max_steps"],
+    )  # fmt: skip
+    result = classify_smooth_interval_batch(descent.w_final, descent.a_final, target, activation=QUADRATIC,
+                                            realisable=False)  # fmt: skip
+    assert 0 < float(descent.loss_final[0]) < 1e-6
+    assert _name(labels.POINT_TYPE, result.point_type) == ["undetermined"]
