@@ -177,7 +177,7 @@ def classify_smooth_point(
     realisable: bool,
 ) -> tuple[Verdict, tuple[torch.Tensor, torch.Tensor, float, float]]:
     """Classify one point ``w`` (m, d), ``a`` (m, k) (float64, CPU): the verdict and (snapped w, a, loss, gap)."""
-    natural = np.sqrt(loss.s_y / loss.s_x)  # parameter size of a network of output scale s_y
+    natural = natural_size(loss)
     w = torch.where(torch.linalg.vector_norm(w, dim=1, keepdim=True) <= ZERO_TOL * natural, 0.0, w)
     if loss.train_output:
         a = torch.where(torch.linalg.vector_norm(a, dim=1, keepdim=True) <= ZERO_TOL * natural, 0.0, a)
@@ -310,7 +310,7 @@ def _verify(
     stationary point (the residue); the true change must follow it as the step shrinks.
     """
     unit = torch.as_tensor(direction / np.linalg.norm(direction))
-    start = torch.tensor([natural_size(loss) * max(1.0, float(torch.linalg.vector_norm(theta)) / natural_size(loss))])
+    start = torch.tensor([max(natural_size(loss), float(torch.linalg.vector_norm(theta)))])
     steps = geometric_steps(start, 40)[0]
     floor = torch.tensor([FLOOR_EPS * np.finfo(float).eps * max(abs(value), np.finfo(float).tiny)])
     for sign in (1.0, -1.0) if order % 2 == 0 else (1.0,):
