@@ -21,6 +21,7 @@ from analysis.genuine import check_end_points, genuine_rate_table
 from analysis.query import decode
 from analysis.runs import run_arrays, run_frame
 from analysis.stats import wilson_interval
+from pipeline.activations import activation_from_settings
 from pipeline.stationary import labels
 
 __all__ = ["REPRODUCTIONS", "Reproduction", "reproduction_for"]
@@ -74,7 +75,7 @@ def safran_shamir(dataset: xr.Dataset) -> Reproduction:
 
 
 def cheridito_jentzen_rossmannek(dataset: xr.Dataset) -> Reproduction:
-    """Spurious local minima for ReLU vs leaky ReLU, and whether ReLU ones have dead neurons."""
+    """Spurious local minima for ReLU, leaky ReLU and quadratic, and whether ReLU ones have dead neurons."""
     frame = run_frame(dataset, ["n_dead_neurons", *ENDING_VARIABLES], by=["activation", "width"])
     frame["spurious"] = _point_types(dataset) == "spurious_local_min"
     frame["unresolved"] = ~run_endings(run_arrays(dataset, ENDING_VARIABLES)).is_resolved
@@ -85,21 +86,32 @@ def cheridito_jentzen_rossmannek(dataset: xr.Dataset) -> Reproduction:
         row["spurious_with_dead_neurons"] = int((spurious["n_dead_neurons"] > 0).sum())
         row["spurious_all_inactive"] = int((spurious["n_dead_neurons"] == spurious["width"]).sum())
         row["unresolved"] = int(group["unresolved"].sum())
+        row["unresolved_width_1"] = int(group.loc[group["width"] == 1, "unresolved"].sum())
         rows.append(row)
     table = pd.DataFrame(rows)
     parts = []
     for row in table.itertuples():
-        parts.append(
-            f"{row.activation}: {row.count} of {row.total} runs at certified spurious local minima ({_percent(row)}), "
-            f"{row.spurious_with_dead_neurons} of them with dead neurons and {row.spurious_all_inactive} with every "
-            f"neuron inactive; {row.unresolved} runs had no resolved limit within the step budget"
-        )
+        part = f"{row.activation}: {row.count} of {row.total} runs at certified spurious local minima ({_percent(row)})"
+        if activation_from_settings(str(row.activation), 0.0).has_kink:
+            part += (
+                f", {row.spurious_with_dead_neurons} of them with dead neurons and {row.spurious_all_inactive} with "
+                "every neuron inactive"
+            )
+        part += f"; {row.unresolved} runs had no resolved limit within the step budget"
+        if not activation_from_settings(str(row.activation), 0.0).has_kink:
+            part += (
+                f" ({row.unresolved_width_1} of them at width 1, where a (w x + b)^2 never equals an affine map and "
+                "the loss only tends to 0 as the bias grows)"
+            )
+        parts.append(part)
     reading = (
-        "Cheridito, Jentzen and Rossmannek prove that leaky ReLU has no spurious local minima for an affine "
-        "target and that every spurious local minimum of ReLU has dead neurons (with a constant realisation, "
-        "so every neuron is inactive). Measured on the exact population loss: " + "; ".join(parts) + "."
+        "Cheridito, Jentzen and Rossmannek prove that leaky ReLU and the quadratic activation have no spurious local "
+        "minima for an affine target and that every spurious local minimum of ReLU has dead neurons (with a "
+        "constant realisation, so every neuron is inactive). Measured on the exact population loss: "
+        + "; ".join(parts)
+        + "."
     )
-    claim = "Leaky ReLU: no spurious local minima; ReLU: every spurious local minimum has dead neurons."
+    claim = "Leaky ReLU and quadratic: no spurious local minima; ReLU: every spurious local minimum has dead neurons."
     return Reproduction("Cheridito, Jentzen & Rossmannek, J. Nonlinear Sci. 2022", claim, table, reading)
 
 

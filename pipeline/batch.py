@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from pipeline.activations import Activation, activation_from_settings
 from pipeline.data import Dataset, data_source
 from pipeline.end_game import EndGameMethod, EndGameOptions, Finish, finish_runs
 from pipeline.engine import (
@@ -28,7 +29,7 @@ from pipeline.engine import (
     run_interval_gradient_descent,
     run_population_gradient_descent,
 )
-from pipeline.globality import GLOBAL_BASIS, activation_leak, global_value_basis
+from pipeline.globality import GLOBAL_BASIS, global_value_basis
 from pipeline.initialization import draw_initialization, init_scale_std
 from pipeline.interval_population import IntervalTarget
 from pipeline.plan import data_settings, init_settings, run_settings
@@ -41,6 +42,7 @@ from pipeline.stationary.groups import group_neurons
 from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.population_points import classify_population_batch
 from pipeline.stationary.record import missing_value
+from pipeline.stationary.smooth_batch import classify_smooth_batch, classify_smooth_interval_batch
 from pipeline.trajectory import final_plateau_at_end
 
 __all__ = ["Padding", "RunInputs", "resolve_device", "run_inputs", "simulate_batch"]
@@ -182,11 +184,16 @@ def simulate_batch(
 class _Student:
     """What every loss shares: the activation, whether the output layer trains, the survey settings."""
 
-    leak: float
+    activation: Activation
     train_output: bool
     settings: Mapping[str, Any]
     kink_tolerance_factor: float
     global_basis: str
+
+    @property
+    def leak(self) -> float:
+        """The negative slope of a piecewise-linear activation (what the kink-aware code reads)."""
+        return self.activation.leak
 
     @property
     def zero_loss_attainable(self) -> bool:
@@ -204,12 +211,17 @@ class _SampledProblem:
 
     def descend(self, w0: torch.Tensor, a0: torch.Tensor, **options: Any) -> DescentResult:
         return run_gradient_descent(
-            w0, a0, self.x, self.y, leak=self.student.leak, train_output=self.student.train_output, **options
+            w0, a0, self.x, self.y, leak=self.student.activation, train_output=self.student.train_output, **options
         )
 
     def classify(self, w: torch.Tensor, a: torch.Tensor, mode: str, runs: np.ndarray | None = None) -> Any:
         """Classify points ``w`` (P, m, d), ``a`` (P, m, k); ``runs`` (P,) picks per-run data when given."""
         x, y = _select(self.x, runs), _select(self.y, runs)
+        if not self.student.activation.has_kink:
+            return classify_smooth_batch(
+                w, a, x, y, activation=self.student.activation, train_output=self.student.train_output,
+                realisable=self.student.zero_loss_attainable, mode=mode,
+            )  # fmt: skip
         return classify_batch(
             w,
             a,
@@ -244,6 +256,8 @@ class _SampledProblem:
 
     def groups(self, end: Any) -> dict[str, np.ndarray]:
         """Neuron groups of the classified end point and the width of the network it embeds (theory.md 7)."""
+        if not self.student.activation.has_kink:
+            return _no_groups(end)
         groups = group_neurons(
             torch.as_tensor(end.w), torch.as_tensor(end.a), self.x.cpu().to(torch.float64), self.student.leak
         )
@@ -292,11 +306,16 @@ class _IntervalPopulationProblem:
 
     def descend(self, w0: torch.Tensor, a0: torch.Tensor, **options: Any) -> DescentResult:
         return run_interval_gradient_descent(
-            w0, a0, self.target, leak=self.student.leak, train_output=self.student.train_output, **options
+            w0, a0, self.target, leak=self.student.activation, train_output=self.student.train_output, **options
         )
 
     def classify(self, w: torch.Tensor, a: torch.Tensor, mode: str, runs: np.ndarray | None = None) -> Any:
         target = self.target if runs is None else self.target.select(torch.as_tensor(runs))
+        if not self.student.activation.has_kink:
+            return classify_smooth_interval_batch(
+                w, a, target, activation=self.student.activation,
+                realisable=self.student.zero_loss_attainable, mode=mode,
+            )  # fmt: skip
         return classify_interval_batch(
             w,
             a,
@@ -319,7 +338,7 @@ def _problem(
     """The loss of one batch, with its data stacked on the run axis as tensors of the given dtype and device."""
     source = data_source(settings["input_distribution"])
     student = _Student(
-        activation_leak(settings["activation"], settings["leak"]),
+        activation_from_settings(settings["activation"], settings["leak"]),
         settings["output_layer"] == "trained",
         settings,
         kink_tolerance_factor,
@@ -365,6 +384,8 @@ def _end_game(
     unfinished &= _numpy(descent.stop_reason) != int(StopReason.DIVERGED)
     runs = np.flatnonzero(unfinished)
     if not options.enabled or runs.size == 0 or not isinstance(problem, _SampledProblem):
+        return end, record
+    if not problem.student.activation.has_kink:  # the end game follows the flow across kinks; none here
         return end, record
     index = torch.as_tensor(runs, device=w.device)
     finish = problem.finish(w[index], a[index], runs, options)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import interval_population, nets, population
+from pipeline.activations import Activation, as_activation
 from pipeline.trajectory import CheckpointRecorder, PlateauRecorder, PlateauSettings, checkpoint_steps
 
 __all__ = [
@@ -158,7 +159,7 @@ def run_gradient_descent(
     x: torch.Tensor,
     y: torch.Tensor,
     *,
-    leak: float,
+    leak: Activation | float,
     learning_rate: float,
     max_steps: int,
     train_output: bool = True,
@@ -195,7 +196,8 @@ def run_gradient_descent(
     x, y
         Inputs (R or 1, n, d) and targets (R or 1, n, k); leading size 1 shares one dataset.
     leak
-        Negative slope of the activation, in [0, 1) (0: ReLU).
+        The activation (:mod:`pipeline.activations`); a number is the negative slope of a leaky ReLU,
+        in [0, 1) (0: ReLU).
     learning_rate
         Step size ``eta > 0``.
     max_steps
@@ -233,7 +235,7 @@ def run_population_gradient_descent(
     teacher_w: torch.Tensor,
     teacher_a: torch.Tensor,
     *,
-    leak: float,
+    leak: Activation | float,
     learning_rate: float,
     max_steps: int,
     train_output: bool = True,
@@ -260,6 +262,10 @@ def run_population_gradient_descent(
         plateaus or PlateauSettings(),
     )
     _check_arguments(w0, a0, teacher_w, teacher_a, leak, options, ("teacher_w", "teacher_a"))
+    rho = as_activation(leak)
+    if not rho.has_kink:
+        raise ValueError(f"the Gaussian population loss is for ReLU and leaky ReLU; got activation {rho.name!r}")
+    leak = rho.leak
     zero_student = torch.zeros_like(teacher_w[..., :1, :]), torch.zeros_like(teacher_a[..., :1, :])
     s_y = torch.sqrt(2 * population.population_loss(*zero_student, teacher_w, teacher_a, leak))
     s_x = torch.full_like(s_y, float(w0.shape[-1]) ** 0.5)
@@ -274,7 +280,7 @@ def run_interval_gradient_descent(
     a0: torch.Tensor,
     target: interval_population.IntervalTarget,
     *,
-    leak: float,
+    leak: Activation | float,
     learning_rate: float,
     max_steps: int,
     train_output: bool = True,
@@ -415,7 +421,7 @@ def _check_arguments(
     a0: torch.Tensor,
     x: torch.Tensor,
     y: torch.Tensor,
-    leak: float,
+    leak: Activation | float,
     options: DescentOptions,
     data_names: tuple[str, str] = ("x", "y"),
 ) -> None:
@@ -447,8 +453,7 @@ def _check_arguments(
         raise ValueError(
             f"{x_name} has {x.shape[1]} rows and {y_name} has {y.shape[1]}; both need the same number (>= 1)"
         )
-    if not 0.0 <= leak < 1.0:
-        raise ValueError(f"leak must be in [0, 1); got {leak}")
+    as_activation(leak)  # a ValueError for a leak outside [0, 1)
     options.check()
 
 

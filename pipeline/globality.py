@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from pipeline.activations import activation_from_settings
 from pipeline.stationary import labels
 from pipeline.stationary.minima import minimum_types
 
@@ -40,7 +41,8 @@ target, so the global minimum is 0. ``interpolation_width``: a one-hidden-layer 
 and a trained output layer interpolates any ``n`` distinct inputs once its width is at least ``n`` (ReLU;
 Zhang et al. 2017, Theorem 1: project on a direction that separates the inputs and place one kink between
 consecutive projections, which gives a triangular system for the output weights) or ``2n`` (leaky ReLU,
-whose two units ``rho(z) + leak rho(-z) = (1 - leak^2) relu(z)`` make one ReLU unit), so the global minimum is 0.
+whose two units ``rho(z) + leak rho(-z) = (1 - leak^2) relu(z)`` make one ReLU unit), so the global minimum is 0;
+a quadratic network computes a quadratic form of the input and cannot interpolate in general.
 ``best_known``: no theorem applies; the value is the best loss the survey found (:func:`reference_losses`)."""
 
 ARCHITECTURE: tuple[str, ...] = ("data_key", "data_seed", "width", "activation", "leak", "output_layer")
@@ -74,16 +76,18 @@ def global_value_basis(settings: Mapping[str, Any], x: np.ndarray | None) -> str
     """
     if settings["label_noise"]:  # None with given data (no label noise setting)
         return "best_known"
+    student = activation_from_settings(settings["activation"], settings["leak"])
     if settings["target"] == "affine" and settings["bias"] and settings["output_layer"] == "trained":
-        return "realisable_target"  # one neuron whose kink lies outside the data is affine on it
+        if student.has_kink:
+            return "realisable_target"  # one neuron whose kink lies outside the data is affine on it
+        # (1 + l/2)^2 - (1 - l/2)^2 = 2 l for an affine l = slope . x + intercept: two quadratic units per output
+        return "realisable_target" if settings["width"] >= 2 * settings["output_dim"] else "best_known"
     if settings["target"] == "teacher":
-        same_activation = activation_leak(settings["teacher_activation"], settings["teacher_leak"]) == activation_leak(
-            settings["activation"], settings["leak"]
-        )
+        same_activation = activation_from_settings(settings["teacher_activation"], settings["teacher_leak"]) == student
         fixed_ok = settings["output_layer"] == "trained" or settings["teacher_kind"] == "orthonormal"
         if same_activation and fixed_ok and settings["width"] >= settings["teacher_width"]:
             return "realisable_target"
-    if x is None or not settings["bias"] or settings["output_layer"] != "trained":
+    if x is None or not settings["bias"] or settings["output_layer"] != "trained" or not student.has_kink:
         return "best_known"
     units_per_point = 1 if activation_leak(settings["activation"], settings["leak"]) == 0.0 else 2
     distinct = all(np.unique(run, axis=0).shape[0] == run.shape[0] for run in np.asarray(x))

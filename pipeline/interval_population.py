@@ -1,9 +1,10 @@
 """Population (infinite-data) loss for scalar inputs uniform on an interval, with an affine target.
 
-The setting of Cheridito, Jentzen & Rossmannek (theory.md section 9): inputs ``x ~ U[low, high]``,
-a bias (the student sees ``x~ = (x, 1)``), a student ``N(x) = c + sum_j a_j rho(w_j . x~)`` with
-``rho(z) = max(z, leak * z)``, and an affine target ``f(x) = intercept + slope * x`` (vector valued:
-``slope``, ``intercept`` and ``a_j`` lie in ``R^k``). The loss is the mean over the interval,
+The setting of Cheridito, Jentzen & Rossmannek (theory.md section 9): inputs ``x ~ U[low, high]``, a bias (the
+student sees ``x~ = (x, 1)``), a student ``N(x) = c + sum_j a_j rho(w_j . x~)`` with ``rho`` a
+:class:`pipeline.activations.Activation` (``max(z, leak * z)``, or ``z**2``), and an affine target ``f(x) =
+intercept + slope * x`` (vector valued: ``slope``, ``intercept`` and ``a_j`` lie in ``R^k``). The loss is the
+mean over the interval,
 
     L(w, a, c) = 1 / (2 (high - low)) int_low^high ||N(x) - f(x)||^2 dx,
 
@@ -21,17 +22,20 @@ is gradient descent on ``L`` with the bias kept at its optimum.
 
 Exact integrals
 ---------------
-``e`` is continuous and piecewise linear in ``x``, with kinks only at the neurons' breakpoints
-``t_j = -b_j / w_j`` (``w_j . x~ = w_j x + b_j``). On each segment between consecutive breakpoints
-every integrand of the loss and of its first derivatives (``e^2``, ``e rho(z_j)``, ``e rho'(z_j) x~``)
-is a polynomial of degree <= 2, so the two-point Gauss-Legendre rule on each segment integrates it
-exactly. The loss, its gradient (Leibniz: the integrand is continuous in ``x``, so the moving segment
-ends contribute nothing) and, by automatic differentiation of the same formula, its Hessian are exact
+For a piecewise-linear activation ``e`` is continuous and piecewise linear in ``x``, with kinks only at the
+neurons' breakpoints ``t_j = -b_j / w_j`` (``w_j . x~ = w_j x + b_j``). On each segment between consecutive
+breakpoints every integrand of the loss and of its first and second derivatives (``e^2``, ``e rho(z_j)``, ``e
+rho'(z_j) x~``, ...) is a polynomial of degree <= 2, so the two-point Gauss-Legendre rule on each segment
+integrates it exactly. For the quadratic activation there are no breakpoints and ``e`` is a quadratic
+polynomial: every integrand has degree <= 4, and the three-point rule on the whole interval (exact to degree
+5) integrates it exactly. The loss, its gradient (Leibniz: the integrand is continuous in ``x``, so the moving
+segment ends contribute nothing) and, by automatic differentiation of the same formula, its Hessian are exact
 up to rounding. No node ever sits on a breakpoint of a segment of positive length.
 
-Regularity: ``P`` is C^1 away from zero neurons (``w_j = 0`` and ``b_j = 0``), and C^2 away from zero
-neurons and from neurons whose breakpoint lies exactly at ``low`` or ``high`` (activating a sliver at an
-end point is a one-sided second-order change; theory.md 9.2-9.3).
+Regularity (piecewise-linear activations; the quadratic one makes ``P`` a polynomial): ``P`` is C^1 away from
+zero neurons (``w_j = 0`` and ``b_j = 0``), and C^2 away from zero neurons and from neurons whose breakpoint
+lies exactly at ``low`` or ``high`` (activating a sliver at an end point is a one-sided second-order change;
+theory.md 9.2-9.3).
 
 Shapes: ``w`` (R, m, 2) rows ``(w_j, b_j)``; ``a`` (R, m, k); ``slope``, ``intercept`` (R or 1, k).
 """
@@ -44,6 +48,7 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import nets
+from pipeline.activations import Activation, as_activation
 
 __all__ = [
     "LOSS",
@@ -60,6 +65,8 @@ LOSS = "P = min_c 1/(2 (high - low)) int_low^high ||c + f(x) - (intercept + slop
 """The profiled population loss of inputs uniform on an interval, as the store describes it."""
 
 _GAUSS_OFFSET = 1.0 / math.sqrt(3.0)
+_GAUSS3_NODES = (-math.sqrt(0.6), 0.0, math.sqrt(0.6))
+_GAUSS3_WEIGHTS = (5.0 / 18.0, 8.0 / 18.0, 5.0 / 18.0)  # on [-1, 1], halved: they sum to 1
 
 
 @dataclass(frozen=True)
@@ -116,9 +123,12 @@ def breakpoints(w: torch.Tensor, low: float, high: float) -> torch.Tensor:
 
 
 def quadrature(
-    w: torch.Tensor, low: float, high: float, exclude: torch.Tensor | None = None
+    w: torch.Tensor, low: float, high: float, exclude: torch.Tensor | None = None, rho: Activation | float = 0.0
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nodes and weights of the two-point Gauss-Legendre rule on every segment between breakpoints.
+    """Nodes and weights of a Gauss-Legendre rule that integrates the loss's integrands exactly.
+
+    For an activation with a kink, the two-point rule on every segment between breakpoints; for a
+    smooth (quadratic) one, the three-point rule on the whole interval.
 
     Parameters
     ----------
@@ -129,12 +139,19 @@ def quadrature(
     exclude
         (R, m) bool: neurons whose breakpoints are not segment ends (their activation is linear on
         the interval by construction, see :func:`interval_loss`).
+    rho
+        The activation (a number: the leak of a leaky ReLU).
 
     Returns
     -------
-    nodes, weights : (R, 2 (m + 1))
+    nodes, weights : (R, 2 (m + 1)) with a kink, (R, 3) without
         Weights are normalised to sum to 1 (the mean over the interval).
     """
+    if not as_activation(rho).has_kink:
+        unit = torch.tensor(_GAUSS3_NODES, dtype=w.dtype, device=w.device)
+        nodes = (0.5 * (low + high) + 0.5 * (high - low) * unit).expand(w.shape[0], 3)
+        weights = torch.tensor(_GAUSS3_WEIGHTS, dtype=w.dtype, device=w.device).expand(w.shape[0], 3)
+        return nodes, weights
     t = breakpoints(w, low, high)
     if exclude is not None:
         t = torch.where(exclude, torch.full_like(t, low), t)
@@ -161,13 +178,13 @@ class _Evaluation:
 
 
 def _evaluate(
-    w: torch.Tensor, a: torch.Tensor, target: IntervalTarget, leak: float, fixed_slope: torch.Tensor | None
+    w: torch.Tensor, a: torch.Tensor, target: IntervalTarget, rho: Activation | float, fixed_slope: torch.Tensor | None
 ) -> _Evaluation:
     exclude = None if fixed_slope is None else ~torch.isnan(fixed_slope)
-    nodes, weights = quadrature(w, target.low, target.high, exclude)
+    nodes, weights = quadrature(w, target.low, target.high, exclude, rho)
     inputs = torch.stack([nodes, torch.ones_like(nodes)], dim=-1)
     z = torch.matmul(inputs, w.transpose(-1, -2))
-    activation = nets.activation(z, leak)
+    activation = nets.activation(z, rho)
     if fixed_slope is not None and exclude is not None:
         linear = torch.nan_to_num(fixed_slope).unsqueeze(-2) * z  # no NaN in the unused branch (autograd)
         activation = torch.where(exclude.unsqueeze(-2), linear, activation)
@@ -181,7 +198,7 @@ def interval_loss(
     w: torch.Tensor,
     a: torch.Tensor,
     target: IntervalTarget,
-    leak: float,
+    rho: Activation | float,
     *,
     fixed_slope: torch.Tensor | None = None,
 ) -> torch.Tensor:
@@ -193,22 +210,22 @@ def interval_loss(
         (R, m, 2) and (R, m, k).
     target
         The affine target and the interval.
-    leak
-        Negative slope in [0, 1).
+    rho
+        The activation (a number: the leak of a leaky ReLU, in [0, 1)).
     fixed_slope
         (R, m), NaN for the usual activation; a finite value ``s`` makes neuron ``j`` the linear
         function ``s (w_j . x~)`` on the whole interval. This evaluates one smooth *piece* of ``P``
         at a neuron whose breakpoint sits at an interval end (``s = 1`` or ``leak``: the branch the
         neuron is on), where ``P`` itself is not C^2.
     """
-    return _evaluate(w, a, target, leak, fixed_slope).loss
+    return _evaluate(w, a, target, rho, fixed_slope).loss
 
 
 def interval_gradients(
-    w: torch.Tensor, a: torch.Tensor, target: IntervalTarget, leak: float, *, train_output: bool = True
+    w: torch.Tensor, a: torch.Tensor, target: IntervalTarget, rho: Activation | float, *, train_output: bool = True
 ) -> nets.Gradients:
     """Profiled loss and its closed-form gradients (one evaluation); see :class:`IntervalWorkspace`."""
-    return IntervalWorkspace(target, w.shape[0], w.shape[1], leak, train_output=train_output)(w, a)
+    return IntervalWorkspace(target, w.shape[0], w.shape[1], rho, train_output=train_output)(w, a)
 
 
 class IntervalWorkspace:
@@ -221,16 +238,14 @@ class IntervalWorkspace:
     """
 
     def __init__(
-        self, target: IntervalTarget, n_runs: int, width: int, leak: float, *, train_output: bool = True
+        self, target: IntervalTarget, n_runs: int, width: int, rho: Activation | float, *, train_output: bool = True
     ) -> None:
         if target.slope.shape[0] not in (1, n_runs):
             raise ValueError(f"the target has {target.slope.shape[0]} runs; expected 1 (shared) or {n_runs}")
-        if not 0.0 <= leak < 1.0:
-            raise ValueError(f"leak must be in [0, 1); got {leak}")
         self.target = target
         self.n_runs = n_runs
         self.width = width
-        self.leak = leak
+        self.rho = as_activation(rho)
         self.train_output = train_output
         self._residual = torch.empty(
             n_runs, 0, target.slope.shape[-1], dtype=target.slope.dtype, device=target.slope.device
@@ -242,9 +257,9 @@ class IntervalWorkspace:
             raise ValueError(
                 f"w {tuple(w.shape)} and a {tuple(a.shape)} must be (R={self.n_runs}, m={self.width}, 2 or k)"
             )
-        point = _evaluate(w, a, self.target, self.leak, None)
+        point = _evaluate(w, a, self.target, self.rho, None)
         weighted = point.weights.unsqueeze(-1) * point.residual  # (R, Q, k)
-        coupling = torch.matmul(weighted, a.transpose(-1, -2)) * nets.activation_slope(point.z, self.leak)
+        coupling = torch.matmul(weighted, a.transpose(-1, -2)) * self.rho.derivative(point.z)
         grad_w = torch.matmul(coupling.transpose(-1, -2), point.inputs)
         grad_a = (
             torch.matmul(point.activation.transpose(-1, -2), weighted) if self.train_output else torch.zeros_like(a)

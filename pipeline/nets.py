@@ -19,9 +19,10 @@ name          shape            meaning
 ``r``         (R, n, k)        residuals ``f(x_i) - y_i``
 ============  ===============  =============================================
 
-The activation is ``rho(z) = z`` for ``z >= 0`` and ``leak * z`` otherwise (``leak = 0``: ReLU).
-The loss is ``L = 1/(2n) sum_i ||f(x_i) - y_i||^2``. At a kink (``z = 0``) the gradient uses
-``rho'(0) = leak``, the convention of ``torch.nn.functional.leaky_relu`` autograd.
+The activation ``rho`` is a :class:`pipeline.activations.Activation` (or a number, the leak of a
+leaky ReLU ``rho(z) = max(z, leak z)``; ``leak = 0``: ReLU). The loss is
+``L = 1/(2n) sum_i ||f(x_i) - y_i||^2``. At a kink (``z = 0``) the gradient uses ``rho'(0) = leak``,
+the convention of ``torch.nn.functional.leaky_relu`` autograd.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from pipeline.activations import Activation, as_activation
 
 __all__ = [
     "LOSS",
@@ -48,15 +51,14 @@ LOSS = "L = 1/(2n) sum_i ||f(x_i) - y_i||^2"
 """The loss on ``n`` training inputs, as the store describes it."""
 
 
-def activation(z: torch.Tensor, leak: float) -> torch.Tensor:
-    """Leaky-ReLU ``rho(z) = max(z, leak * z)`` for ``leak`` in [0, 1), elementwise."""
-    return torch.where(z > 0, z, leak * z)
+def activation(z: torch.Tensor, rho: Activation | float) -> torch.Tensor:
+    """``rho(z)`` elementwise; a number ``rho`` is the leak of ``max(z, leak * z)``."""
+    return as_activation(rho).value(z)
 
 
-def activation_slope(z: torch.Tensor, leak: float) -> torch.Tensor:
-    """Derivative ``rho'(z)``: 1 where ``z > 0``, ``leak`` elsewhere (so ``rho'(0) = leak``)."""
-    one = torch.ones((), dtype=z.dtype, device=z.device)
-    return torch.where(z > 0, one, one * leak)
+def activation_slope(z: torch.Tensor, rho: Activation | float) -> torch.Tensor:
+    """Derivative ``rho'(z)``; for a leaky ReLU 1 where ``z > 0``, ``leak`` elsewhere (so ``rho'(0) = leak``)."""
+    return as_activation(rho).derivative(z)
 
 
 def pre_activations(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -64,14 +66,14 @@ def pre_activations(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return torch.matmul(x, w.transpose(-1, -2))
 
 
-def forward(w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, leak: float) -> torch.Tensor:
+def forward(w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, rho: Activation | float) -> torch.Tensor:
     """Network outputs ``f``, shape (R, n, k)."""
-    return torch.matmul(activation(pre_activations(w, x), leak), a)
+    return torch.matmul(activation(pre_activations(w, x), rho), a)
 
 
-def loss(w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float) -> torch.Tensor:
+def loss(w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, rho: Activation | float) -> torch.Tensor:
     """Per-run loss ``L = 1/(2n) sum_i ||f(x_i) - y_i||^2``, shape (R,)."""
-    residual = forward(w, a, x, leak) - y
+    residual = forward(w, a, x, rho) - y
     return 0.5 * residual.square().sum(dim=(-2, -1)) / x.shape[-2]
 
 
@@ -113,13 +115,15 @@ class GradientWorkspace:
     One evaluation is two products over the samples and three passes over the (R, m, n)
     activations, stored neuron-major (sample index last):
 
-    1. ``h = rho(w x^T)`` (a product, then ``leaky_relu_`` in place);
+    1. ``h = rho(w x^T)`` (a product, then :meth:`Activation.forward_`: ``leaky_relu_`` in place for
+       the piecewise-linear activations, whose backward pass needs only ``h``);
     2. ``r = a^T h - y^T``, (R, k, n) (a small product per run);
-    3. per output ``l``: the back-propagated signal ``s_ij = rho'(z_ij) r_il / n`` (one fused pass)
-       and its product with the inputs, ``p_jl = sum_i s_ij x_i``.
+    3. per output ``l``: the back-propagated signal ``s_ij = rho'(z_ij) r_il / n`` (one fused pass,
+       :meth:`Activation.backward_`) and its product with the inputs, ``p_jl = sum_i s_ij x_i``.
 
-    Then ``dL/dw_j = sum_l a_jl p_jl`` and, because ``rho(z) = rho'(z) z`` (positive homogeneity),
-    ``dL/da_jl = 1/n sum_i rho(z_ij) r_il = w_j . p_jl``: the output gradient takes no pass over
+    Then ``dL/dw_j = sum_l a_jl p_jl`` and, because ``rho'(z) z = p rho(z)`` (positive homogeneity of
+    degree ``p``: 1 for ReLU-like activations, 2 for the quadratic one),
+    ``dL/da_jl = 1/n sum_i rho(z_ij) r_il = w_j . p_jl / p``: the output gradient takes no pass over
     the activations. With shared data (leading size 1, more than one run) both products over the
     samples are single GEMMs over all runs and neurons at once, (R m, d) x (d, n) and (R m, n) x (n, d);
     their rounding may depend on the number of runs. With data per run (what surveys pass) they are
@@ -131,18 +135,25 @@ class GradientWorkspace:
         Inputs (R or 1, n, d) and targets (R or 1, n, k); a leading 1 is shared by all runs.
     n_runs, width
         ``R`` and ``m``.
-    leak
-        Negative slope of the activation, in [0, 1).
+    rho
+        The activation (a number: the leak of a leaky ReLU, in [0, 1)).
     train_output
         If False, ``grad_a`` is zero.
     """
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, n_runs: int, width: int, leak: float, *, train_output: bool = True
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        n_runs: int,
+        width: int,
+        rho: Activation | float,
+        *,
+        train_output: bool = True,
     ) -> None:
         n_samples, n_inputs, n_outputs = x.shape[-2], x.shape[-1], y.shape[-1]
         like: dict[str, Any] = dict(dtype=x.dtype, device=x.device)
-        self.leak = leak
+        self.rho = as_activation(rho)
         self.train_output = train_output
         # Shared data: both products over the samples are single GEMMs over all runs and neurons. A single
         # run takes the per-run layout, so that a survey's per-run data give bit-identical numbers whatever
@@ -152,6 +163,8 @@ class GradientWorkspace:
         self._inputs_t = self._inputs.transpose(-1, -2)
         self._targets_t = y.transpose(-1, -2)
         self._hidden = torch.empty(n_runs, width, n_samples, **like)
+        # the pre-activations: overwritten by the activations when the backward pass needs only those
+        self._pre = self._hidden if self.rho.in_place else torch.empty_like(self._hidden)
         # one output: the activations are not needed after the backward pass, which then writes over them
         self._signal = self._hidden if n_outputs == 1 else torch.empty_like(self._hidden)
         self._residual = torch.empty(n_runs, n_outputs, n_samples, **like)
@@ -164,8 +177,8 @@ class GradientWorkspace:
     def __call__(self, w: torch.Tensor, a: torch.Tensor) -> Gradients:
         """Loss and gradients at ``w`` (R, m, d), ``a`` (R, m, k)."""
         hidden, residual = self._hidden, self._residual
-        torch.matmul(w, self._inputs_t, out=hidden)
-        torch.nn.functional.leaky_relu_(hidden, self.leak)
+        torch.matmul(w, self._inputs_t, out=self._pre)
+        self.rho.forward_(self._pre, hidden)
         torch.matmul(a.transpose(-1, -2), hidden, out=residual)
         residual.sub_(self._targets_t)
         flat = residual.flatten(1)
@@ -177,18 +190,16 @@ class GradientWorkspace:
     def _project(self) -> None:
         """``p_jl = 1/n sum_i rho'(z_ij) r_il x_i`` into ``self._products``, (R, m, k, d).
 
-        ``leaky_relu_backward`` of the stored activations fuses the slope ``rho'(z_ij)`` (1 where
-        ``rho(z_ij) > 0``, that is ``z_ij > 0``, else ``leak``) and the product with the residual,
-        broadcast over neurons, into one pass (``torch.where`` is many times slower on CPU). The
+        :meth:`Activation.backward_` fuses the slope ``rho'(z_ij)`` and the product with the residual,
+        broadcast over neurons, into one pass (for a leaky ReLU ``leaky_relu_backward`` of the stored
+        activations: ``torch.where`` is many times slower on CPU). The
         product with the inputs is one GEMM for shared data, else a batched product of contiguous
         operands (bit for bit independent of the batch size).
         """
         n_samples = self._hidden.shape[-1]
         for output, residual_row in enumerate(self._residual_rows):
             scaled = residual_row / n_samples
-            torch.ops.aten.leaky_relu_backward.grad_input(
-                scaled, self._hidden, self.leak, True, grad_input=self._signal
-            )
+            self.rho.backward_(scaled, self._pre, self._hidden, self._signal)
             product = self._products[:, :, output]
             into = product if product.is_contiguous() else self._scratch
             if self._shared:  # written transposed, (d, n) x (n, R m): the faster orientation for small d
@@ -208,6 +219,8 @@ class GradientWorkspace:
             torch.bmm(a.reshape(n_rows, 1, n_outputs), products, out=self._grad_w.view(n_rows, 1, n_inputs))
         if self.train_output:
             torch.bmm(products, w.reshape(n_rows, n_inputs, 1), out=self._grad_a.view(n_rows, n_outputs, 1))
+            if self.rho.degree != 1:
+                self._grad_a.div_(self.rho.degree)
 
 
 def gradients(
@@ -215,7 +228,7 @@ def gradients(
     a: torch.Tensor,
     x: torch.Tensor,
     y: torch.Tensor,
-    leak: float,
+    rho: Activation | float,
     *,
     train_output: bool = True,
 ) -> Gradients:
@@ -229,10 +242,10 @@ def gradients(
     ----------
     w, a, x, y
         See the module docstring for shapes; ``x`` and ``y`` broadcast over runs.
-    leak
-        Negative-side slope of the activation, in [0, 1).
+    rho
+        The activation (a number: the leak of a leaky ReLU, in [0, 1)).
     train_output
         If False the output weights are fixed and ``grad_a`` is zero.
     """
-    workspace = GradientWorkspace(x, y, w.shape[0], w.shape[1], leak, train_output=train_output)
-    return dataclasses.replace(workspace(w, a), loss=loss(w, a, x, y, leak))
+    workspace = GradientWorkspace(x, y, w.shape[0], w.shape[1], rho, train_output=train_output)
+    return dataclasses.replace(workspace(w, a), loss=loss(w, a, x, y, rho))

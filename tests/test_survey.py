@@ -51,7 +51,9 @@ BAD = [
     pytest.param(with_("grid.width", 4), ["grid.width: 4 (int)", "a list of values"], id="grid-not-list"),
     pytest.param(with_("fixed", [1, 2]), ["fixed: [1, 2] (list)", "mapping"], id="fixed-not-mapping"),
     pytest.param(
-        with_("fixed.activation", "tanh"), ["fixed.activation: 'tanh'", "'relu' or 'leaky_relu'"], id="bad-choice"
+        with_("fixed.activation", "tanh"),
+        ["fixed.activation: 'tanh'", "'relu', 'leaky_relu' or 'quadratic'"],
+        id="bad-choice",
     ),
     pytest.param(with_("fixed.input_dim", 0), ["fixed.input_dim: 0 is out of range; it must be >= 1"], id="zero"),
     pytest.param(

@@ -239,6 +239,15 @@ def _rule_population(v: Mapping[str, Any]) -> list[Problem]:
     if v["target"] != "teacher":
         problems.append(("target", f"{v['target']!r} is not allowed {context} needs a teacher); set target: teacher"))
         return problems
+    if v["activation"] == "quadratic":
+        problems.append(
+            (
+                "activation",
+                f"'quadratic' is not allowed {context} is implemented for relu and leaky_relu); set activation: relu "
+                "or leaky_relu, or input_distribution: gaussian or interval_population",
+            )
+        )
+        return problems
     student = (v["activation"], v["leak"] if v["activation"] == "leaky_relu" else None)
     teacher = (v["teacher_activation"], v["teacher_leak"] if v["teacher_activation"] == "leaky_relu" else None)
     if student != teacher:
@@ -398,8 +407,14 @@ def _cell_context(names: Sequence[str], values: Mapping[str, Any]) -> str:
     return ", ".join(f"{name} {values[name]!r}" for name in shown)
 
 
-def check_settings(fixed: Mapping[str, Any], grid: Mapping[str, list]) -> tuple[list[str], set[str]]:
-    """Messages for every broken cross-setting rule, and the conditional settings that apply somewhere."""
+def check_settings(
+    fixed: Mapping[str, Any], grid: Mapping[str, list], applies_elsewhere: frozenset[str] = frozenset()
+) -> tuple[list[str], set[str]]:
+    """Messages for every broken cross-setting rule, and the conditional settings that apply somewhere.
+
+    ``applies_elsewhere``: conditional settings that apply in another case of the survey, so that a fixed
+    value of theirs is not an error here (it resolves to None in these cells).
+    """
     base = {**DEFAULTS, **fixed}
 
     def where(setting: str) -> str:
@@ -425,7 +440,7 @@ def check_settings(fixed: Mapping[str, Any], grid: Mapping[str, list]) -> tuple[
                     f"{_cell_context(cond.controls, values)} ({cond.setting} applies to {cond.scope}); "
                     f"remove {cond.setting} or {cond.fix}"
                 )
-        if fixed.get(cond.setting) is not None and cond.setting not in applies_somewhere:
+        if fixed.get(cond.setting) is not None and cond.setting not in applies_somewhere | applies_elsewhere:
             values = next(combos(cond.controls, base, grid))
             messages.append(
                 f"fixed.{cond.setting}: {fixed[cond.setting]!r} is not allowed with "

@@ -100,7 +100,11 @@ class Settings(Strict):
     label_noise: float = Field(0.0, ge=0, le=1e6, description="Standard deviation of Gaussian label noise.")
     # student
     width: int = Field(4, ge=1, le=100_000, description="Student width m (hidden neurons).")
-    activation: Literal["relu", "leaky_relu"] = Field("relu", description="Student activation.")
+    activation: Literal["relu", "leaky_relu", "quadratic"] = Field(
+        "relu",
+        description="Student activation: relu, leaky_relu (with leak) or quadratic (rho(z) = z^2, smooth; not with "
+        "gaussian_population).",
+    )
     leak: _Unit | None = Field(
         None, description="Negative-side slope of the student; required with activation leaky_relu, else not allowed."
     )

@@ -181,9 +181,11 @@ class SurveySpec(Strict):
                 f"init seeds) exceed the cap of {MAX_RUNS:,} runs per survey; shrink the grid or the seeds, "
                 "or split the survey into several files"
             )
+        cases = self.case_settings or [{}]
+        applies = frozenset().union(*(check_settings({**fixed, **case}, grid)[1] for case in cases))
         messages: list[str] = []
-        for case in self.case_settings or [{}]:
-            messages += check_settings({**fixed, **case}, grid)[0]
+        for case in cases:
+            messages += check_settings({**fixed, **case}, grid, applies)[0]
         if messages:
             raise ValueError("\n".join(dict.fromkeys(messages)))
         self._check_data_seeds()

@@ -3,8 +3,9 @@
 Bo Liu's cell criterion is exact: every differentiable local minimum that gradient descent reaches lies in a
 genuine activation cell, and the genuine-cell rate of 1-d Gaussian data with noise labels has a closed form.
 Cheridito, Jentzen and Rossmannek's classification is exact: for an affine target on an interval, leaky ReLU
-has no spurious local minima, and every spurious local minimum of ReLU has a constant realisation (every
-neuron inactive) with loss ``slope^2 (high - low)^2 / 24`` in the normalisation ``1/(2 (high - low)) int``.
+and the quadratic activation have no spurious local minima, and every spurious local minimum of ReLU has a
+constant realisation (every neuron inactive) with loss ``slope^2 (high - low)^2 / 24`` in the normalisation
+``1/(2 (high - low)) int``.
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def test_cjr_survey_agrees_with_the_classification_of_critical_points(tmp_path: 
     spurious = frame[frame["point_type"] == "spurious_local_min"]
     assert (frame["point_type"] == "global_min").sum() > 0
     assert (spurious["activation"] == "leaky_relu").sum() == 0  # exact: leaky ReLU has none
+    assert (spurious["activation"] == "quadratic").sum() == 0  # exact: nor has the quadratic activation
+    quadratic = frame[(frame["activation"] == "quadratic") & (frame["width"] == 2)]
+    assert (quadratic["point_type"] == "global_min").sum() > 0  # width 2 attains the affine target
     relu = spurious[spurious["activation"] == "relu"]
     assert len(relu) > 0  # width-1 ReLU nets that start dead stay dead: the test is not vacuous
     assert (relu["n_dead_neurons"] == relu["width"]).all()  # every neuron inactive: a constant realisation
@@ -85,3 +89,4 @@ def test_cjr_survey_agrees_with_the_classification_of_critical_points(tmp_path: 
         assert loss == pytest.approx(expected, rel=1e-6)
     reproduction = reproduction_for(dataset)
     assert reproduction is not None and f"relu: {len(relu)} of" in reproduction.reading
+    assert "quadratic: 0 of" in reproduction.reading

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 import torch
 
+from pipeline.activations import LeakyReLU
 from pipeline.batch import _GaussianPopulationProblem, _IntervalPopulationProblem, _Student
 from pipeline.engine import run_population_gradient_descent
 from pipeline.interval_population import IntervalTarget
@@ -188,7 +189,7 @@ def test_tolerance_sensitive_marks_a_point_whose_type_changes_with_the_stationar
 
 def test_the_batch_classifies_population_plateau_points_in_plateau_mode():
     """``simulate_batch`` classifies plateau points with ``mode="plateau"``: both population losses pass it on."""
-    student = _Student(0.0, False, {}, 1.0, "realisable_target")
+    student = _Student(LeakyReLU(0.0), False, {}, 1.0, "realisable_target")
     w, a, teacher_w, teacher_a = _symmetric_descent(60)
     gaussian = _GaussianPopulationProblem(student, teacher_w, teacher_a).classify(w, a, "plateau")
     assert names(gaussian.point_type) == ["saddle"]

@@ -1,0 +1,365 @@
+"""Classification of points of losses with a smooth activation (the quadratic one, ``rho(z) = z^2``).
+
+The loss ``L(theta)``, ``theta = (W, A)``, is a polynomial: there are no kinks and no escape neurons in
+the kink sense, and the test is the classical one, made exact where the Hessian is degenerate. Per point
+(``P`` parameters ordered ``[W.flatten(), A.flatten()]``, or ``W`` alone with a fixed output layer):
+
+1. neurons with ``||w_j||`` or ``||a_j||`` below ``ZERO_TOL`` of the natural parameter size are snapped
+   to exact zeros;
+2. relative gradient norm ``||grad L|| / (s_y^1.5 s_x^0.5)`` above the tolerance: ``not_stationary``;
+3. ``L <= tau_L s_y^2``: ``global_min`` (certificate ``zero_loss``);
+4. the Hessian ``H`` (automatic differentiation of the exact loss) on the complement of the tangent
+   ``T`` of the known critical symmetry orbits (:func:`symmetry_directions`): a negative eigenvalue gives a
+   candidate witness (``strict``);
+5. a zero neuron (``w_j = 0``, ``a_j = 0``) is flat to second order; along ``(dw_j, da_j) = t (u, v)`` the
+   loss changes by exactly ``t^3 v . M_j[u, u] + O(t^6)`` with ``M_j = 1/2 d^2/dw_j^2 (dL/da_j)`` (for
+   sampled data ``1/n sum_i r_i x_i x_i^T``): a non-zero ``M_j`` gives a cubic candidate (``non_strict``);
+6. other null directions ``d`` of the projected Hessian: the third derivative along ``d`` gives a cubic
+   candidate (``non_strict``);
+7. every candidate must lower the true loss at every step of a shrinking ladder
+   (:func:`pipeline.stationary.local_descent.verify_local_descent`): ``saddle`` with its witness. Without a
+   verified candidate: the projected Hessian positive definite, no zero neuron, and a Newton step to the
+   model's critical point within ``NEWTON_TOL`` of the parameter size is ``local_min`` (certificate
+   ``hessian_morse_bott``: ``T`` is tangent to a manifold of critical points of equal loss, and the loss grows
+   quadratically off it); anything else is ``undetermined``, never a guess.
+
+A local minimum is resolved against the global value 0 when the target is realisable
+(:func:`pipeline.stationary.minima.minimum_types`); otherwise it stays ``local_min`` for the collect step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+import torch
+
+from pipeline.stationary import labels
+from pipeline.stationary.local_descent import geometric_steps, verify_local_descent
+from pipeline.stationary.minima import minimum_types
+from pipeline.stationary.tolerances import Tolerances
+
+__all__ = ["SmoothLoss", "Verdict", "classify_smooth_point", "store_verdict", "symmetry_directions"]
+
+ZERO_TOL = 1e-12
+"""``w_j`` (``a_j``) counts as zero when its norm is at most this fraction of the natural parameter size."""
+CURVATURE_TOL = 1e-9
+"""Eigenvalues within this fraction of the largest eigenvalue of the projected Hessian count as zero."""
+PARALLEL_TOL = 1e-9
+"""Output weights ``a_p``, ``a_q`` are parallel when ``|sin angle| <= PARALLEL_TOL``."""
+NEWTON_TOL = 1e-4
+"""A local minimum is certified only if the Newton step to the critical point of the quadratic model is at most
+this fraction of the parameter size: a small gradient over a small curvature (a valley drifting off to infinity)
+is no minimum."""
+FLOOR_EPS = 64.0
+"""The rounding floor of a computed loss change, in machine epsilons of the loss."""
+
+
+@dataclass(frozen=True)
+class SmoothLoss:
+    """One point's loss as a function of its parameters, with its scales.
+
+    Attributes
+    ----------
+    network_loss
+        ``(W (m, d), A (m, k))`` float64 -> the loss (a 0-d tensor), differentiable by ``torch.func``.
+    width, n_inputs, n_outputs
+        ``m``, ``d``, ``k``.
+    s_x, s_y
+        Input and output scales (theory.md 8.2 step 1).
+    fixed_a
+        (m, k) output weights when the output layer is fixed (not in ``theta``); None when it is trained.
+    """
+
+    network_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    width: int
+    n_inputs: int
+    n_outputs: int
+    s_x: float
+    s_y: float
+    fixed_a: torch.Tensor | None = None
+
+    @property
+    def train_output(self) -> bool:
+        """Whether ``A`` is part of ``theta``."""
+        return self.fixed_a is None
+
+    def split(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W, A)`` of a parameter vector (P,)."""
+        n_w = self.width * self.n_inputs
+        w = theta[:n_w].reshape(self.width, self.n_inputs)
+        if self.fixed_a is not None:
+            return w, self.fixed_a
+        return w, theta[n_w:].reshape(self.width, self.n_outputs)
+
+    def value(self, theta: torch.Tensor) -> torch.Tensor:
+        """The loss at the parameter vector ``theta`` (P,)."""
+        return self.network_loss(*self.split(theta))
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The classification of one point."""
+
+    stationarity: str
+    point_type: str
+    certificate: str = "none"
+    strictness: str = "not_applicable"
+    curvature: float = np.nan
+    witness: tuple[np.ndarray, float] | None = None
+    escape: np.ndarray | None = None
+
+
+def symmetry_directions(w: np.ndarray, a: np.ndarray, degree: int, train_output: bool) -> np.ndarray:
+    """Orthonormal basis (P, f) of the tangent of the known critical symmetry orbits at ``(w, a)``.
+
+    With ``rho`` positively homogeneous of degree ``p`` and even (``rho(z) = z^2``), the network
+    ``sum_j a_j rho(w_j . x)`` is unchanged, so every point of these orbits has the loss and the
+    criticality of ``(w, a)``:
+
+    * rescaling ``(c w_j, a_j / c^p)``: tangent ``(w_j, -p a_j)`` (``w_j != 0``);
+    * ``w_j = 0``: ``a_j`` is free (the neuron computes 0);
+    * for ``rho(z) = z^2`` and two neurons with parallel non-zero output weights ``a_p = alpha_p e``,
+      ``a_q = alpha_q e``: ``alpha_p w_p w_p^T + alpha_q w_q w_q^T`` is invariant under the indefinite
+      orthogonal group of ``diag(alpha_p, alpha_q)``, tangent ``(dw_p, dw_q) = (w_q / alpha_p, -w_p / alpha_q)``.
+
+    A fixed output layer (``train_output`` False) keeps only the generators that leave ``A`` alone.
+    """
+    width, d = w.shape
+    k = a.shape[1]
+    size = width * d + (width * k if train_output else 0)
+    columns: list[np.ndarray | None] = []
+
+    def vector(dw: dict[int, np.ndarray], da: dict[int, np.ndarray]) -> np.ndarray | None:
+        if da and not train_output:
+            return None
+        out = np.zeros(size)
+        for j, value in dw.items():
+            out[j * d : (j + 1) * d] = value
+        for j, value in da.items():
+            out[width * d + j * k : width * d + (j + 1) * k] = value
+        return out
+
+    w_zero = ~np.any(w != 0, axis=1)
+    a_zero = ~np.any(a != 0, axis=1)
+    for j in range(width):
+        if not w_zero[j]:
+            columns.append(vector({j: w[j]}, {j: -degree * a[j]} if not a_zero[j] else {}))
+        elif not a_zero[j]:
+            columns += [vector({}, {j: unit}) for unit in np.eye(k)]
+    if degree == 2:
+        for p in range(width):
+            for q in range(p + 1, width):
+                if a_zero[p] or a_zero[q] or (w_zero[p] and w_zero[q]):
+                    continue
+                norm_p, norm_q = np.linalg.norm(a[p]), np.linalg.norm(a[q])
+                cosine = float(a[p] @ a[q]) / (norm_p * norm_q)
+                if float(np.sqrt(np.clip(1.0 - cosine * cosine, 0.0, None))) > PARALLEL_TOL:
+                    continue
+                alpha_p, alpha_q = norm_p, np.sign(cosine) * norm_q
+                columns.append(vector({p: w[q] / alpha_p, q: -w[p] / alpha_q}, {}))
+    kept = [c for c in columns if c is not None and np.any(c != 0)]
+    if not kept:
+        return np.zeros((size, 0))
+    basis: np.ndarray = scipy.linalg.orth(np.stack(kept, axis=1))
+    return basis
+
+
+def classify_smooth_point(
+    loss: SmoothLoss,
+    w: torch.Tensor,
+    a: torch.Tensor,
+    *,
+    degree: int,
+    tol: Tolerances,
+    realisable: bool,
+) -> tuple[Verdict, tuple[torch.Tensor, torch.Tensor, float, float]]:
+    """Classify one point ``w`` (m, d), ``a`` (m, k) (float64, CPU): the verdict and (snapped w, a, loss, gap)."""
+    natural = natural_size(loss)
+    w = torch.where(torch.linalg.vector_norm(w, dim=1, keepdim=True) <= ZERO_TOL * natural, 0.0, w)
+    if loss.train_output:
+        a = torch.where(torch.linalg.vector_norm(a, dim=1, keepdim=True) <= ZERO_TOL * natural, 0.0, a)
+    theta = torch.cat([w.reshape(-1), a.reshape(-1)]) if loss.train_output else w.reshape(-1).clone()
+    value = float(loss.value(theta))
+    gradient = torch.func.grad(loss.value)(theta)
+    gap = float(torch.linalg.vector_norm(gradient)) / (loss.s_y**1.5 * loss.s_x**0.5)
+    if gap > tol.stationary:
+        name = "approx_stationary" if gap <= tol.approx_stationary else "not_stationary"
+        return Verdict(name, "not_stationary"), (w, a, value, gap)
+    if value <= tol.global_loss * loss.s_y**2:
+        return Verdict("stationary", "global_min", "zero_loss"), (w, a, value, gap)
+    verdict = _higher_orders(loss, theta, gradient, value, w.numpy(), a.numpy(), degree, tol)
+    if verdict.point_type == "local_min" and realisable:
+        kind = minimum_types(np.array([value]), global_value=np.zeros(1), relative=0.0, absolute=0.0)[0]
+        verdict = Verdict("stationary", labels.POINT_TYPE[kind], verdict.certificate, curvature=verdict.curvature)
+    return verdict, (w, a, value, gap)
+
+
+def _higher_orders(
+    loss: SmoothLoss,
+    theta: torch.Tensor,
+    gradient: torch.Tensor,
+    value: float,
+    w: np.ndarray,
+    a: np.ndarray,
+    degree: int,
+    tol: Tolerances,
+) -> Verdict:
+    """Steps 4-7 of the module docstring at a stationary point of positive loss."""
+    hessian = torch.func.hessian(loss.value)(theta).numpy()
+    complement = scipy.linalg.null_space(symmetry_directions(w, a, degree, loss.train_output).T)
+    eigenvalues, eigenvectors = np.linalg.eigh(complement.T @ hessian @ complement)
+    scale = max(float(np.abs(eigenvalues).max(initial=0.0)), loss.s_y * loss.s_x)  # floor: the natural curvature
+    lowest = float(eigenvalues[0]) if eigenvalues.size else np.inf
+    zero = ~np.any(w != 0, axis=1) & ~np.any(a != 0, axis=1) & loss.train_output
+    zero_neurons = np.flatnonzero(zero)
+    candidates: list[tuple[str, np.ndarray, int, float]] = []  # strictness, direction, order, coefficient
+    if lowest < -CURVATURE_TOL * scale:
+        candidates.append(("strict", complement @ eigenvectors[:, 0], 2, 0.5 * lowest))
+    escape = np.zeros(loss.width, dtype=bool)
+    for j in zero_neurons:
+        direction, coefficient = _zero_neuron_cubic(loss, theta, int(j))
+        if -coefficient > tol.escape * loss.s_y * loss.s_x**2:
+            escape[j] = True
+            candidates.append(("non_strict", direction, 3, coefficient))
+    null = np.flatnonzero(np.abs(eigenvalues) <= CURVATURE_TOL * scale)
+    for index in null:
+        direction = complement @ eigenvectors[:, index]
+        coefficient = _third_derivative(loss, theta, direction) / 6.0
+        if abs(coefficient) > tol.escape * loss.s_y * loss.s_x**2:
+            candidates.append(("non_strict", -np.sign(coefficient) * direction, 3, -abs(coefficient)))
+    for strictness, direction, order, coefficient in candidates:
+        witness = _verify(loss, theta, gradient, value, direction, order, coefficient)
+        if witness is not None:
+            return Verdict("stationary", "saddle", "negative_curvature_witness", strictness, lowest, witness, escape)
+    if candidates:
+        return Verdict("stationary", "undetermined", curvature=lowest, escape=escape)
+    if lowest > CURVATURE_TOL * scale and len(zero_neurons) == 0:
+        # the point is only numerically stationary: the minimum certified is the one the Newton step reaches
+        reduced = complement.T @ gradient.numpy()
+        newton = float(np.linalg.norm(eigenvectors @ ((eigenvectors.T @ reduced) / eigenvalues)))
+        if newton <= NEWTON_TOL * max(natural_size(loss), float(torch.linalg.vector_norm(theta))):
+            return Verdict("stationary", "local_min", "hessian_morse_bott", curvature=lowest, escape=escape)
+    return Verdict("stationary", "undetermined", curvature=lowest, escape=escape)
+
+
+def natural_size(loss: SmoothLoss) -> float:
+    """Parameter size ``sqrt(s_y / s_x)`` of a network of output scale ``s_y``."""
+    return float(np.sqrt(loss.s_y / loss.s_x))
+
+
+def _zero_neuron_cubic(loss: SmoothLoss, theta: torch.Tensor, neuron: int) -> tuple[np.ndarray, float]:
+    """The steepest cubic direction ``t (u, v)`` (unit, (P,)) of zero neuron ``neuron`` and its coefficient ``c``.
+
+    ``L(theta + t d) - L(theta) = c t^3 + O(t^6)`` with ``c = v . M[u, u] / 2^1.5`` for the unit ``d = (u, v)
+    / sqrt 2``, ``M_l = 1/2 d^2/dw_j^2 (dL/da_jl)``; ``u`` is the eigenvector of the ``M_l`` of largest
+    ``|eigenvalue|``.
+    """
+    d, k, width = loss.n_inputs, loss.n_outputs, loss.width
+    rows = slice(neuron * d, (neuron + 1) * d)
+    outputs = slice(width * d + neuron * k, width * d + (neuron + 1) * k)
+
+    def output_gradient(w_j: torch.Tensor) -> torch.Tensor:
+        shifted = torch.cat([theta[: rows.start], w_j, theta[rows.stop :]])
+        gradient: torch.Tensor = torch.func.grad(loss.value)(shifted)
+        return gradient[outputs]
+
+    moments = 0.5 * torch.func.jacfwd(torch.func.jacrev(output_gradient))(theta[rows]).numpy()  # (k, d, d)
+    best_u, best_value = np.zeros(d), np.zeros(k)
+    for matrix in moments:
+        values, vectors = np.linalg.eigh(0.5 * (matrix + matrix.T))
+        for index in (0, -1):
+            u = vectors[:, index]
+            quadratic = np.einsum("lab,a,b->l", moments, u, u)
+            if np.linalg.norm(quadratic) > np.linalg.norm(best_value):
+                best_u, best_value = u, quadratic
+    size = float(np.linalg.norm(best_value))
+    direction = np.zeros(theta.shape[0])
+    if size == 0.0:
+        return direction, 0.0
+    direction[rows] = best_u / np.sqrt(2.0)
+    direction[outputs] = -best_value / size / np.sqrt(2.0)
+    return direction, -size / 2.0**1.5
+
+
+def _third_derivative(loss: SmoothLoss, theta: torch.Tensor, direction: np.ndarray) -> float:
+    """``d^3/dt^3 L(theta + t d)`` at ``t = 0``."""
+    d = torch.as_tensor(direction)
+
+    def along(t: torch.Tensor) -> torch.Tensor:
+        return loss.value(theta + t * d)
+
+    third = torch.func.grad(torch.func.grad(torch.func.grad(along)))
+    return float(third(torch.zeros((), dtype=theta.dtype)))
+
+
+def _verify(
+    loss: SmoothLoss,
+    theta: torch.Tensor,
+    gradient: torch.Tensor,
+    value: float,
+    direction: np.ndarray,
+    order: int,
+    coefficient: float,
+) -> tuple[np.ndarray, float] | None:
+    """A verified local decrease along ``direction`` (sign tried both ways for even ``order``), or None.
+
+    The model is ``coefficient t^order`` (leading) plus the first-order term ``t g . d`` of a numerically
+    stationary point (the residue); the true change must follow it as the step shrinks.
+    """
+    unit = torch.as_tensor(direction / np.linalg.norm(direction))
+    start = torch.tensor([max(natural_size(loss), float(torch.linalg.vector_norm(theta)))])
+    steps = geometric_steps(start, 40)[0]
+    floor = torch.tensor([FLOOR_EPS * np.finfo(float).eps * max(abs(value), np.finfo(float).tiny)])
+    for sign in (1.0, -1.0) if order % 2 == 0 else (1.0,):
+        first = sign * float(gradient @ unit)
+        change = torch.stack([loss.value(theta + sign * t * unit) - value for t in steps])
+        leading = coefficient * steps**order
+        verdict = verify_local_descent(
+            change[None], leading[None], (abs(first) * steps)[None], floor, (first * steps)[None]
+        )
+        if bool(verdict.verified[0]):
+            top = int(verdict.largest[0])
+            return (sign * float(steps[top]) * unit).numpy(), float(verdict.decrease[0])
+    return None
+
+
+def store_verdict(
+    fields: dict[str, np.ndarray],
+    run: int,
+    verdict: Verdict,
+    loss: SmoothLoss,
+    point: tuple[torch.Tensor, torch.Tensor, float, float],
+) -> None:
+    """Write one run's verdict (snapped ``w``, ``a``, loss, gap in ``point``) into the fields of a batch record."""
+    w, a, value, gap = point
+    fields["w"][run], fields["a"][run] = w.numpy(), a.numpy()
+    fields["loss"][run], fields["first_order_gap"][run] = value, gap
+    fields["stationarity"][run] = labels.code(labels.STATIONARITY, verdict.stationarity)
+    fields["point_type"][run] = labels.code(labels.POINT_TYPE, verdict.point_type)
+    is_local = {"global_min": "true", "spurious_local_min": "true", "local_min": "true", "saddle": "false",
+                "not_stationary": "false"}.get(verdict.point_type, "unknown")  # fmt: skip
+    fields["is_local_min"][run] = labels.code(labels.IS_LOCAL_MIN, is_local)
+    fields["certificate"][run] = labels.code(labels.CERTIFICATE, verdict.certificate)
+    fields["strictness"][run] = labels.code(labels.STRICTNESS, verdict.strictness)
+    fields["differentiable"][run] = True
+    fields["curvature"][run] = verdict.curvature
+    fields["roles"][run] = _roles(w.numpy(), a.numpy())
+    if verdict.escape is not None:
+        fields["escape"][run] = verdict.escape
+    if verdict.witness is not None:
+        direction, decrease = verdict.witness
+        dw, da = loss.split(torch.as_tensor(direction))
+        fields["witness_w"][run] = dw.numpy()
+        fields["witness_a"][run] = da.numpy() if loss.train_output else np.zeros_like(a.numpy())
+        fields["has_witness"][run] = True
+        fields["witness_decrease"][run] = decrease
+
+
+def _roles(w: np.ndarray, a: np.ndarray) -> np.ndarray:
+    """``ROLE`` codes per neuron: ``zero``, ``zero_input``, ``zero_output`` or ``active_smooth``."""
+    w_zero, a_zero = ~np.any(w != 0, axis=1), ~np.any(a != 0, axis=1)
+    names = np.select([w_zero & a_zero, w_zero, a_zero], ["zero", "zero_input", "zero_output"], "active_smooth")
+    return np.array([labels.code(labels.ROLE, name) for name in names], dtype=np.int8)
