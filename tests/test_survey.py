@@ -202,6 +202,15 @@ BAD = [
         ["classify.embeddings: needs sampled inputs", "'gaussian_population'"],
         id="embeddings-population",
     ),
+    pytest.param(
+        with_(
+            "classify.embeddings",
+            True,
+            with_("fixed.activation", "quadratic", with_("fixed.target", "affine", without("fixed.teacher_width"))),
+        ),
+        ["classify.embeddings: the embedding theorems", "activation 'quadratic'"],
+        id="embeddings-quadratic",
+    ),
     pytest.param(with_("name", "other"), ["name: not allowed in the file"], id="name-in-file"),
     pytest.param(None, ["the survey is empty"], id="empty"),
     pytest.param([1, 2], ["the survey is a list, not a mapping"], id="list"),

@@ -228,7 +228,8 @@ class SurveySpec(Strict):
             raise ValueError("cases: two cases are identical; list each case once")
 
     def _check_embeddings(self) -> None:
-        """The embedding theorems (theory.md 7) are about the empirical loss with a trained output layer."""
+        """The embedding theorems (theory.md 7) are about the empirical loss of a ReLU-like net with a trained output
+        layer."""
         if not self.classify.embeddings:
             return
         for cell in self.cells():
@@ -237,6 +238,12 @@ class SurveySpec(Strict):
                     "classify.embeddings: needs sampled inputs and a trained output layer (the embeddings are"
                     f" classified on the empirical loss); a cell has input_distribution {cell['input_distribution']!r}"
                     f" and output_layer {cell['output_layer']!r}; set classify.embeddings: false or change the cell"
+                )
+            if cell["activation"] == "quadratic":
+                raise ValueError(
+                    "classify.embeddings: the embedding theorems (theory.md 7) and their classifier are for ReLU and"
+                    " leaky ReLU; a cell has activation 'quadratic'; set classify.embeddings: false or another"
+                    " activation"
                 )
 
     @property
