@@ -1,0 +1,264 @@
+"""Losses as the gradient-flow integrator sees them: gradient, exact Hessian and kink events, batched over runs.
+
+A problem holds the data of ``R`` runs and the parameters of each run flattened into one vector
+``theta = [w.flatten(), a.flatten()]`` (``a`` left out when the output layer is fixed), shape (R, P), the
+ordering of :func:`pipeline.population.population_hessian`. It offers
+
+* ``freeze(theta)``: fix the pieces of the loss used until the next call (the activation pattern of the
+  sampled loss, with the Filippov decision for pairs on a kink; nothing for the population loss);
+* ``gradients(theta)``: a :class:`pipeline.nets.Gradients` and the flattened gradient ``g`` (R, P) of the frozen
+  loss; the flow is ``dtheta/dt = -g``;
+* ``hessian(theta)``: ``dg/dtheta`` (R, P, P), exact for the frozen pieces;
+* ``violation(theta)``: how far, relative to ``|x_i| |w_j|``, the most misplaced pair sits on the wrong side of
+  its frozen piece (R,); positive after a kink was crossed;
+* ``select(runs)``: the problem of a subset of runs.
+
+Sampled loss and kinks (theory.md section 3). Between kinks the frozen loss is the loss. A pair ``(i, j)`` on
+its kink (``|z_ij| <= KINK_BAND |x_i| |w_j|``, ``w_j != 0``) is given the side the Filippov flow takes it to,
+judged pair by pair from the one-sided velocities ``dz_ij/dt`` with slope 1 and with slope ``leak`` (the other
+pairs of its neuron at their own slopes): the active side if the flow leaves to it, the inactive side if it
+leaves to that one, and *sliding* when both one-sided velocities point into the kink (an attracting pair,
+``r_i . a_j > 0``). A repelling pair (both sides point away) takes the side of
+:func:`pipeline.flow_kinks.filippov_sides`.
+The Filippov velocity of a sliding pair is the convex combination of slopes that keeps ``z_ij = 0``; it equals
+the gradient without the pair's own term, projected onto ``x_i^perp``: the frozen loss gives the pair slope 0
+and the flow of ``w_j`` is projected onto the orthogonal complement of its sliding inputs (the rows of the
+Jacobian too, so that every Rosenbrock stage keeps ``z_ij`` constant). Pairs on one neuron are judged one at a
+time, which is exact for a single pair per neuron and for pairs whose inputs are orthogonal.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline import nets, population
+
+__all__ = ["KINK_BAND", "PopulationFlow", "SampledFlow", "pack", "unpack"]
+
+KINK_BAND = 1e-10
+"""A pair is on its kink when ``|z_ij| <= KINK_BAND |x_i| |w_j|``."""
+
+
+def pack(w: torch.Tensor, a: torch.Tensor, train_output: bool) -> torch.Tensor:
+    """``theta`` (R, P) from ``w`` (R, m, d) and ``a`` (R, m, k)."""
+    return torch.cat([w.flatten(1), a.flatten(1)], dim=1) if train_output else w.flatten(1).clone()
+
+
+def unpack(theta: torch.Tensor, a_fixed: torch.Tensor, width: int, train_output: bool) -> tuple[torch.Tensor, ...]:
+    """``w`` (R, m, d) and ``a`` (R, m, k) from ``theta``; ``a_fixed`` gives ``a`` when it is not trained."""
+    n_runs, k = theta.shape[0], a_fixed.shape[-1]
+    n_w = theta.shape[1] - (width * k if train_output else 0)
+    w = theta[:, :n_w].reshape(n_runs, width, n_w // width)
+    a = theta[:, n_w:].reshape(n_runs, width, k) if train_output else a_fixed
+    return w, a
+
+
+def _gradients(
+    loss: torch.Tensor, grad_w: torch.Tensor, grad_a: torch.Tensor, train_output: bool
+) -> tuple[nets.Gradients, torch.Tensor]:
+    """The engine's :class:`pipeline.nets.Gradients` (no residuals) and the flattened gradient (R, P)."""
+    flat = torch.cat([grad_w.flatten(1), grad_a.flatten(1)], dim=1) if train_output else grad_w.flatten(1)
+    residual = grad_w.new_empty(grad_w.shape[0], 0, grad_a.shape[-1])
+    return nets.Gradients(loss, residual, grad_w, grad_a), flat
+
+
+class SampledFlow:
+    """The loss ``1/(2n) sum_i ||f(x_i) - y_i||^2`` of a leaky ReLU network (:mod:`pipeline.nets`).
+
+    Parameters
+    ----------
+    x, y
+        Inputs (R or 1, n, d) and targets (R or 1, n, k).
+    a
+        Output weights (R, m, k); used only when ``train_output`` is False.
+    leak
+        Negative slope in [0, 1).
+    train_output
+        Whether ``a`` is part of ``theta``.
+    """
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, a: torch.Tensor, leak: float, train_output: bool) -> None:
+        self.x, self.y, self.a_fixed, self.leak, self.train_output = x, y, a, leak, train_output
+        self.width = a.shape[1]
+        self._slopes = torch.ones(0)
+        self._projector: torch.Tensor | None = None
+        self._side = torch.ones(0)
+
+    def select(self, runs: torch.Tensor) -> SampledFlow:
+        """The problem of the runs ``runs`` (indices)."""
+        x = self.x if self.x.shape[0] == 1 else self.x[runs]
+        y = self.y if self.y.shape[0] == 1 else self.y[runs]
+        selected = SampledFlow(x, y, self.a_fixed[runs], self.leak, self.train_output)
+        selected._slopes, selected._side = self._slopes[runs], self._side[runs]
+        selected._projector = None if self._projector is None else self._projector[runs]
+        return selected
+
+    def _parts(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        w, a = unpack(theta, self.a_fixed, self.width, self.train_output)
+        z = torch.matmul(self.x, w.transpose(-1, -2))  # (R, n, m)
+        scale = torch.linalg.vector_norm(self.x, dim=-1).unsqueeze(-1) * torch.linalg.vector_norm(w, dim=-1).unsqueeze(
+            -2
+        )
+        return w, a, z, scale
+
+    def freeze(self, theta: torch.Tensor) -> None:
+        """Fix the slopes of every pair (1, ``leak``, or 0 and a projection for sliding pairs)."""
+        w, a, z, scale = self._parts(theta)
+        positive = z > 0
+        slopes = torch.where(positive, 1.0, self.leak).to(z.dtype)
+        on_kink = (z.abs() <= KINK_BAND * scale) & (scale > 0)
+        self._projector = None
+        side = torch.where(positive, 1.0, -1.0).to(z.dtype)
+        if self.leak < 1.0 and bool(on_kink.any()):
+            slopes, sliding = self._filippov(w, a, z, slopes, on_kink)
+            side = torch.where(on_kink, torch.where(slopes == 1.0, 1.0, -1.0), side)
+            side = torch.where(sliding, 0.0, side)
+            if bool(sliding.any()):
+                self._projector = self._sliding_projector(sliding)
+        self._slopes, self._side = slopes, side
+
+    def _filippov(
+        self, w: torch.Tensor, a: torch.Tensor, z: torch.Tensor, slopes: torch.Tensor, on_kink: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Slopes (R, n, m) of the pairs on their kinks, and which of them slide (R, n, m).
+
+        Repelling pairs (``r_i . a_j <= 0``) take a side from their one-sided velocities with the other kink pairs
+        left out. Attracting pairs start out sliding together; the slopes that keep all of them on their kinks,
+        ``s_i = c_i / (r_i . a_j / n)`` with ``c`` the least-squares coefficients of ``rest_j`` on their inputs, are
+        checked against ``[leak, 1]`` and the pairs outside leave to the side their slope points to (up to three
+        rounds): the minimum-norm element of the Filippov set when at most one pair per neuron leaves.
+        """
+        n_samples = self.x.shape[-2]
+        residual = torch.matmul(slopes * z, a) - self.y
+        drive = torch.matmul(residual, a.transpose(-1, -2)) / n_samples  # (R, n, m): r_i . a_j / n
+        attracting = on_kink & (drive > 0)
+        repelling = on_kink & ~attracting
+        rest = torch.matmul((drive * slopes * ~on_kink).transpose(-1, -2), self.x)  # (R, m, d)
+        rate_inactive = -(
+            torch.matmul(self.x, rest.transpose(-1, -2)) + self.leak * drive * self.x.square().sum(-1, keepdim=True)
+        )
+        slopes = torch.where(repelling, torch.where(rate_inactive > 0, 1.0, self.leak), slopes)
+        sliding = attracting
+        for _ in range(3):
+            decided = on_kink & ~sliding
+            base = rest + torch.matmul((drive * slopes * decided).transpose(-1, -2), self.x)
+            rows = sliding.transpose(-1, -2).unsqueeze(-1) * self.x.unsqueeze(-3)  # (R, m, n, d)
+            coefficients = -torch.matmul(base.unsqueeze(-2), torch.linalg.pinv(rows)).squeeze(-2)  # (R, m, n)
+            implied = coefficients.transpose(-1, -2) / torch.where(sliding, drive, 1.0)
+            up, down = sliding & (implied > 1.0), sliding & (implied < self.leak)
+            if not bool((up | down).any()):
+                break
+            slopes = torch.where(up, 1.0, torch.where(down, self.leak, slopes))
+            sliding = sliding & ~up & ~down
+        return torch.where(sliding, 0.0, slopes), sliding
+
+    def _sliding_projector(self, sliding: torch.Tensor) -> torch.Tensor:
+        """Per neuron, the projector onto the orthogonal complement of its sliding inputs, (R, m, d, d)."""
+        rows = sliding.transpose(-1, -2).unsqueeze(-1) * self.x.unsqueeze(-3)  # (R, m, n, d)
+        eye = torch.eye(self.x.shape[-1], dtype=self.x.dtype, device=self.x.device)
+        return eye - torch.matmul(torch.linalg.pinv(rows), rows)
+
+    def gradients(self, theta: torch.Tensor) -> tuple[nets.Gradients, torch.Tensor]:
+        """Loss and gradient of the frozen loss (the Filippov velocity's negative on sliding pairs)."""
+        w, a, z, _ = self._parts(theta)
+        hidden = self._slopes * z
+        residual = torch.matmul(hidden, a) - self.y
+        n_samples = self.x.shape[-2]
+        loss = 0.5 * residual.square().sum(dim=(-2, -1)) / n_samples
+        signal = torch.matmul(residual, a.transpose(-1, -2)) * self._slopes / n_samples
+        grad_w = torch.matmul(signal.transpose(-1, -2), self.x)
+        if self._projector is not None:
+            grad_w = torch.matmul(self._projector, grad_w.unsqueeze(-1)).squeeze(-1)
+        grad_a = torch.matmul(hidden.transpose(-1, -2), residual) / n_samples
+        return _gradients(loss, grad_w, grad_a if self.train_output else torch.zeros_like(a), self.train_output)
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        """Exact Hessian of the frozen loss (rows of sliding neurons projected), (R, P, P).
+
+        Gauss-Newton part ``J^T J / n`` with ``dr_il/dw_j = a_jl s_ij x_i`` and ``dr_il/da_jl = s_ij z_ij``, plus
+        the residual part ``1/n sum_i r_il s_ij x_i`` in the ``(w_j, a_jl)`` blocks.
+        """
+        w, a, z, _ = self._parts(theta)
+        n_runs, n_samples, width = z.shape
+        d, k = w.shape[-1], a.shape[-1]
+        x = self.x.expand(n_runs, n_samples, d)
+        hidden = self._slopes * z
+        residual = torch.matmul(hidden, a) - self.y
+        # (R, n, k, m, d): a_jl s_ij x_i
+        jac_w = a.transpose(-1, -2)[:, None, :, :, None] * (self._slopes[:, :, None, :, None] * x[:, :, None, None, :])
+        blocks = [jac_w.reshape(n_runs, n_samples * k, width * d)]
+        if self.train_output:
+            eye_k = torch.eye(k, dtype=z.dtype, device=z.device)
+            jac_a = hidden[:, :, None, :, None] * eye_k[None, None, :, None, :]  # (R, n, k, m, k)
+            blocks.append(jac_a.reshape(n_runs, n_samples * k, width * k))
+        jac = torch.cat(blocks, dim=-1)
+        hess = torch.matmul(jac.transpose(-1, -2), jac) / n_samples
+        if self.train_output:
+            cross = torch.einsum("ril,rij,rid->rjdl", residual, self._slopes, x) / n_samples  # (R, m, d, k)
+            eye_m = torch.eye(width, dtype=z.dtype, device=z.device)
+            block = (cross[:, :, :, None, :] * eye_m[None, :, None, :, None]).reshape(n_runs, width * d, width * k)
+            n_w = width * d
+            hess[:, :n_w, n_w:] += block
+            hess[:, n_w:, :n_w] += block.transpose(-1, -2)
+        if self._projector is not None:
+            rows = hess[:, : width * d].reshape(n_runs, width, d, -1)
+            hess[:, : width * d] = torch.matmul(self._projector, rows).reshape(n_runs, width * d, -1)
+        return hess
+
+    def violation(self, theta: torch.Tensor) -> torch.Tensor:
+        """Largest ``-side_ij z_ij / (|x_i| |w_j|)`` over the pairs off their frozen side, (R,) (0 if none)."""
+        _, _, z, scale = self._parts(theta)
+        wrong = -self._side * z / torch.where(scale > 0, scale, 1.0)
+        return wrong.flatten(1).amax(dim=1).clamp(min=0.0)
+
+
+class PopulationFlow:
+    """The Gaussian population loss of :mod:`pipeline.population` (C^1 everywhere except at zero neurons).
+
+    Parameters
+    ----------
+    v, b
+        Teacher weights (R or 1, t, d) and (R or 1, t, k).
+    a
+        Student output weights (R, m, k); used only when ``train_output`` is False.
+    leak
+        Negative slope in [0, 1).
+    train_output
+        Whether ``a`` is part of ``theta``.
+    """
+
+    def __init__(self, v: torch.Tensor, b: torch.Tensor, a: torch.Tensor, leak: float, train_output: bool) -> None:
+        self.v, self.b, self.a_fixed, self.leak, self.train_output = v, b, a, leak, train_output
+        self.width = a.shape[1]
+        self._workspace = population.PopulationWorkspace(v, b, a.shape[0], self.width, leak, train_output=train_output)
+
+    def select(self, runs: torch.Tensor) -> PopulationFlow:
+        """The problem of the runs ``runs`` (indices)."""
+        v = self.v if self.v.shape[0] == 1 else self.v[runs]
+        b = self.b if self.b.shape[0] == 1 else self.b[runs]
+        return PopulationFlow(v, b, self.a_fixed[runs], self.leak, self.train_output)
+
+    def freeze(self, theta: torch.Tensor) -> None:
+        """Nothing to freeze: the population loss has no kinks away from zero neurons."""
+
+    def gradients(self, theta: torch.Tensor) -> tuple[nets.Gradients, torch.Tensor]:
+        """Closed-form loss and gradient (:class:`pipeline.population.PopulationWorkspace`)."""
+        w, a = unpack(theta, self.a_fixed, self.width, self.train_output)
+        grads = self._workspace(w, a)
+        return _gradients(grads.loss, grads.grad_w, grads.grad_a, self.train_output)
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        """:func:`pipeline.population.population_hessian` vectorised over runs (``torch.func.vmap``), (R, P, P)."""
+        w, a = unpack(theta, self.a_fixed, self.width, self.train_output)
+        v = self.v.expand(theta.shape[0], *self.v.shape[1:])
+        b = self.b.expand(theta.shape[0], *self.b.shape[1:])
+
+        def hessian_of(*run: torch.Tensor) -> torch.Tensor:
+            return population.population_hessian(*run, self.leak, train_output=self.train_output)
+
+        hessian: torch.Tensor = torch.func.vmap(hessian_of)(w, a, v, b)
+        return hessian
+
+    def violation(self, theta: torch.Tensor) -> torch.Tensor:
+        """No kink events, (R,) zeros."""
+        return theta.new_zeros(theta.shape[0])

@@ -1,0 +1,353 @@
+"""Gradient flow ``dtheta/dt = -grad L(theta)`` of a batch of networks, by a batched adaptive Rosenbrock method.
+
+Pure: tensors in, a :class:`FlowResult` of tensors out; device and dtype from the inputs (the same code on CPU
+and GPU). The losses are the problems of :mod:`pipeline.dynamics.flow_problems` (sampled data, Gaussian
+population).
+
+Method
+------
+RODAS4 (:mod:`pipeline.dynamics.rodas`): L-stable, order 4, one LU factorisation of ``I / (h gamma) + H`` with
+the exact Hessian ``H`` and six gradient evaluations per step. Gradient flows of these losses are stiff where it
+matters: on a plateau or in the slow approach to a minimum the Hessian has eigenvalues of order ``s_x s_y``
+(the fitted neurons) next to the small rates that drive the motion (escape rates, the smallest curvature), and
+an explicit method, gradient descent included, is held to steps ``h < 2 / lambda_max`` by stability however
+slowly the trajectory moves. An L-stable method takes steps set by accuracy alone: on the stiff directions it
+damps, on the slow ones it takes steps of ``(rtol)^(1/4)`` times their time scale. Order 4 matters because a
+plateau escape is an exponential growth over many e-folds (``log`` of the amplitude ratio): an order-2 method at
+``rtol = 1e-6`` needs about 50 steps per e-fold, RODAS4 about 6. Measurements (``benchmarks/bench_flow.py``) are
+in its docstring and in the README.
+
+Per-run control: each run has its own step size and flow time; every iteration takes one trial step of every
+run still going, accepts or rejects it per run (weighted RMS of the embedded error estimate), and compacts
+stopped runs out of the batch, so a stiff run costs the others nothing but the width of the batch.
+
+Kinks (theory.md section 3): within a step the problem's pieces are frozen at the step's start (for the sampled
+loss: the activation pattern, with the Filippov side of every pair on its kink, and sliding pairs projected), so
+that the stages see a smooth vector field. After a step that carried a pair across its kink, the crossing is
+located on the step's dense output by bisection and the step is accepted up to the crossing: no rejection, no
+step-size collapse at a kink. The next step re-freezes with the pair on its kink, where the Filippov decision
+sends it across, keeps it inactive, or makes it slide; a sliding pair stays exactly on its kink (its neuron's
+input weights move orthogonally to ``x_i``) until the decision at a later step start lets it leave.
+
+Stopping: a run *converges* by the engine's own test (:func:`pipeline.engine.run_gradient_descent`) on the
+gradient of the frozen loss, which is the Filippov (minimum-norm) velocity on sliding pairs; it *diverges* when
+its loss is non-finite or grows past ``divergence_factor`` times its start (plus ``s_y^2``), or when its step
+size collapses below ``1e-13`` of its flow time; it reaches *max steps* at ``max_time`` or after ``max_steps``
+accepted steps. Checkpoints are at the flow times ``t = step * learning_rate`` of the engine's log-spaced grid
+(gradient descent with that learning rate is this flow's explicit Euler discretisation), read off the dense
+output, so that a :class:`pipeline.engine.DescentResult` comes out for everything downstream; its
+``steps_taken`` is the flow time in those gradient-descent steps. No plateaus are recorded yet (count 0).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from pipeline import nets, population
+from pipeline.activations import Activation, as_activation
+from pipeline.dynamics.flow_problems import KINK_BAND, PopulationFlow, SampledFlow, pack, unpack
+from pipeline.dynamics.rodas import RosenbrockStep, dense_output, rosenbrock_step
+from pipeline.engine import GRAD_TOL_FLOOR_EPS, DescentResult, StopReason, _neurons_resolved, data_scales
+from pipeline.trajectory import CheckpointRecorder, PlateauRecorder, PlateauSettings, checkpoint_steps
+
+__all__ = [
+    "FlowOptions", "FlowProblem", "FlowResult", "integrate_flow", "run_gradient_flow", "run_population_gradient_flow",
+]  # fmt: skip
+
+
+class FlowProblem(Protocol):
+    """What :func:`integrate_flow` needs of a loss (see :mod:`pipeline.dynamics.flow_problems`)."""
+
+    def freeze(self, theta: torch.Tensor) -> None: ...
+    def gradients(self, theta: torch.Tensor) -> tuple[nets.Gradients, torch.Tensor]: ...
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor: ...
+    def violation(self, theta: torch.Tensor) -> torch.Tensor: ...
+    def select(self, runs: torch.Tensor) -> FlowProblem: ...
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """How the flow is integrated and when a run stops.
+
+    Attributes
+    ----------
+    learning_rate
+        Gradient-descent step whose multiples are the checkpoint times (and the first trial step).
+    max_time
+        Flow time after which a run stops (``StopReason.MAX_STEPS``).
+    rtol, atol
+        Relative and absolute tolerance of the local error per parameter.
+    grad_tol, divergence_factor, n_checkpoints
+        As in :func:`pipeline.engine.run_gradient_descent`.
+    max_steps
+        Accepted steps after which a run stops (``StopReason.MAX_STEPS``).
+    """
+
+    learning_rate: float
+    max_time: float
+    rtol: float = 1e-6
+    atol: float = 1e-12
+    grad_tol: float = 1e-8
+    divergence_factor: float = 1e6
+    n_checkpoints: int = 64
+    max_steps: int = 20000
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first option out of range."""
+        for name in ("learning_rate", "rtol", "atol", "grad_tol"):
+            if not getattr(self, name) > 0.0:
+                raise ValueError(f"{name} must be positive; got {getattr(self, name)}")
+        if not self.max_time >= 0.0:
+            raise ValueError(f"max_time must be non-negative; got {self.max_time}")
+        if not self.divergence_factor > 1.0:
+            raise ValueError(f"divergence_factor must exceed 1; got {self.divergence_factor}")
+
+
+@dataclass(frozen=True)
+class FlowResult:
+    """Per-run outcome of :func:`integrate_flow`.
+
+    Attributes
+    ----------
+    descent
+        The outcome in the engine's form (``steps_taken``: flow time over the learning rate, rounded).
+    time : (R,)
+        Flow time reached.
+    n_steps, n_rejected : (R,) int64
+        Accepted and rejected Rosenbrock steps.
+    n_gradients, n_hessians : (R,) int64
+        Gradient and Hessian evaluations.
+    """
+
+    descent: DescentResult
+    time: torch.Tensor
+    n_steps: torch.Tensor
+    n_rejected: torch.Tensor
+    n_gradients: torch.Tensor
+    n_hessians: torch.Tensor
+
+
+def integrate_flow(
+    problem: FlowProblem,
+    w0: torch.Tensor,
+    a0: torch.Tensor,
+    s_x: torch.Tensor,
+    s_y: torch.Tensor,
+    options: FlowOptions,
+    *,
+    train_output: bool = True,
+) -> FlowResult:
+    """Integrate the gradient flow of every run from ``w0`` (R, m, d), ``a0`` (R, m, k) until it stops.
+
+    ``s_x``, ``s_y`` (R or 1,) are the scales of the engine's convergence test; ``problem`` holds the ``R`` runs.
+    """
+    options.check()
+    n_runs, width = w0.shape[:2]
+    like = dict(dtype=w0.dtype, device=w0.device)
+    grad_tol = max(options.grad_tol, GRAD_TOL_FLOOR_EPS * torch.finfo(w0.dtype).eps)
+    grad_threshold = (grad_tol * s_y**1.5 * s_x**0.5).expand(n_runs)
+    rate_limit = (grad_tol * s_x * s_y).expand(n_runs)
+    steps = checkpoint_steps(round(options.max_time / options.learning_rate), options.n_checkpoints)
+    times = torch.as_tensor(steps, **like) * options.learning_rate
+    checkpoints = _Checkpoints(CheckpointRecorder(steps, n_runs, width, w0), times, a0, train_output)
+    counts = {name: torch.zeros(n_runs, dtype=torch.int64, device=w0.device) for name in ("steps", "rejected")}
+    counts |= {name: torch.zeros_like(counts["steps"]) for name in ("gradients", "hessians", "stop")}
+    final = {"theta": pack(w0, a0, train_output), "time": torch.zeros(n_runs, **like)}
+    final |= {"loss": torch.full((n_runs,), torch.nan, **like), "grad_norm": torch.full((n_runs,), torch.nan, **like)}
+
+    runs = torch.arange(n_runs, device=w0.device)
+    theta, time = final["theta"].clone(), final["time"].clone()
+    step_size = torch.full((n_runs,), options.learning_rate, **like)
+    loss_limit: torch.Tensor | None = None
+    while runs.numel():
+        problem.freeze(theta)
+        grads, gradient = problem.gradients(theta)
+        counts["gradients"][runs] += 1
+        grad_norm = grads.norm()
+        if loss_limit is None:
+            loss_limit = options.divergence_factor * (grads.loss + s_y.expand(n_runs).square())
+            checkpoints.record(runs, torch.ones_like(runs, dtype=torch.bool), theta, grads)
+        healthy = torch.isfinite(grads.loss) & (grads.loss <= loss_limit[runs]) & torch.isfinite(grad_norm)
+        w, a = unpack(theta, a0[runs], width, train_output)
+        converged = healthy & (grad_norm <= grad_threshold[runs])
+        converged = converged & _neurons_resolved(grads, w, a, rate_limit[runs])
+        out_of_time = (time >= options.max_time) | (counts["steps"][runs] >= options.max_steps)
+        stalled = step_size <= 1e-13 * torch.clamp(time, min=options.learning_rate)
+        stopping = ~healthy | converged | out_of_time | stalled
+        if bool(stopping.any()):
+            reason = torch.where(converged, int(StopReason.CONVERGED), int(StopReason.MAX_STEPS))
+            reason = torch.where(healthy & ~stalled, reason, int(StopReason.DIVERGED))
+            done = runs[stopping]
+            counts["stop"][done] = reason[stopping]
+            final["theta"][done], final["time"][done] = theta[stopping], time[stopping]
+            final["loss"][done], final["grad_norm"][done] = grads.loss[stopping], grad_norm[stopping]
+            keep = torch.nonzero(~stopping).squeeze(-1)
+            if not keep.numel():
+                break
+            problem, runs, theta, time, step_size = (
+                problem.select(keep),
+                runs[keep],
+                theta[keep],
+                time[keep],
+                step_size[keep],
+            )
+            gradient = gradient[keep]
+        hessian = problem.hessian(theta)
+        counts["hessians"][runs] += 1
+        step_size = torch.minimum(step_size, options.max_time - time)
+
+        def field(point: torch.Tensor, flow: FlowProblem = problem) -> torch.Tensor:
+            return -flow.gradients(point)[1]
+
+        trial = rosenbrock_step(field, theta, -gradient, -hessian, step_size)
+        counts["gradients"][runs] += 5
+        scale = options.atol + options.rtol * torch.maximum(theta.abs(), trial.y_new.abs())
+        error = (trial.error / scale).square().mean(dim=-1).sqrt()
+        accepted = torch.isfinite(error) & (error <= 1.0) & torch.isfinite(trial.y_new).all(dim=-1)
+        fraction = _first_crossing(problem, theta, trial, accepted)
+        end = time + fraction * step_size
+        counts["gradients"][runs] += checkpoints.record_along(
+            problem, runs, theta, trial, time, step_size, end, accepted
+        )
+        theta = torch.where(accepted[:, None], dense_output(theta, trial, fraction), theta)
+        time = torch.where(accepted, end, time)
+        counts["steps"][runs] += accepted.to(torch.int64)
+        counts["rejected"][runs] += (~accepted).to(torch.int64)
+        growth = torch.nan_to_num(0.9 * error.pow(-0.25), nan=0.2, posinf=6.0).clamp(0.2, 6.0)
+        step_size = step_size * torch.where(accepted, growth, growth.clamp(max=0.5))
+
+    w_final, a_final = unpack(final["theta"], a0, width, train_output)
+    plateaus = PlateauRecorder(PlateauSettings(), torch.ones(n_runs, **like), w0, a0)  # empty: no plateau detection
+    descent = DescentResult(
+        w_init=w0, a_init=a0, w_final=w_final, a_final=a_final.clone(), loss_final=final["loss"],
+        grad_norm_final=final["grad_norm"],
+        steps_taken=torch.round(final["time"] / options.learning_rate).to(torch.int64), stop_reason=counts["stop"],
+        checkpoint_step=torch.as_tensor(steps, device=w0.device), checkpoint_loss=checkpoints.recorder.loss,
+        checkpoint_grad_norm=checkpoints.recorder.grad_norm, checkpoint_amplitude=checkpoints.recorder.amplitude,
+        checkpoint_balance=checkpoints.recorder.balance, n_plateaus=plateaus.count, plateau_start=plateaus.start,
+        plateau_end=plateaus.end, plateau_step=plateaus.representative_step, plateau_loss=plateaus.loss,
+        plateau_grad_norm=plateaus.grad_norm, plateau_is_final=plateaus.is_final, plateau_w=plateaus.w,
+        plateau_a=plateaus.a,
+    )  # fmt: skip
+    return FlowResult(
+        descent, final["time"], counts["steps"], counts["rejected"], counts["gradients"], counts["hessians"]
+    )
+
+
+def _first_crossing(
+    problem: FlowProblem, theta: torch.Tensor, trial: RosenbrockStep, accepted: torch.Tensor, iterations: int = 48
+) -> torch.Tensor:
+    """Fraction of each accepted step (R,) up to just past its first kink crossing (1 where none).
+
+    Bisection on the dense output for the first point where a pair is more than half the kink band on the wrong
+    side of its frozen piece; the point returned lies within the band, so the next step starts on the kink.
+    """
+    fraction = torch.ones_like(theta[:, 0])
+    crossed = accepted & (problem.violation(trial.y_new) > 0.5 * KINK_BAND)
+    if not bool(crossed.any()):
+        return fraction
+    low, high = torch.zeros_like(fraction), fraction.clone()
+    for _ in range(iterations):
+        middle = 0.5 * (low + high)
+        past = problem.violation(dense_output(theta, trial, middle)) > 0.5 * KINK_BAND
+        high, low = torch.where(past, middle, high), torch.where(past, low, middle)
+    return torch.where(crossed, high, fraction)
+
+
+class _Checkpoints:
+    """Fills a :class:`pipeline.trajectory.CheckpointRecorder` at the flow times ``times`` (C,), run by run."""
+
+    def __init__(self, recorder: CheckpointRecorder, times: torch.Tensor, a0: torch.Tensor, train_output: bool) -> None:
+        self.recorder, self.times, self.a0, self.train_output = recorder, times, a0, train_output
+        self.next = torch.zeros(a0.shape[0], dtype=torch.int64, device=a0.device)  # per run: next column
+
+    def record(self, runs: torch.Tensor, due: torch.Tensor, theta: torch.Tensor, grads: nets.Gradients) -> None:
+        """Record the state ``theta`` of the runs ``runs[due]`` at their next checkpoint, and advance it."""
+        ids, column = runs[due], self.next[runs[due]]
+        w, a = unpack(theta[due], self.a0[ids], self.a0.shape[1], self.train_output)
+        w_norm, a_norm = torch.linalg.vector_norm(w, dim=-1), torch.linalg.vector_norm(a, dim=-1)
+        self.recorder.loss[ids, column] = grads.loss[due]
+        self.recorder.grad_norm[ids, column] = grads.norm()[due]
+        self.recorder.amplitude[ids, column] = w_norm * a_norm
+        self.recorder.balance[ids, column] = w_norm.square() - a_norm.square()
+        self.next[ids] += 1
+
+    def record_along(
+        self,
+        problem: FlowProblem,
+        runs: torch.Tensor,
+        theta: torch.Tensor,
+        trial: RosenbrockStep,
+        time: torch.Tensor,
+        step_size: torch.Tensor,
+        end: torch.Tensor,
+        accepted: torch.Tensor,
+    ) -> torch.Tensor:
+        """Record the checkpoints in ``(time, end]`` of the accepted steps from the dense output.
+
+        Returns the gradient evaluations per run (R,) (one per checkpoint; the frozen pieces hold up to ``end``).
+        """
+        evaluations = torch.zeros_like(runs)
+        last = self.times.numel() - 1
+        while True:
+            column = self.next[runs].clamp(max=last)
+            due = accepted & (self.next[runs] <= last) & (self.times[column] <= end * (1 + 1e-12))
+            if not bool(due.any()):
+                return evaluations
+            fraction = ((self.times[column] - time) / step_size).clamp(0.0, 1.0)
+            point = dense_output(theta, trial, fraction)
+            grads, _ = problem.gradients(point)
+            self.record(runs, due, point, grads)
+            evaluations += due.to(torch.int64)
+
+
+def run_gradient_flow(
+    w0: torch.Tensor,
+    a0: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    leak: Activation | float,
+    options: FlowOptions,
+    train_output: bool = True,
+) -> FlowResult:
+    """The flow of the sampled loss on inputs ``x`` (R or 1, n, d), targets ``y`` (R or 1, n, k).
+
+    Scales as in :func:`pipeline.engine.run_gradient_descent`; ``leak`` a leaky ReLU (or its negative slope).
+    """
+    problem = SampledFlow(x, y, a0, _leak(leak), train_output)
+    s_x, s_y = data_scales(x, y)
+    return integrate_flow(problem, w0, a0, s_x, s_y, options, train_output=train_output)
+
+
+def run_population_gradient_flow(
+    w0: torch.Tensor,
+    a0: torch.Tensor,
+    teacher_w: torch.Tensor,
+    teacher_a: torch.Tensor,
+    *,
+    leak: Activation | float,
+    options: FlowOptions,
+    train_output: bool = True,
+) -> FlowResult:
+    """The flow of the Gaussian population loss against the teacher ``teacher_w`` (R or 1, t, d), ``teacher_a``.
+
+    Scales as in :func:`pipeline.engine.run_population_gradient_descent`.
+    """
+    slope = _leak(leak)
+    problem = PopulationFlow(teacher_w, teacher_a, a0, slope, train_output)
+    zero_student = torch.zeros_like(teacher_w[..., :1, :]), torch.zeros_like(teacher_a[..., :1, :])
+    s_y = torch.sqrt(2 * population.population_loss(*zero_student, teacher_w, teacher_a, slope))
+    s_x = torch.full_like(s_y, float(w0.shape[-1]) ** 0.5)
+    return integrate_flow(problem, w0, a0, s_x, s_y, options, train_output=train_output)
+
+
+def _leak(activation: Activation | float) -> float:
+    """The negative slope of a leaky ReLU; other activations are refused."""
+    rho = as_activation(activation)
+    if not rho.has_kink:
+        raise ValueError(f"the gradient flow integrates leaky ReLU networks; got activation {rho.name!r}")
+    return rho.leak
