@@ -1,0 +1,136 @@
+"""The batched gradient-flow integrator against independent oracles (closed-form flows, gradient descent)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from pipeline.dynamics.gradient_flow import FlowOptions, run_gradient_flow, run_population_gradient_flow
+from pipeline.engine import StopReason, run_gradient_descent, run_population_gradient_descent
+
+DTYPE = torch.float64
+
+
+def _balanced_square(u0: float, target: float, rate: float, times: torch.Tensor) -> torch.Tensor:
+    """``u(t)^2`` for ``du/dt = -rate (u^2 - target) u`` (a balanced scalar pair ``w = a = u``)."""
+    return target / (1.0 + (target / u0**2 - 1.0) * torch.exp(-2.0 * rate * target * times))
+
+
+def test_single_neuron_on_one_point_follows_the_closed_form() -> None:
+    """``L = 1/2 (a w x - y)^2`` from a balanced start: ``u^2 = y / (1 + (y / u0^2 - 1) e^{-2 y t})``."""
+    u0, target = 0.01, 1.5
+    x = torch.tensor([[[1.0]]], dtype=DTYPE)
+    y = torch.tensor([[[target]]], dtype=DTYPE)
+    w0 = torch.full((1, 1, 1), u0, dtype=DTYPE)
+    options = FlowOptions(learning_rate=0.01, max_time=8.0, rtol=1e-9, atol=1e-14, grad_tol=1e-12)
+    result = run_gradient_flow(w0, w0.clone(), x, y, leak=0.0, options=options)
+    times = result.descent.checkpoint_step.to(DTYPE) * options.learning_rate
+    expected = 0.5 * (_balanced_square(u0, target, 1.0, times) - target) ** 2
+    recorded = result.descent.checkpoint_loss[0]
+    seen = torch.isfinite(recorded)
+    assert seen.sum() > 20
+    torch.testing.assert_close(recorded[seen], expected[seen], rtol=1e-6, atol=1e-12)
+
+
+def test_sliding_along_a_kink_follows_the_restricted_flow() -> None:
+    """An attracting kink: ``w`` stays on ``x_1^perp`` and ``(w_2, a)`` follow the flow restricted to it.
+
+    Data ``x_1 = (1, 0)`` with target -2 and ``x_2 = (1, 1)`` with target 1, one ReLU neuron starting at
+    ``w = (0, u0)``, ``a = u0``. Both one-sided velocities of ``z_1 = w_1`` point into the kink while
+    ``u^2 < 1``, so the Filippov flow slides: ``w_1 = 0`` and ``L = 1/4 ((u^2 - 1)^2 + 4)`` with
+    ``du/dt = -(u^2 - 1) u / 2``. Gradient descent instead zig-zags across the kink.
+    """
+    u0 = 0.05
+    x = torch.tensor([[[1.0, 0.0], [1.0, 1.0]]], dtype=DTYPE)
+    y = torch.tensor([[[-2.0], [1.0]]], dtype=DTYPE)
+    w0 = torch.tensor([[[0.0, u0]]], dtype=DTYPE)
+    a0 = torch.tensor([[[u0]]], dtype=DTYPE)
+    options = FlowOptions(learning_rate=0.01, max_time=30.0, rtol=1e-9, atol=1e-14, grad_tol=1e-10)
+    result = run_gradient_flow(w0, a0, x, y, leak=0.0, options=options)
+    times = result.descent.checkpoint_step.to(DTYPE) * options.learning_rate
+    expected = 0.25 * ((_balanced_square(u0, 1.0, 0.5, times) - 1.0) ** 2 + 4.0)
+    recorded = result.descent.checkpoint_loss[0]
+    seen = torch.isfinite(recorded)
+    torch.testing.assert_close(recorded[seen], expected[seen], rtol=1e-6, atol=1e-12)
+    assert abs(float(result.descent.w_final[0, 0, 0])) < 1e-9
+    assert int(result.descent.stop_reason[0]) == StopReason.CONVERGED
+
+
+def _data(n_runs: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn(n_runs, 6, 3, generator=generator, dtype=DTYPE)
+    y = torch.randn(n_runs, 6, 1, generator=generator, dtype=DTYPE)
+    w0 = 0.5 * torch.randn(n_runs, 4, 3, generator=generator, dtype=DTYPE)
+    a0 = 0.5 * torch.randn(n_runs, 4, 1, generator=generator, dtype=DTYPE)
+    return x, y, w0, a0
+
+
+def test_balancedness_is_conserved() -> None:
+    """``||w_j||^2 - ||a_j||^2`` is constant along the flow (theory.md 6), kinks crossed included."""
+    x, y, w0, a0 = _data(3)
+    options = FlowOptions(learning_rate=0.05, max_time=40.0, rtol=1e-8, atol=1e-12)
+    result = run_gradient_flow(w0, a0, x, y, leak=0.0, options=options)
+    balance = result.descent.checkpoint_balance
+    start = (w0.square().sum(-1) - a0.square().sum(-1)).unsqueeze(1).expand_as(balance)
+    seen = torch.isfinite(balance)
+    assert seen.any(dim=-1).sum() > 3 * 20
+    torch.testing.assert_close(balance[seen], start[seen], rtol=0.0, atol=1e-6)
+
+
+def test_gradient_descent_approaches_the_flow_at_first_order() -> None:
+    """On a smooth stretch (all pairs active), ``|GD_eta(T) - flow(T)|`` halves when ``eta`` halves."""
+    generator = torch.Generator().manual_seed(3)
+    x = torch.rand(1, 5, 2, generator=generator, dtype=DTYPE) + 0.5
+    y = torch.rand(1, 5, 1, generator=generator, dtype=DTYPE) + 1.0
+    w0 = 0.3 + 0.2 * torch.rand(1, 3, 2, generator=generator, dtype=DTYPE)
+    a0 = 0.3 + 0.2 * torch.rand(1, 3, 1, generator=generator, dtype=DTYPE)
+    horizon = 1.0
+    options = FlowOptions(learning_rate=0.01, max_time=horizon, rtol=1e-11, atol=1e-14, grad_tol=1e-14)
+    flow = run_gradient_flow(w0, a0, x, y, leak=0.0, options=options).descent
+    errors = []
+    for steps in (50, 100, 200):
+        descent = run_gradient_descent(
+            w0, a0, x, y, leak=0.0, learning_rate=horizon / steps, max_steps=steps, grad_tol=1e-14
+        )
+        errors.append(float(torch.linalg.vector_norm(descent.w_final - flow.w_final)))
+    ratios = [errors[0] / errors[1], errors[1] / errors[2]]
+    assert all(1.8 < ratio < 2.2 for ratio in ratios), (errors, ratios)
+
+
+def test_runs_are_independent_of_their_batch() -> None:
+    """A batch of runs gives the numbers of each run alone (per-run step control and compaction)."""
+    x, y, w0, a0 = _data(3, seed=1)
+    options = FlowOptions(learning_rate=0.05, max_time=20.0)
+    together = run_gradient_flow(w0, a0, x, y, leak=0.1, options=options)
+    for run in range(3):
+        alone = run_gradient_flow(w0[run : run + 1], a0[run : run + 1], x[run : run + 1], y[run : run + 1],
+                                  leak=0.1, options=options)  # fmt: skip
+        torch.testing.assert_close(alone.descent.w_final[0], together.descent.w_final[run], rtol=1e-8, atol=1e-10)
+        assert int(alone.n_steps[0]) == int(together.n_steps[run])
+
+
+def test_population_flow_reaches_gradient_descent_end_point() -> None:
+    """Safran-Shamir population loss: the flow ends where small-step gradient descent ends, in fewer evaluations."""
+    generator = torch.Generator().manual_seed(5)
+    k = 3
+    teacher_w, teacher_a = torch.eye(k, dtype=DTYPE)[None], torch.ones(1, k, 1, dtype=DTYPE)
+    w0 = torch.randn(2, k, k, generator=generator, dtype=DTYPE) / math.sqrt(k)
+    a0 = torch.ones(2, k, 1, dtype=DTYPE)
+    descent = run_population_gradient_descent(
+        w0, a0, teacher_w, teacher_a, leak=0.0, learning_rate=0.02, max_steps=10000, train_output=False,
+        grad_tol=1e-7,
+    )  # fmt: skip
+    options = FlowOptions(learning_rate=0.02, max_time=200.0, grad_tol=1e-7)
+    flow = run_population_gradient_flow(w0, a0, teacher_w, teacher_a, leak=0.0, options=options, train_output=False)
+    torch.testing.assert_close(flow.descent.w_final, descent.w_final, rtol=0.0, atol=1e-4)
+    assert (flow.n_gradients < descent.steps_taken).all()
+
+
+@pytest.mark.parametrize("name", ["rtol", "atol", "learning_rate"])
+def test_options_are_checked(name: str) -> None:
+    x, y, w0, a0 = _data(1)
+    options = FlowOptions(**{"learning_rate": 0.1, "max_time": 1.0, name: 0.0})
+    with pytest.raises(ValueError, match=name):
+        run_gradient_flow(w0, a0, x, y, leak=0.0, options=options)
