@@ -9,8 +9,8 @@ ordering of :func:`pipeline.population.population_hessian`. It offers
 * ``gradients(theta)``: a :class:`pipeline.nets.Gradients` and the flattened gradient ``g`` (R, P) of the frozen
   loss; the flow is ``dtheta/dt = -g``;
 * ``hessian(theta)``: ``dg/dtheta`` (R, P, P), exact for the frozen pieces;
-* ``violation(theta)``: how far, relative to ``|x_i| |w_j|``, the most misplaced pair sits on the wrong side of
-  its frozen piece (R,); positive after a kink was crossed;
+* ``violation(theta)``: how much further than at the freeze, relative to ``|x_i| |w_j|``, the most misplaced
+  pair sits on the wrong side of its frozen piece (R,); positive after a kink was crossed;
 * ``select(runs)``: the problem of a subset of runs.
 
 Sampled loss and kinks (theory.md section 3). Between kinks the frozen loss is the loss. A pair ``(i, j)`` on
@@ -83,13 +83,14 @@ class SampledFlow:
         self._slopes = torch.ones(0)
         self._projector: torch.Tensor | None = None
         self._side = torch.ones(0)
+        self._start = torch.ones(0)
 
     def select(self, runs: torch.Tensor) -> SampledFlow:
         """The problem of the runs ``runs`` (indices)."""
         x = self.x if self.x.shape[0] == 1 else self.x[runs]
         y = self.y if self.y.shape[0] == 1 else self.y[runs]
         selected = SampledFlow(x, y, self.a_fixed[runs], self.leak, self.train_output)
-        selected._slopes, selected._side = self._slopes[runs], self._side[runs]
+        selected._slopes, selected._side, selected._start = self._slopes[runs], self._side[runs], self._start[runs]
         selected._projector = None if self._projector is None else self._projector[runs]
         return selected
 
@@ -116,6 +117,7 @@ class SampledFlow:
             if bool(sliding.any()):
                 self._projector = self._sliding_projector(sliding)
         self._slopes, self._side = slopes, side
+        self._start = self._wrong_side(z, scale)
 
     def _filippov(
         self, w: torch.Tensor, a: torch.Tensor, z: torch.Tensor, slopes: torch.Tensor, on_kink: torch.Tensor
@@ -205,11 +207,18 @@ class SampledFlow:
             hess[:, : width * d] = torch.matmul(self._projector, rows).reshape(n_runs, width * d, -1)
         return hess
 
+    def _wrong_side(self, z: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+        """``max(-side_ij z_ij / (|x_i| |w_j|), 0)``: how far each pair is on the wrong side of its piece, (R, n, m)."""
+        return (-self._side * z / torch.where(scale > 0, scale, 1.0)).clamp(min=0.0)
+
     def violation(self, theta: torch.Tensor) -> torch.Tensor:
-        """Largest ``-side_ij z_ij / (|x_i| |w_j|)`` over the pairs off their frozen side, (R,) (0 if none)."""
+        """How much further than at the last freeze the most misplaced pair is on the wrong side, (R,).
+
+        Measured from the freeze, so that a pair given a side while inside the kink band does not count as
+        crossing at once.
+        """
         _, _, z, scale = self._parts(theta)
-        wrong = -self._side * z / torch.where(scale > 0, scale, 1.0)
-        return wrong.flatten(1).amax(dim=1).clamp(min=0.0)
+        return (self._wrong_side(z, scale) - self._start).flatten(1).amax(dim=1)
 
 
 class PopulationFlow:
