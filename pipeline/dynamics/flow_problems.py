@@ -33,10 +33,14 @@ import torch
 
 from pipeline import nets, population
 
-__all__ = ["KINK_BAND", "PopulationFlow", "SampledFlow", "pack", "unpack"]
+__all__ = ["KINK_BAND", "NEGLIGIBLE", "PopulationFlow", "SampledFlow", "pack", "unpack"]
 
 KINK_BAND = 1e-10
 """A pair is on its kink when ``|z_ij| <= KINK_BAND |x_i| |w_j|``."""
+
+
+NEGLIGIBLE = 1e-8
+"""Relative amplitude below which a neuron's kink crossings are not located (:meth:`SampledFlow.violation`)."""
 
 
 def pack(w: torch.Tensor, a: torch.Tensor, train_output: bool) -> torch.Tensor:
@@ -215,10 +219,15 @@ class SampledFlow:
         """How much further than at the last freeze the most misplaced pair is on the wrong side, (R,).
 
         Measured from the freeze, so that a pair given a side while inside the kink band does not count as
-        crossing at once.
+        crossing at once. Neurons of amplitude ``|w_j| |a_j|`` below ``NEGLIGIBLE`` times the run's largest are
+        left out: their pairs change sides whenever their direction turns, which a neuron near zero does
+        quickly, and they move the flow by no more than their amplitude.
         """
-        _, _, z, scale = self._parts(theta)
-        return (self._wrong_side(z, scale) - self._start).flatten(1).amax(dim=1)
+        w, a, z, scale = self._parts(theta)
+        amplitude = torch.linalg.vector_norm(w, dim=-1) * torch.linalg.vector_norm(a, dim=-1)
+        counted = amplitude >= NEGLIGIBLE * amplitude.amax(dim=-1, keepdim=True)
+        excess = (self._wrong_side(z, scale) - self._start) * counted.unsqueeze(-2)
+        return excess.flatten(1).amax(dim=1)
 
 
 class PopulationFlow:
