@@ -271,8 +271,8 @@ class PopulationFlow:
         v = self.v.expand(theta.shape[0], *self.v.shape[1:])
         b = self.b.expand(theta.shape[0], *self.b.shape[1:])
 
-        def hessian_of(*run: torch.Tensor) -> torch.Tensor:
-            return population.population_hessian(*run, self.leak, train_output=self.train_output)
+        def hessian_of(w: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return population.population_hessian(w, a, v, b, self.leak, train_output=self.train_output)
 
         hessian: torch.Tensor = torch.func.vmap(hessian_of)(w, a, v, b)
         return hessian
