@@ -33,7 +33,9 @@ Also tried: exprb32, an exponential Rosenbrock method of order 3 with one eigend
 gradients per step (exact for the linear dynamics of small neurons near a saddle, so it should cross plateaus
 in few steps). On four vanishing-initialisation runs it reached only flow time 20 to 87 of 2,000 in 300 steps,
 because every step of the escape stops at a kink crossing (neurons near zero turn through many data
-hyperplanes), while RODAS4 finished three of the four runs in 380 to 600 steps.
+hyperplanes), against 385 to 594 steps for RODAS4 to reach the end (its kink handling then had the two fixes
+of :mod:`pipeline.dynamics.flow_problems` that exprb32 was not tried with: crossings measured from the freeze,
+negligible neurons left out).
 
 Per-run control: each run has its own step size and flow time; every iteration takes one trial step of every
 run still going, accepts or rejects it per run (weighted RMS of the embedded error estimate), and compacts
