@@ -17,7 +17,7 @@ One module per job:
 from pipeline.store.gathering import CODE_ATTRS, SHARD_ATTRS, gather, shard_provenance
 from pipeline.store.manifest import DamagedStore, UnverifiedStoreWarning
 from pipeline.store.reading import open_store
-from pipeline.store.schema import SCHEMA_VERSION, VARIABLES, Variable
+from pipeline.store.schema import SCHEMA_VERSION, VARIABLES
 from pipeline.store.validation import rehash, validate
 from pipeline.store.writing import record_to_dataset, temporary_path, write_atomic
 
@@ -28,7 +28,6 @@ __all__ = [
     "VARIABLES",
     "DamagedStore",
     "UnverifiedStoreWarning",
-    "Variable",
     "gather",
     "open_store",
     "record_to_dataset",

@@ -56,6 +56,7 @@ REQUIRED_ATTRS = (
     "resolved_survey",
     "shards",
 )
+"""Attributes every survey store has (provenance: the survey, the code, the libraries, the shards)."""
 SHARD_RECORD_FIELDS = ("shard", "computed", "device", "threads_per_worker")
 """Fields every entry of the ``shards`` attribute (a JSON list, one record per shard) must have."""
 REQUIRED_FINITE = ("loss_final", "grad_norm_final", "end_loss", "steps_taken", "stop_reason", "end_point_type")
