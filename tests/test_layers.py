@@ -28,6 +28,7 @@ KERNELS_AND_ENGINE = (
     "pipeline.engine",
     "pipeline.trajectory",
     "pipeline.end_game",
+    "pipeline.end_game_flow",
     "pipeline.flow_kinks",
     "pipeline.resolution",
     "pipeline.data",
