@@ -108,3 +108,10 @@ def test_the_cycle_check_sees_a_cycle() -> None:
     graph["pipeline.data.dataset"].add("pipeline.data.sources")  # sources imports dataset
     with pytest.raises(graphlib.CycleError):
         graphlib.TopologicalSorter(graph).prepare()
+
+
+def test_the_piecewise_test_does_not_reach_back_into_the_second_order_test() -> None:
+    graph = import_graph()
+    assert "pipeline.stationary.pieces" in graph["pipeline.stationary.second_order"]
+    assert "pipeline.stationary.hessian" in graph["pipeline.stationary.pieces"]  # the flat space lives there
+    assert "pipeline.stationary.second_order" not in graph["pipeline.stationary.pieces"]

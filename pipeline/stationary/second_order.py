@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.stationary.hessian import analytic_hessian
+from pipeline.stationary.hessian import analytic_hessian, flat_space
 from pipeline.stationary.higher_order import CurveWitness, Piece, higher_order_probe
 from pipeline.stationary.neurons import NeuronQuantities
 from pipeline.stationary.pieces import piecewise_second_order
@@ -36,7 +36,6 @@ from pipeline.stationary.witness import true_change
 
 __all__ = [
     "SecondOrder",
-    "flat_space",
     "quadratic_case",
     "record_non_strict",
     "second_order",
@@ -72,44 +71,6 @@ def quadratic_case(q: NeuronQuantities, r: int, d_zero: torch.Tensor) -> bool:
     return bool(((~q.a_zero[r] & ~kinked) | (q.a_zero[r] & d_zero[r])).all())
 
 
-def flat_space(q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, r: int, leak: float) -> np.ndarray:
-    """Orthonormal basis (columns) of the flat space ``T`` at run ``r``."""
-    W, A = w[r].cpu().numpy(), a[r].cpu().numpy()
-    m, d = W.shape
-    k = A.shape[1]
-    size = m * d + m * k
-    vecs = []
-
-    def unit(
-        j_w: int | None = None, v_w: np.ndarray | None = None, j_a: int | None = None, v_a: np.ndarray | None = None
-    ) -> np.ndarray:
-        v = np.zeros(size)
-        if j_w is not None:
-            v[j_w * d : (j_w + 1) * d] = v_w
-        if j_a is not None:
-            v[m * d + j_a * k : m * d + (j_a + 1) * k] = v_a
-        return v
-
-    pattern = (q.pos[r].cpu().numpy() * 2 + q.kink[r].cpu().numpy()).T  # (m, n)
-    a_zero = q.a_zero[r].cpu().numpy()
-    dead = ~q.pos[r].any(dim=0).cpu().numpy() & ~q.kink[r].any(dim=0).cpu().numpy() & (leak == 0)
-    for j in range(m):
-        vecs.append(unit(j, W[j], j, -A[j]))
-        if a_zero[j] or dead[j]:
-            vecs.extend(unit(j, e) for e in np.eye(d))
-        if dead[j]:
-            vecs.extend(unit(j_a=j, v_a=e) for e in np.eye(k))
-        for p in range(m):
-            if p != j and (pattern[p] == pattern[j]).all():
-                vecs.append(unit(p, -W[j], j, A[p]))
-    M = np.array(vecs).T
-    if M.size == 0:
-        return np.zeros((size, 0))
-    U, s, _ = np.linalg.svd(M, full_matrices=False)
-    rank = int((s > 1e-10 * max(s.max(), 1e-300)).sum())
-    return U[:, :rank]
-
-
 def second_order(
     q: NeuronQuantities,
     w: torch.Tensor,
@@ -124,9 +85,7 @@ def second_order(
     if not quadratic_case(q, r, d_zero):
         if not bool((q.a_zero[r] <= d_zero[r]).all()):  # a zero-output neuron with D != 0 (handled by 5.2)
             return SecondOrder(None, None, float("nan"))
-        verdict, direction, curvature = piecewise_second_order(
-            q, w, a, x, r, leak, d_zero, tol, flat_space(q, w, a, r, leak)
-        )
+        verdict, direction, curvature = piecewise_second_order(q, w, a, x, r, leak, d_zero, tol)
         return SecondOrder(verdict, direction, curvature)
     H = analytic_hessian(q, a, x, r)
     evals, evecs = np.linalg.eigh(H)
