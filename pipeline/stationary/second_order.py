@@ -15,9 +15,9 @@ depend on them near the point). Verdicts: ``lambda_min(H) < -tau`` -> saddle (ei
 verified by the caller); ``H >= 0`` and positive definite on ``T^perp`` -> local minimum
 (``hessian_morse_bott``); ``H >= 0`` with a kernel larger than ``T`` -> the higher-order probe of
 :mod:`pipeline.stationary.higher_order` on the numerical kernel (eigenvalues ``<= tau lambda_max``): a
-verified cubic or quartic decrease -> saddle, ``non_strict`` (the verified curve witness in ``curve``; the
-caller records it with :func:`record_non_strict`), otherwise ``None`` (undetermined). Non-quadratic case
-(kinks on neurons with ``a_j != 0``): the piecewise test of :mod:`pipeline.stationary.pieces`.
+verified cubic or quartic decrease -> saddle, ``non_strict`` (the verified curve witness in ``curve``, its
+order in ``order``; the caller records it with :func:`record_non_strict`), otherwise ``None`` (undetermined).
+Non-quadratic case (kinks on neurons with ``a_j != 0``): the piecewise test of :mod:`pipeline.stationary.pieces`.
 """
 
 from __future__ import annotations
@@ -28,11 +28,12 @@ import numpy as np
 import torch
 
 from pipeline.stationary.hessian import analytic_hessian, flat_space
-from pipeline.stationary.higher_order import CurveWitness, Piece, higher_order_probe
+from pipeline.stationary.higher_order import Piece, higher_order_probe
+from pipeline.stationary.local_descent import Witness, rounding_floor
 from pipeline.stationary.neurons import NeuronQuantities
 from pipeline.stationary.pieces import piecewise_second_order
 from pipeline.stationary.record import BatchClassification
-from pipeline.stationary.witness import true_change
+from pipeline.stationary.witness import sampled_change
 
 __all__ = [
     "SecondOrder",
@@ -56,13 +57,16 @@ class SecondOrder:
         ``lambda_min(H)`` (strict saddles) or ``lambda_min`` on ``T^perp`` (minima, non-strict saddles);
         NaN otherwise.
     curve
-        Verified higher-order descent (non-strict saddles; ``direction`` is then None).
+        Verified higher-order descent, one candidate (non-strict saddles; ``direction`` is then None).
+    order
+        The order of that decrease (3: cubic curve, 4: quartic curve with a normal correction); 0 without one.
     """
 
     verdict: str | None
     direction: tuple[np.ndarray, np.ndarray] | None
     curvature: float
-    curve: CurveWitness | None = None
+    curve: Witness | None = None
+    order: int = 0
 
 
 def quadratic_case(q: NeuronQuantities, r: int, d_zero: torch.Tensor) -> bool:
@@ -102,9 +106,9 @@ def second_order(
     low = float(np.linalg.eigvalsh(perp.T @ H @ perp)[0])
     if low > tol * scale:
         return SecondOrder("local_min", None, low)
-    curve = _probe(q, w, a, x, r, leak, evals, evecs, tol * scale)
-    if curve is not None:
-        return SecondOrder("saddle", None, low, curve)
+    found = _probe(q, w, a, x, r, leak, evals, evecs, tol * scale)
+    if found is not None:
+        return SecondOrder("saddle", None, low, *found)
     return SecondOrder(None, None, float("nan"))
 
 
@@ -118,7 +122,7 @@ def _probe(
     evals: np.ndarray,
     evecs: np.ndarray,
     cut: float,
-) -> CurveWitness | None:
+) -> tuple[Witness, int] | None:
     """Higher-order probe on the kernel ``{lambda <= cut}`` of ``H = evecs diag(evals) evecs^T``."""
     xr = x[r] if x.shape[0] > 1 else x[0]
     piece = Piece(
@@ -137,12 +141,14 @@ def _probe(
     pinv = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
     scale = max(float(torch.sqrt(w[r].square().sum() + a[r].square().sum())), 1.0)
 
-    def change(dw: np.ndarray, da: np.ndarray) -> np.ndarray:
-        dw_t, da_t = (torch.as_tensor(v, dtype=w.dtype, device=w.device) for v in (dw, da))
-        changes: np.ndarray = true_change(w[r], a[r], xr, q.residual[r], leak, dw_t, da_t).cpu().numpy()
-        return changes
+    point = slice(r, r + 1)
+    change = sampled_change(w[point], a[point], xr[None], q.residual[point], leak)
 
-    return higher_order_probe(piece, evecs[:, ~keep], pinv, scale, change)
+    def on_device(dw: torch.Tensor, da: torch.Tensor) -> torch.Tensor:
+        return change(dw.to(w.device), da.to(w.device)).cpu()
+
+    floor = rounding_floor(q.loss[point], q.loss_floor[point]).cpu()
+    return higher_order_probe(piece, evecs[:, ~keep], pinv, scale, on_device, floor)
 
 
 def record_non_strict(record: BatchClassification, r: int, res: SecondOrder) -> bool:
@@ -158,6 +164,5 @@ def record_non_strict(record: BatchClassification, r: int, res: SecondOrder) -> 
         r, point_type="saddle", is_local_min="false", certificate="negative_curvature_witness", strictness="non_strict"
     )
     record.curvature[r] = res.curvature
-    curve = res.curve
-    record.set_witness(np.array([r]), dw=curve.dw[None], da=curve.da[None], decrease=np.array([curve.decrease]))
+    record.set_witness(np.array([r]), res.curve)
     return True
