@@ -35,6 +35,7 @@ from pipeline.stationary.local_descent import RATIO, Change, LineModel, Witness,
 __all__ = ["Piece", "curve_coefficients", "higher_order_probe", "kernel_candidates"]
 
 _SIGNIFICANT = 1e-6
+_BISECTIONS = 40
 _RANDOM = 8
 _PAIRWISE_MAX = 8
 
@@ -181,17 +182,34 @@ def _valid_steps(piece: Piece, u: np.ndarray, v: np.ndarray, steps: np.ndarray) 
     return valid
 
 
+def _largest_valid_step(piece: Piece, u: np.ndarray, v: np.ndarray, scale: float) -> float:
+    """The largest step at most ``scale`` below which the steps ``scale 4^-k`` are valid (:func:`_valid_steps`),
+    refined by bisection up to the next invalid one (the curve leaves the validity region only once)."""
+    ladder = geometric_steps(torch.tensor([scale], dtype=torch.float64))[0].numpy()
+    invalid = np.flatnonzero(~_valid_steps(piece, u, v, ladder))
+    if invalid.size == 0:
+        return scale
+    if invalid.max() + 1 == ladder.size:
+        return float(ladder[-1]) / RATIO
+    low, high = float(ladder[invalid.max() + 1]), float(ladder[invalid.max()])
+    for _ in range(_BISECTIONS):
+        middle = float(np.sqrt(low * high))
+        if _valid_steps(piece, u, v, np.array([middle]))[0]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
 def _curve_witness(
     piece: Piece, u: np.ndarray, v: np.ndarray, order: int, scale: float, change: Change, floor: torch.Tensor
 ) -> Witness:
     """Verify the curve ``t u + t^2 v`` whose leading term is of ``order``: one candidate.
 
-    The ladder starts at the largest of the steps ``scale 4^-k`` below which every step is valid; the stored
-    radius is the perturbation's norm there (the validity radius along a curve is not computed: a lower bound).
+    The ladder starts at the largest valid step (:func:`_largest_valid_step`); the stored radius is the
+    perturbation's norm there (a lower bound of the norm at the validity radius along the curve).
     """
-    ladder = geometric_steps(torch.tensor([scale], dtype=torch.float64))[0].numpy()
-    invalid = np.flatnonzero(~_valid_steps(piece, u, v, ladder))
-    steps = geometric_steps(torch.tensor([scale * RATIO ** -(invalid.max() + 1 if invalid.size else 0)]))
+    steps = geometric_steps(torch.tensor([_largest_valid_step(piece, u, v, scale)], dtype=torch.float64))
     (uw, ua), (vw, va) = (tuple(torch.as_tensor(p)[None] for p in piece.split(c)) for c in (u, v))
 
     def path(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

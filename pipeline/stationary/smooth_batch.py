@@ -1,6 +1,6 @@
 """Batches of points of the losses with a smooth activation: sampled data and the interval population.
 
-Both wrap :func:`pipeline.stationary.smooth_points.classify_smooth_point` per run (float64, CPU) with the
+Both call :func:`pipeline.stationary.smooth_points.classify_smooth_point` per run (float64, CPU) with the
 run's exact loss as a function of its flat parameter vector, and return a
 :class:`~pipeline.stationary.record.BatchClassification` like the kink-aware classifiers.
 """
@@ -16,8 +16,8 @@ from pipeline import interval_population, nets
 from pipeline.activations import Activation
 from pipeline.interval_population import IntervalTarget
 from pipeline.stationary.record import BatchClassification, unclassified_batch
-from pipeline.stationary.smooth_points import SmoothLoss, classify_smooth_point, neuron_roles
-from pipeline.stationary.tolerances import Tolerances, population_tolerances, tolerances_for
+from pipeline.stationary.smooth_points import SmoothLoss, classify_smooth_point
+from pipeline.stationary.tolerances import population_tolerances, tolerances_for
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -62,7 +62,9 @@ def classify_smooth_batch(
             _sampled_loss(x_run, y_run, activation), width, n_inputs, n_outputs, s_x, s_y,
             None if train_output else a[run],
         )  # fmt: skip
-        _classify_run(record, run, loss, w[run], a[run], degree=activation.degree, tol=tol, realisable=realisable)
+        classify_smooth_point(
+            record, run, loss, w[run], a[run], degree=activation.degree, tol=tol, realisable=realisable
+        )
     return record
 
 
@@ -93,26 +95,10 @@ def classify_smooth_interval_batch(
         problem = target.select(torch.tensor([run]))
         s_y = float(interval_population.target_scale(problem)[0])
         loss = SmoothLoss(_interval_loss(problem, activation), w.shape[1], 2, a.shape[2], s_x, s_y)
-        _classify_run(record, run, loss, w[run], a[run], degree=activation.degree, tol=tol, realisable=realisable)
+        classify_smooth_point(
+            record, run, loss, w[run], a[run], degree=activation.degree, tol=tol, realisable=realisable
+        )
     return record
-
-
-def _classify_run(
-    record: BatchClassification,
-    run: int,
-    loss: SmoothLoss,
-    w: torch.Tensor,
-    a: torch.Tensor,
-    *,
-    degree: int,
-    tol: Tolerances,
-    realisable: bool,
-) -> None:
-    """Classify the point ``w`` (m, d), ``a`` (m, k) of one run and write it, snapped, and its verdict."""
-    verdict, (w, a, value, gap) = classify_smooth_point(loss, w, a, degree=degree, tol=tol, realisable=realisable)
-    roles = neuron_roles(w.numpy(), a.numpy())
-    record.set_point(run, w=w.numpy(), a=a.numpy(), loss=value, gap=gap, roles=roles, differentiable=True)
-    record.set_verdict(run, verdict)
 
 
 def _sampled_loss(x: torch.Tensor, y: torch.Tensor, activation: Activation) -> LossFunction:

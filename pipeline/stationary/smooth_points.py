@@ -39,10 +39,10 @@ import torch
 from pipeline.stationary import labels
 from pipeline.stationary.local_descent import LineModel, Witness, geometric_steps, line_path, verify_witness
 from pipeline.stationary.minima import minimum_types
-from pipeline.stationary.record import Verdict
+from pipeline.stationary.record import BatchClassification, Verdict
 from pipeline.stationary.tolerances import Tolerances
 
-__all__ = ["SmoothLoss", "classify_smooth_point", "neuron_roles", "symmetry_directions"]
+__all__ = ["SmoothLoss", "classify_smooth_point", "symmetry_directions"]
 
 ZERO_TOL = 1e-12
 """``w_j`` (``a_j``) counts as zero when its norm is at most this fraction of the natural parameter size."""
@@ -156,6 +156,8 @@ def symmetry_directions(w: np.ndarray, a: np.ndarray, degree: int, train_output:
 
 
 def classify_smooth_point(
+    record: BatchClassification,
+    run: int,
     loss: SmoothLoss,
     w: torch.Tensor,
     a: torch.Tensor,
@@ -163,8 +165,9 @@ def classify_smooth_point(
     degree: int,
     tol: Tolerances,
     realisable: bool,
-) -> tuple[Verdict, tuple[torch.Tensor, torch.Tensor, float, float]]:
-    """Classify one point ``w`` (m, d), ``a`` (m, k) (float64, CPU): the verdict and (snapped w, a, loss, gap)."""
+) -> None:
+    """Classify the point ``w`` (m, d), ``a`` (m, k) (float64, CPU) of run ``run``; write it, snapped, and its
+    verdict into ``record``."""
     natural = natural_size(loss)
     w = torch.where(torch.linalg.vector_norm(w, dim=1, keepdim=True) <= ZERO_TOL * natural, 0.0, w)
     if loss.train_output:
@@ -173,22 +176,20 @@ def classify_smooth_point(
     value = float(loss.value(theta))
     gradient = torch.func.grad(loss.value)(theta)
     gap = float(torch.linalg.vector_norm(gradient)) / (loss.s_y**1.5 * loss.s_x**0.5)
+    roles = _roles(w.numpy(), a.numpy())
+    record.set_point(run, w=w.numpy(), a=a.numpy(), loss=value, gap=gap, roles=roles, differentiable=True)
     if gap > tol.stationary:
         name = "approx_stationary" if gap <= tol.approx_stationary else "not_stationary"
-        return Verdict(name, "not_stationary"), (w, a, value, gap)
+        record.set_verdict(run, Verdict(name, "not_stationary"))
+        return
     if value <= tol.global_loss * loss.s_y**2:
-        return Verdict("stationary", "global_min", "zero_loss"), (w, a, value, gap)
+        record.set_verdict(run, Verdict("stationary", "global_min", "zero_loss"))
+        return
     verdict = _higher_orders(loss, theta, gradient, value, w.numpy(), a.numpy(), degree, tol)
     if verdict.point_type == "local_min" and realisable:
         kind = minimum_types(np.array([value]), global_value=np.zeros(1), relative=0.0, absolute=0.0)[0]
-        verdict = Verdict(
-            "stationary",
-            labels.POINT_TYPE[kind],
-            verdict.certificate,
-            curvature=verdict.curvature,
-            escape=verdict.escape,
-        )
-    return verdict, (w, a, value, gap)
+        verdict = Verdict("stationary", labels.POINT_TYPE[kind], verdict.certificate, curvature=verdict.curvature)
+    record.set_verdict(run, verdict)
 
 
 def _higher_orders(
@@ -339,7 +340,7 @@ def _split_direction(loss: SmoothLoss, direction: torch.Tensor) -> tuple[torch.T
     return dw, direction[n_w:].reshape(loss.width, loss.n_outputs)
 
 
-def neuron_roles(w: np.ndarray, a: np.ndarray) -> np.ndarray:
+def _roles(w: np.ndarray, a: np.ndarray) -> np.ndarray:
     """``ROLE`` codes per neuron: ``zero``, ``zero_input``, ``zero_output`` or ``active_smooth``."""
     w_zero, a_zero = ~np.any(w != 0, axis=1), ~np.any(a != 0, axis=1)
     names = np.select([w_zero & a_zero, w_zero, a_zero], ["zero", "zero_input", "zero_output"], "active_smooth")
