@@ -279,5 +279,3 @@ def _kind_of_minimum(
     kind = minimum_types(loss, global_value=value, relative=BEST_KNOWN_RELATIVE, absolute=tol.global_loss * s_y**2)
     kind[zero_loss] = _C(labels.POINT_TYPE, "global_min")
     return kind
-
-

@@ -73,9 +73,7 @@ def true_changes(
     return (change / x.shape[-2]).reshape(E, T)
 
 
-def sampled_change(
-    w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, residual: torch.Tensor, leak: float
-) -> Change:
+def sampled_change(w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, residual: torch.Tensor, leak: float) -> Change:
     """The sampled loss's :data:`~pipeline.stationary.local_descent.Change` at ``E`` points (:func:`true_changes`)."""
     return lambda dw, da: true_changes(w, a, x, residual, leak, dw, da)
 
