@@ -258,7 +258,8 @@ def _second_order(
         da = np.zeros((width, k))
         r_end = residual_at_ends[point.end[j]]
         da[j] = -r_end / np.linalg.norm(r_end)
-        # the sliver of width t / |w_j| adds t da_j (1 - leak) |w_j| (x - t_j) there: -(1 - leak) ||r(E)|| t^3 / ...
+        # the sliver of width t / |w_j| adds t da_j (1 - leak) |w_j| |x - t_j| to the output there, whose mean
+        # against r gives c_3 t^3 with c_3 = (1 - leak) (da_j . r(E)) / (2 (high - low) |w_j|)
         cubic = -(1.0 - point.leak) * float(np.linalg.norm(r_end)) / (2.0 * length * abs(float(point.w[j, 0])))
         candidates.append(candidate("non_strict", inward_move(point, j), da, cubic))
     if candidates:

@@ -6,9 +6,9 @@ loss decreases along it *as the step shrinks*, inside the region where the local
 of the computed loss change. A single decrease found at some large step proves nothing: it may come
 from a jump across other neurons' kinks (the non-local witnesses of issue 12).
 
-The rule, for any loss and any kind of witness (first-order descent, escape curve, negative curvature):
-the caller evaluates the true loss change along a geometric sequence of steps ``t_0 > t_1 > ...``
-with ``t_0`` at most half the validity radius, and supplies the model's prediction at every step,
+The rule, for any loss and any kind of witness (first-order descent, escape curve, negative curvature,
+higher-order curve): the true loss change is evaluated along a geometric sequence of steps ``t_0 > t_1 > ...``
+with ``t_0`` at most half the validity radius, against the model's prediction at every step,
 split into the *leading* term that carries the claim (``c_p t^p``: the directional derivative for a
 first-order witness, the curvature term for a saddle) and a *residue* that bounds the rest (the
 first-order term of a numerically stationary point, the output-gradient part of an escape curve).
@@ -39,7 +39,7 @@ gives only the true change along the path and its rounding floor. The outcome is
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -243,7 +243,7 @@ class Witness:
 
     def take(self, index: torch.Tensor | slice) -> Witness:
         """The candidates ``index``."""
-        return Witness(*(getattr(self, name)[index] for name in self.__dataclass_fields__))
+        return Witness(**{field.name: getattr(self, field.name)[index] for field in fields(self)})
 
     def first(self) -> int | None:
         """Index of the first verified candidate (candidates given in order of preference); None if none is."""

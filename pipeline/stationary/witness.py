@@ -33,14 +33,14 @@ from pipeline.stationary.local_descent import (
 )
 from pipeline.stationary.neurons import NeuronQuantities, direction_derivative
 
-__all__ = ["escape_witness", "line_witness", "sampled_change", "true_changes"]
+__all__ = ["escape_witness", "line_witness", "sampled_change"]
 
 
 def _data(v: torch.Tensor, runs: torch.Tensor) -> torch.Tensor:
     return v[runs] if v.shape[0] > 1 else v
 
 
-def true_changes(
+def _true_changes(
     w: torch.Tensor,
     a: torch.Tensor,
     x: torch.Tensor,
@@ -74,8 +74,8 @@ def true_changes(
 
 
 def sampled_change(w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, residual: torch.Tensor, leak: float) -> Change:
-    """The sampled loss's :data:`~pipeline.stationary.local_descent.Change` at ``E`` points (:func:`true_changes`)."""
-    return lambda dw, da: true_changes(w, a, x, residual, leak, dw, da)
+    """The sampled loss's :data:`~pipeline.stationary.local_descent.Change` at ``E`` points (:func:`_true_changes`)."""
+    return lambda dw, da: _true_changes(w, a, x, residual, leak, dw, da)
 
 
 def _line_model(
