@@ -44,9 +44,9 @@ sampled runs with plain gradient descent for 10-50 times the budget and compares
 
 No library integrates a piecewise-smooth (Filippov) gradient flow with sliding modes at kinks: SciPy's
 stiff integrators (``solve_ivp``, BDF/Radau/LSODA) assume a smooth right-hand side and chatter at every
-kink (measured: minutes per run on the default survey), which is why stage 0 is written here. Stage 0
-and 1 run per run on the CPU with NumPy/SciPy (problems are small: ``n k`` residuals, ``m (d + k)``
-parameters); stage 2 runs batched in torch.
+kink (measured: minutes per run on the default survey), which is why stage 0 is written here
+(:mod:`pipeline.end_game_flow`). Stage 0 and 1 run per run on the CPU with NumPy/SciPy (problems are small:
+``n k`` residuals, ``m (d + k)`` parameters); stage 2 runs batched in torch.
 """
 
 from __future__ import annotations
