@@ -302,12 +302,11 @@ def _verify_witness(
     path = line_path(signs[:, None, None] * dw, signs[:, None, None] * da)
     wit = verify_witness(path, change, model, steps, floor, torch.full((2,), radius, dtype=w.dtype))
     pick = wit.strongest()
-    if pick is None:
-        return
-    record.set_labels(
-        run, point_type="saddle", is_local_min="false", certificate="negative_curvature_witness", strictness="strict"
-    )
-    record.set_witness(np.array([run]), wit.take(slice(pick, pick + 1)))
+    if pick is not None:
+        chosen = wit.take(slice(pick, pick + 1))
+        record.set_saddle(
+            run, chosen, certificate="negative_curvature_witness", strictness="strict", curvature=curvature
+        )
 
 
 def _zero_loss_minima(record: BatchClassification, zero_loss: np.ndarray) -> None:

@@ -5,7 +5,8 @@ Every classifier (:mod:`pipeline.stationary.classify`, :mod:`pipeline.stationary
 :func:`unclassified_batch` and returns a :class:`BatchClassification`. The record is frozen (no field is
 rebound) while the classifier that owns it writes the verdicts of its runs into the arrays, only through its
 methods: :meth:`~BatchClassification.set_labels` (labels of many runs), :meth:`~BatchClassification.set_witness`
-(verified witnesses, :class:`pipeline.stationary.local_descent.Witness`), and for the per-point classifiers
+(verified witnesses, :class:`pipeline.stationary.local_descent.Witness`), :meth:`~BatchClassification.set_saddle`
+(a saddle on its witness), and for the per-point classifiers
 :meth:`~BatchClassification.set_point` and :meth:`~BatchClassification.set_verdict` (one run's facts and
 :class:`Verdict`).
 """
@@ -154,6 +155,12 @@ class BatchClassification:
         self.witness_decrease[chosen] = witness.decrease.cpu().numpy()[ok]
         self.witness_radius[chosen] = witness.radius.cpu().numpy()[ok]
         self.witness_min_step[chosen] = witness.min_step.cpu().numpy()[ok]
+
+    def set_saddle(self, run: int, witness: Witness, *, certificate: str, strictness: str, curvature: float) -> None:
+        """Label run ``run`` a saddle on its verified ``witness`` (one candidate), with the curvature it rests on."""
+        self.set_labels(run, point_type="saddle", is_local_min="false", certificate=certificate, strictness=strictness)
+        self.curvature[run] = curvature
+        self.set_witness(np.array([run]), witness)
 
     def set_point(
         self,

@@ -145,13 +145,11 @@ def record_second_order(
         order=2,
     )
     pick = wit.strongest()
-    if pick is None:
-        return
-    record.set_labels(
-        run, point_type="saddle", is_local_min="false", certificate="negative_curvature_witness", strictness="strict"
-    )
-    record.curvature[run] = res.curvature
-    record.set_witness(np.array([run]), wit.take(slice(pick, pick + 1)))
+    if pick is not None:
+        chosen = wit.take(slice(pick, pick + 1))
+        record.set_saddle(
+            run, chosen, certificate="negative_curvature_witness", strictness="strict", curvature=res.curvature
+        )
 
 
 def record_mechanisms(record: BatchClassification, *, q: NeuronQuantities, escape: torch.Tensor) -> None:

@@ -160,9 +160,6 @@ def record_non_strict(record: BatchClassification, r: int, res: SecondOrder) -> 
     """
     if res.curve is None:
         return False
-    record.set_labels(
-        r, point_type="saddle", is_local_min="false", certificate="negative_curvature_witness", strictness="non_strict"
-    )
-    record.curvature[r] = res.curvature
-    record.set_witness(np.array([r]), res.curve)
+    certificate = "negative_curvature_witness"
+    record.set_saddle(r, res.curve, certificate=certificate, strictness="non_strict", curvature=res.curvature)
     return True
