@@ -27,7 +27,7 @@ import xarray as xr
 
 from pipeline import integrity
 from pipeline.data.given import merge_provenance, provenance_problems
-from pipeline.engine import StopReason
+from pipeline.dynamics import StopReason
 from pipeline.integrity import DamagedStore, Manifest, UnverifiedStoreWarning
 from pipeline.invariants import invariant_problems
 from pipeline.schema import SCHEMA_VERSION, VARIABLES, compressors

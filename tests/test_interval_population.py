@@ -22,7 +22,7 @@ import scipy.integrate
 import scipy.optimize
 import torch
 
-from pipeline.engine import StopReason, run_interval_gradient_descent
+from pipeline.dynamics import StopReason
 from pipeline.interval_population import (
     IntervalTarget,
     IntervalWorkspace,
@@ -32,6 +32,7 @@ from pipeline.interval_population import (
     quadrature,
     target_scale,
 )
+from pipeline.problems import run_interval_gradient_descent
 
 DTYPE = torch.float64
 LEAKS = (0.0, 0.1, 0.3)

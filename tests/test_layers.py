@@ -25,7 +25,11 @@ KERNELS_AND_ENGINE = (
     "pipeline.nets",
     "pipeline.population",
     "pipeline.interval_population",
-    "pipeline.engine",
+    "pipeline.dynamics",
+    "pipeline.dynamics.gradient_descent",
+    "pipeline.dynamics.result",
+    "pipeline.problems",
+    "pipeline.batch_record",
     "pipeline.trajectory",
     "pipeline.end_game",
     "pipeline.flow_kinks",
@@ -67,8 +71,18 @@ def test_kernels_and_engine_import_no_dask_distributed_or_snakemake() -> None:
 
 
 def test_the_probe_sees_a_forbidden_import() -> None:
-    loaded = forbidden_after_each(("pipeline.engine", "dask.distributed", "pipeline.nets"))
-    assert loaded["pipeline.engine"] == []
+    loaded = forbidden_after_each(
+        (
+            "pipeline.dynamics",
+            "pipeline.dynamics.gradient_descent",
+            "pipeline.dynamics.result",
+            "pipeline.problems",
+            "pipeline.batch_record",
+            "dask.distributed",
+            "pipeline.nets",
+        )
+    )
+    assert loaded["pipeline.dynamics"] == []
     assert "dask.distributed" in loaded["dask.distributed"] and "distributed" in loaded["pipeline.nets"]
 
 

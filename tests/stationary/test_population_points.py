@@ -9,9 +9,9 @@ import torch
 
 from pipeline.activations import LeakyReLU
 from pipeline.batch import _GaussianPopulationProblem, _IntervalPopulationProblem, _Student
-from pipeline.engine import run_population_gradient_descent
 from pipeline.interval_population import IntervalTarget
 from pipeline.population import population_loss
+from pipeline.problems import run_population_gradient_descent
 from pipeline.stationary import labels
 from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.population_points import classify_population_batch
