@@ -194,7 +194,7 @@ def _last_plateau_is_the_end_point(record: dict[str, np.ndarray], descent: Desce
     Its end-point classification (no amplitude snapping, strict tolerances, the end game's limit) is the verdict
     of both (:func:`pipeline.trajectory.final_plateau_at_end`); a final plateau that the continuation left for a
     lower level keeps its plateau-mode verdict, like every plateau the run left. The collect step gives these
-    plateaus the end point's global/spurious verdict too (:mod:`pipeline.derived`).
+    plateaus the end point's global/spurious verdict too (:mod:`pipeline.store.derived`).
     """
     at_end = final_plateau_at_end(_numpy(descent.plateau_is_final), _numpy(descent.plateau_loss), record["end_loss"])
     runs, slots = np.nonzero(at_end)

@@ -24,6 +24,7 @@ KERNELS_AND_ENGINE = (
     "pipeline",
     "pipeline.nets",
     "pipeline.population",
+    "pipeline.population_kernels",
     "pipeline.interval_population",
     "pipeline.dynamics",
     "pipeline.dynamics.gradient_descent",

@@ -1,4 +1,4 @@
-"""Population loss for Gaussian inputs (``pipeline.population``) against independent oracles.
+"""Population loss for Gaussian inputs (``pipeline.population``, its kernels) against independent oracles.
 
 Oracles: Monte Carlo over Gaussian samples with the empirical network of ``pipeline.nets`` (5-sigma bounds from the
 sample standard deviation), torch autograd of ``population_loss``, central finite differences in float64, and the
@@ -17,6 +17,7 @@ import torch
 from pipeline import nets
 from pipeline import population as pop
 from pipeline.dynamics import descend
+from pipeline.population_kernels import kernel
 from pipeline.problems import GaussianPopulationProblem
 
 # torch.func.hessian (forward-over-reverse) imports torch's jvp decompositions, which call torch.jit.script
@@ -136,8 +137,7 @@ def kernel_gradient_fd(u, q, leak, h=1e-6):
     """Central differences of K(., q) at u (one vector each)."""
     return torch.stack(
         [
-            (pop.kernel((u + h * e)[None], q[None], leak) - pop.kernel((u - h * e)[None], q[None], leak))[0, 0]
-            / (2 * h)
+            (kernel((u + h * e)[None], q[None], leak) - kernel((u - h * e)[None], q[None], leak))[0, 0] / (2 * h)
             for e in torch.eye(u.numel(), dtype=DT)
         ]
     )
@@ -330,8 +330,8 @@ def test_loss_is_never_negative_at_rotated_global_minima_and_keeps_its_curvature
     v = torch.as_tensor(np.stack(teachers))  # (64, 9, 9): one teacher per run
     b = torch.ones(64, 9, 1, dtype=DT)
     w, a = v + 1e-10 * torch.as_tensor(rng.standard_normal(v.shape)), b.clone()
-    raw = 0.5 * (a @ a.mT * pop.kernel(w, w, 0.0)).sum((-2, -1)) - (a @ b.mT * pop.kernel(w, v, 0.0)).sum((-2, -1))
-    raw = raw + 0.5 * (b @ b.mT * pop.kernel(v, v, 0.0)).sum((-2, -1))
+    raw = 0.5 * (a @ a.mT * kernel(w, w, 0.0)).sum((-2, -1)) - (a @ b.mT * kernel(w, v, 0.0)).sum((-2, -1))
+    raw = raw + 0.5 * (b @ b.mT * kernel(v, v, 0.0)).sum((-2, -1))
     assert (raw < 0).any()  # the rounding this test is about occurs
     assert (pop.population_loss(w, a, v, b, 0.0) >= 0).all()
     workspace = pop.PopulationWorkspace(v, b, 64, 9, 0.0, train_output=True)
