@@ -8,10 +8,14 @@ import numpy as np
 import torch
 
 from pipeline.activations import LeakyReLU
-from pipeline.problems import GaussianPopulationProblem, IntervalPopulationProblem, VerdictOptions
 from pipeline.interval_population import IntervalTarget
 from pipeline.population import population_loss
-from pipeline.problems import run_population_gradient_descent
+from pipeline.problems import (
+    GaussianPopulationProblem,
+    IntervalPopulationProblem,
+    VerdictOptions,
+    run_population_gradient_descent,
+)
 from pipeline.stationary import labels
 from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.population_points import classify_population_batch
