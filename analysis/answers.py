@@ -15,9 +15,9 @@ import pandas as pd
 import xarray as xr
 
 from analysis.endings import ENDING_VARIABLES, ending_table, run_endings
+from analysis.events import event_table
 from analysis.formatting import format_count, format_number, format_p, format_rate, format_value
 from analysis.plateaus import plateau_table, visited_table
-from analysis.query import event_table
 from analysis.runs import run_arrays
 from analysis.stats import wilson_interval
 from pipeline.globality import GLOBAL_BASIS

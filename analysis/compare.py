@@ -1,6 +1,6 @@
 """Comparisons across a setting: does a rate change with width, data size, initialisation scale...?
 
-For one setting (pooled over every other grid axis) and each event of :data:`analysis.query.EVENTS`:
+For one setting (pooled over every other grid axis) and each event of :data:`analysis.events.EVENTS`:
 
 * a Pearson chi-square test of independence of the ``setting x {event, no event}`` table, with
   Cramér's V as effect size;
@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from analysis.query import SUMMARY_EVENTS, event_table, rate_table
+from analysis.events import SUMMARY_EVENTS, event_table
+from analysis.query import rate_table
 from analysis.runs import grid_axes
 from analysis.stats import TEST_METHOD, TREND_METHOD, chi_square_independence, logistic_trend, transform, trend_scale
 
@@ -64,7 +65,7 @@ def compare_setting(
     setting
         A coordinate along ``run`` (usually a grid axis).
     events
-        Keys of :data:`analysis.query.EVENTS`.
+        Keys of :data:`analysis.events.EVENTS`.
     categorical
         Flag variables tested as a whole ``setting x label`` table (chi-square only).
 

@@ -1,7 +1,7 @@
 """Key rates over the grid: heatmaps for two axes, small multiples of heatmaps for more.
 
 :func:`heatmap_figure` draws a tidy event table grouped by every grid axis
-(:func:`analysis.query.event_table`): one panel per event, rows and columns the first two axes,
+(:func:`analysis.events.event_table`): one panel per event, rows and columns the first two axes,
 each cell coloured by its rate and labelled with the rate and its 95% Wilson interval. With more
 than two axes there is one row of panels per combination of the other axes (small multiples).
 """

@@ -66,7 +66,7 @@ def rates_reading(table: pd.DataFrame, setting: str, labels: Sequence[str], comp
     Parameters
     ----------
     table
-        Tidy rates grouped by ``[setting]`` (:func:`analysis.query.event_table`).
+        Tidy rates grouped by ``[setting]`` (:func:`analysis.events.event_table`).
     setting
         The setting on the x axis.
     labels

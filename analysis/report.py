@@ -5,8 +5,8 @@ end, what they visit on the way, escape neurons, which setting matters most; :mo
 the summary table, the key rates over the grid (heatmaps for two axes, small multiples for more),
 the reproduction paragraph of a reproduction survey, the settings, the tests across settings, then
 per grid axis the endings, end points and visited stationary points (:mod:`analysis.report_axes`),
-trajectories, methods and provenance. A figure with no events, or with a single category, is
-replaced by a sentence. Layout::
+trajectories (:mod:`analysis.report_trajectories`), methods and provenance. A figure with no events, or
+with a single category, is replaced by a sentence. Layout::
 
     <out_dir>/index.html      the page (relative links to figures/ and tables/)
     <out_dir>/index.md        the same content in Markdown
@@ -27,11 +27,12 @@ from analysis import figures, readings
 from analysis.answers import KEY_EVENTS, KEY_PHRASES, answers
 from analysis.compare import comparison_table
 from analysis.embeddings import embedding_section, has_embeddings
+from analysis.events import SUMMARY_EVENTS, event_table, summary_table
 from analysis.formatting import RAW_SUFFIX, format_count, format_number, format_p, format_value, readable
 from analysis.heatmaps import heatmap_figure, varying_events
-from analysis.query import SUMMARY_EVENTS, event_table, summary_table
 from analysis.render import Report, Section, render_html, render_markdown
-from analysis.report_axes import axis_sections, trajectory_sections
+from analysis.report_axes import axis_sections
+from analysis.report_trajectories import trajectory_sections
 from analysis.reproductions import Reproduction, reproduction_for
 from analysis.runs import grid_axes, open_survey, survey_attrs
 from analysis.stats import INTERVAL_METHOD, TEST_METHOD, TREND_METHOD

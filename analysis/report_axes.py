@@ -1,4 +1,4 @@
-"""The report's sections per grid axis (endings, end points, visited stationary points) and trajectories.
+"""The report's sections per grid axis: endings, end points, visited stationary points, effective width.
 
 Every figure here is drawn only when it informs: at least two categories that occur (endings, point
 types, mechanisms, escape-neuron counts), or at least one visited plateau; otherwise the section
@@ -21,16 +21,14 @@ from analysis.plateaus import plateau_table, visited_table
 from analysis.query import (
     count_summary,
     count_table,
-    decode,
     effective_width_table,
-    escape_consistency_table,
     point_type_table,
     saddle_mechanism_table,
     strictness_table,
 )
 from analysis.render import Report, Section
 
-__all__ = ["axis_sections", "trajectory_sections"]
+__all__ = ["axis_sections", "figure_section"]
 
 PLATEAU_RATES = ("saddle", "strict", "escape_neuron", "grown_were_predicted")
 PLATEAU_HEADERS = {
@@ -84,7 +82,7 @@ def _present(table: pd.DataFrame) -> list[str]:
     return [str(label) for label, count in counts.items() if count > 0]
 
 
-def _figure_section(report: Report, title: str, name: str, draw: Figure, reading: str, caption: str) -> Section:
+def figure_section(report: Report, title: str, name: str, draw: Figure, reading: str, caption: str) -> Section:
     """A level-3 section with a figure; alt text is the title and the caption's first sentence."""
     path = report.figure(name, draw)
     alt = f"{title}: {caption.split('; ')[0]}".replace("`", "")
@@ -121,7 +119,7 @@ def _endings(report: Report, dataset: xr.Dataset, axis: Axis, comparisons: pd.Da
     runs = format_count(dataset.sizes["run"])
     caption = f"Share of runs with each ending{axis.where}, 95% Wilson intervals; n = {runs} runs"
     draw = figures.rates_figure(table, axis.setting, f"endings{axis.where}", endings)
-    return _figure_section(report, title, f"endings{axis.suffix}", draw, reading, caption)
+    return figure_section(report, title, f"endings{axis.suffix}", draw, reading, caption)
 
 
 def _end_points(report: Report, dataset: xr.Dataset, axis: Axis) -> list[Section]:
@@ -138,7 +136,7 @@ def _end_points(report: Report, dataset: xr.Dataset, axis: Axis) -> list[Section
         draw = figures.stacked_figure(types, axis.setting, f"end-point types{axis.where}")
         reading = readings.stacked_reading(types, axis.setting, "end points", "No runs.")
         sections.append(
-            _figure_section(
+            figure_section(
                 report,
                 title,
                 f"end_point_types{axis.suffix}",
@@ -168,7 +166,7 @@ def _end_points(report: Report, dataset: xr.Dataset, axis: Axis) -> list[Section
             counts, axis.setting, f"escape neurons at the end point{axis.where}", "escape neurons"
         )
         sections.append(
-            _figure_section(
+            figure_section(
                 report,
                 title,
                 f"escape_neuron_counts{axis.suffix}",
@@ -201,7 +199,7 @@ def _end_saddles(report: Report, dataset: xr.Dataset, axis: Axis) -> Section:
         mechanisms, axis.setting, f"saddle mechanisms{axis.where}", "fraction of saddle end points"
     )
     caption = f"Mechanisms of the saddle end points{axis.where}; n = {format_count(saddles)} saddle end points"
-    return _figure_section(report, title, f"saddle_mechanisms{axis.suffix}", draw, reading, caption)
+    return figure_section(report, title, f"saddle_mechanisms{axis.suffix}", draw, reading, caption)
 
 
 def _visited(report: Report, dataset: xr.Dataset, axis: Axis) -> list[Section]:
@@ -235,7 +233,7 @@ def _visited(report: Report, dataset: xr.Dataset, axis: Axis) -> list[Section]:
         sections.append(Section(title, reading, tables=[shown], table_ids=[f"plateaus{axis.suffix}"], level=3))
     else:
         draw = visited_types_figure(types, axis.name)
-        section = _figure_section(
+        section = figure_section(
             report,
             title,
             f"visited_types{axis.suffix}",
@@ -249,12 +247,12 @@ def _visited(report: Report, dataset: xr.Dataset, axis: Axis) -> list[Section]:
     caption = f"Median loss and duration of the visited plateaus by plateau order{axis.where}; {n}"
     reading = _loss_reading(pooled, axis)
     draw = loss_duration_figure(summary, axis.name)
-    sections.append(_figure_section(report, f"Loss and duration of the visited plateaus{axis.where}",
+    sections.append(figure_section(report, f"Loss and duration of the visited plateaus{axis.where}",
                                     f"plateau_loss{axis.suffix}", draw, reading, caption))  # fmt: skip
     draw = escape_by_order_figure(summary, axis.name)
     reading = _escape_reading(summary[summary["plateau"] == "all"], axis)
     sections.append(
-        _figure_section(
+        figure_section(
             report,
             f"Escape neurons on the way{axis.where}",
             f"escape_by_order{axis.suffix}",
@@ -312,7 +310,7 @@ def _visited_saddles(report: Report, dataset: xr.Dataset, axis: Axis) -> Section
         mechanisms, axis.setting, f"mechanisms of visited saddles{axis.where}", "fraction of visited saddles"
     )
     caption = f"Mechanisms of the saddles visited on the way{axis.where}; n = {saddles} visited saddles"
-    return _figure_section(report, title, f"visited_mechanisms{axis.suffix}", draw, reading, caption)
+    return figure_section(report, title, f"visited_mechanisms{axis.suffix}", draw, reading, caption)
 
 
 def _effective_width(report: Report, dataset: xr.Dataset, axis: Axis) -> list[Section]:
@@ -336,68 +334,3 @@ def _effective_width(report: Report, dataset: xr.Dataset, axis: Axis) -> list[Se
             level=3,
         )
     ]
-
-
-def trajectory_sections(report: Report, dataset: xr.Dataset) -> list[Section]:
-    """Loss curves, neuron amplitudes around plateaus, and the kink lines of one end point."""
-    sections = [Section("Trajectories")]
-    runs = [int(run) for run in figures.sample_runs(dataset, 6)]
-    row = count_summary(dataset, "n_plateaus").iloc[0]
-    with_plateau = int((dataset["n_plateaus"].isel(run=list(runs)).values > 0).sum()) if len(runs) else 0
-    reading = (
-        f"{len(runs)} runs sampled across the grid cells, {with_plateau} of them with a detected plateau (shaded; a"
-        " plateau is a stretch of steps with a small gradient, near a stationary point). In the whole survey"
-        f" {format_rate(row['rate'], row['ci_low'], row['ci_high'])} of runs {readings.PHRASES['plateau']}, with"
-        f" {format_number(row['mean'])} plateaus per run on average."
-    )
-    if len(runs) < 2:
-        sections.append(Section("Loss curves and plateaus", reading, level=3))
-    else:
-        caption = f"Loss against step of sampled runs, detected plateaus shaded; n = {len(runs)} runs"
-        draw = figures.loss_curves_figure(dataset, runs)
-        sections.append(_figure_section(report, "Loss curves and plateaus", "loss_curves", draw, reading, caption))
-    if with_plateau:
-        shown = [run for run in runs if dataset["n_plateaus"].values[run] > 0][:4]
-        caption = f"Neuron amplitudes ||w_j|| ||a_j|| against step, plateaus in gray; n = {len(shown)} runs"
-        draw = figures.amplitude_figure(dataset, shown)
-        reading = "Each panel shows the amplitude of every neuron of one sampled run with a plateau. " + (
-            readings.consistency_reading(escape_consistency_table(dataset))
-        )
-        sections.append(
-            _figure_section(report, "Neuron amplitudes around plateaus", "amplitudes", draw, reading, caption)
-        )
-    sections.append(_directions_section(report, dataset))
-    return sections
-
-
-def _directions_section(report: Report, dataset: xr.Dataset) -> Section:
-    title = "Neurons and kink lines"
-    position = figures.directions_run(dataset)
-    if position is None:
-        return Section(title, "No run has 2-D inputs, so there is no picture of the kink lines.", level=3)
-    try:
-        figure = figures.directions_figure(dataset, position)
-    except ValueError as error:
-        return Section(title, f"Not drawn: {error}.", level=3)
-    run = int(dataset["run"].values[position])
-    caption = f"The neurons of one end point (run `{run}`) and the data's kink lines; n = 1 run"
-    return _figure_section(report, title, "directions", figure, _directions_reading(dataset, position), caption)
-
-
-def _directions_reading(dataset: xr.Dataset, position: int) -> str:
-    point = (
-        dataset[["end_point_type", "end_differentiable", "n_kink_neurons", "n_escape_neurons", "width"]]
-        .isel(run=position)
-        .compute()
-    )
-    kind = str(decode(point["end_point_type"])).replace("_", " ")
-    differentiable = bool(point["end_differentiable"].values)
-    return (
-        f"Run `{int(dataset['run'].values[position])}` (width {int(point['width'].values)}) ended at a point of type"
-        f" '{kind}', where the loss is {'' if differentiable else 'not '}differentiable:"
-        f" {int(point['n_kink_neurons'].values)} neuron(s) have data points exactly on their kink line and"
-        f" {int(point['n_escape_neurons'].values)} are escape neurons. Left: each neuron's kink line in input space;"
-        " a line through a data point is what makes the stationary point non-differentiable. Right: the same neurons"
-        " as points (angle, offset of the kink line) and every data point as the curve of the kink lines through it;"
-        " a neuron sitting on a curve has that data point on its kink."
-    )

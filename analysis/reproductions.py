@@ -17,7 +17,8 @@ import pandas as pd
 import xarray as xr
 
 from analysis.endings import ENDING_VARIABLES, run_endings
-from analysis.genuine import check_end_points, genuine_rate_table
+from analysis.genuine import genuine_rate_table
+from analysis.genuine_end_points import check_end_points
 from analysis.query import decode
 from analysis.runs import run_arrays, run_frame
 from analysis.stats import wilson_interval

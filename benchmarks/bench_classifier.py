@@ -4,7 +4,7 @@ Two measurements (issue 3, "Speed"); nothing is asserted, the printed numbers ar
 
 (a) points/s/core of ``pipeline.stationary.classify_batch`` for width 16, n = 64, d = 8 (7 Gaussian
     features + a constant-1 bias column), scalar output, on end points of
-    ``pipeline.engine.run_gradient_descent`` trained on a ReLU teacher (width 4) from several init
+    ``pipeline.problems.run_gradient_descent`` trained on a ReLU teacher (width 4) from several init
     scales (vanishing, small, standard);
 (b) for the default survey's largest cells (width 16, each init scale): the wall time of the
     engine's gradient descent for one batch, of the end-point classification and of the
@@ -27,8 +27,8 @@ import torch
 
 from pipeline import nets
 from pipeline.batch import _leak, _realisable, run_inputs
-from pipeline.engine import run_gradient_descent
 from pipeline.plan import batches, make_plan, run_settings
+from pipeline.problems import run_gradient_descent
 from pipeline.stationary import classify_batch
 from pipeline.survey.loading import load_survey
 

@@ -34,11 +34,12 @@ from pathlib import Path
 import xarray as xr
 from bench_workflow import step, tiny_variant
 
-from pipeline import integrity
-from pipeline.invariants import invariant_problems
 from pipeline.plan import make_plan, n_shards
-from pipeline.schema import compressors
 from pipeline.store import open_store, validate, write_atomic
+from pipeline.store.damage import chunk_problems
+from pipeline.store.invariants import invariant_problems
+from pipeline.store.manifest import MANIFEST_GROUP, build_manifest, read_manifest
+from pipeline.store.schema import compressors
 from pipeline.survey import load_survey
 
 MIB = 2**20
@@ -106,7 +107,7 @@ def write_encoded(dataset: xr.Dataset, path: Path, chunk: int, codecs: tuple | N
 
 
 def write_checked(dataset: xr.Dataset, path: Path, chunk: int) -> None:
-    """The survey store as written now: :func:`pipeline.store.write_atomic` (codecs, manifest, rename)."""
+    """The survey store as written now: :func:`pipeline.store.writing.write_atomic` (codecs, manifest, rename)."""
     shutil.rmtree(path, ignore_errors=True)
     write_atomic(dataset, path, chunk_runs=chunk)
 
@@ -125,7 +126,7 @@ def bench(folder: Path, quick: bool, repeats: int) -> None:
     print(
         f"survey store: {dataset.sizes['run']:,} runs, {len(dataset.variables)} arrays, chunks of {chunk:,} runs,"
         f" {dataset.nbytes / MIB:,.0f} MiB in memory, {disk_size(store) / MIB:,.1f} MiB on disk"
-        f" (manifest {disk_size(store / integrity.MANIFEST_GROUP) / 1024:,.0f} KiB)"
+        f" (manifest {disk_size(store / MANIFEST_GROUP) / 1024:,.0f} KiB)"
     )
     plain, codecs, checked = folder / "plain.zarr", folder / "codecs.zarr", folder / "checked.zarr"
 
@@ -133,7 +134,7 @@ def bench(folder: Path, quick: bool, repeats: int) -> None:
     t_plain = timed(lambda: write_encoded(dataset, plain, chunk, None), repeats)
     t_codecs = timed(lambda: write_encoded(dataset, codecs, chunk, compressors()), repeats)
     t_checked = timed(lambda: write_checked(dataset, checked, chunk), repeats)
-    t_hash = timed(lambda: integrity.build_manifest(checked, run_chunk=chunk), repeats)
+    t_hash = timed(lambda: build_manifest(checked, run_chunk=chunk), repeats)
     print(f"    zstd (before)            {t_plain:7.2f} s   {disk_size(plain) / MIB:8.1f} MiB")
     print(
         f"    zstd + crc32c            {t_codecs:7.2f} s   {disk_size(codecs) / MIB:8.1f} MiB"
@@ -156,11 +157,11 @@ def bench(folder: Path, quick: bool, repeats: int) -> None:
     )
 
     print("(c) validate the survey store (with the plan):")
-    manifest = integrity.read_manifest(store)
+    manifest = read_manifest(store)
     assert manifest is not None
     t_quick = timed(lambda: validate(store, plan, quick=True), repeats)
     t_full = timed(lambda: validate(store, plan), repeats)
-    t_chunks = timed(lambda: integrity.chunk_problems(store, manifest), repeats)
+    t_chunks = timed(lambda: chunk_problems(store, manifest), repeats)
     t_invariants = timed(lambda: invariant_problems(open_store(store)), repeats)
     problems = validate(store, plan)
     print(f"    --quick (metadata, sizes)          {t_quick:7.2f} s")

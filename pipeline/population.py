@@ -8,8 +8,10 @@ outputs: inputs ``x ~ N(0, I_d)``, student ``f(x) = sum_i a_i rho(w_i . x)``, te
       = 1/2 [ sum_{i,i'} (a_i . a_i') K(w_i, w_i') - 2 sum_{i,j} (a_i . b_j) K(w_i, v_j)
               + sum_{j,j'} (b_j . b_j') K(v_j, v_j') ],
 
-    K(u, q) = E[rho(u . x) rho(q . x)] = leak u . q + (1 - leak)^2 kappa(u, q),
-    kappa(u, q) = |u| |q| / (2 pi) (sin theta + (pi - theta) cos theta)      (arc-cosine kernel, theta = angle(u, q)).
+    K(u, q) = E[rho(u . x) rho(q . x)] = leak u . q + (1 - leak)^2 kappa(u, q)
+
+with ``kappa`` the arc-cosine kernel; the kernels, their numerics and the closed-form gradients are in
+:mod:`pipeline.population_kernels`.
 
 Shapes (leading run axis ``R`` everywhere, as in :mod:`pipeline.nets`):
 
@@ -24,26 +26,19 @@ name          shape            meaning
 
 Every function is written in torch and takes device and dtype from its inputs.
 
-Numerics
---------
-* ``theta = atan2(sqrt(max(|u|^2 |q|^2 - (u . q)^2, 0)), u . q)``. Squared norms and inner products are read
-  from one Gram matrix, so a neuron paired with itself gives exactly ``theta = 0``.
-* (Anti)parallel pairs, ``sin^2 theta <= 64 eps``: the kernel is evaluated by its limit ``kappa = u.q / 2``
-  (parallel) or ``0`` (antiparallel). Both sides of the ``torch.where`` are fed safe arguments, so autograd (first
-  and second order, ``torch.func.hessian`` included) is finite there and returns the limits of the general formula
-  (``kappa`` is C^2 at nonzero (anti)parallel pairs: its Hessian ``|q| sin theta / (2 pi |u|) (I - u^ u^T + n n^T)``
-  tends to 0). Inside this band the value is exact to ``O(theta^3)`` and the gradient to ``O(theta^2)``.
-* Zero vector ``u = 0`` (or ``q = 0``): ``kappa = 0``. ``kappa(., q)`` is convex, 1-homogeneous and minimal at
-  ``0``, hence not differentiable there; the **convention** is ``grad_u kappa(0, q) = 0``: the limit of the
-  closed-form gradient as ``u -> 0`` from the direction ``-q`` (``theta -> pi``), the minimum-norm subgradient of
-  ``kappa(., q)`` at 0, and ``E[relu'(u . x) x relu(q . x)]`` with ``relu'(0) = 0``. Autograd of
-  :func:`population_loss` returns the same value (the antiparallel/zero branch). The linear part ``leak u . q``
-  keeps its gradient ``leak q``. Consequence: a zero student neuron ``w_i = 0`` receives
-  ``grad_w_i F = leak (sum_i' (a_i . a_i') w_i' - sum_j (a_i . b_j) v_j)``; for ReLU it is 0 and gradient descent
-  never moves a zero neuron's input weights (as with the empirical convention of :mod:`pipeline.nets`). For
-  ``leak > 0`` the empirical convention ``rho'(0) = leak`` of :mod:`pipeline.nets` would give ``(1 + leak) / 2``
-  times this vector instead; that value is not a limit of gradients nor a subgradient of ``K(., q)``, so it is not
-  used here. The exact one-sided derivative at such points is :func:`directional_derivative`.
+Gradient convention at zero neurons
+-----------------------------------
+Zero vector ``u = 0`` (or ``q = 0``): ``kappa = 0``. ``kappa(., q)`` is convex, 1-homogeneous and minimal at
+``0``, hence not differentiable there; the **convention** is ``grad_u kappa(0, q) = 0``: the limit of the
+closed-form gradient as ``u -> 0`` from the direction ``-q`` (``theta -> pi``), the minimum-norm subgradient of
+``kappa(., q)`` at 0, and ``E[relu'(u . x) x relu(q . x)]`` with ``relu'(0) = 0``. Autograd of
+:func:`population_loss` returns the same value (the antiparallel/zero branch). The linear part ``leak u . q``
+keeps its gradient ``leak q``. Consequence: a zero student neuron ``w_i = 0`` receives
+``grad_w_i F = leak (sum_i' (a_i . a_i') w_i' - sum_j (a_i . b_j) v_j)``; for ReLU it is 0 and gradient descent
+never moves a zero neuron's input weights (as with the empirical convention of :mod:`pipeline.nets`). For
+``leak > 0`` the empirical convention ``rho'(0) = leak`` of :mod:`pipeline.nets` would give ``(1 + leak) / 2``
+times this vector instead; that value is not a limit of gradients nor a subgradient of ``K(., q)``, so it is not
+used here. The exact one-sided derivative at such points is :func:`directional_derivative`.
 
 Regularity (see :func:`regularity`): ``F`` is real-analytic wherever every student neuron is nonzero and no pair
 of neurons (student-student or student-teacher) is parallel or antiparallel. At nonzero (anti)parallel pairs it is
@@ -55,21 +50,26 @@ parallel or ``w_i = 0``"; the computation above and the tests of this module sho
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from pipeline import nets
+from pipeline.population_kernels import (
+    kappa_from_gram,
+    kernel,
+    loss_and_gradients,
+    nonnegative,
+    self_kernel,
+    teacher_loss_term,
+)
 
 __all__ = [
     "LOSS",
     "PopulationPoint",
     "PopulationWorkspace",
     "Regularity",
-    "arccos_kernel",
     "directional_derivative",
-    "kernel",
     "population_gradients",
     "population_hessian",
     "population_loss",
@@ -80,58 +80,6 @@ __all__ = [
 LOSS = "F = 1/2 E_{x ~ N(0, I_d)} ||f(x) - g(x)||^2 (g the teacher)"
 """The population loss of Gaussian inputs, as the store describes it."""
 
-_TWO_PI = 2.0 * math.pi
-
-
-def _parallel_band(dtype: torch.dtype) -> float:
-    """``sin^2 theta`` below which a pair is evaluated by its (anti)parallel limit."""
-    return 64.0 * torch.finfo(dtype).eps
-
-
-def _kappa_from_gram(c: torch.Tensor, nu: torch.Tensor, nq: torch.Tensor) -> torch.Tensor:
-    """Arc-cosine kernel from ``c = u . q``, ``nu = |u|^2``, ``nq = |q|^2`` (broadcast); autograd-safe.
-
-    General branch ``(s + (pi - theta) c) / (2 pi)`` with ``s = |u||q| sin theta``; limit branch ``max(c, 0) / 2``
-    for (anti)parallel pairs and zero vectors (``c > 0``: ``theta = 0``; otherwise ``theta = pi`` or a zero vector).
-    """
-    p = nu * nq
-    s2 = p - c * c
-    limit = s2 <= _parallel_band(c.dtype) * p
-    one = torch.ones((), dtype=c.dtype, device=c.device)
-    s = torch.sqrt(torch.where(limit, one, s2))
-    theta = torch.atan2(s, torch.where(limit, one, c))
-    general = (s + (math.pi - theta) * c) / _TWO_PI
-    parallel = torch.where(c > 0, 0.5 * c, torch.zeros_like(c))
-    return torch.where(limit, parallel, general)
-
-
-def arccos_kernel(u: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """``kappa(u_i, q_j) = E[relu(u_i . x) relu(q_j . x)]`` for ``u`` (..., m, d), ``q`` (..., n, d); (..., m, n)."""
-    c = torch.matmul(u, q.transpose(-1, -2))
-    nu = u.square().sum(-1).unsqueeze(-1)
-    nq = q.square().sum(-1).unsqueeze(-2)
-    return _kappa_from_gram(c, nu, nq)
-
-
-def kernel(u: torch.Tensor, q: torch.Tensor, leak: float) -> torch.Tensor:
-    """``K(u_i, q_j) = E[rho(u_i . x) rho(q_j . x)] = leak u_i . q_j + (1 - leak)^2 kappa(u_i, q_j)``, (..., m, n)."""
-    c = torch.matmul(u, q.transpose(-1, -2))
-    nu = u.square().sum(-1).unsqueeze(-1)
-    nq = q.square().sum(-1).unsqueeze(-2)
-    return leak * c + (1.0 - leak) ** 2 * _kappa_from_gram(c, nu, nq)
-
-
-def _self_kernel(u: torch.Tensor, leak: float) -> torch.Tensor:
-    """``K(u_i, u_j)`` with norms read from the Gram diagonal (exact ``theta = 0`` on the diagonal), (..., m, m)."""
-    gram = torch.matmul(u, u.transpose(-1, -2))
-    sq = torch.diagonal(gram, dim1=-2, dim2=-1)
-    return leak * gram + (1.0 - leak) ** 2 * _kappa_from_gram(gram, sq.unsqueeze(-1), sq.unsqueeze(-2))
-
-
-def _teacher_term(v: torch.Tensor, b: torch.Tensor, leak: float) -> torch.Tensor:
-    """``1/2 sum_{j,j'} (b_j . b_j') K(v_j, v_j')``, shape (R or 1,)."""
-    return 0.5 * (torch.matmul(b, b.transpose(-1, -2)) * _self_kernel(v, leak)).sum(dim=(-2, -1))
-
 
 def population_loss(w: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.Tensor, leak: float) -> torch.Tensor:
     """Population loss ``F = 1/2 E||f(x) - g(x)||^2``, ``x ~ N(0, I_d)``, shape (R,) (any leading axes broadcast).
@@ -139,67 +87,11 @@ def population_loss(w: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.
     Differentiable by autograd everywhere with finite results, including exactly (anti)parallel neurons and zero
     neurons (see the module docstring for the value taken at ``w_i = 0``).
     """
-    k_ww = _self_kernel(w, leak)
+    k_ww = self_kernel(w, leak)
     k_wv = kernel(w, v, leak)
     student = 0.5 * (torch.matmul(a, a.transpose(-1, -2)) * k_ww).sum(dim=(-2, -1))
     cross = (torch.matmul(a, b.transpose(-1, -2)) * k_wv).sum(dim=(-2, -1))
-    return _nonnegative(student - cross + _teacher_term(v, b, leak))
-
-
-def _nonnegative(loss: torch.Tensor) -> torch.Tensor:
-    """``F`` with its value floored at zero and its derivatives (autograd, any order) those of the closed form.
-
-    The closed form is a difference of terms as large as the teacher term and comes out below zero by rounding
-    (a few ``eps`` times that term) at a global minimum; zero is the admissible value nearest to it. Only the
-    value is floored (``F + (max(F, 0) - F)`` with the correction detached), so Hessians at a global minimum
-    stay those of the closed form.
-    """
-    return loss + (torch.clamp(loss, min=0.0) - loss).detach()
-
-
-def _loss_and_gradients(
-    w: torch.Tensor,
-    a: torch.Tensor,
-    v: torch.Tensor,
-    b: torch.Tensor,
-    leak: float,
-    teacher_term: torch.Tensor,
-    train_output: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Closed-form ``F``, ``grad_w F`` and ``grad_a F`` (zeros when ``train_output`` is False).
-
-    With partners ``U = [W; V]`` (R, m + t, d) and couplings ``C = [A A^T, -A B^T]`` (R, m, m + t),
-    ``grad_w_i = sum_q C_iq grad_1 K(w_i, u_q)`` and
-    ``grad_1 K(w, u) = leak u + (1 - leak)^2 / (2 pi) ((pi - theta) u + |u| sin theta w / |w|)`` (theory 11.1),
-    with ``theta = pi`` (so the bracket is 0) when ``w = 0`` or ``u = 0``.
-    """
-    n_runs = w.shape[0]
-    partners = torch.cat([w, v.expand(n_runs, *v.shape[1:])], dim=1)
-    coupling = torch.cat(
-        [torch.matmul(a, a.transpose(-1, -2)), -torch.matmul(a, b.transpose(-1, -2))], dim=-1
-    )  # (R, m, m + t)
-    m = w.shape[1]
-    c = torch.matmul(w, partners.transpose(-1, -2))  # (R, m, m + t)
-    nw = torch.diagonal(c[..., :m], dim1=-2, dim2=-1)  # (R, m): from the Gram diagonal, so theta_ii = 0 exactly
-    nq = torch.cat([nw, v.square().sum(-1).expand(n_runs, -1)], dim=1)  # (R, m + t)
-    p = nw.unsqueeze(-1) * nq.unsqueeze(-2)
-    s = torch.sqrt(torch.clamp(p - c * c, min=0.0))
-    theta = torch.where(p > 0, torch.atan2(s, c), torch.full_like(c, math.pi))
-    kappa = _kappa_from_gram(c, nw.unsqueeze(-1), nq.unsqueeze(-2))
-    k_all = leak * c + (1.0 - leak) ** 2 * kappa
-    # F = 1/2 sum C_ii' K_ii' (students) + sum C_ij K_ij (teacher couplings carry the minus sign) + teacher term
-    loss = 0.5 * (coupling[..., :m] * k_all[..., :m]).sum(dim=(-2, -1))
-    loss = _nonnegative(loss + (coupling[..., m:] * k_all[..., m:]).sum(dim=(-2, -1)) + teacher_term)
-    scale = (1.0 - leak) ** 2 / _TWO_PI
-    radial = (coupling * s).sum(-1) / torch.where(nw > 0, nw, torch.ones_like(nw))  # (R, m): sum_q C_iq s_iq / |w_i|^2
-    grad_w = torch.matmul(leak * coupling + scale * (math.pi - theta) * coupling, partners)
-    grad_w = grad_w + scale * radial.unsqueeze(-1) * w
-    if train_output:
-        # grad_a_i = sum_i' K(w_i, w_i') a_i' - sum_j K(w_i, v_j) b_j
-        grad_a = torch.matmul(k_all[..., :m], a) - torch.matmul(k_all[..., m:], b.expand(n_runs, *b.shape[1:]))
-    else:
-        grad_a = torch.zeros_like(a)
-    return loss, grad_w, grad_a
+    return nonnegative(student - cross + teacher_loss_term(v, b, leak))
 
 
 def population_gradients(
@@ -251,16 +143,14 @@ class PopulationWorkspace:
         self.width = width
         self.leak = leak
         self.train_output = train_output
-        self.teacher_term = _teacher_term(v, b, leak).expand(n_runs)
+        self.teacher_term = teacher_loss_term(v, b, leak).expand(n_runs)
         self._residual = torch.empty(n_runs, 0, b.shape[-1], dtype=v.dtype, device=v.device)
 
     def __call__(self, w: torch.Tensor, a: torch.Tensor) -> nets.Gradients:
         """Population loss and closed-form gradients at ``w`` (R, m, d), ``a`` (R, m, k)."""
         if w.shape[:2] != (self.n_runs, self.width) or a.shape[:2] != (self.n_runs, self.width):
             raise ValueError(f"w {tuple(w.shape)} and a {tuple(a.shape)} must be (R={self.n_runs}, m={self.width}, .)")
-        loss, grad_w, grad_a = _loss_and_gradients(
-            w, a, self.v, self.b, self.leak, self.teacher_term, self.train_output
-        )
+        loss, grad_w, grad_a = loss_and_gradients(w, a, self.v, self.b, self.leak, self.teacher_term, self.train_output)
         return nets.Gradients(loss=loss, residual=self._residual, grad_w=grad_w, grad_a=grad_a)
 
 
@@ -279,12 +169,12 @@ def directional_derivative(
     part is ``leak (C U)_i . dw_i + (1 - leak)^2 sum_q C_iq kappa(dw_i, u_q)`` (positively homogeneous, in general
     not linear in ``dw_i``), with ``U``, ``C`` as in the closed-form gradient. ``da`` None means no output change.
     """
-    _, grad_w, grad_a = _loss_and_gradients(w, a, v, b, leak, _teacher_term(v, b, leak), True)
+    _, grad_w, grad_a = loss_and_gradients(w, a, v, b, leak, teacher_loss_term(v, b, leak), True)
     n_runs, m = w.shape[:2]
     partners = torch.cat([w, v.expand(n_runs, *v.shape[1:])], dim=1)
     coupling = torch.cat([torch.matmul(a, a.transpose(-1, -2)), -torch.matmul(a, b.transpose(-1, -2))], dim=-1)
     # kappa(dw_i, u_q) for every i, q: (R, m, m + t)
-    kappa = _kappa_from_gram(
+    kappa = kappa_from_gram(
         torch.einsum("rid,rqd->riq", dw, partners),
         dw.square().sum(-1).unsqueeze(-1),
         partners.square().sum(-1).unsqueeze(-2),

@@ -24,8 +24,13 @@ KERNELS_AND_ENGINE = (
     "pipeline",
     "pipeline.nets",
     "pipeline.population",
+    "pipeline.population_kernels",
     "pipeline.interval_population",
-    "pipeline.engine",
+    "pipeline.dynamics",
+    "pipeline.dynamics.gradient_descent",
+    "pipeline.dynamics.result",
+    "pipeline.problems",
+    "pipeline.batch_record",
     "pipeline.trajectory",
     "pipeline.end_game",
     "pipeline.end_game_flow",
@@ -68,8 +73,18 @@ def test_kernels_and_engine_import_no_dask_distributed_or_snakemake() -> None:
 
 
 def test_the_probe_sees_a_forbidden_import() -> None:
-    loaded = forbidden_after_each(("pipeline.engine", "dask.distributed", "pipeline.nets"))
-    assert loaded["pipeline.engine"] == []
+    loaded = forbidden_after_each(
+        (
+            "pipeline.dynamics",
+            "pipeline.dynamics.gradient_descent",
+            "pipeline.dynamics.result",
+            "pipeline.problems",
+            "pipeline.batch_record",
+            "dask.distributed",
+            "pipeline.nets",
+        )
+    )
+    assert loaded["pipeline.dynamics"] == []
     assert "dask.distributed" in loaded["dask.distributed"] and "distributed" in loaded["pipeline.nets"]
 
 

@@ -1,4 +1,4 @@
-"""Population loss for Gaussian inputs (``pipeline.population``) against independent oracles.
+"""Population loss for Gaussian inputs (``pipeline.population``, its kernels) against independent oracles.
 
 Oracles: Monte Carlo over Gaussian samples with the empirical network of ``pipeline.nets`` (5-sigma bounds from the
 sample standard deviation), torch autograd of ``population_loss``, central finite differences in float64, and the
@@ -14,8 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import engine, nets
+from pipeline import nets
 from pipeline import population as pop
+from pipeline.dynamics import descend
+from pipeline.population_kernels import kernel
+from pipeline.problems import GaussianPopulationProblem
 
 # torch.func.hessian (forward-over-reverse) imports torch's jvp decompositions, which call torch.jit.script
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -134,8 +137,7 @@ def kernel_gradient_fd(u, q, leak, h=1e-6):
     """Central differences of K(., q) at u (one vector each)."""
     return torch.stack(
         [
-            (pop.kernel((u + h * e)[None], q[None], leak) - pop.kernel((u - h * e)[None], q[None], leak))[0, 0]
-            / (2 * h)
+            (kernel((u + h * e)[None], q[None], leak) - kernel((u - h * e)[None], q[None], leak))[0, 0] / (2 * h)
             for e in torch.eye(u.numel(), dtype=DT)
         ]
     )
@@ -304,23 +306,17 @@ def test_float32_and_shapes():
         pop.PopulationWorkspace(v, b, 3, 5, 1.0)
 
 
-def test_engine_runs_unchanged_with_population_workspace(monkeypatch):
-    """Interface smoke test: the engine's loop accepts the workspace in place of GradientWorkspace."""
+def test_engine_descends_on_the_population_problem_with_a_fixed_output_layer():
+    """The one engine entry point (:func:`pipeline.dynamics.descend`) trains on the population problem; with the
+    output layer fixed, ``a`` never moves and the loss falls by four orders of magnitude."""
     k = 3
     v = torch.eye(k, dtype=DT)[None]
     b = torch.ones(1, k, 1, dtype=DT)
     gen = torch.Generator().manual_seed(0)
     w0 = v + 0.3 * torch.randn(4, k, k, generator=gen, dtype=DT)
     a0 = torch.ones(4, k, 1, dtype=DT)
-
-    def factory(x, y, n_runs, width, leak, *, train_output=True):
-        return pop.PopulationWorkspace(v, b, n_runs, width, leak, train_output=train_output)
-
-    monkeypatch.setattr(engine.nets, "GradientWorkspace", factory)
-    x, y = torch.ones(1, 1, k, dtype=DT), torch.ones(1, 1, 1, dtype=DT)  # only used for the engine's scales
-    result = engine.run_gradient_descent(
-        w0, a0, x, y, leak=0.0, learning_rate=0.1, max_steps=800, train_output=False, grad_tol=1e-10
-    )
+    problem = GaussianPopulationProblem(v, b, train_output=False)
+    result = descend(problem, w0, a0, learning_rate=0.1, max_steps=800, grad_tol=1e-10)
     initial = pop.population_loss(w0, a0, v, b, 0.0)
     assert torch.all(result.loss_final < 1e-4 * initial)
     assert torch.equal(result.a_final, a0)
@@ -334,8 +330,8 @@ def test_loss_is_never_negative_at_rotated_global_minima_and_keeps_its_curvature
     v = torch.as_tensor(np.stack(teachers))  # (64, 9, 9): one teacher per run
     b = torch.ones(64, 9, 1, dtype=DT)
     w, a = v + 1e-10 * torch.as_tensor(rng.standard_normal(v.shape)), b.clone()
-    raw = 0.5 * (a @ a.mT * pop.kernel(w, w, 0.0)).sum((-2, -1)) - (a @ b.mT * pop.kernel(w, v, 0.0)).sum((-2, -1))
-    raw = raw + 0.5 * (b @ b.mT * pop.kernel(v, v, 0.0)).sum((-2, -1))
+    raw = 0.5 * (a @ a.mT * kernel(w, w, 0.0)).sum((-2, -1)) - (a @ b.mT * kernel(w, v, 0.0)).sum((-2, -1))
+    raw = raw + 0.5 * (b @ b.mT * kernel(v, v, 0.0)).sum((-2, -1))
     assert (raw < 0).any()  # the rounding this test is about occurs
     assert (pop.population_loss(w, a, v, b, 0.0) >= 0).all()
     workspace = pop.PopulationWorkspace(v, b, 64, 9, 0.0, train_output=True)

@@ -12,9 +12,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from pipeline.commands.common import UserError, load_resolved, provenance, setup_logging, user_errors
-from pipeline.derived import add_derived_variables
 from pipeline.plan import make_plan
 from pipeline.store import gather, validate
+from pipeline.store.derived import add_derived_variables
 
 
 @user_errors

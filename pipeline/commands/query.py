@@ -16,18 +16,16 @@ import xarray as xr
 
 from analysis.compare import comparison_table
 from analysis.endings import ending_table
+from analysis.events import SUMMARY_EVENTS, event_table, summary_table
 from analysis.formatting import readable
 from analysis.plateaus import VISITED_PROPERTIES, plateau_table, visited_table
 from analysis.query import (
-    SUMMARY_EVENTS,
     count_table,
     escape_consistency_table,
-    event_table,
     open_survey,
     rate_table,
     saddle_mechanism_table,
     strictness_table,
-    summary_table,
 )
 from pipeline.commands.common import user_errors
 

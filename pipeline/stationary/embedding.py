@@ -288,7 +288,7 @@ def classify_embeddings(
     Returns
     -------
     dict
-        Store variables (:mod:`pipeline.schema`) with a leading run axis: ``embedding_source_type`` (R,),
+        Store variables (:mod:`pipeline.store.schema`) with a leading run axis: ``embedding_source_type`` (R,),
         ``embedding_kind``, ``embedding_neuron``, ``embedding_beta``, ``embedding_point_type`` and
         ``embedding_predicted`` (R, E); -1 (NaN for ``beta``) where no embedding was built.
     """

@@ -17,18 +17,20 @@ Conventions of resolved settings (:meth:`Survey.cells`): a setting that does not
 to ``None`` there, so that it cannot change the run's seeds or its stored coordinates.
 
 The package's modules, by responsibility: :mod:`pipeline.survey.settings` (the catalogue of
-settings), :mod:`pipeline.survey.rules` (cross-setting rules), :mod:`pipeline.survey.spec` (the
-survey models), :mod:`pipeline.survey.loading` (YAML loading and error messages),
-:mod:`pipeline.survey.reference` (the generated schema and field reference) and
+settings), :mod:`pipeline.survey.conditional` (settings that apply only in some cells),
+:mod:`pipeline.survey.cell_rules` (cross-setting rules), :mod:`pipeline.survey.rules` (checking both in every
+cell), :mod:`pipeline.survey.spec` (the survey models), :mod:`pipeline.survey.loading` (YAML loading and error
+messages), :mod:`pipeline.survey.reference` (the generated schema and field reference) and
 :mod:`pipeline.survey.cli` (``python -m pipeline.survey``).
 """
 
+from pipeline.survey.cell_rules import CELL_RULES
+from pipeline.survey.cell_rules import Problem as Problem
 from pipeline.survey.cli import main
+from pipeline.survey.conditional import CONDITIONAL_SETTINGS
+from pipeline.survey.conditional import Conditional as Conditional
 from pipeline.survey.loading import SurveyError, load_survey, parse_survey
 from pipeline.survey.reference import REFERENCE_PATH, SCHEMA_PATH, export_schema, reference_text, schema_text
-from pipeline.survey.rules import CELL_RULES, CONDITIONAL_SETTINGS
-from pipeline.survey.rules import Conditional as Conditional
-from pipeline.survey.rules import Problem as Problem
 from pipeline.survey.settings import SETTING_GROUPS, SETTING_KINDS, SETTING_NAMES
 from pipeline.survey.settings import FixedSettings as FixedSettings
 from pipeline.survey.settings import GridSettings as GridSettings

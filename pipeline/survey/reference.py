@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from pipeline.survey.rules import CONDITIONAL_SETTINGS
+from pipeline.survey.conditional import CONDITIONAL_SETTINGS
 from pipeline.survey.settings import DEFAULTS, SETTING_GROUPS, Settings
 from pipeline.survey.spec import MAX_RUNS, NAME_PATTERN, Classify, EndGame, Execution, Seeds, SurveySpec
 

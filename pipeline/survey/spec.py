@@ -12,7 +12,8 @@ from pipeline.data.given import given_source
 from pipeline.data.sources import data_source
 from pipeline.end_game import EndGameOptions
 from pipeline.stationary.embedding import DEFAULT_BETAS
-from pipeline.survey.rules import CONDITIONAL, check_settings, combos, normalised
+from pipeline.survey.conditional import CONDITIONAL, normalised
+from pipeline.survey.rules import check_settings, combos
 from pipeline.survey.settings import DEFAULTS, SETTING_NAMES, FixedSettings, GridSettings, Strict
 
 SCHEMA_VERSION = 1

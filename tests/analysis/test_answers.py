@@ -69,6 +69,6 @@ def test_heatmaps_make_small_multiples_for_a_third_axis() -> None:
 
 
 def test_key_events_are_events() -> None:
-    from analysis.query import EVENTS
+    from analysis.events import EVENTS
 
     assert set(KEY_EVENTS) <= set(EVENTS)

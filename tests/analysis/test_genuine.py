@@ -1,4 +1,7 @@
-"""Genuine cells of a single ReLU neuron on 1-D data (analysis.genuine, theory.md section 10).
+"""Genuine cells of a single ReLU neuron on 1-D data (theory.md section 10).
+
+analysis.genuine (the cell criterion, closed form, Monte Carlo) and analysis.genuine_end_points (survey end
+points).
 
 Statistical tolerances are five standard errors computed from the sample sizes used here.
 """
@@ -15,12 +18,11 @@ from analysis.genuine import (
     _genuine_batch,
     active_mask,
     cell_least_squares,
-    check_end_points,
     closed_form_probability,
-    end_point_cells,
     genuine_rate_table,
     is_genuine,
 )
+from analysis.genuine_end_points import check_end_points, end_point_cells
 from pipeline.batch import run_inputs
 from pipeline.plan import make_plan, run_settings
 from pipeline.survey import Survey, parse_survey

@@ -18,6 +18,7 @@ from dask.callbacks import Callback
 from analysis import query
 from analysis.compare import comparison_table
 from analysis.endings import ending_table
+from analysis.events import summary_table
 from analysis.plateaus import plateau_table, visited_table
 from analysis.runs import open_survey
 from tests.analysis.helpers import write_store
@@ -55,7 +56,7 @@ def _computed(counter: ComputeCounter, dataset: xr.Dataset, names: tuple[str, ..
 
 
 def _summarise(dataset: xr.Dataset, by: list[str]) -> None:
-    query.summary_table(dataset, by)
+    summary_table(dataset, by)
     query.point_type_table(dataset, by)
     query.saddle_mechanism_table(dataset, by, combinations=True)
     query.strictness_table(dataset, by)
@@ -128,7 +129,7 @@ def test_a_million_runs_are_summarised_without_parameter_arrays(million_store: P
     dataset = open_survey(million_store)
     assert dataset.sizes["run"] == MILLION
     with counting() as counter:
-        summary = query.summary_table(dataset, ["width", "init_scale"])
+        summary = summary_table(dataset, ["width", "init_scale"])
         _summarise(dataset, ["width"])
     assert summary["runs"].sum() == MILLION
     assert _computed(counter, dataset, PARAMETERS) == set()

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis import query
 from analysis.endings import ending_table
+from analysis.events import event_table
 from analysis.plateaus import plateau_frame, plateau_table, visited_table
 from analysis.runs import open_survey
 from analysis.stats import wilson_interval
@@ -61,7 +61,7 @@ def test_plateau_table_by_width(small_store: Path) -> None:
 
 def test_visited_events(small_store: Path) -> None:
     events = ["visited_plateau", "visited_saddle", "plateau_escape_neuron", "unresolved"]
-    table = query.event_table(open_survey(small_store), ["width"], events)
+    table = event_table(open_survey(small_store), ["width"], events)
     _check(_row(table, width=2, label="visited_plateau"), 3, 10)
     _check(_row(table, width=2, label="visited_saddle"), 2, 10)
     _check(_row(table, width=4, label="plateau_escape_neuron"), 1, 10)

@@ -10,6 +10,7 @@ import pytest
 
 from analysis import query
 from analysis.compare import compare_setting
+from analysis.events import event_table, summary_table
 from analysis.runs import grid_axes, open_survey, run_frame
 from analysis.stats import chi_square_independence, wilson_interval
 
@@ -40,7 +41,7 @@ def test_point_types_by_width(small_store: Path) -> None:
 
 
 def test_events_whole_survey(small_store: Path) -> None:
-    table = query.event_table(open_survey(small_store), (), ["any_local_min", "escape_neuron", "plateau", "saddle"])
+    table = event_table(open_survey(small_store), (), ["any_local_min", "escape_neuron", "plateau", "saddle"])
     _check(_row(table, label="any_local_min"), 10, 20)
     _check(_row(table, label="escape_neuron"), 5, 20)
     _check(_row(table, label="plateau"), 4, 20)
@@ -98,7 +99,7 @@ def test_escape_consistency_pooled(small_store: Path) -> None:
 
 
 def test_summary_table_is_the_wide_event_table(small_store: Path) -> None:
-    table = query.summary_table(open_survey(small_store), ["width"])
+    table = summary_table(open_survey(small_store), ["width"])
     assert list(table["runs"]) == [10, 10]
     assert table.loc[0, "converged_global"] == pytest.approx(0.3)
     assert table.loc[1, "converged_global_ci_low"] == pytest.approx(wilson_interval(6, 10)[0])

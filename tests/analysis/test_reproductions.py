@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import yaml
 
-from analysis.genuine import check_end_points, genuine_rate_table
+from analysis.genuine import genuine_rate_table
+from analysis.genuine_end_points import check_end_points
 from analysis.query import decode
 from analysis.reproductions import reproduction_for
 from analysis.runs import open_survey, run_frame

@@ -13,8 +13,7 @@ import pytest
 import xarray as xr
 import zarr
 
-from pipeline.schema import SCHEMA_VERSION
-from pipeline.store import write_atomic
+from pipeline.store import SCHEMA_VERSION, write_atomic
 from tests.reliability.helpers import cli, landscape
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")]

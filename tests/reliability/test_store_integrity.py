@@ -21,8 +21,8 @@ import xarray as xr
 import zarr
 
 from analysis.runs import open_survey  # (tests/analysis shadows the package name; its modules resolve)
-from pipeline import integrity
 from pipeline.store import DamagedStore, UnverifiedStoreWarning
+from pipeline.store.manifest import MANIFEST_GROUP, build_manifest, read_manifest, run_chunk, write_manifest
 from tests.reliability.helpers import cli
 
 pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")
@@ -33,7 +33,7 @@ Damage = Callable[[Path, str, str], "tuple[list[str], dict[Path, bytes]] | None"
 
 def _chunks(path: Path) -> dict[str, dict[str, tuple[int, str]]]:
     """{array: {chunk key inside the array: (size, hash)}} from the store's manifest."""
-    manifest = integrity.read_manifest(path)
+    manifest = read_manifest(path)
     assert manifest is not None
     return {name: record.chunks for name, record in manifest.arrays.items()}
 
@@ -192,7 +192,7 @@ def test_damaged_metadata_is_caught_at_open(store: Path, capsys) -> None:
 
 
 def test_a_damaged_manifest_is_reported(store: Path, capsys) -> None:
-    manifest = store / integrity.MANIFEST_GROUP / "zarr.json"
+    manifest = store / MANIFEST_GROUP / "zarr.json"
     manifest.write_text(manifest.read_text()[:-20])
     check = cli(capsys, "validate", store)
     assert check.returncode == 1
@@ -267,14 +267,14 @@ def _edit_in_place(path: Path, name: str, index: tuple[int, ...], value: float) 
 
 def _rehash_in_place(path: Path) -> None:
     """Rebuild the manifest from the chunks as they are now (what a careless tool would do)."""
-    old = integrity.read_manifest(path)
+    old = read_manifest(path)
     assert old is not None
-    manifest = integrity.build_manifest(path, survey=old.survey, plan=old.plan, run_chunk=integrity.run_chunk(path))
-    integrity.write_manifest(path, manifest)
+    manifest = build_manifest(path, survey=old.survey, plan=old.plan, run_chunk=run_chunk(path))
+    write_manifest(path, manifest)
 
 
 def test_the_micro_store_meets_every_invariant(micro_store: Path) -> None:
-    from pipeline.invariants import invariant_problems, rules
+    from pipeline.store.invariants import invariant_problems, rules
 
     dataset = open_survey(micro_store)
     assert len(rules(dataset)) > 25
@@ -296,11 +296,11 @@ def test_invariants_catch_values_that_pass_the_checksums(store: Path, micro_surv
 
 def test_rehash_refuses_a_store_whose_chunks_changed(store: Path, capsys) -> None:
     _edit_in_place(store, "loss_final", (3,), 1.0)
-    manifest = (store / integrity.MANIFEST_GROUP / "zarr.json").read_bytes()
+    manifest = (store / MANIFEST_GROUP / "zarr.json").read_bytes()
     check = cli(capsys, "validate", store, "--rehash")
     assert check.returncode == 1
     assert "array 'loss_final', chunk 'loss_final/c/0' (runs 0-7): its content differs" in check.stdout
-    assert (store / integrity.MANIFEST_GROUP / "zarr.json").read_bytes() == manifest
+    assert (store / MANIFEST_GROUP / "zarr.json").read_bytes() == manifest
 
 
 # --- stores written before checksums ----------------------------------------------------------------------
@@ -317,7 +317,7 @@ def old_store(micro_store: Path, scratch: Path) -> Iterator[Path]:
         warnings.filterwarnings("ignore", message="Consolidated metadata", category=UserWarning)
         dataset.to_zarr(path, zarr_format=3, consolidated=True, write_empty_chunks=True)
     codecs = [codec["name"] for codec in zarr.open_array(str(path / "loss_final")).metadata.to_dict()["codecs"]]
-    assert "crc32c" not in codecs and integrity.read_manifest(path) is None
+    assert "crc32c" not in codecs and read_manifest(path) is None
     yield path
 
 
@@ -352,14 +352,14 @@ def test_rehash_refuses_an_old_store_that_breaks_an_invariant(old_store: Path, c
     assert check.stdout.splitlines() == [
         f"{old_store}: variable 'loss_final' is negative or infinite for a run that did not diverge: run 3"
     ]
-    assert integrity.read_manifest(old_store) is None
+    assert read_manifest(old_store) is None
 
 
 def test_plan_digest_of_a_text_column_with_missing_values():
     """Plans of surveys whose settings are absent for some cases hold NaN in text columns (saddle_to_saddle)."""
     import pandas as pd
 
-    from pipeline.integrity import plan_digest
+    from pipeline.store.manifest import plan_digest
 
     plan = pd.DataFrame({"activation": pd.Series(["relu", np.nan], dtype=object), "width": [2, 4]})
     other = pd.DataFrame({"activation": pd.Series(["relu", "leaky_relu"], dtype=object), "width": [2, 4]})

@@ -10,9 +10,10 @@ import xarray as xr
 
 from pipeline import store
 from pipeline.plan import make_plan
-from pipeline.schema import VARIABLES
 from pipeline.stationary import labels
 from pipeline.stationary.embedding import embedding_layout
+from pipeline.store import validation
+from pipeline.store.schema import VARIABLES
 from pipeline.survey import load_survey
 from tests.workflow.helpers import run_survey, write_survey
 
@@ -55,5 +56,5 @@ def test_a_store_without_the_option_is_valid_and_one_missing_a_variable_is_not(e
     assert not set(EMBEDDING_VARIABLES) & set(xr.open_zarr(micro_store).data_vars)  # the option is off there
     _, path = embedding_store
     dataset = xr.open_zarr(path).load().drop_vars("embedding_predicted")
-    problems = store._schema_problems(dataset, unreadable=set())
+    problems = validation._schema_problems(dataset, unreadable=set())
     assert problems == ["variable 'embedding_predicted' is missing"]

@@ -15,10 +15,11 @@ import zarr
 from pipeline import store
 from pipeline.batch import simulate_batch
 from pipeline.commands.simulate import padding
-from pipeline.derived import add_derived_variables
 from pipeline.plan import batches, make_plan, shard_runs
-from pipeline.schema import SCHEMA_VERSION, VARIABLES
 from pipeline.stationary import labels
+from pipeline.store import gathering, validation
+from pipeline.store.derived import add_derived_variables
+from pipeline.store.schema import SCHEMA_VERSION, VARIABLES
 from pipeline.survey import load_survey
 from tests.workflow.helpers import comparable
 
@@ -89,7 +90,7 @@ def test_every_variable_is_described_and_flagged(micro_store: Path) -> None:
 
 def test_survey_store_provenance(micro_store: Path) -> None:
     attrs = xr.open_zarr(micro_store).attrs
-    for name in store.REQUIRED_ATTRS:
+    for name in validation.REQUIRED_ATTRS:
         assert name in attrs, name
     assert attrs["schema_version"] == SCHEMA_VERSION
     # per-shard attributes are not inherited from the first shard...
@@ -203,7 +204,7 @@ def test_gather_is_independent_of_shard_order(micro_store: Path, scratch: Path, 
     shards = sorted((micro_store.parent / "shards").glob("shard-*.zarr"))
     a = store.gather(shards, scratch / "a.zarr", {"survey": "x"}, derive=add_derived_variables)
     if lazy:  # the Dask path of large surveys
-        monkeypatch.setattr(store, "IN_MEMORY_BYTES", 0)
+        monkeypatch.setattr(gathering, "IN_MEMORY_BYTES", 0)
     b = store.gather(shards[::-1], scratch / "b.zarr", {"survey": "x"}, derive=add_derived_variables)
     xr.testing.assert_identical(comparable(xr.open_zarr(a)), comparable(xr.open_zarr(b)))
     assert xr.open_zarr(a).attrs["shards"] == xr.open_zarr(b).attrs["shards"]

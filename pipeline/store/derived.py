@@ -2,7 +2,7 @@
 that are the end point), outcome, neuron counts.
 
 The collect step (:mod:`pipeline.commands.collect`) passes :func:`add_derived_variables` to
-:func:`pipeline.store.gather`: the storage layer writes these variables but decides none of them. The
+:func:`pipeline.store.gathering.gather`: the storage layer writes these variables but decides none of them. The
 global/spurious verdict of the minima the classifier left ``local_min`` uses the classifier's own rule
 (:func:`pipeline.globality.resolve_globality`) against the survey's reference loss.
 """
@@ -14,8 +14,8 @@ import xarray as xr
 
 from pipeline.globality import GLOBAL_RULE, reference_losses, resolve_globality
 from pipeline.resolution import resolve_runs
-from pipeline.schema import VARIABLES
 from pipeline.stationary import labels
+from pipeline.store.schema import VARIABLES
 from pipeline.trajectory import final_plateau_at_end
 
 __all__ = ["add_derived_variables"]

@@ -1,8 +1,8 @@
 """The schema of the survey store: every data variable with its dimensions, description, units and flags.
 
 This table is the single source of truth for the store (``results/<survey>/survey.zarr``):
-:mod:`pipeline.batch` pads arrays to its dimensions, :mod:`pipeline.store` attaches its attributes
-and :func:`pipeline.store.validate` checks a store against it. Categorical variables are small
+:mod:`pipeline.batch` pads arrays to its dimensions, :mod:`pipeline.store.writing` attaches its attributes
+and :func:`pipeline.store.validation.validate` checks a store against it. Categorical variables are small
 integers with CF ``flag_values`` / ``flag_meanings`` (or ``flag_masks`` for bit fields); -1 marks
 "no value" (a padded plateau slot).
 
@@ -21,18 +21,31 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from zarr.abc.codec import BytesBytesCodec
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from pipeline.dynamics import StopReason
 from pipeline.end_game import EndGameMethod
-from pipeline.engine import StopReason, loss_formula
 from pipeline.globality import GLOBAL_BASIS
+from pipeline.problems import loss_formula
 from pipeline.resolution import LIMIT, OUTCOME, RESOLUTION
 from pipeline.stationary import labels
 
-__all__ = ["OUTCOME", "SCHEMA_VERSION", "VARIABLES", "Variable", "compressors", "loss_description"]
+if TYPE_CHECKING:
+    import xarray as xr
+
+__all__ = [
+    "OUTCOME",
+    "SCHEMA_VERSION",
+    "VARIABLES",
+    "Variable",
+    "compressors",
+    "loss_description",
+    "run_input_distributions",
+]
 
 SCHEMA_VERSION = 2
 """2: end game, limit verdicts and resolution statuses (pipeline.resolution), global_basis."""
@@ -64,7 +77,8 @@ class Variable:
 
 
 def loss_description(input_distributions: Iterable[str]) -> str:
-    """The losses that runs on ``input_distributions`` minimise (:func:`pipeline.engine.loss_formula`), joined by "; ".
+    """The losses that runs on ``input_distributions`` minimise (:func:`pipeline.problems.loss_formula`),
+    joined by "; ".
 
     With no distribution named, the loss on training inputs.
     """
@@ -72,12 +86,19 @@ def loss_description(input_distributions: Iterable[str]) -> str:
     return "; ".join(formulas)
 
 
+def run_input_distributions(dataset: xr.Dataset) -> list[str]:
+    """The input distributions of a store's runs (none named when it has no such coordinate)."""
+    if "input_distribution" not in dataset.coords:
+        return []
+    return sorted({str(value) for value in np.unique(dataset["input_distribution"].values)})
+
+
 def compressors() -> tuple[BytesBytesCodec, ...]:
     """The codecs applied to the bytes of every chunk of every array (shard and survey stores).
 
     zstd, then a CRC-32C of the compressed bytes (zarr v3's ``crc32c`` codec): zarr refuses to
     decode a chunk whose bytes changed on disk or in a copy, instead of returning wrong numbers.
-    A CRC cannot tell one intact chunk from another; the manifest (:mod:`pipeline.integrity`) can.
+    A CRC cannot tell one intact chunk from another; the manifest (:mod:`pipeline.store.manifest`) can.
     """
     return (ZstdCodec(level=0, checksum=False), Crc32cCodec())
 

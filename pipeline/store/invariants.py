@@ -1,4 +1,4 @@
-"""Physical invariants of a survey store, checked by :func:`pipeline.store.validate`.
+"""Physical invariants of a survey store, checked by :func:`pipeline.store.validation.validate`.
 
 Checksums prove that a store holds the bytes that were written; these rules catch numbers that no
 correct computation writes, whatever their checksums say:
@@ -24,13 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from pipeline.engine import StopReason
+from pipeline.dynamics import StopReason
 from pipeline.stationary import labels
 
 __all__ = ["invariant_problems"]
 
 NO_VALUE = -1
-"""The code of "no value" in every categorical variable (:mod:`pipeline.schema`)."""
+"""The code of "no value" in every categorical variable (:mod:`pipeline.store.schema`)."""
 SHOWN_RUNS = 5
 """Runs named per violation (the count says how many there are)."""
 DEAD_ROLES = ("dead", "dead_touching")
@@ -186,7 +186,7 @@ def invariant_problems(dataset: xr.Dataset, *, skip: Collection[str] = ()) -> li
     Parameters
     ----------
     dataset
-        A store opened lazily (:func:`pipeline.store.open_store`).
+        A store opened lazily (:func:`pipeline.store.reading.open_store`).
     skip
         Arrays not to read (damaged ones, already reported); rules that need them are left out.
     """
