@@ -4,7 +4,7 @@ Two measurements (issue 3, "Speed"); nothing is asserted, the printed numbers ar
 
 (a) points/s/core of ``pipeline.stationary.classify_batch`` for width 16, n = 64, d = 8 (7 Gaussian
     features + a constant-1 bias column), scalar output, on end points of
-    ``pipeline.engine.run_gradient_descent`` trained on a ReLU teacher (width 4) from several init
+    ``pipeline.problems.run_gradient_descent`` trained on a ReLU teacher (width 4) from several init
     scales (vanishing, small, standard);
 (b) for the default survey's largest cells (width 16, each init scale): the wall time of the
     engine's gradient descent for one batch, of the end-point classification and of the
@@ -26,9 +26,11 @@ import numpy as np
 import torch
 
 from pipeline import nets
-from pipeline.batch import _leak, _realisable, run_inputs
-from pipeline.engine import run_gradient_descent
+from pipeline.activations import activation_from_settings
+from pipeline.batch import run_inputs
+from pipeline.globality import global_value_basis
 from pipeline.plan import batches, make_plan, run_settings
+from pipeline.problems import VerdictOptions, run_gradient_descent
 from pipeline.stationary import classify_batch
 from pipeline.survey.loading import load_survey
 
@@ -119,14 +121,18 @@ def survey_ratio(max_steps: int | None) -> None:
         opts = dict(dtype=torch.float64)
         x = torch.as_tensor(np.stack([i.dataset.x for i in inputs]), **opts)
         y = torch.as_tensor(np.stack([i.dataset.y for i in inputs]), **opts)
-        leak = _leak(settings["activation"], settings["leak"])
+        leak = activation_from_settings(settings["activation"], settings["leak"]).leak
         steps = settings["max_steps"] if max_steps is None else max_steps
         gd_time, descent = timed(lambda: run_gradient_descent(
             torch.as_tensor(np.stack([i.w0 for i in inputs]), **opts),
             torch.as_tensor(np.stack([i.a0 for i in inputs]), **opts), x, y, leak=leak,
             learning_rate=settings["learning_rate"], max_steps=steps, grad_tol=settings["grad_tol"],
             n_checkpoints=settings["n_checkpoints"]))  # fmt: skip
-        common = dict(leak=leak, learning_rate=settings["learning_rate"], realisable=_realisable(settings))
+        common = dict(
+            leak=leak,
+            learning_rate=settings["learning_rate"],
+            realisable=VerdictOptions(global_value_basis(settings, x.numpy())).realisable,
+        )
         end_time, _ = timed(lambda: classify_batch(descent.w_final, descent.a_final, x, y, **common))
         runs_i, slots = np.nonzero((descent.plateau_start >= 0).numpy())
         plateau_time = 0.0

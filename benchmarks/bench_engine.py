@@ -2,7 +2,7 @@
 
 Compares, on identical runs and numbers of steps:
 
-(a) ``pipeline.engine.run_gradient_descent`` (closed-form batched gradients, full trajectory bookkeeping);
+(a) ``pipeline.problems.run_gradient_descent`` (closed-form batched gradients, full trajectory bookkeeping);
 (b) the torch.func ensembling recipe: ``vmap(grad(loss))`` over stacked parameters, plain GD update;
 (c) a Python loop over runs with autograd and ``torch.optim.SGD``, timed on a subset of runs and scaled.
 
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import grad, vmap
 
-from pipeline.engine import run_gradient_descent, run_population_gradient_descent
+from pipeline.problems import run_gradient_descent, run_population_gradient_descent
 
 # (runs, n, d, width): a default-survey cell (n = 16 points in 2-d plus a bias, width 16), then larger data
 SHAPES = ((160, 16, 3, 16), (1024, 16, 3, 8), (512, 64, 8, 16), (256, 256, 16, 32))

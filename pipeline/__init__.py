@@ -2,21 +2,29 @@
 
 Train a batch of networks (a leading run axis) and classify where they stop, in a notebook::
 
-    from pipeline import classify_batch, run_gradient_descent
-    descent = run_gradient_descent(w0, a0, x, y, leak=0.0, learning_rate=0.05, max_steps=20_000)
-    verdicts = classify_batch(descent.w_final, descent.a_final, x, y, leak=0.0)
+    from pipeline import SampledProblem, descend
+    problem = SampledProblem(x, y, activation=0.0)          # ReLU; a number is a leaky ReLU's slope
+    descent = descend(problem, w0, a0, learning_rate=0.05, max_steps=20_000)
+    verdicts = problem.classify(descent.w_final, descent.a_final, "end_point")
 
-The population losses have their own entry points (:func:`run_population_gradient_descent`,
-:func:`run_interval_gradient_descent`); :func:`classify_point` classifies one point with decoded labels.
+Every loss is a :class:`Problem` (:class:`SampledProblem`, :class:`GaussianPopulationProblem`,
+:class:`IntervalPopulationProblem`) and :func:`descend` trains on any of them; :func:`run_gradient_descent`,
+:func:`run_population_gradient_descent` and :func:`run_interval_gradient_descent` build the problem and descend
+in one call. :func:`classify_batch` classifies sampled points directly and :func:`classify_point` one point with
+decoded labels.
 Survey stores are opened with :func:`analysis.open_survey`. Importing this package loads neither
 ``dask.distributed`` nor ``snakemake`` (``tests/test_layers.py``).
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
-from pipeline.engine import (
-    DescentResult,
-    StopReason,
+from pipeline.dynamics import DescentResult, StopReason, descend
+from pipeline.problems import (
+    GaussianPopulationProblem,
+    IntervalPopulationProblem,
+    Problem,
+    SampledProblem,
+    VerdictOptions,
     run_gradient_descent,
     run_interval_gradient_descent,
     run_population_gradient_descent,
@@ -31,11 +39,17 @@ except PackageNotFoundError:  # a source tree that is not installed
 __all__ = [
     "BatchClassification",
     "DescentResult",
+    "GaussianPopulationProblem",
+    "IntervalPopulationProblem",
     "PointReport",
+    "Problem",
+    "SampledProblem",
     "StopReason",
+    "VerdictOptions",
     "__version__",
     "classify_batch",
     "classify_point",
+    "descend",
     "run_gradient_descent",
     "run_interval_gradient_descent",
     "run_population_gradient_descent",

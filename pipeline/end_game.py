@@ -44,9 +44,9 @@ sampled runs with plain gradient descent for 10-50 times the budget and compares
 
 No library integrates a piecewise-smooth (Filippov) gradient flow with sliding modes at kinks: SciPy's
 stiff integrators (``solve_ivp``, BDF/Radau/LSODA) assume a smooth right-hand side and chatter at every
-kink (measured: minutes per run on the default survey), which is why stage 0 is written here. Stage 0
-and 1 run per run on the CPU with NumPy/SciPy (problems are small: ``n k`` residuals, ``m (d + k)``
-parameters); stage 2 runs batched in torch.
+kink (measured: minutes per run on the default survey), which is why stage 0 is written here
+(:mod:`pipeline.end_game_flow`). Stage 0 and 1 run per run on the CPU with NumPy/SciPy (problems are small:
+``n k`` residuals, ``m (d + k)`` parameters); stage 2 runs batched in torch.
 """
 
 from __future__ import annotations
@@ -59,17 +59,10 @@ import torch
 from scipy.optimize import least_squares
 
 from pipeline import nets
-from pipeline.flow_kinks import crossings, filippov_sides, first_crossing, kink_projector, leave_kinks, on_kink, snap
+from pipeline.end_game_flow import gradient_flow, network_error, residual_jacobian
 from pipeline.stationary.refine import refine_end_points
 
-ZERO_RESIDUAL = 1e-10
-"""The flow stops at a root-mean-square residual below this fraction of ``s_y`` (loss ``~1e-20 s_y**2``)."""
-STATIONARY_REACH = 1e-6
-"""From a stationary point of the flow the polish may move each parameter by this times ``1 + ||theta||``."""
-STALL_EVALUATIONS = 25
-"""The flow stops, unfinished, after this many Hessian evaluations in a row that did not lower the loss."""
-
-__all__ = ["EndGameMethod", "EndGameOptions", "Finish", "finish_runs", "rebalance", "residual_jacobian"]
+__all__ = ["EndGameMethod", "EndGameOptions", "Finish", "finish_runs", "rebalance"]
 
 
 class EndGameMethod(enum.IntEnum):
@@ -152,30 +145,6 @@ class Finish:
     flow_time: np.ndarray
 
 
-def residual_jacobian(
-    theta: np.ndarray, x: np.ndarray, y: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Residuals ``r = (f(x_i) - y_i) / sqrt(n)`` (n k,) and their Jacobian (n k, p) of one network.
-
-    ``theta`` holds ``w`` (m, d) then, if ``train_output``, ``a`` (m, k), flattened; otherwise ``a`` is
-    ``a_fixed``. Slopes follow :func:`pipeline.nets.activation_slope` (``rho'(0) = leak``).
-    """
-    n, d = x.shape
-    k = y.shape[1]
-    w = theta[: width * d].reshape(width, d)
-    a = theta[width * d :].reshape(width, k) if train_output else a_fixed
-    z = x @ w.T
-    slope = np.where(z > 0, 1.0, leak)
-    hidden = z * slope
-    scale = 1.0 / np.sqrt(n)
-    residual = ((hidden @ a - y) * scale).ravel()
-    d_w = np.einsum("jk,ij,il->ikjl", a, slope, x).reshape(n * k, width * d)
-    if not train_output:
-        return residual, d_w * scale
-    d_a = np.einsum("ij,kc->ikjc", hidden, np.eye(k)).reshape(n * k, width * k)
-    return residual, np.concatenate([d_w, d_a], axis=1) * scale
-
-
 def _gauss_newton(
     w: np.ndarray,
     a: np.ndarray,
@@ -191,7 +160,7 @@ def _gauss_newton(
     theta = np.concatenate([w.ravel(), a.ravel()]) if train_output else w.ravel().copy()
 
     def residual(t: np.ndarray) -> np.ndarray:
-        return (_error(t, x, y, leak, width, train_output, a) * (1.0 / np.sqrt(x.shape[0]))).ravel()
+        return (network_error(t, x, y, leak, width, train_output, a) * (1.0 / np.sqrt(x.shape[0]))).ravel()
 
     def jacobian(t: np.ndarray) -> np.ndarray:
         return residual_jacobian(t, x, y, leak, width, train_output, a)[1]
@@ -253,7 +222,7 @@ def finish_runs(
         w_run, a_run, x_run, y_run = w0[run], a0[run], xs[run], ys[run]
         width = w_run.shape[0]
         theta = np.concatenate([w_run.ravel(), a_run.ravel()]) if train_output else w_run.ravel().copy()
-        theta, flow_time[run], flow_hessians[run], reach[run] = _flow(
+        theta, flow_time[run], flow_hessians[run], reach[run] = gradient_flow(
             theta, x_run, y_run, leak, width, train_output, a_run, learning_rate, options.flow_evaluations
         )
         w_flow = theta[: w_run.size].reshape(w_run.shape)
@@ -312,163 +281,3 @@ def rebalance(w: np.ndarray, a: np.ndarray, balance: np.ndarray) -> tuple[np.nda
     u = (balance + np.sqrt(balance**2 + 4 * safe_w_sq * a_sq)) / (2 * safe_w_sq)
     c = np.where(movable & (u > 0), np.sqrt(np.where(u > 0, u, 1.0)), 1.0)
     return w * c[..., None], a / c[..., None]
-
-
-def _error(
-    theta: np.ndarray, x: np.ndarray, y: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
-) -> np.ndarray:
-    """``f(x_i) - y_i`` (n, k) of one network (parameters as in :func:`residual_jacobian`), without a Jacobian."""
-    d = x.shape[1]
-    w = theta[: width * d].reshape(width, d)
-    a = theta[width * d :].reshape(width, -1) if train_output else a_fixed
-    z = x @ w.T
-    return (z * np.where(z > 0, 1.0, leak)) @ a - y
-
-
-def _loss(
-    theta: np.ndarray, x: np.ndarray, y: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
-) -> float:
-    """``L = 1/(2n) sum_i ||f(x_i) - y_i||^2`` of one network."""
-    return 0.5 * float(np.sum(_error(theta, x, y, leak, width, train_output, a_fixed) ** 2)) / x.shape[0]
-
-
-def _hessian(
-    theta: np.ndarray, x: np.ndarray, y: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
-) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
-    """Loss, gradient (p,), Hessian (p, p) of the current activation pattern, and residuals ``f - y`` (n, k).
-
-    Within a pattern ``f`` is linear in each ``w_j`` and bilinear in ``(w_j, a_j)``, so the Hessian is
-    ``J^T J`` plus the coupling ``d^2 L / dw_jl da_jc = 1/n sum_i (f - y)_ic rho'(z_ij) x_il``.
-    """
-    n, d = x.shape
-    k = y.shape[1]
-    residual, jacobian = residual_jacobian(theta, x, y, leak, width, train_output, a_fixed)
-    hessian = jacobian.T @ jacobian
-    error = residual.reshape(n, k) * np.sqrt(n)
-    if train_output:
-        w = theta[: width * d].reshape(width, d)
-        slope = np.where(x @ w.T > 0, 1.0, leak)
-        coupling = np.einsum("ic,ij,il->jlc", error, slope, x) / n  # (m, d, k)
-        rows = np.arange(width)[:, None, None] * d + np.arange(d)[None, :, None]
-        cols = width * d + np.arange(width)[:, None, None] * k + np.arange(k)[None, None, :]
-        rows, cols = np.broadcast_arrays(rows, cols)
-        hessian[rows, cols] += coupling
-        hessian[cols, rows] += coupling
-    return 0.5 * float(residual @ residual), jacobian.T @ residual, hessian, error
-
-
-def _flow(
-    theta: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    leak: float,
-    width: int,
-    train_output: bool,
-    a_fixed: np.ndarray,
-    first_step: float,
-    budget: int,
-) -> tuple[np.ndarray, float, int, float]:
-    """Stage 0 for one run: follow the gradient flow; returns ``(theta, flow time, Hessian evaluations, reach)``.
-
-    ``reach`` is how far the polish may move each parameter (:func:`finish_runs`): ``inf`` at zero loss,
-    :data:`STATIONARY_REACH` times ``1 + ||theta||`` at a stationary point of positive loss (an unconfined
-    Gauss-Newton step from a certified local minimum crossed kinks to a lower basin 0.45 away, measured),
-    else the length of the flow's last move.
-
-    Stops at a stationary point of the flow on its kink manifold (the quadratic model promises no decrease
-    above rounding; the first time, and again whenever the loss has decreased since, every kink pair is
-    released once more, since pairs held by the step-crossing rule may not slide), at zero loss (a
-    root-mean-square residual below :data:`ZERO_RESIDUAL` times that of the zero network: the polish then
-    finishes with a correction of that relative size, which cannot change the limit), when no step of flow
-    time above ``1e-14 / |lambda|_max`` is accepted, when :data:`STALL_EVALUATIONS` evaluations in a row
-    did not lower the loss, or after ``budget`` Hessian evaluations.
-    """
-    last_move = 0.0
-    p, d = theta.size, x.shape[1]
-    kink = np.zeros((x.shape[0], width), dtype=bool)
-    held = np.zeros_like(kink)  # pairs put on the kink because the steps crossed them back and forth
-    clipped_last = np.zeros_like(kink)
-    hold_zeno = True
-    loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
-    restart_loss = np.inf
-    step_size, time_spent, evaluations = first_step, 0.0, 1
-    floor = 64 * np.finfo(float).eps
-    output_scale = float(np.sqrt(np.mean(y**2)))
-    zero_loss = 0.5 * (ZERO_RESIDUAL * output_scale) ** 2
-    best_loss, since_best = loss, 0
-    while evaluations < budget:
-        if loss < best_loss:
-            best_loss, since_best = loss, 0
-        elif since_best >= STALL_EVALUATIONS:
-            return theta, time_spent, evaluations, last_move
-        at_kink = kink | on_kink(theta, x, width)
-        sliding, active = filippov_sides(error, theta, x, leak, width, train_output, a_fixed, at_kink)
-        kink = (kink & held) | sliding
-        nudged = leave_kinks(theta, x, width, active & ~kink, at_kink & ~active & ~kink)
-        if nudged is not theta:
-            theta = nudged
-            loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
-        projector = kink_projector(theta, x, kink, width, p)
-        flow_gradient, flow_hessian = projector @ gradient, projector @ hessian @ projector  # on the kinks
-        eigenvalues, vectors = np.linalg.eigh(flow_hessian)
-        coefficients = vectors.T @ flow_gradient
-        noise = floor * np.linalg.norm(flow_hessian) ** 0.5 * output_scale  # rounding noise of the gradient
-        positive = eigenvalues > floor * np.abs(eigenvalues).max()
-        remaining = np.sum(coefficients[positive] ** 2 / eigenvalues[positive]) / 2
-        stationary = remaining <= floor * loss and np.all(np.abs(coefficients[~positive]) <= noise)
-        if loss <= zero_loss:
-            return theta, time_spent, evaluations, np.inf
-        if stationary:  # a stationary point of the flow on the current kink manifold
-            if not kink.any() or loss >= restart_loss:  # the polish only removes rounding from here
-                return theta, time_spent, evaluations, STATIONARY_REACH * (1.0 + float(np.linalg.norm(theta)))
-            kink[:], held[:], restart_loss = False, False, loss  # let every pair leave once more
-            hold_zeno = False  # from now on only the joint Filippov test puts pairs on a kink
-            continue
-        moved = False
-        growth = max(-float(eigenvalues.min()), 0.0)
-        while not moved:
-            if growth * step_size > 40.0:  # a growth of e^40 along negative curvature is past any plateau
-                step_size = 40.0 / growth
-            exponent = -step_size * eigenvalues
-            safe = np.where(np.abs(exponent) > 1e-12, exponent, 1.0)
-            phi = np.where(np.abs(exponent) > 1e-12, np.expm1(exponent) / safe, 1.0)
-            step = -vectors @ (phi * step_size * coefficients)
-            predicted = flow_gradient @ step + 0.5 * step @ flow_hessian @ step
-            trial = theta + step
-            trial_loss = _loss(trial, x, y, leak, width, train_output, a_fixed)
-            change = trial_loss - loss
-            if change <= floor * loss and abs(change - predicted) <= 0.25 * abs(predicted) + floor * loss:
-                last_move = float(np.linalg.norm(step))
-                theta, time_spent, step_size, moved = trial, time_spent + step_size, 4 * step_size, True
-                continue
-            crossing = crossings(theta, trial, x, width) & ~kink
-            zeno = crossing & clipped_last & hold_zeno  # crossed back right after a cut just past it
-            candidates = kink | crossing | on_kink(theta, x, width)
-            joint, _ = filippov_sides(error, theta, x, leak, width, train_output, a_fixed, candidates)
-            entering = crossing & (joint | zeno)
-            clipped_last = np.zeros_like(kink)
-            if entering.any():
-                w_snapped = snap(theta[: width * d].reshape(width, d), x, kink | entering)
-                snapped = np.concatenate([w_snapped.ravel(), theta[width * d :]])
-                snapped_loss = _loss(snapped, x, y, leak, width, train_output, a_fixed)
-                if snapped_loss <= loss * (1 + floor):
-                    kink |= entering
-                    held |= zeno
-                    theta, moved = snapped, True
-                    continue
-            if crossing.any():  # go to just past the first kink the step crosses (event location)
-                fraction = min(1.0, first_crossing(theta, trial, x, width, crossing) * (1 + 1e-6) + 1e-12)
-                clipped = theta + fraction * step
-                clipped_loss = _loss(clipped, x, y, leak, width, train_output, a_fixed)
-                short = step_size * float(np.abs(eigenvalues).max()) <= 1.0  # a step of explicit-Euler size
-                if (short or fraction > 1e-6) and fraction < 1.0 and clipped_loss <= loss:
-                    theta, time_spent, moved = clipped, time_spent + fraction * step_size, True
-                    clipped_last = crossing
-                    continue
-            step_size /= 4
-            if step_size * max(1.0, float(np.abs(eigenvalues).max())) < 1e-14:
-                return theta, time_spent, evaluations, last_move
-        loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
-        evaluations += 1
-        since_best += 1
-    return theta, time_spent, evaluations, last_move

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.engine import StopReason
+from pipeline.dynamics import StopReason
 from pipeline.stationary import labels
 
 __all__ = [
@@ -152,7 +152,7 @@ def resolve_runs(
     strictness, has_witness
         ``STRICTNESS`` codes and the verified-witness flags of the end point.
     stop_reason
-        :class:`pipeline.engine.StopReason` values.
+        :class:`pipeline.dynamics.StopReason` values.
     zero_loss_approach
         :func:`approaching_zero_loss` of gradient descent's last stretch.
     final_plateau

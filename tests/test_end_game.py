@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from pipeline import nets
-from pipeline.end_game import EndGameMethod, EndGameOptions, finish_runs, residual_jacobian
+from pipeline.end_game import EndGameMethod, EndGameOptions, finish_runs
+from pipeline.end_game_flow import residual_jacobian
 from pipeline.resolution import approaching_zero_loss, observed_loss_rate
 from pipeline.stationary import classify_point
 

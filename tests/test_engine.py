@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from pipeline import nets
-from pipeline.engine import StopReason, data_scales, run_gradient_descent
+from pipeline.dynamics import StopReason
+from pipeline.problems import data_scales, run_gradient_descent
 from pipeline.trajectory import PlateauSettings
 from tests.reference import torch_loss
 
@@ -374,8 +375,8 @@ def test_good_arguments_run():
 
 
 def test_population_descent_from_near_the_teacher_converges_to_zero_loss():
-    from pipeline.engine import run_population_gradient_descent
     from pipeline.population import population_loss
+    from pipeline.problems import run_population_gradient_descent
 
     generator = torch.Generator().manual_seed(3)
     teacher_w = torch.eye(4, dtype=torch.float64)[None]
@@ -391,7 +392,7 @@ def test_population_descent_from_near_the_teacher_converges_to_zero_loss():
 
 
 def test_population_descent_names_the_teacher_in_errors():
-    from pipeline.engine import run_population_gradient_descent
+    from pipeline.problems import run_population_gradient_descent
 
     w0 = torch.zeros(2, 3, 4, dtype=torch.float64)
     a0 = torch.ones(2, 3, 1, dtype=torch.float64)

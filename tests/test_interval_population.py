@@ -22,7 +22,7 @@ import scipy.integrate
 import scipy.optimize
 import torch
 
-from pipeline.engine import StopReason, run_interval_gradient_descent
+from pipeline.dynamics import StopReason
 from pipeline.interval_population import (
     IntervalTarget,
     IntervalWorkspace,
@@ -32,6 +32,7 @@ from pipeline.interval_population import (
     quadrature,
     target_scale,
 )
+from pipeline.problems import run_interval_gradient_descent
 
 DTYPE = torch.float64
 LEAKS = (0.0, 0.1, 0.3)
@@ -527,8 +528,8 @@ def test_bad_targets_are_rejected(make: Callable[[], IntervalTarget], message: s
 @pytest.mark.parametrize(
     ("w_shape", "a_shape", "slope_runs", "k", "message"),
     [
-        ((2, 3, 3), (2, 3, 1), 1, 1, "d from w0"),  # w0 without the (w_j, b_j) layout
-        ((2, 3, 1), (2, 3, 1), 1, 1, "d from w0"),
+        ((2, 3, 3), (2, 3, 1), 1, 1, "expected \\(R, m, 2\\)"),  # w0 without the (w_j, b_j) layout
+        ((2, 3, 1), (2, 3, 1), 1, 1, "expected \\(R, m, 2\\)"),
         ((2, 3, 2), (2, 4, 1), 1, 1, "a0"),  # widths disagree
         ((2, 3, 2), (2, 3, 2), 1, 1, "k from a0"),  # output sizes disagree
         ((2, 3, 2), (2, 3, 1), 3, 1, "expected 1 \\(shared\\) or 2"),  # per-run targets for the wrong R

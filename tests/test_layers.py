@@ -26,9 +26,14 @@ KERNELS_AND_ENGINE = (
     "pipeline.population",
     "pipeline.population_kernels",
     "pipeline.interval_population",
-    "pipeline.engine",
+    "pipeline.dynamics",
+    "pipeline.dynamics.gradient_descent",
+    "pipeline.dynamics.result",
+    "pipeline.problems",
+    "pipeline.batch_record",
     "pipeline.trajectory",
     "pipeline.end_game",
+    "pipeline.end_game_flow",
     "pipeline.flow_kinks",
     "pipeline.resolution",
     "pipeline.data",
@@ -68,8 +73,18 @@ def test_kernels_and_engine_import_no_dask_distributed_or_snakemake() -> None:
 
 
 def test_the_probe_sees_a_forbidden_import() -> None:
-    loaded = forbidden_after_each(("pipeline.engine", "dask.distributed", "pipeline.nets"))
-    assert loaded["pipeline.engine"] == []
+    loaded = forbidden_after_each(
+        (
+            "pipeline.dynamics",
+            "pipeline.dynamics.gradient_descent",
+            "pipeline.dynamics.result",
+            "pipeline.problems",
+            "pipeline.batch_record",
+            "dask.distributed",
+            "pipeline.nets",
+        )
+    )
+    assert loaded["pipeline.dynamics"] == []
     assert "dask.distributed" in loaded["dask.distributed"] and "distributed" in loaded["pipeline.nets"]
 
 
@@ -108,3 +123,10 @@ def test_the_cycle_check_sees_a_cycle() -> None:
     graph["pipeline.data.dataset"].add("pipeline.data.sources")  # sources imports dataset
     with pytest.raises(graphlib.CycleError):
         graphlib.TopologicalSorter(graph).prepare()
+
+
+def test_the_piecewise_test_does_not_reach_back_into_the_second_order_test() -> None:
+    graph = import_graph()
+    assert "pipeline.stationary.pieces" in graph["pipeline.stationary.second_order"]
+    assert "pipeline.stationary.hessian" in graph["pipeline.stationary.pieces"]  # the flat space lives there
+    assert "pipeline.stationary.second_order" not in graph["pipeline.stationary.pieces"]

@@ -207,7 +207,7 @@ def test_published_three_dimensional_case_has_four_plateaus():
     curve shows four levels: the zero network ``||y||^2 / (2n) = 0.1036``, shoulders at about 0.060 and
     0.022, and a long plateau at 0.0176 (reached after about 200,000 steps; the run stops on it).
     """
-    from pipeline.engine import run_gradient_descent
+    from pipeline.problems import run_gradient_descent
 
     x = torch.tensor(
         [[-0.3, -0.75, -0.5], [-0.2, -0.2, 0.4], [-0.6, 1, -1], [-0.4, 0.4, 0.3], [0.6, -0.1, -0.7],

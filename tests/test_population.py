@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import engine, nets
+from pipeline import nets
 from pipeline import population as pop
+from pipeline.dynamics import descend
 from pipeline.population_kernels import kernel
+from pipeline.problems import GaussianPopulationProblem
 
 # torch.func.hessian (forward-over-reverse) imports torch's jvp decompositions, which call torch.jit.script
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -304,23 +306,17 @@ def test_float32_and_shapes():
         pop.PopulationWorkspace(v, b, 3, 5, 1.0)
 
 
-def test_engine_runs_unchanged_with_population_workspace(monkeypatch):
-    """Interface smoke test: the engine's loop accepts the workspace in place of GradientWorkspace."""
+def test_engine_descends_on_the_population_problem_with_a_fixed_output_layer():
+    """The one engine entry point (:func:`pipeline.dynamics.descend`) trains on the population problem; with the
+    output layer fixed, ``a`` never moves and the loss falls by four orders of magnitude."""
     k = 3
     v = torch.eye(k, dtype=DT)[None]
     b = torch.ones(1, k, 1, dtype=DT)
     gen = torch.Generator().manual_seed(0)
     w0 = v + 0.3 * torch.randn(4, k, k, generator=gen, dtype=DT)
     a0 = torch.ones(4, k, 1, dtype=DT)
-
-    def factory(x, y, n_runs, width, leak, *, train_output=True):
-        return pop.PopulationWorkspace(v, b, n_runs, width, leak, train_output=train_output)
-
-    monkeypatch.setattr(engine.nets, "GradientWorkspace", factory)
-    x, y = torch.ones(1, 1, k, dtype=DT), torch.ones(1, 1, 1, dtype=DT)  # only used for the engine's scales
-    result = engine.run_gradient_descent(
-        w0, a0, x, y, leak=0.0, learning_rate=0.1, max_steps=800, train_output=False, grad_tol=1e-10
-    )
+    problem = GaussianPopulationProblem(v, b, train_output=False)
+    result = descend(problem, w0, a0, learning_rate=0.1, max_steps=800, grad_tol=1e-10)
     initial = pop.population_loss(w0, a0, v, b, 0.0)
     assert torch.all(result.loss_final < 1e-4 * initial)
     assert torch.equal(result.a_final, a0)

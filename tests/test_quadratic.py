@@ -19,8 +19,8 @@ import torch
 
 from pipeline import nets
 from pipeline.activations import LeakyReLU, Quadratic, activation_from_settings, as_activation
-from pipeline.engine import run_gradient_descent, run_interval_gradient_descent
 from pipeline.interval_population import IntervalTarget, interval_gradients, interval_loss, quadrature
+from pipeline.problems import run_gradient_descent, run_interval_gradient_descent
 from pipeline.survey import SurveyError, parse_survey
 
 DTYPE = torch.float64

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.engine import StopReason, run_gradient_descent
+from pipeline.dynamics import StopReason
+from pipeline.problems import run_gradient_descent
 from tests import reference as ref
 
 DTYPE = torch.float64

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.engine import StopReason, run_gradient_descent
+from pipeline.dynamics import StopReason
+from pipeline.problems import run_gradient_descent
 from pipeline.trajectory import PlateauRecorder, PlateauSettings, checkpoint_steps
 from tests.reference import torch_loss
 

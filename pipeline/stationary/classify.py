@@ -3,7 +3,8 @@
 ``classify_once`` takes float64 tensors with a leading run axis and returns a
 :class:`~pipeline.stationary.record.BatchClassification` (label codes from :mod:`pipeline.stationary.labels`).
 The steps write the verdicts of disjoint sets of runs into it: not stationary, certified minima,
-zero-output saddles, and the second-order test of the vector-output runs. ``settled_not_stationary`` is the
+zero-output saddles, and the second-order test of the vector-output runs (the verdicts that rest on a
+witness, in :mod:`pipeline.stationary.saddles`). ``settled_not_stationary`` is the
 cheap screen of the tolerance-sensitivity re-runs: runs it returns are ``not_stationary`` in
 ``classify_once`` too (it evaluates the same tensors). The public entry points with the re-runs
 live in :mod:`pipeline.stationary.api`.
@@ -23,8 +24,6 @@ certificate ``none`` (no local certificate is needed), stationarity at least ``a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
@@ -42,11 +41,15 @@ from pipeline.stationary.neurons import (
     parallel_inputs,
     select_runs,
 )
-from pipeline.stationary.record import BatchClassification
-from pipeline.stationary.second_order import record_non_strict, second_order
-from pipeline.stationary.strength import escape_strength
+from pipeline.stationary.record import BatchClassification, unclassified_batch
+from pipeline.stationary.saddles import (
+    Batch,
+    record_mechanisms,
+    record_not_stationary,
+    record_second_order,
+    record_zero_output_saddles,
+)
 from pipeline.stationary.tolerances import Tolerances
-from pipeline.stationary.witness import Witness, escape_witness, line_witness
 
 __all__ = ["classify_once", "settled_not_stationary"]
 
@@ -54,28 +57,6 @@ _C = labels.code
 
 BEST_KNOWN_RELATIVE = 1e-6
 """A local minimum within this relative distance (plus ``tau_L s_y^2``) of the global value is global."""
-
-
-@dataclass(frozen=True)
-class _Point:
-    """The snapped points of one pass and what every step reads.
-
-    Attributes
-    ----------
-    q
-        Neuron quantities of the snapped points (kinks, residuals, roles).
-    w : (R, m, d), a : (R, m, k), x : (R or 1, n, d)
-        The snapped points and the inputs.
-    leak, train_output
-        The activation's negative slope; whether the output layer is a parameter.
-    """
-
-    q: NeuronQuantities
-    w: torch.Tensor
-    a: torch.Tensor
-    x: torch.Tensor
-    leak: float
-    train_output: bool
 
 
 def classify_once(
@@ -116,7 +97,7 @@ def classify_once(
     """
     sp = snap_point(w, a, x, y, leak, tol, learning_rate, kink=kink)
     q = neuron_quantities(sp.w, sp.a, x, y, sp.kink, leak)
-    point = _Point(q=q, w=sp.w, a=sp.a, x=x, leak=leak, train_output=train_output)
+    point = Batch(q=q, w=sp.w, a=sp.a, x=x, leak=leak, train_output=train_output)
     fo = first_order(q, sp.a, x, train_output, tol.approx_stationary)
     zero_loss = _zero_loss(q, tol)
     stationarity = _stationarity(point, fo=fo, zero_loss=zero_loss, tol=tol, clarke=not labels_only)
@@ -132,7 +113,7 @@ def classify_once(
     else:
         is_differentiable = differentiable(q, sp.a, par, tol.stationary).cpu().numpy()
     record = _undetermined(point, stationarity=stationarity, fo=fo, escape=escape, differentiable=is_differentiable)
-    _not_stationary(record, point, fo=fo, mask=~st, witnesses=not labels_only)
+    record_not_stationary(record, point, fo=fo, mask=~st, witnesses=not labels_only)
     _minima(
         record,
         point,
@@ -142,12 +123,12 @@ def classify_once(
         realisable=realisable,
         best_known=best_known_loss,
     )
-    _zero_output_saddles(record, point, zero_escape=zero_escape)
+    record_zero_output_saddles(record, point, zero_escape=zero_escape)
     vector = st & ~zero_loss & escape.any(dim=-1) & ~zero_escape.any(dim=-1)
     for r in vector.nonzero().flatten().tolist():
-        _second_order_run(record, point, d_zero=d_zero, curvature_tol=tol.curvature, run=r)
+        record_second_order(record, point, d_zero=d_zero, curvature_tol=tol.curvature, run=r)
     if not labels_only:
-        _mechanisms(record, q=q, escape=escape)
+        record_mechanisms(record, q=q, escape=escape)
     return record
 
 
@@ -181,7 +162,7 @@ def _zero_loss(fit: FitQuantities | NeuronQuantities, tol: Tolerances) -> torch.
 
 
 def _stationarity(
-    point: _Point, *, fo: FirstOrder, zero_loss: torch.Tensor, tol: Tolerances, clarke: bool
+    point: Batch, *, fo: FirstOrder, zero_loss: torch.Tensor, tol: Tolerances, clarke: bool
 ) -> torch.Tensor:
     """``STATIONARITY`` codes (R,) int8 on the CPU: the first-order gaps, the Clarke test, zero loss.
 
@@ -205,7 +186,7 @@ def _stationarity(
 
 
 def _stationary_escape(
-    point: _Point, *, par: torch.Tensor, tol: float, stationary: torch.Tensor
+    point: Batch, *, par: torch.Tensor, tol: float, stationary: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Escape flags and ``D_j = 0`` flags (R, m) of the ``stationary`` runs (R,) bool; False for the others.
 
@@ -231,80 +212,29 @@ def _stationary_escape(
 
 
 def _undetermined(
-    point: _Point, *, stationarity: torch.Tensor, fo: FirstOrder, escape: torch.Tensor, differentiable: np.ndarray
+    point: Batch, *, stationarity: torch.Tensor, fo: FirstOrder, escape: torch.Tensor, differentiable: np.ndarray
 ) -> BatchClassification:
     """The record before any verdict: the first-order facts, every run ``undetermined``, NaN numbers."""
     q = point.q
-    R, m, d = point.w.shape
-    k = point.a.shape[-1]
-    return BatchClassification(
-        w=point.w.cpu().numpy(),
-        a=point.a.cpu().numpy(),
+    R = point.w.shape[0]
+    return unclassified_batch(
+        point.w.cpu().numpy(),
+        point.a.cpu().numpy(),
         loss=q.loss.cpu().numpy(),
         stationarity=stationarity.numpy(),
         first_order_gap=fo.gap.cpu().numpy(),
         point_type=np.full(R, _C(labels.POINT_TYPE, "undetermined"), np.int8),
-        is_local_min=np.full(R, _C(labels.IS_LOCAL_MIN, "unknown"), np.int8),
-        certificate=np.full(R, _C(labels.CERTIFICATE, "none"), np.int8),
-        mechanisms=np.zeros(R, np.int8),
         strictness=np.full(R, _C(labels.STRICTNESS, "unknown"), np.int8),
         differentiable=differentiable,
         escape=escape.cpu().numpy(),
         kink=q.kink.any(dim=-2).cpu().numpy(),
         roles=q.roles.cpu().numpy(),
-        escape_strength=np.full((R, m), np.nan),
-        margin=np.full(R, np.nan),
-        margin_limit=np.full(R, -1, np.int8),
-        curvature=np.full(R, np.nan),
-        witness_w=np.full((R, m, d), np.nan),
-        witness_a=np.full((R, m, k), np.nan),
-        has_witness=np.zeros(R, bool),
-        witness_decrease=np.full(R, np.nan),
-        witness_radius=np.full(R, np.nan),
-        witness_min_step=np.full(R, np.nan),
-        tolerance_sensitive=np.zeros(R, bool),
     )
-
-
-def _store_verified(record: BatchClassification, runs: np.ndarray, wit: Witness) -> None:
-    """Store the verified witnesses among ``wit`` (E,) of ``runs`` (E,), with radius and smallest verified step."""
-    ok = wit.verified.cpu().numpy()
-    record.set_witness(
-        runs[ok],
-        dw=wit.dw.cpu().numpy()[ok],
-        da=wit.da.cpu().numpy()[ok],
-        decrease=wit.decrease.cpu().numpy()[ok],
-        radius=wit.radius.cpu().numpy()[ok],
-        min_step=wit.min_step.cpu().numpy()[ok],
-    )
-
-
-def _not_stationary(
-    record: BatchClassification, point: _Point, *, fo: FirstOrder, mask: torch.Tensor, witnesses: bool
-) -> None:
-    """``not_stationary`` label of the runs ``mask`` (R,) bool; with ``witnesses``, a verified first-order descent."""
-    runs = mask.nonzero().flatten()
-    if runs.numel() == 0:
-        return
-    rn = runs.cpu().numpy()
-    record.point_type[rn] = _C(labels.POINT_TYPE, "not_stationary")
-    record.strictness[rn] = _C(labels.STRICTNESS, "not_applicable")
-    if not witnesses:
-        return
-    q, a = point.q, point.a
-    gap_abs = fo.in_gap[runs] * (q.r_norm * q.s_x)[runs].unsqueeze(-1) * a[runs].norm(dim=-1)
-    dw = gap_abs.unsqueeze(-1) * fo.direction[runs]  # n L'(theta; d) = -sum ||G_j||^2 - sum gap_j^2
-    da = -q.G[runs] if point.train_output else torch.zeros_like(q.G[runs])
-    wit = line_witness(q, w=point.w, a=a, x=point.x, leak=point.leak, runs=runs, dw=dw, da=da, order=1)
-    _store_verified(record, rn, wit)
-    ok = rn[wit.verified.cpu().numpy()]
-    record.is_local_min[ok] = _C(labels.IS_LOCAL_MIN, "false")
-    record.certificate[ok] = _C(labels.CERTIFICATE, "first_order_descent")
 
 
 def _minima(
     record: BatchClassification,
-    point: _Point,
+    point: Batch,
     *,
     d_zero: torch.Tensor,
     mask: torch.Tensor,
@@ -349,118 +279,3 @@ def _kind_of_minimum(
     kind = minimum_types(loss, global_value=value, relative=BEST_KNOWN_RELATIVE, absolute=tol.global_loss * s_y**2)
     kind[zero_loss] = _C(labels.POINT_TYPE, "global_min")
     return kind
-
-
-def _zero_output_saddles(record: BatchClassification, point: _Point, *, zero_escape: torch.Tensor) -> None:
-    """Section 5.2: escape neurons with ``a_j = 0`` -> strict saddle with a locally verified witness; ``kappa_j``.
-
-    ``zero_escape`` (R, m) bool marks them. Runs in the label-only passes too: without a verified witness
-    the point is ``undetermined``.
-    """
-    runs, neurons = zero_escape.nonzero(as_tuple=True)
-    if runs.numel() == 0:
-        return
-    q, w = point.q, point.w
-    kappa, _, u = escape_strength(q, w=w, x=point.x, runs=runs, neurons=neurons, leak=point.leak)
-    record.escape_strength[runs.cpu().numpy(), neurons.cpu().numpy()] = kappa.cpu().numpy()
-    R, m = zero_escape.shape
-    table = torch.full((R, m), float("inf"), dtype=kappa.dtype, device=kappa.device)
-    table[runs, neurons] = kappa
-    saddle_runs = zero_escape.any(dim=-1).nonzero().flatten()
-    best = table[saddle_runs].argmin(dim=-1)
-    u_table = torch.zeros(R, m, w.shape[-1], dtype=w.dtype, device=w.device)
-    u_table[runs, neurons] = u
-    rn = saddle_runs.cpu().numpy()
-    record.set_labels(
-        rn, point_type="saddle", is_local_min="false", certificate="escape_zero_output", strictness="strict"
-    )
-    record.curvature[rn] = table[saddle_runs, best].cpu().numpy()
-    wit = escape_witness(
-        q, w=w, a=point.a, x=point.x, leak=point.leak, runs=saddle_runs, neurons=best, u=u_table[saddle_runs, best]
-    )
-    _store_verified(record, rn, wit)
-    unverified = rn[~wit.verified.cpu().numpy()]
-    if unverified.size:  # saddles by the escape theorem without a locally verified witness: never a guess
-        record.set_labels(
-            unverified, point_type="undetermined", is_local_min="unknown", certificate="none", strictness="unknown"
-        )
-
-
-def _second_order_run(
-    record: BatchClassification, point: _Point, *, d_zero: torch.Tensor, curvature_tol: float, run: int
-) -> None:
-    """Section 8.2 step 7 for one vector-output run; a saddle needs a verified witness."""
-    w, a = point.w, point.a
-    res = second_order(point.q, w=w, a=a, x=point.x, r=run, leak=point.leak, d_zero=d_zero, tol=curvature_tol)
-    if record_non_strict(record, run, res):
-        return
-    if res.verdict == "local_min":
-        certificate = "hessian_morse_bott"
-        record.set_labels(
-            run, point_type="local_min", is_local_min="true", certificate=certificate, strictness="not_applicable"
-        )
-        record.curvature[run] = res.curvature
-        return
-    if res.verdict != "saddle" or res.direction is None:
-        return
-    vw = torch.as_tensor(res.direction[0], dtype=w.dtype, device=w.device)
-    va = torch.as_tensor(res.direction[1], dtype=w.dtype, device=w.device)
-    both = torch.tensor([run, run], device=w.device)
-    wit = line_witness(
-        point.q,
-        w=w,
-        a=a,
-        x=point.x,
-        leak=point.leak,
-        runs=both,
-        dw=torch.stack([vw, -vw]),
-        da=torch.stack([va, -va]),
-        order=2,
-    )
-    pick = int(torch.where(wit.verified, wit.decrease, -torch.inf).argmax())
-    if not bool(wit.verified[pick]):
-        return
-    record.set_labels(
-        run, point_type="saddle", is_local_min="false", certificate="negative_curvature_witness", strictness="strict"
-    )
-    record.curvature[run] = res.curvature
-    chosen = slice(pick, pick + 1)
-    record.set_witness(
-        np.array([run]),
-        dw=wit.dw[chosen].cpu().numpy(),
-        da=wit.da[chosen].cpu().numpy(),
-        decrease=wit.decrease[chosen].cpu().numpy(),
-        radius=wit.radius[chosen].cpu().numpy(),
-        min_step=wit.min_step[chosen].cpu().numpy(),
-    )
-
-
-def _mechanisms(record: BatchClassification, *, q: NeuronQuantities, escape: torch.Tensor) -> None:
-    """Saddle mechanisms (section 8.1) as a bit field over the escape neurons (R, m) of each saddle."""
-    saddle = torch.as_tensor(record.point_type == _C(labels.POINT_TYPE, "saddle"), device=escape.device)
-    runs = (saddle & escape.any(dim=-1)).nonzero().flatten()
-    if runs.numel() == 0:
-        return
-    role = q.roles[runs]
-    esc = escape[runs]
-    a_zero = q.a_zero[runs]
-    pattern = q.pos[runs].to(torch.int8) * 2 + q.kink[runs].to(torch.int8)  # (E, n, m)
-    same = (pattern.unsqueeze(-1) == pattern.unsqueeze(-2)).all(dim=1)  # (E, m, m)
-    same = same & ~torch.eye(same.shape[-1], dtype=torch.bool, device=same.device)
-    partner = (same & ~a_zero.unsqueeze(-2)).any(dim=-1)
-    bits = torch.zeros_like(esc, dtype=torch.int64)
-    r_zero, r_touch = _C(labels.ROLE, "zero"), _C(labels.ROLE, "dead_touching")
-    bits = torch.where(esc & (role == r_zero), 1 << _C(labels.MECHANISM, "Z"), bits)
-    other = esc & a_zero & (role != r_zero)
-    bits = torch.where(other & (role == r_touch), 1 << _C(labels.MECHANISM, "O-touch"), bits)
-    rest = other & (role != r_touch)
-    bits = torch.where(rest & partner, 1 << _C(labels.MECHANISM, "O-split"), bits)
-    bits = torch.where(rest & ~partner, 1 << _C(labels.MECHANISM, "O-other"), bits)
-    if q.G.shape[-1] > 1:  # vector output
-        vector = record.certificate[runs.cpu().numpy()] == _C(labels.CERTIFICATE, "negative_curvature_witness")
-        vec = torch.as_tensor(vector, device=esc.device).unsqueeze(-1) & esc & ~a_zero
-        bits = torch.where(vec, 1 << _C(labels.MECHANISM, "V"), bits)
-    combined = torch.zeros(runs.numel(), dtype=torch.int64, device=esc.device)
-    for j in range(bits.shape[-1]):
-        combined |= bits[:, j]
-    record.mechanisms[runs.cpu().numpy()] = combined.cpu().numpy().astype(np.int8)

@@ -15,31 +15,29 @@ polynomial ``sum_{p=1}^{8} c_p t^p`` whose coefficients are computed exactly. Wi
 ``c_4(v) = Phi_4(u) + b(u) . v + 1/2 v^T H v``, minimised by the normal correction ``v = -H^+ b(u)``
 
 (``Phi_4(u) = 1/(2n) sum_i ||N_i(u)||^2``, ``b(u) . v = D Phi_3(u)[v]``). A significantly negative leading
-coefficient (``c_3`` on ``-sign(c_3) u``, else ``c_4``) is confirmed on the true loss at a step inside the
-validity radius of section 2 (no sign change of a non-kink pre-activation, constant kink signs), where the
-residual low-order part ``|c_1 t| + |c_2 t^2|`` (numerical stationarity and the curvature below the
-tolerance) is small against the decrease. Only a verified decrease is reported (``saddle``,
-``non_strict``); nothing here ever certifies a minimum.
+coefficient (``c_3`` on ``-sign(c_3) u``, else ``c_4``) is the claim of a curve; it is verified on the true loss
+by the rule every witness obeys (:func:`pipeline.stationary.local_descent.verify_witness`), on a ladder of steps
+inside the validity radius of section 2 (no sign change of a non-kink pre-activation, constant kink signs), with
+the lower-order part (numerical stationarity and the curvature below the tolerance) as the residue and the
+higher orders as the rest of the model. Only a verified decrease is reported (``saddle``, ``non_strict``);
+nothing here ever certifies a minimum.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
-__all__ = ["CurveWitness", "Piece", "curve_coefficients", "higher_order_probe", "kernel_candidates"]
+from pipeline.stationary.local_descent import RATIO, Change, LineModel, Witness, geometric_steps, verify_witness
+
+__all__ = ["Piece", "curve_coefficients", "higher_order_probe", "kernel_candidates"]
 
 _SIGNIFICANT = 1e-6
-_LOW_ORDER_SHARE = 0.25
-_AGREEMENT = 0.5
-_FLOOR = 1e3
-_STEPS = 48
+_BISECTIONS = 40
 _RANDOM = 8
 _PAIRWISE_MAX = 8
-
-TrueChange = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -79,29 +77,6 @@ class Piece:
         """``(vec W, vec A)`` coordinates (m d + m k,) -> ``(dW (m, d), dA (m, k))``."""
         m, k = self.a.shape
         return vec[: m * self.x.shape[1]].reshape(m, -1), vec[m * self.x.shape[1] :].reshape(m, k)
-
-
-@dataclass(frozen=True)
-class CurveWitness:
-    """A verified decrease along ``Delta(t) = t u + t^2 v``.
-
-    Attributes
-    ----------
-    dw : (m, d), da : (m, k)
-        The perturbation ``Delta(t)`` at the chosen step.
-    decrease
-        ``L(theta) - L(theta + Delta)`` on the true loss (> 0).
-    order
-        3 (cubic curve, ``v = 0``) or 4 (quartic curve with the normal correction ``v``).
-    step
-        The step ``t``.
-    """
-
-    dw: np.ndarray
-    da: np.ndarray
-    decrease: float
-    order: int
-    step: float
 
 
 def kernel_candidates(kernel: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -196,48 +171,68 @@ def _curves(piece: Piece, u: np.ndarray, hessian_pinv: np.ndarray) -> list[tuple
 
 
 def _valid_steps(piece: Piece, u: np.ndarray, v: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Steps ``t`` (T,) inside the validity radius: ``||Delta w_j(t)|| <= mu_j / 2`` and constant kink signs."""
+    """Steps ``t`` (T,) bool inside the validity radius: ``||Delta w_j(t)|| <= mu_j / 2`` and constant kink signs."""
     (uw, _), (vw, _) = piece.split(u), piece.split(v)
     dw = steps[:, None, None] * uw + steps[:, None, None] ** 2 * vw  # (T, m, d)
     inside = (np.linalg.norm(dw, axis=-1) <= 0.5 * piece.mu).all(axis=-1)
     first, second = piece.x @ uw.T, piece.x @ vw.T  # (n, m)
     end = first + steps[:, None, None] * second
     constant = ((first == 0) | (first * end > 0) | ~piece.kink).all(axis=(-2, -1))
-    kept: np.ndarray = steps[inside & constant]
-    return kept
+    valid: np.ndarray = inside & constant
+    return valid
 
 
-def _higher_order_steps(coeff: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Steps where the order >= 3 part is negative and the order 1-2 part is at most a quarter of it."""
-    powers = steps[:, None] ** np.arange(9)
-    low = np.abs(powers[:, 1:3] @ coeff[1:3])
-    high = powers[:, 3:] @ coeff[3:]
-    kept: np.ndarray = steps[(high < 0) & (low <= _LOW_ORDER_SHARE * np.abs(high))]
-    return kept
+def _largest_valid_step(piece: Piece, u: np.ndarray, v: np.ndarray, scale: float) -> float:
+    """The largest step at most ``scale`` below which the steps ``scale 4^-k`` are valid (:func:`_valid_steps`),
+    refined by bisection up to the next invalid one (the curve leaves the validity region only once)."""
+    ladder = geometric_steps(torch.tensor([scale], dtype=torch.float64))[0].numpy()
+    invalid = np.flatnonzero(~_valid_steps(piece, u, v, ladder))
+    if invalid.size == 0:
+        return scale
+    if invalid.max() + 1 == ladder.size:
+        return float(ladder[-1]) / RATIO
+    low, high = float(ladder[invalid.max() + 1]), float(ladder[invalid.max()])
+    for _ in range(_BISECTIONS):
+        middle = float(np.sqrt(low * high))
+        if _valid_steps(piece, u, v, np.array([middle]))[0]:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
-def _verified(
-    piece: Piece, u: np.ndarray, v: np.ndarray, order: int, steps: np.ndarray, true_change: TrueChange
-) -> CurveWitness | None:
-    """Best step whose true change is a decrease above the rounding floor, agreeing with the polynomial."""
-    if steps.size == 0:
-        return None
-    (uw, ua), (vw, va) = piece.split(u), piece.split(v)
-    t = steps[:, None, None]
-    dw, da = t * uw + t**2 * vw, t * ua + t**2 * va
-    change = true_change(dw, da)
-    predicted = steps[:, None] ** np.arange(9) @ curve_coefficients(piece, u, v)
-    floor = _FLOOR * np.finfo(np.float64).eps * piece.loss
-    ok = (change < -floor) & (np.abs(change - predicted) <= _AGREEMENT * np.abs(predicted))
-    if not ok.any():
-        return None
-    best = int(np.argmin(np.where(ok, change, np.inf)))
-    return CurveWitness(dw=dw[best], da=da[best], decrease=float(-change[best]), order=order, step=float(steps[best]))
+def _curve_witness(
+    piece: Piece, u: np.ndarray, v: np.ndarray, order: int, scale: float, change: Change, floor: torch.Tensor
+) -> Witness:
+    """Verify the curve ``t u + t^2 v`` whose leading term is of ``order``: one candidate.
+
+    The ladder starts at the largest valid step (:func:`_largest_valid_step`); the stored radius is the
+    perturbation's norm there (a lower bound of the norm at the validity radius along the curve).
+    """
+    steps = geometric_steps(torch.tensor([_largest_valid_step(piece, u, v, scale)], dtype=torch.float64))
+    (uw, ua), (vw, va) = (tuple(torch.as_tensor(p)[None] for p in piece.split(c)) for c in (u, v))
+
+    def path(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = t[..., None, None]
+        return t * uw.unsqueeze(1) + t**2 * vw.unsqueeze(1), t * ua.unsqueeze(1) + t**2 * va.unsqueeze(1)
+
+    c = torch.as_tensor(curve_coefficients(piece, u, v))[None]  # (1, 9)
+    below, above = torch.zeros_like(c), torch.zeros_like(c)
+    below[:, :order], above[:, order + 1 :] = c[:, :order], c[:, order + 1 :]
+    model = LineModel(claim=c * (torch.arange(9) == order), residue=below, rest=above)
+    dw, da = path(steps[:, :1])
+    radius = torch.sqrt(dw.square().sum() + da.square().sum()).reshape(1)
+    return verify_witness(path, change, model, steps, floor, radius)
 
 
 def higher_order_probe(
-    piece: Piece, kernel: np.ndarray, hessian_pinv: np.ndarray, scale: float, true_change: TrueChange
-) -> CurveWitness | None:
+    piece: Piece,
+    kernel: np.ndarray,
+    hessian_pinv: np.ndarray,
+    scale: float,
+    change: Change,
+    floor: torch.Tensor,
+) -> tuple[Witness, int] | None:
     """Search the kernel for a verified cubic or quartic decrease (see the module docstring).
 
     Parameters
@@ -250,20 +245,21 @@ def higher_order_probe(
         ``H^+`` (pseudo-inverse with the kernel cut off).
     scale
         Parameter scale ``max(1, ||theta||)``: the largest step tried.
-    true_change
-        ``(dw (T, m, d), da (T, m, k)) -> (T,)``: ``L(theta + Delta) - L(theta)`` on the true loss.
+    change
+        The true loss change of perturbations (one point: ``E = 1``).
+    floor : (1,)
+        Rounding floor of a computed change of the loss.
 
     Returns
     -------
-    CurveWitness or None
-        The largest verified decrease; None if no curve decreases (the point stays undetermined).
+    (Witness, order) or None
+        The largest verified decrease (one candidate) and the order of its curve (3 or 4); None if no curve
+        decreases (the point stays undetermined).
     """
-    grid = scale * 2.0 ** -np.arange(_STEPS, dtype=np.float64)
-    best = None
+    best: tuple[Witness, int] | None = None
     for u in kernel_candidates(kernel).T:
         for cu, cv, order in _curves(piece, u, hessian_pinv):
-            steps = _higher_order_steps(curve_coefficients(piece, cu, cv), _valid_steps(piece, cu, cv, grid))
-            found = _verified(piece, cu, cv, order, steps, true_change)
-            if found is not None and (best is None or found.decrease > best.decrease):
-                best = found
+            found = _curve_witness(piece, cu, cv, order, scale, change, floor)
+            if bool(found.verified[0]) and (best is None or bool(found.decrease[0] > best[0].decrease[0])):
+                best = (found, order)
     return best

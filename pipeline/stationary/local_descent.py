@@ -6,9 +6,9 @@ loss decreases along it *as the step shrinks*, inside the region where the local
 of the computed loss change. A single decrease found at some large step proves nothing: it may come
 from a jump across other neurons' kinks (the non-local witnesses of issue 12).
 
-The rule, for any loss and any kind of witness (first-order descent, escape curve, negative curvature):
-the caller evaluates the true loss change along a geometric sequence of steps ``t_0 > t_1 > ...``
-with ``t_0`` at most half the validity radius, and supplies the model's prediction at every step,
+The rule, for any loss and any kind of witness (first-order descent, escape curve, negative curvature,
+higher-order curve): the true loss change is evaluated along a geometric sequence of steps ``t_0 > t_1 > ...``
+with ``t_0`` at most half the validity radius, against the model's prediction at every step,
 split into the *leading* term that carries the claim (``c_p t^p``: the directional derivative for a
 first-order witness, the curvature term for a saddle) and a *residue* that bounds the rest (the
 first-order term of a numerically stationary point, the output-gradient part of an escape curve).
@@ -20,17 +20,26 @@ residues; below the smallest qualifying step rounding or the residue dominates. 
   in the step: the decrease is seen to persist as the step shrinks down to where rounding dominates,
   not found once), and
 * at the smallest qualifying step the true change agrees with the model (leading plus the predicted
-  residue) to within ``AGREEMENT`` of the leading term: the decrease is the one the local theory predicts.
+  residue) to within ``AGREEMENT`` of the leading term: the decrease is the one the local theory predicts, and
+* the leading term is a decrease at every step of the ladder: a claim whose model turns into an increase as
+  the step shrinks (a higher-order decrease beaten by a positive lower-order term of the model) is no local
+  decrease, even where a decrease is seen at larger steps.
 
 The stored witness is the largest step of that decreasing run (inside the validity radius by construction);
 larger steps, where higher-order terms may win, are not part of the claim. Written here rather than taken from
 a library: this is the acceptance rule of the classifier's certificates, not a numerical method that a library
 offers.
+
+Every classifier verifies its witnesses with :func:`verify_witness`: the certificate gives the path of the
+witness (a straight line, an escape curve, a higher-order curve) and its polynomial :class:`LineModel`, the loss
+gives only the true change along the path and its rounding floor. The outcome is a :class:`Witness`, which
+:meth:`pipeline.stationary.record.BatchClassification.set_witness` stores.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -41,11 +50,17 @@ __all__ = [
     "RATIO",
     "RESIDUE_RATIO",
     "STEPS",
+    "Change",
+    "LineModel",
     "LocalDescent",
+    "Path",
+    "Witness",
     "geometric_steps",
+    "line_path",
     "rounding_floor",
     "sampled_validity_radius",
     "verify_local_descent",
+    "verify_witness",
 ]
 
 RATIO = 4.0
@@ -54,6 +69,11 @@ MIN_QUALIFYING = 3
 QUALIFY_FLOOR = 16.0
 RESIDUE_RATIO = 4.0
 AGREEMENT = 0.5
+
+Path = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+"""Steps (E, T) -> the perturbations ``dw`` (E, T, m, d), ``da`` (E, T, m, k) of the witnesses at those steps."""
+Change = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+"""Perturbations ``dw`` (E, T, m, d), ``da`` (E, T, m, k) -> true loss changes (E, T): the only per-loss part."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +160,7 @@ def verify_local_descent(
     magnitude = -leading
     qualifies = (magnitude > QUALIFY_FLOOR * floor.unsqueeze(-1)) & (magnitude > RESIDUE_RATIO * residue)
     qualifies &= torch.isfinite(change) & torch.isfinite(leading)
+    claims_decrease = ~(leading > 0).any(dim=-1)
     T = change.shape[-1]
     index = torch.arange(T, device=change.device).expand_as(change)
     # the smallest qualifying step, and the run of decreasing qualifying steps that ends there
@@ -152,8 +173,137 @@ def verify_local_descent(
     model = leading + (predicted_residue if predicted_residue is not None else torch.zeros_like(leading))
     error = (change - model).gather(-1, safe_last).squeeze(-1).abs()
     agrees = error <= AGREEMENT * magnitude.gather(-1, safe_last).squeeze(-1)
-    verified = (run >= MIN_QUALIFYING) & agrees
+    verified = (run >= MIN_QUALIFYING) & agrees & claims_decrease
     largest = torch.where(run > 0, top, -1)
     smallest = torch.where(run > 0, last, -1)
     decrease = torch.where(run > 0, -change.gather(-1, top.clamp(0, T - 1).unsqueeze(-1)).squeeze(-1), torch.nan)
     return LocalDescent(verified=verified, largest=largest, smallest=smallest, decrease=decrease)
+
+
+@dataclass(frozen=True)
+class LineModel:
+    """Polynomial model of the loss change along ``E`` witness paths; coefficients (E, K + 1) in the step ``t``.
+
+    Column ``p`` holds the coefficient of ``t^p``. The three parts are the three roles of the rule of the module
+    docstring.
+
+    Attributes
+    ----------
+    claim
+        The terms the certificate claims: the directional derivative ``c_1 t`` of a first-order descent, the
+        curvature term ``c_2 t^2`` of a saddle, an escape curve's or a higher-order curve's leading terms.
+    residue
+        Lower-order terms left by a numerically stationary point: their magnitude bounds what else the change
+        may hold, and they are added to the claim for the agreement test. None: no such terms.
+    rest
+        Higher-order terms, only added for the agreement test. None: none.
+    """
+
+    claim: torch.Tensor
+    residue: torch.Tensor | None = None
+    rest: torch.Tensor | None = None
+
+    def at(self, steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Claim, residue and rest (each (E, T)) at the steps (E, T)."""
+        return _polynomial(self.claim, steps), _polynomial(self.residue, steps), _polynomial(self.rest, steps)
+
+
+def _polynomial(coefficients: torch.Tensor | None, steps: torch.Tensor) -> torch.Tensor:
+    """``sum_p c_p t^p`` (E, T) of coefficients (E, K + 1) at steps (E, T); zeros for None."""
+    if coefficients is None:
+        return torch.zeros_like(steps)
+    powers = torch.arange(coefficients.shape[-1], dtype=steps.dtype, device=steps.device)
+    return (coefficients.unsqueeze(-2) * steps.unsqueeze(-1) ** powers).sum(dim=-1)
+
+
+@dataclass(frozen=True)
+class Witness:
+    """Outcome of :func:`verify_witness` for ``E`` candidate witnesses.
+
+    Attributes
+    ----------
+    dw : (E, m, d), da : (E, m, k)
+        The perturbations at the largest verified step (at the largest step of the ladder where none is).
+    verified : (E,) bool
+        The decrease is local (the rule of the module docstring).
+    decrease : (E,)
+        ``L(w, a) - L(w + dw, a + da)`` (NaN without a decreasing run).
+    radius : (E,)
+        Norm of the perturbation at the validity radius of the model along the path (inf if unbounded).
+    min_step : (E,)
+        Norm of the perturbation at the smallest verified step.
+    """
+
+    dw: torch.Tensor
+    da: torch.Tensor
+    verified: torch.Tensor
+    decrease: torch.Tensor
+    radius: torch.Tensor
+    min_step: torch.Tensor
+
+    def take(self, index: torch.Tensor | slice) -> Witness:
+        """The candidates ``index``."""
+        return Witness(**{field.name: getattr(self, field.name)[index] for field in fields(self)})
+
+    def first(self) -> int | None:
+        """Index of the first verified candidate (candidates given in order of preference); None if none is."""
+        if not bool(self.verified.any()):
+            return None
+        return int(self.verified.to(torch.int8).argmax())
+
+    def strongest(self) -> int | None:
+        """Index of the verified candidate of largest decrease; None if none is verified."""
+        if not bool(self.verified.any()):
+            return None
+        return int(torch.where(self.verified, self.decrease, -torch.inf).argmax())
+
+
+def line_path(dw: torch.Tensor, da: torch.Tensor) -> Path:
+    """The straight lines ``t (dw, da)`` of directions ``dw`` (E, m, d), ``da`` (E, m, k)."""
+
+    def path(steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return steps[..., None, None] * dw.unsqueeze(1), steps[..., None, None] * da.unsqueeze(1)
+
+    return path
+
+
+def verify_witness(
+    path: Path,
+    change: Change,
+    model: LineModel,
+    steps: torch.Tensor,
+    floor: torch.Tensor,
+    radius: torch.Tensor,
+) -> Witness:
+    """Verify ``E`` candidate witnesses by the rule of the module docstring.
+
+    Parameters
+    ----------
+    path
+        The perturbations of the candidates at given steps (:func:`line_path` for straight lines).
+    change
+        The true loss change of perturbations: how the loss is evaluated is the only part that depends on it.
+    model
+        The certificate's polynomial model of the change along the path.
+    steps : (E, T)
+        The ladder (largest first, :func:`geometric_steps`), its top at most half the validity radius.
+    floor : (E,)
+        Rounding floor of a computed change of this loss.
+    radius : (E,)
+        Norm of the perturbation at the validity radius (inf if unbounded).
+    """
+    dw, da = path(steps)
+    true = change(dw, da)
+    claim, residue, rest = model.at(steps)
+    check = verify_local_descent(true, claim, residue.abs(), floor, residue + rest)
+    index = torch.arange(steps.shape[0], device=steps.device)
+    top, bottom = check.largest.clamp_min(0), check.smallest.clamp_min(0)
+    norm = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1)))  # (E, T)
+    return Witness(
+        dw=dw[index, top],
+        da=da[index, top],
+        verified=check.verified,
+        decrease=check.decrease,
+        radius=radius,
+        min_step=norm[index, bottom],
+    )

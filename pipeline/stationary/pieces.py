@@ -22,7 +22,7 @@ point costs ``gamma t > 0`` at first order), one with ``s = 1`` on the positive 
   ``K_sigma`` from the negative eigenvectors on its span); the caller verifies it on the true loss
   -> ``saddle/strict``;
 * if on every piece ``H_sigma`` is positive definite on ``span(K_sigma) cap T^perp`` (``T`` the flat space
-  of :func:`pipeline.stationary.second_order.flat_space`), ``Q >= c ||Delta_perp||^2`` on ``C`` ->
+  of :func:`pipeline.stationary.hessian.flat_space`), ``Q >= c ||Delta_perp||^2`` on ``C`` ->
   ``local_min`` (a sufficient condition: copositivity on the cone is not attempted);
 * otherwise, with concave kinks (``gamma < 0``), more than ``PIECES_MAX_BRANCHING`` branching kinks, or
   ``PIECES_MAX`` patterns: undetermined.
@@ -38,7 +38,7 @@ import torch
 from scipy.optimize import nnls
 
 from pipeline.stationary.boxls import box_ls_scipy
-from pipeline.stationary.hessian import analytic_hessian, hessian_from
+from pipeline.stationary.hessian import analytic_hessian, flat_space, hessian_from
 from pipeline.stationary.neurons import NeuronQuantities
 
 __all__ = ["PIECES_MAX", "PIECES_MAX_BRANCHING", "piecewise_second_order"]
@@ -85,12 +85,9 @@ def piecewise_second_order(
     leak: float,
     d_zero: torch.Tensor,
     tol: float,
-    flat: np.ndarray,
 ) -> tuple[str | None, tuple[np.ndarray, np.ndarray] | None, float]:
-    """Verdict, unit witness direction ``(dW, dA)`` (saddles) and curvature for run ``r``.
-
-    ``flat`` is the orthonormal basis of ``T`` (columns) in the coordinates ``(vec W, vec A)``.
-    """
+    """Verdict, unit witness direction ``(dW, dA)`` (saddles) and curvature for run ``r``."""
+    flat = flat_space(q, w, a, r, leak)
     xr = (x[r] if x.shape[0] > 1 else x[0]).cpu().numpy()
     m, d = w.shape[1:]
     k = a.shape[-1]

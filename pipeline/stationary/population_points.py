@@ -33,9 +33,9 @@ import torch
 from pipeline import population
 from pipeline.stationary import labels
 from pipeline.stationary.api import SENSITIVITY_FACTORS
-from pipeline.stationary.local_descent import geometric_steps, verify_local_descent
+from pipeline.stationary.local_descent import LineModel, geometric_steps, line_path, verify_witness
 from pipeline.stationary.minima import minimum_types
-from pipeline.stationary.record import BatchClassification, unclassified_record
+from pipeline.stationary.record import BatchClassification, unclassified_batch
 from pipeline.stationary.tolerances import Tolerances, population_tolerances
 
 __all__ = ["classify_population_batch"]
@@ -84,7 +84,7 @@ def classify_population_batch(
     teacher = (teacher_w.to(torch.float64), teacher_a.to(torch.float64))
     tol = population_tolerances(mode)
     record = _classify(w, a, teacher, leak=leak, train_output=train_output, realisable=realisable, tol=tol)
-    gap = record["first_order_gap"]
+    gap = record.first_order_gap
     for factor in SENSITIVITY_FACTORS:
         scaled = replace(tol, stationary=tol.stationary * factor)
         runs = np.flatnonzero((gap <= scaled.stationary) != (gap <= tol.stationary))
@@ -95,8 +95,8 @@ def classify_population_batch(
         other = _classify(
             w[index], a[index], subset, leak=leak, train_output=train_output, realisable=realisable, tol=scaled
         )
-        record["tolerance_sensitive"][runs] |= other["point_type"] != record["point_type"][runs]
-    return BatchClassification(**record)
+        record.tolerance_sensitive[runs] |= other.point_type != record.point_type[runs]
+    return record
 
 
 def _rows(tensor: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -113,8 +113,8 @@ def _classify(
     train_output: bool,
     realisable: bool,
     tol: Tolerances,
-) -> dict[str, np.ndarray]:
-    """The fields of the classification of float64 points ``w`` (R, m, d), ``a`` (R, m, k) at tolerances ``tol``."""
+) -> BatchClassification:
+    """The classification of float64 points ``w`` (R, m, d), ``a`` (R, m, k) at tolerances ``tol``."""
     teacher_w, teacher_a = teacher
     n_runs, width, _ = w.shape
     grads = population.population_gradients(w, a, teacher_w, teacher_a, leak, train_output=train_output)
@@ -132,8 +132,8 @@ def _classify(
     _resolve_globality(record, realisable, zero_loss)
     _zero_loss_minima(record, zero_loss)
     finite = (torch.isfinite(w).all(dim=(1, 2)) & torch.isfinite(a).all(dim=(1, 2))).cpu().numpy()
-    record["point_type"][~finite] = labels.code(labels.POINT_TYPE, "non_finite")
-    record["is_local_min"][~finite] = labels.code(labels.IS_LOCAL_MIN, "unknown")
+    record.point_type[~finite] = labels.code(labels.POINT_TYPE, "non_finite")
+    record.is_local_min[~finite] = labels.code(labels.IS_LOCAL_MIN, "unknown")
     return record
 
 
@@ -144,7 +144,7 @@ def _empty_record(
     gap: np.ndarray,
     flags: population.Regularity,
     tol: Tolerances,
-) -> dict[str, np.ndarray]:
+) -> BatchClassification:
     """First-order labels; second-order fields start as 'undetermined' / NaN."""
     stationarity = np.select(
         [gap <= tol.stationary, gap <= tol.approx_stationary],
@@ -157,8 +157,9 @@ def _empty_record(
     )
     zero_neuron = flags.zero_neuron.cpu().numpy()
     roles = np.where(zero_neuron, labels.code(labels.ROLE, "zero_input"), labels.code(labels.ROLE, "active_smooth"))
-    record = unclassified_record(w.cpu().numpy(), a.cpu().numpy())
-    record.update(
+    return unclassified_batch(
+        w.cpu().numpy(),
+        a.cpu().numpy(),
         loss=loss.cpu().numpy(),
         stationarity=stationarity,
         first_order_gap=gap,
@@ -167,7 +168,6 @@ def _empty_record(
         differentiable=flags.differentiable.cpu().numpy(),
         roles=roles.astype(np.int8),
     )
-    return record
 
 
 def _flat_complement(w: torch.Tensor, a: torch.Tensor, train_output: bool) -> np.ndarray:
@@ -221,7 +221,7 @@ def _parallel_groups(units: np.ndarray, lengths: np.ndarray) -> list[list[int]]:
 
 
 def _second_order(
-    record: dict[str, np.ndarray],
+    record: BatchClassification,
     run: int,
     w: torch.Tensor,
     a: torch.Tensor,
@@ -235,13 +235,13 @@ def _second_order(
     eigenvalues, eigenvectors = np.linalg.eigh(basis.T @ hessian @ basis)
     scale = max(float(np.abs(eigenvalues).max()), np.finfo(float).tiny)
     lowest = float(eigenvalues[0])
-    record["curvature"][run] = lowest
+    record.curvature[run] = lowest
     if lowest > CURVATURE_TOL * scale:
         # no margin (NaN): a basin radius of this smooth loss needs a bound on its third derivatives, which the
         # test does not have; ||grad|| / lambda_min is the distance to the minimum, not a radius without descent
-        record["point_type"][run] = labels.code(labels.POINT_TYPE, "local_min")
-        record["is_local_min"][run] = 1
-        record["certificate"][run] = labels.code(labels.CERTIFICATE, "hessian_morse_bott")
+        record.point_type[run] = labels.code(labels.POINT_TYPE, "local_min")
+        record.is_local_min[run] = 1
+        record.certificate[run] = labels.code(labels.CERTIFICATE, "hessian_morse_bott")
         return
     if lowest < -CURVATURE_TOL * scale:
         direction = basis @ eigenvectors[:, 0]
@@ -249,7 +249,7 @@ def _second_order(
 
 
 def _verify_witness(
-    record: dict[str, np.ndarray],
+    record: BatchClassification,
     run: int,
     w: torch.Tensor,
     a: torch.Tensor,
@@ -261,9 +261,9 @@ def _verify_witness(
 ) -> None:
     """Label a saddle only if the loss decreases locally along the negative-curvature direction.
 
-    The rule of :mod:`pipeline.stationary.local_descent`: steps from half the distance at which a neuron
-    could reach zero (the loss is smooth away from zero neurons) down to rounding, leading term
-    ``1/2 lambda t^2`` (unit ``direction``), residue ``|grad . direction| t``; both signs are tried.
+    :func:`pipeline.stationary.local_descent.verify_witness` on the lines ``+-t direction`` (unit), with steps
+    from half the distance at which a neuron could reach zero (the loss is smooth away from zero neurons),
+    the claim ``1/2 lambda t^2`` and the residue ``(grad . direction) t``.
     """
     n_w = w.numel()
     dw = torch.as_tensor(direction[:n_w].reshape(w.shape))
@@ -277,57 +277,57 @@ def _verify_witness(
     radius = float((w.norm(dim=-1)[moving] / dw.norm(dim=-1)[moving]).min()) if bool(moving.any()) else np.inf
     scale = max(float(torch.sqrt(w.square().sum() + a.square().sum())), 1.0)
     steps = geometric_steps(torch.tensor([min(0.5 * radius, scale)], dtype=w.dtype)).expand(2, -1)  # (2, T)
-    t = signs[:, None] * steps
     base = population.population_loss(w[None], a[None], teacher[0][None], teacher[1][None], leak)
-    T = steps.shape[1]
-    moved_w = (w + t.reshape(-1, 1, 1) * dw).reshape(2 * T, *w.shape)
-    moved_a = (a + t.reshape(-1, 1, 1) * da).reshape(2 * T, *a.shape)
-    moved = population.population_loss(
-        moved_w, moved_a, teacher[0].expand(2 * T, -1, -1), teacher[1].expand(2 * T, -1, -1), leak
-    ).reshape(2, T)
-    change = moved - base
+
+    def change(moves_w: torch.Tensor, moves_a: torch.Tensor) -> torch.Tensor:
+        count = moves_w.shape[0] * moves_w.shape[1]
+        moved = population.population_loss(
+            (w + moves_w).reshape(count, *w.shape),
+            (a + moves_a).reshape(count, *a.shape),
+            teacher[0].expand(count, -1, -1),
+            teacher[1].expand(count, -1, -1),
+            leak,
+        )
+        return moved.reshape(moves_w.shape[:2]) - base
+
     # the closed form is a sum of kernel terms of size (sum_j ||a_j|| ||w_j||)^2 and the teacher's: its rounding
     magnitude = float(base[0]) + float((w.norm(dim=-1) * a.norm(dim=-1)).sum()) ** 2
     magnitude += float((teacher[0].norm(dim=-1) * teacher[1].norm(dim=-1)).sum()) ** 2
     floor = torch.full((2,), ROUNDING_FACTOR * float(np.finfo(float).eps) * magnitude, dtype=w.dtype)
-    check = verify_local_descent(change, 0.5 * curvature * steps**2, abs(slope) * steps, floor, slope * t)
-    if not bool(check.verified.any()):
-        return
-    pick = int(torch.where(check.verified, check.decrease, -torch.inf).argmax())
-    top = int(check.largest[pick])
-    step = float(t[pick, top])
-    record["point_type"][run] = labels.code(labels.POINT_TYPE, "saddle")
-    record["is_local_min"][run] = 0
-    record["certificate"][run] = labels.code(labels.CERTIFICATE, "negative_curvature_witness")
-    record["strictness"][run] = labels.code(labels.STRICTNESS, "strict")
-    record["witness_w"][run] = (step * dw).numpy()
-    record["witness_a"][run] = (step * da).numpy()
-    record["has_witness"][run] = True
-    record["witness_decrease"][run] = float(check.decrease[pick])
-    record["witness_radius"][run] = radius
-    record["witness_min_step"][run] = float(steps[pick, int(check.smallest[pick])])
+    zero = torch.zeros(2, dtype=w.dtype)
+    model = LineModel(
+        claim=torch.stack([zero, zero, torch.full_like(zero, 0.5 * curvature)], dim=-1),
+        residue=torch.stack([zero, slope * signs], dim=-1),
+    )
+    path = line_path(signs[:, None, None] * dw, signs[:, None, None] * da)
+    wit = verify_witness(path, change, model, steps, floor, torch.full((2,), radius, dtype=w.dtype))
+    pick = wit.strongest()
+    if pick is not None:
+        chosen = wit.take(slice(pick, pick + 1))
+        record.set_saddle(
+            run, chosen, certificate="negative_curvature_witness", strictness="strict", curvature=curvature
+        )
 
 
-def _zero_loss_minima(record: dict[str, np.ndarray], zero_loss: np.ndarray) -> None:
+def _zero_loss_minima(record: BatchClassification, zero_loss: np.ndarray) -> None:
     """``F >= 0``: a point of numerically zero loss is a global minimum, whatever its curvature says.
 
     Student neurons that split one teacher neuron approach the global minimum along a flat family, with
     their directions still a little apart; the Hessian test cannot certify them, the loss does.
     """
-    at_zero = (record["loss"] <= zero_loss) & np.isfinite(record["loss"])
-    record["point_type"][at_zero] = labels.code(labels.POINT_TYPE, "global_min")
-    record["is_local_min"][at_zero] = labels.code(labels.IS_LOCAL_MIN, "true")
-    record["certificate"][at_zero] = labels.code(labels.CERTIFICATE, "zero_loss")
-    record["strictness"][at_zero] = labels.code(labels.STRICTNESS, "not_applicable")
-    record["has_witness"][at_zero] = False
+    at_zero = (record.loss <= zero_loss) & np.isfinite(record.loss)
+    record.set_labels(
+        at_zero, point_type="global_min", is_local_min="true", certificate="zero_loss", strictness="not_applicable"
+    )
+    record.has_witness[at_zero] = False
 
 
-def _resolve_globality(record: dict[str, np.ndarray], realisable: bool, zero_loss: np.ndarray) -> None:
+def _resolve_globality(record: BatchClassification, realisable: bool, zero_loss: np.ndarray) -> None:
     """Realisable target: a local minimum is global iff its loss is ~0 (global value 0), else spurious."""
     if not realisable:
         return
-    local = record["point_type"] == labels.code(labels.POINT_TYPE, "local_min")
+    local = record.point_type == labels.code(labels.POINT_TYPE, "local_min")
     value = np.zeros(local.sum())
-    record["point_type"][local] = minimum_types(
-        record["loss"][local], global_value=value, relative=0.0, absolute=zero_loss[local]
+    record.point_type[local] = minimum_types(
+        record.loss[local], global_value=value, relative=0.0, absolute=zero_loss[local]
     )

@@ -1,9 +1,14 @@
 """The classification record of a batch: :class:`BatchClassification`, its verdict writers and its fill values.
 
 Every classifier (:mod:`pipeline.stationary.classify`, :mod:`pipeline.stationary.population_points`,
-:mod:`pipeline.stationary.interval_points`) returns a :class:`BatchClassification`. The record is frozen
-(no field is rebound) while the classifier that owns it writes the verdicts of its runs into the arrays
-with :meth:`BatchClassification.set_labels` and :meth:`BatchClassification.set_witness`.
+:mod:`pipeline.stationary.interval_points`, :mod:`pipeline.stationary.smooth_batch`) starts from
+:func:`unclassified_batch` and returns a :class:`BatchClassification`. The record is frozen (no field is
+rebound) while the classifier that owns it writes the verdicts of its runs into the arrays, only through its
+methods: :meth:`~BatchClassification.set_labels` (labels of many runs), :meth:`~BatchClassification.set_witness`
+(verified witnesses, :class:`pipeline.stationary.local_descent.Witness`), :meth:`~BatchClassification.set_saddle`
+(a saddle on its witness), and for the per-point classifiers
+:meth:`~BatchClassification.set_point` and :meth:`~BatchClassification.set_verdict` (one run's facts and
+:class:`Verdict`).
 """
 
 from __future__ import annotations
@@ -13,8 +18,47 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.stationary import labels
+from pipeline.stationary.local_descent import Witness
 
-__all__ = ["BatchClassification", "missing_value", "unclassified_record"]
+__all__ = ["BatchClassification", "Verdict", "missing_value", "unclassified_batch"]
+
+_IS_LOCAL_MIN = {
+    "global_min": "true",
+    "spurious_local_min": "true",
+    "local_min": "true",
+    "saddle": "false",
+    "not_stationary": "false",
+}
+"""``IS_LOCAL_MIN`` of a point type (``unknown`` for the others)."""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The classification of one point by a per-point classifier; label names of :mod:`pipeline.stationary.labels`.
+
+    Attributes
+    ----------
+    stationarity, point_type, certificate, strictness
+        Names in ``STATIONARITY``, ``POINT_TYPE``, ``CERTIFICATE``, ``STRICTNESS``; ``is_local_min`` follows from
+        the point type.
+    mechanisms
+        Bit field over ``MECHANISM``.
+    curvature
+        The curvature the verdict rests on (NaN: none).
+    witness
+        The verified witness (one candidate), or None.
+    escape : (m,) bool or None
+        Escape neurons (None: none recorded).
+    """
+
+    stationarity: str
+    point_type: str
+    certificate: str = "none"
+    strictness: str = "not_applicable"
+    mechanisms: int = 0
+    curvature: float = np.nan
+    witness: Witness | None = None
+    escape: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -101,28 +145,60 @@ class BatchClassification:
         self.certificate[runs] = _code(labels.CERTIFICATE, certificate)
         self.strictness[runs] = labels.code(labels.STRICTNESS, strictness)
 
-    def set_witness(
-        self,
-        runs: np.ndarray,
-        *,
-        dw: np.ndarray,
-        da: np.ndarray,
-        decrease: np.ndarray,
-        radius: np.ndarray | None = None,
-        min_step: np.ndarray | None = None,
-    ) -> None:
-        """Store verified witnesses ``dw`` (E, m, d), ``da`` (E, m, k) of ``runs`` (E,) with their (E,) facts.
+    def set_witness(self, runs: np.ndarray, witness: Witness) -> None:
+        """Store the verified ones of the witnesses ``witness`` (E candidates) of ``runs`` (E,), with their facts."""
+        ok = witness.verified.cpu().numpy()
+        chosen = np.asarray(runs)[ok]
+        self.witness_w[chosen] = witness.dw.cpu().numpy()[ok]
+        self.witness_a[chosen] = witness.da.cpu().numpy()[ok]
+        self.has_witness[chosen] = True
+        self.witness_decrease[chosen] = witness.decrease.cpu().numpy()[ok]
+        self.witness_radius[chosen] = witness.radius.cpu().numpy()[ok]
+        self.witness_min_step[chosen] = witness.min_step.cpu().numpy()[ok]
 
-        ``radius`` and ``min_step`` stay NaN when not given (witnesses whose check reports neither).
-        """
-        self.witness_w[runs] = dw
-        self.witness_a[runs] = da
-        self.has_witness[runs] = True
-        self.witness_decrease[runs] = decrease
-        if radius is not None:
-            self.witness_radius[runs] = radius
-        if min_step is not None:
-            self.witness_min_step[runs] = min_step
+    def set_saddle(self, run: int, witness: Witness, *, certificate: str, strictness: str, curvature: float) -> None:
+        """Label run ``run`` a saddle on its verified ``witness`` (one candidate), with the curvature it rests on."""
+        self.set_labels(run, point_type="saddle", is_local_min="false", certificate=certificate, strictness=strictness)
+        self.curvature[run] = curvature
+        self.set_witness(np.array([run]), witness)
+
+    def set_point(
+        self,
+        run: int,
+        *,
+        w: np.ndarray,
+        a: np.ndarray,
+        loss: float,
+        gap: float,
+        roles: np.ndarray,
+        differentiable: bool,
+        kink: np.ndarray | None = None,
+    ) -> None:
+        """Write the classified (snapped) point of one run and its facts: ``w`` (m, d), ``a`` (m, k), ``roles`` and
+        ``kink`` (m,)."""
+        self.w[run], self.a[run] = w, a
+        self.loss[run], self.first_order_gap[run] = loss, gap
+        self.roles[run] = roles
+        self.differentiable[run] = differentiable
+        if kink is not None:
+            self.kink[run] = kink
+
+    def set_verdict(self, run: int, verdict: Verdict) -> None:
+        """Write the :class:`Verdict` of one run (its witness with :meth:`set_witness`)."""
+        self.stationarity[run] = labels.code(labels.STATIONARITY, verdict.stationarity)
+        self.set_labels(
+            run,
+            point_type=verdict.point_type,
+            is_local_min=_IS_LOCAL_MIN.get(verdict.point_type, "unknown"),
+            certificate=verdict.certificate,
+            strictness=verdict.strictness,
+        )
+        self.mechanisms[run] = verdict.mechanisms
+        self.curvature[run] = verdict.curvature
+        if verdict.escape is not None:
+            self.escape[run] = verdict.escape
+        if verdict.witness is not None:
+            self.set_witness(np.array([run]), verdict.witness)
 
 
 def _code(table: tuple[str, ...], value: str | np.ndarray) -> int | np.ndarray:
@@ -137,15 +213,16 @@ def missing_value(dtype: np.dtype) -> float | bool | int:
     return False if np.issubdtype(dtype, np.bool_) else -1
 
 
-def unclassified_record(w: np.ndarray, a: np.ndarray) -> dict[str, np.ndarray]:
-    """The fields of a :class:`BatchClassification` for points (R, m, d), (R, m, k) with no verdict yet.
+def unclassified_batch(w: np.ndarray, a: np.ndarray, **fields: np.ndarray) -> BatchClassification:
+    """A :class:`BatchClassification` of points (R, m, d), (R, m, k) with no verdict yet.
 
     Every point is ``non_finite`` (what a point that is never classified stays), with no certificate,
-    witness or flags, and NaN for the numbers; classifiers overwrite what they decide.
+    witness or flags, and NaN for the numbers; ``fields`` replace these (what a classifier knows of every
+    run before its verdicts), and the classifier's writers overwrite what it decides.
     """
     n_runs, width = w.shape[:2]
     nan = np.full(n_runs, np.nan)
-    return {
+    record = {
         "w": np.array(w, dtype=np.float64),
         "a": np.array(a, dtype=np.float64),
         "loss": nan.copy(),
@@ -172,3 +249,5 @@ def unclassified_record(w: np.ndarray, a: np.ndarray) -> dict[str, np.ndarray]:
         "witness_min_step": nan.copy(),
         "tolerance_sensitive": np.zeros(n_runs, dtype=bool),
     }
+    record.update(fields)
+    return BatchClassification(**record)

@@ -15,9 +15,9 @@ depend on them near the point). Verdicts: ``lambda_min(H) < -tau`` -> saddle (ei
 verified by the caller); ``H >= 0`` and positive definite on ``T^perp`` -> local minimum
 (``hessian_morse_bott``); ``H >= 0`` with a kernel larger than ``T`` -> the higher-order probe of
 :mod:`pipeline.stationary.higher_order` on the numerical kernel (eigenvalues ``<= tau lambda_max``): a
-verified cubic or quartic decrease -> saddle, ``non_strict`` (the verified curve witness in ``curve``; the
-caller records it with :func:`record_non_strict`), otherwise ``None`` (undetermined). Non-quadratic case
-(kinks on neurons with ``a_j != 0``): the piecewise test of :mod:`pipeline.stationary.pieces`.
+verified cubic or quartic decrease -> saddle, ``non_strict`` (the verified curve witness in ``curve``, its
+order in ``order``; the caller records it with :func:`record_non_strict`), otherwise ``None`` (undetermined).
+Non-quadratic case (kinks on neurons with ``a_j != 0``): the piecewise test of :mod:`pipeline.stationary.pieces`.
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipeline.stationary.hessian import analytic_hessian
-from pipeline.stationary.higher_order import CurveWitness, Piece, higher_order_probe
+from pipeline.stationary.hessian import analytic_hessian, flat_space
+from pipeline.stationary.higher_order import Piece, higher_order_probe
+from pipeline.stationary.local_descent import Witness, rounding_floor
 from pipeline.stationary.neurons import NeuronQuantities
 from pipeline.stationary.pieces import piecewise_second_order
 from pipeline.stationary.record import BatchClassification
-from pipeline.stationary.witness import true_change
+from pipeline.stationary.witness import sampled_change
 
 __all__ = [
     "SecondOrder",
-    "flat_space",
     "quadratic_case",
     "record_non_strict",
     "second_order",
@@ -57,57 +57,22 @@ class SecondOrder:
         ``lambda_min(H)`` (strict saddles) or ``lambda_min`` on ``T^perp`` (minima, non-strict saddles);
         NaN otherwise.
     curve
-        Verified higher-order descent (non-strict saddles; ``direction`` is then None).
+        Verified higher-order descent, one candidate (non-strict saddles; ``direction`` is then None).
+    order
+        The order of that decrease (3: cubic curve, 4: quartic curve with a normal correction); 0 without one.
     """
 
     verdict: str | None
     direction: tuple[np.ndarray, np.ndarray] | None
     curvature: float
-    curve: CurveWitness | None = None
+    curve: Witness | None = None
+    order: int = 0
 
 
 def quadratic_case(q: NeuronQuantities, r: int, d_zero: torch.Tensor) -> bool:
     """``Q`` is a quadratic form at run ``r``: no kinks on ``a_j != 0`` neurons, ``D_j = 0`` on ``a_j = 0``."""
     kinked = q.kink[r].any(dim=0)
     return bool(((~q.a_zero[r] & ~kinked) | (q.a_zero[r] & d_zero[r])).all())
-
-
-def flat_space(q: NeuronQuantities, w: torch.Tensor, a: torch.Tensor, r: int, leak: float) -> np.ndarray:
-    """Orthonormal basis (columns) of the flat space ``T`` at run ``r``."""
-    W, A = w[r].cpu().numpy(), a[r].cpu().numpy()
-    m, d = W.shape
-    k = A.shape[1]
-    size = m * d + m * k
-    vecs = []
-
-    def unit(
-        j_w: int | None = None, v_w: np.ndarray | None = None, j_a: int | None = None, v_a: np.ndarray | None = None
-    ) -> np.ndarray:
-        v = np.zeros(size)
-        if j_w is not None:
-            v[j_w * d : (j_w + 1) * d] = v_w
-        if j_a is not None:
-            v[m * d + j_a * k : m * d + (j_a + 1) * k] = v_a
-        return v
-
-    pattern = (q.pos[r].cpu().numpy() * 2 + q.kink[r].cpu().numpy()).T  # (m, n)
-    a_zero = q.a_zero[r].cpu().numpy()
-    dead = ~q.pos[r].any(dim=0).cpu().numpy() & ~q.kink[r].any(dim=0).cpu().numpy() & (leak == 0)
-    for j in range(m):
-        vecs.append(unit(j, W[j], j, -A[j]))
-        if a_zero[j] or dead[j]:
-            vecs.extend(unit(j, e) for e in np.eye(d))
-        if dead[j]:
-            vecs.extend(unit(j_a=j, v_a=e) for e in np.eye(k))
-        for p in range(m):
-            if p != j and (pattern[p] == pattern[j]).all():
-                vecs.append(unit(p, -W[j], j, A[p]))
-    M = np.array(vecs).T
-    if M.size == 0:
-        return np.zeros((size, 0))
-    U, s, _ = np.linalg.svd(M, full_matrices=False)
-    rank = int((s > 1e-10 * max(s.max(), 1e-300)).sum())
-    return U[:, :rank]
 
 
 def second_order(
@@ -124,9 +89,7 @@ def second_order(
     if not quadratic_case(q, r, d_zero):
         if not bool((q.a_zero[r] <= d_zero[r]).all()):  # a zero-output neuron with D != 0 (handled by 5.2)
             return SecondOrder(None, None, float("nan"))
-        verdict, direction, curvature = piecewise_second_order(
-            q, w, a, x, r, leak, d_zero, tol, flat_space(q, w, a, r, leak)
-        )
+        verdict, direction, curvature = piecewise_second_order(q, w, a, x, r, leak, d_zero, tol)
         return SecondOrder(verdict, direction, curvature)
     H = analytic_hessian(q, a, x, r)
     evals, evecs = np.linalg.eigh(H)
@@ -143,9 +106,9 @@ def second_order(
     low = float(np.linalg.eigvalsh(perp.T @ H @ perp)[0])
     if low > tol * scale:
         return SecondOrder("local_min", None, low)
-    curve = _probe(q, w, a, x, r, leak, evals, evecs, tol * scale)
-    if curve is not None:
-        return SecondOrder("saddle", None, low, curve)
+    found = _probe(q, w, a, x, r, leak, evals, evecs, tol * scale)
+    if found is not None:
+        return SecondOrder("saddle", None, low, *found)
     return SecondOrder(None, None, float("nan"))
 
 
@@ -159,7 +122,7 @@ def _probe(
     evals: np.ndarray,
     evecs: np.ndarray,
     cut: float,
-) -> CurveWitness | None:
+) -> tuple[Witness, int] | None:
     """Higher-order probe on the kernel ``{lambda <= cut}`` of ``H = evecs diag(evals) evecs^T``."""
     xr = x[r] if x.shape[0] > 1 else x[0]
     piece = Piece(
@@ -178,12 +141,14 @@ def _probe(
     pinv = (evecs[:, keep] / evals[keep]) @ evecs[:, keep].T
     scale = max(float(torch.sqrt(w[r].square().sum() + a[r].square().sum())), 1.0)
 
-    def change(dw: np.ndarray, da: np.ndarray) -> np.ndarray:
-        dw_t, da_t = (torch.as_tensor(v, dtype=w.dtype, device=w.device) for v in (dw, da))
-        changes: np.ndarray = true_change(w[r], a[r], xr, q.residual[r], leak, dw_t, da_t).cpu().numpy()
-        return changes
+    point = slice(r, r + 1)
+    change = sampled_change(w[point], a[point], xr[None], q.residual[point], leak)
 
-    return higher_order_probe(piece, evecs[:, ~keep], pinv, scale, change)
+    def on_device(dw: torch.Tensor, da: torch.Tensor) -> torch.Tensor:
+        return change(dw.to(w.device), da.to(w.device)).cpu()
+
+    floor = rounding_floor(q.loss[point], q.loss_floor[point]).cpu()
+    return higher_order_probe(piece, evecs[:, ~keep], pinv, scale, on_device, floor)
 
 
 def record_non_strict(record: BatchClassification, r: int, res: SecondOrder) -> bool:
@@ -195,10 +160,6 @@ def record_non_strict(record: BatchClassification, r: int, res: SecondOrder) -> 
     """
     if res.curve is None:
         return False
-    record.set_labels(
-        r, point_type="saddle", is_local_min="false", certificate="negative_curvature_witness", strictness="non_strict"
-    )
-    record.curvature[r] = res.curvature
-    curve = res.curve
-    record.set_witness(np.array([r]), dw=curve.dw[None], da=curve.da[None], decrease=np.array([curve.decrease]))
+    certificate = "negative_curvature_witness"
+    record.set_saddle(r, res.curve, certificate=certificate, strictness="non_strict", curvature=res.curvature)
     return True

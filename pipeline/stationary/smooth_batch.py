@@ -1,6 +1,6 @@
 """Batches of points of the losses with a smooth activation: sampled data and the interval population.
 
-Both wrap :func:`pipeline.stationary.smooth_points.classify_smooth_point` per run (float64, CPU) with the
+Both call :func:`pipeline.stationary.smooth_points.classify_smooth_point` per run (float64, CPU) with the
 run's exact loss as a function of its flat parameter vector, and return a
 :class:`~pipeline.stationary.record.BatchClassification` like the kink-aware classifiers.
 """
@@ -15,8 +15,8 @@ import torch
 from pipeline import interval_population, nets
 from pipeline.activations import Activation
 from pipeline.interval_population import IntervalTarget
-from pipeline.stationary.record import BatchClassification, unclassified_record
-from pipeline.stationary.smooth_points import SmoothLoss, classify_smooth_point, store_verdict
+from pipeline.stationary.record import BatchClassification, unclassified_batch
+from pipeline.stationary.smooth_points import SmoothLoss, classify_smooth_point
 from pipeline.stationary.tolerances import population_tolerances, tolerances_for
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -49,7 +49,7 @@ def classify_smooth_batch(
         ``"end_point"`` or ``"plateau"`` (relaxed tolerances, :func:`pipeline.stationary.tolerances.tolerances_for`).
     """
     w, a, x, y = (t.detach().to(torch.float64).cpu() for t in (w, a, x, y))
-    record = unclassified_record(w.numpy(), a.numpy())
+    record = unclassified_batch(w.numpy(), a.numpy())
     tol = tolerances_for(mode)
     for run in range(w.shape[0]):
         if not (torch.isfinite(w[run]).all() and torch.isfinite(a[run]).all()):
@@ -62,11 +62,10 @@ def classify_smooth_batch(
             _sampled_loss(x_run, y_run, activation), width, n_inputs, n_outputs, s_x, s_y,
             None if train_output else a[run],
         )  # fmt: skip
-        verdict, point = classify_smooth_point(
-            loss, w[run], a[run], degree=activation.degree, tol=tol, realisable=realisable
+        classify_smooth_point(
+            record, run, loss, w[run], a[run], degree=activation.degree, tol=tol, realisable=realisable
         )
-        store_verdict(record, run, verdict, loss, point)
-    return BatchClassification(**record)
+    return record
 
 
 def classify_smooth_interval_batch(
@@ -87,7 +86,7 @@ def classify_smooth_interval_batch(
     w, a = w.detach().to(torch.float64).cpu(), a.detach().to(torch.float64).cpu()
     slope, intercept = (t.detach().to(torch.float64).cpu() for t in (target.slope, target.intercept))
     target = IntervalTarget(target.low, target.high, slope, intercept)
-    record = unclassified_record(w.numpy(), a.numpy())
+    record = unclassified_batch(w.numpy(), a.numpy())
     tol = population_tolerances(mode)
     s_x = float(np.sqrt(max(target.low**2, target.high**2) + 1.0))
     for run in range(w.shape[0]):
@@ -96,11 +95,10 @@ def classify_smooth_interval_batch(
         problem = target.select(torch.tensor([run]))
         s_y = float(interval_population.target_scale(problem)[0])
         loss = SmoothLoss(_interval_loss(problem, activation), w.shape[1], 2, a.shape[2], s_x, s_y)
-        verdict, point = classify_smooth_point(
-            loss, w[run], a[run], degree=activation.degree, tol=tol, realisable=realisable
+        classify_smooth_point(
+            record, run, loss, w[run], a[run], degree=activation.degree, tol=tol, realisable=realisable
         )
-        store_verdict(record, run, verdict, loss, point)
-    return BatchClassification(**record)
+    return record
 
 
 def _sampled_loss(x: torch.Tensor, y: torch.Tensor, activation: Activation) -> LossFunction:

@@ -37,11 +37,12 @@ import scipy.linalg
 import torch
 
 from pipeline.stationary import labels
-from pipeline.stationary.local_descent import geometric_steps, verify_local_descent
+from pipeline.stationary.local_descent import LineModel, Witness, geometric_steps, line_path, verify_witness
 from pipeline.stationary.minima import minimum_types
+from pipeline.stationary.record import BatchClassification, Verdict
 from pipeline.stationary.tolerances import Tolerances
 
-__all__ = ["SmoothLoss", "Verdict", "classify_smooth_point", "store_verdict", "symmetry_directions"]
+__all__ = ["SmoothLoss", "classify_smooth_point", "symmetry_directions"]
 
 ZERO_TOL = 1e-12
 """``w_j`` (``a_j``) counts as zero when its norm is at most this fraction of the natural parameter size."""
@@ -97,19 +98,6 @@ class SmoothLoss:
     def value(self, theta: torch.Tensor) -> torch.Tensor:
         """The loss at the parameter vector ``theta`` (P,)."""
         return self.network_loss(*self.split(theta))
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The classification of one point."""
-
-    stationarity: str
-    point_type: str
-    certificate: str = "none"
-    strictness: str = "not_applicable"
-    curvature: float = np.nan
-    witness: tuple[np.ndarray, float] | None = None
-    escape: np.ndarray | None = None
 
 
 def symmetry_directions(w: np.ndarray, a: np.ndarray, degree: int, train_output: bool) -> np.ndarray:
@@ -168,6 +156,8 @@ def symmetry_directions(w: np.ndarray, a: np.ndarray, degree: int, train_output:
 
 
 def classify_smooth_point(
+    record: BatchClassification,
+    run: int,
     loss: SmoothLoss,
     w: torch.Tensor,
     a: torch.Tensor,
@@ -175,8 +165,9 @@ def classify_smooth_point(
     degree: int,
     tol: Tolerances,
     realisable: bool,
-) -> tuple[Verdict, tuple[torch.Tensor, torch.Tensor, float, float]]:
-    """Classify one point ``w`` (m, d), ``a`` (m, k) (float64, CPU): the verdict and (snapped w, a, loss, gap)."""
+) -> None:
+    """Classify the point ``w`` (m, d), ``a`` (m, k) (float64, CPU) of run ``run``; write it, snapped, and its
+    verdict into ``record``."""
     natural = natural_size(loss)
     w = torch.where(torch.linalg.vector_norm(w, dim=1, keepdim=True) <= ZERO_TOL * natural, 0.0, w)
     if loss.train_output:
@@ -185,16 +176,20 @@ def classify_smooth_point(
     value = float(loss.value(theta))
     gradient = torch.func.grad(loss.value)(theta)
     gap = float(torch.linalg.vector_norm(gradient)) / (loss.s_y**1.5 * loss.s_x**0.5)
+    roles = _roles(w.numpy(), a.numpy())
+    record.set_point(run, w=w.numpy(), a=a.numpy(), loss=value, gap=gap, roles=roles, differentiable=True)
     if gap > tol.stationary:
         name = "approx_stationary" if gap <= tol.approx_stationary else "not_stationary"
-        return Verdict(name, "not_stationary"), (w, a, value, gap)
+        record.set_verdict(run, Verdict(name, "not_stationary"))
+        return
     if value <= tol.global_loss * loss.s_y**2:
-        return Verdict("stationary", "global_min", "zero_loss"), (w, a, value, gap)
+        record.set_verdict(run, Verdict("stationary", "global_min", "zero_loss"))
+        return
     verdict = _higher_orders(loss, theta, gradient, value, w.numpy(), a.numpy(), degree, tol)
     if verdict.point_type == "local_min" and realisable:
         kind = minimum_types(np.array([value]), global_value=np.zeros(1), relative=0.0, absolute=0.0)[0]
         verdict = Verdict("stationary", labels.POINT_TYPE[kind], verdict.certificate, curvature=verdict.curvature)
-    return verdict, (w, a, value, gap)
+    record.set_verdict(run, verdict)
 
 
 def _higher_orders(
@@ -233,7 +228,7 @@ def _higher_orders(
     for strictness, direction, order, coefficient in candidates:
         witness = _verify(loss, theta, gradient, value, direction, order, coefficient)
         if witness is not None:
-            return Verdict("stationary", "saddle", "negative_curvature_witness", strictness, lowest, witness, escape)
+            return Verdict("stationary", "saddle", "negative_curvature_witness", strictness, 0, lowest, witness, escape)
     if candidates:
         return Verdict("stationary", "undetermined", curvature=lowest, escape=escape)
     if lowest > CURVATURE_TOL * scale and len(zero_neurons) == 0:
@@ -303,59 +298,46 @@ def _verify(
     direction: np.ndarray,
     order: int,
     coefficient: float,
-) -> tuple[np.ndarray, float] | None:
-    """A verified local decrease along ``direction`` (sign tried both ways for even ``order``), or None.
+) -> Witness | None:
+    """A verified local decrease along ``direction`` (both signs for even ``order``, + first), or None.
 
-    The model is ``coefficient t^order`` (leading) plus the first-order term ``t g . d`` of a numerically
-    stationary point (the residue); the true change must follow it as the step shrinks.
+    :func:`pipeline.stationary.local_descent.verify_witness` with the claim ``coefficient t^order`` and the
+    residue ``t g . d`` of a numerically stationary point; the loss is a polynomial, so the model holds at every
+    step (radius ``inf``).
     """
     unit = torch.as_tensor(direction / np.linalg.norm(direction))
+    signs = torch.tensor([1.0, -1.0] if order % 2 == 0 else [1.0], dtype=torch.float64)
+    count = signs.shape[0]
     start = torch.tensor([max(natural_size(loss), float(torch.linalg.vector_norm(theta)))])
-    steps = geometric_steps(start, 40)[0]
-    floor = torch.tensor([FLOOR_EPS * np.finfo(float).eps * max(abs(value), np.finfo(float).tiny)])
-    for sign in (1.0, -1.0) if order % 2 == 0 else (1.0,):
-        first = sign * float(gradient @ unit)
-        change = torch.stack([loss.value(theta + sign * t * unit) - value for t in steps])
-        leading = coefficient * steps**order
-        verdict = verify_local_descent(
-            change[None], leading[None], (abs(first) * steps)[None], floor, (first * steps)[None]
-        )
-        if bool(verdict.verified[0]):
-            top = int(verdict.largest[0])
-            return (sign * float(steps[top]) * unit).numpy(), float(verdict.decrease[0])
-    return None
+    steps = geometric_steps(start, 40).expand(count, -1)
+    floor = torch.full((count,), FLOOR_EPS * np.finfo(float).eps * max(abs(value), np.finfo(float).tiny))
+    w, a = loss.split(theta)
+    dw, da = _split_direction(loss, unit)
+    zero = torch.zeros(count, dtype=torch.float64)
+    claim = torch.zeros(count, order + 1, dtype=torch.float64)
+    claim[:, order] = coefficient
+    model = LineModel(claim=claim, residue=torch.stack([zero, signs * float(gradient @ unit)], dim=-1))
+
+    def change(moves_w: torch.Tensor, moves_a: torch.Tensor) -> torch.Tensor:
+        moved = [
+            [loss.network_loss(w + mw, a + ma) for mw, ma in zip(*row, strict=True)]
+            for row in zip(moves_w, moves_a, strict=True)
+        ]
+        return torch.stack([torch.stack(row) for row in moved]) - value
+
+    path = line_path(signs[:, None, None] * dw, signs[:, None, None] * da)
+    witness = verify_witness(path, change, model, steps, floor, torch.full((count,), torch.inf))
+    pick = witness.first()
+    return None if pick is None else witness.take(slice(pick, pick + 1))
 
 
-def store_verdict(
-    fields: dict[str, np.ndarray],
-    run: int,
-    verdict: Verdict,
-    loss: SmoothLoss,
-    point: tuple[torch.Tensor, torch.Tensor, float, float],
-) -> None:
-    """Write one run's verdict (snapped ``w``, ``a``, loss, gap in ``point``) into the fields of a batch record."""
-    w, a, value, gap = point
-    fields["w"][run], fields["a"][run] = w.numpy(), a.numpy()
-    fields["loss"][run], fields["first_order_gap"][run] = value, gap
-    fields["stationarity"][run] = labels.code(labels.STATIONARITY, verdict.stationarity)
-    fields["point_type"][run] = labels.code(labels.POINT_TYPE, verdict.point_type)
-    is_local = {"global_min": "true", "spurious_local_min": "true", "local_min": "true", "saddle": "false",
-                "not_stationary": "false"}.get(verdict.point_type, "unknown")  # fmt: skip
-    fields["is_local_min"][run] = labels.code(labels.IS_LOCAL_MIN, is_local)
-    fields["certificate"][run] = labels.code(labels.CERTIFICATE, verdict.certificate)
-    fields["strictness"][run] = labels.code(labels.STRICTNESS, verdict.strictness)
-    fields["differentiable"][run] = True
-    fields["curvature"][run] = verdict.curvature
-    fields["roles"][run] = _roles(w.numpy(), a.numpy())
-    if verdict.escape is not None:
-        fields["escape"][run] = verdict.escape
-    if verdict.witness is not None:
-        direction, decrease = verdict.witness
-        dw, da = loss.split(torch.as_tensor(direction))
-        fields["witness_w"][run] = dw.numpy()
-        fields["witness_a"][run] = da.numpy() if loss.train_output else np.zeros_like(a.numpy())
-        fields["has_witness"][run] = True
-        fields["witness_decrease"][run] = decrease
+def _split_direction(loss: SmoothLoss, direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dW (m, d), dA (m, k))`` of a direction (P,); ``dA = 0`` when the output layer is fixed."""
+    n_w = loss.width * loss.n_inputs
+    dw = direction[:n_w].reshape(loss.width, loss.n_inputs)
+    if loss.fixed_a is not None:
+        return dw, torch.zeros_like(loss.fixed_a)
+    return dw, direction[n_w:].reshape(loss.width, loss.n_outputs)
 
 
 def _roles(w: np.ndarray, a: np.ndarray) -> np.ndarray:

@@ -11,59 +11,36 @@ inside the validity radius (:mod:`pipeline.stationary.local_descent`). Three kin
 * escape curves of zero-output neurons (section 5.2): ``dw_j = s u``, ``da_j = -(G_j + s D_j(u)) / P~`` (see
   :func:`escape_witness`), leading term proportional to ``-s^2 ||D_j(u)||^2``.
 
-Candidates of all selected runs are evaluated in one batched forward pass.
+Candidates of all selected runs are evaluated in one batched forward pass; the rule and the record of a verified
+witness are :func:`pipeline.stationary.local_descent.verify_witness` and its
+:class:`~pipeline.stationary.local_descent.Witness`, which every classifier shares.
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 
 from pipeline import nets
 from pipeline.stationary.local_descent import (
-    LocalDescent,
+    Change,
+    LineModel,
+    Witness,
     geometric_steps,
+    line_path,
     rounding_floor,
     sampled_validity_radius,
-    verify_local_descent,
+    verify_witness,
 )
 from pipeline.stationary.neurons import NeuronQuantities, direction_derivative
 
-__all__ = ["Witness", "escape_witness", "line_witness", "true_change", "true_changes"]
-
-
-@dataclass(frozen=True)
-class Witness:
-    """Witnesses of selected runs.
-
-    Attributes
-    ----------
-    dw : (E, m, d), da : (E, m, k)
-        The perturbations at the largest verified step.
-    verified : (E,)
-        The decrease is local (:func:`pipeline.stationary.local_descent.verify_local_descent`).
-    decrease : (E,)
-        ``L(w, a) - L(w + dw, a + da)``.
-    radius : (E,)
-        Norm of the perturbation at the validity radius of the expansion (inf if unbounded).
-    min_step : (E,)
-        Norm of the perturbation at the smallest verified step.
-    """
-
-    dw: torch.Tensor
-    da: torch.Tensor
-    verified: torch.Tensor
-    decrease: torch.Tensor
-    radius: torch.Tensor
-    min_step: torch.Tensor
+__all__ = ["escape_witness", "line_witness", "sampled_change"]
 
 
 def _data(v: torch.Tensor, runs: torch.Tensor) -> torch.Tensor:
     return v[runs] if v.shape[0] > 1 else v
 
 
-def true_change(
+def _true_changes(
     w: torch.Tensor,
     a: torch.Tensor,
     x: torch.Tensor,
@@ -72,7 +49,7 @@ def true_change(
     dw: torch.Tensor,
     da: torch.Tensor,
 ) -> torch.Tensor:
-    """True loss changes ``L(w + dw, a + da) - L(w, a)`` of ``T`` candidates of one run, shape (T,).
+    """True loss changes ``L(w + dw, a + da) - L(w, a)`` of ``T`` candidates of each of ``E`` runs, shape (E, T).
 
     Computed from two true forward passes as ``1/n sum_i r_i . delta f_i + 1/(2n) sum_i ||delta f_i||^2``
     (``delta f`` the output change, ``r`` the residual at the point): the same number as the difference of
@@ -80,26 +57,11 @@ def true_change(
 
     Parameters
     ----------
-    w : (m, d), a : (m, k), x : (n, d), residual : (n, k)
-        The point, its data and residuals.
-    dw : (T, m, d), da : (T, m, k)
+    w : (E, m, d), a : (E, m, k), x : (E or 1, n, d), residual : (E, n, k)
+        The points, their data and residuals.
+    dw : (E, T, m, d), da : (E, T, m, k)
         The candidate perturbations.
     """
-    delta = nets.forward(w + dw, a + da, x, leak) - nets.forward(w, a, x, leak)
-    return ((residual * delta).sum(dim=(-2, -1)) + 0.5 * delta.square().sum(dim=(-2, -1))) / x.shape[-2]
-
-
-def true_changes(
-    w: torch.Tensor,
-    a: torch.Tensor,
-    x: torch.Tensor,
-    residual: torch.Tensor,
-    leak: float,
-    dw: torch.Tensor,
-    da: torch.Tensor,
-) -> torch.Tensor:
-    """:func:`true_change` for ``E`` runs at once: w (E, m, d), x (E or 1, n, d), residual (E, n, k),
-    dw (E, T, m, d) -> (E, T)."""
     E, T = dw.shape[:2]
     moved_w = (w.unsqueeze(1) + dw).flatten(0, 1)
     moved_a = (a.unsqueeze(1) + da).flatten(0, 1)
@@ -109,6 +71,11 @@ def true_changes(
     r = residual.repeat_interleave(T, dim=0)
     change = (r * delta).sum(dim=(-2, -1)) + 0.5 * delta.square().sum(dim=(-2, -1))
     return (change / x.shape[-2]).reshape(E, T)
+
+
+def sampled_change(w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, residual: torch.Tensor, leak: float) -> Change:
+    """The sampled loss's :data:`~pipeline.stationary.local_descent.Change` at ``E`` points (:func:`_true_changes`)."""
+    return lambda dw, da: _true_changes(w, a, x, residual, leak, dw, da)
 
 
 def _line_model(
@@ -178,19 +145,14 @@ def line_witness(
     if order == 1:
         start = torch.minimum(start, torch.where((c2 > 0) & (c1 < 0), -c1 / c2, torch.inf))
     steps = geometric_steps(start)
-    change = true_changes(
-        wr, ar, xr, residual, leak, steps[..., None, None] * dw.unsqueeze(1), steps[..., None, None] * da.unsqueeze(1)
-    )
+    zero = torch.zeros_like(c1)
     if order == 1:
-        leading, residue, predicted = c1.unsqueeze(-1) * steps, torch.zeros_like(steps), c2.unsqueeze(-1) * steps**2
+        model = LineModel(claim=torch.stack([zero, c1], dim=-1), rest=torch.stack([zero, zero, c2], dim=-1))
     else:
-        leading = c2.unsqueeze(-1) * steps**2
-        residue, predicted = c1.abs().unsqueeze(-1) * steps, c1.unsqueeze(-1) * steps
+        model = LineModel(claim=torch.stack([zero, zero, c2], dim=-1), residue=torch.stack([zero, c1], dim=-1))
     floor = rounding_floor(q.loss[runs], q.loss_floor[runs])
-    check = verify_local_descent(change, leading, residue, floor, predicted)
-    return _witness(
-        check, steps, steps[..., None, None] * dw.unsqueeze(1), steps[..., None, None] * da.unsqueeze(1), radius * size
-    )
+    change = sampled_change(wr, ar, xr, residual, leak)
+    return verify_witness(line_path(dw, da), change, model, steps, floor, radius * size)
 
 
 def escape_witness(
@@ -230,23 +192,34 @@ def escape_witness(
     phi = torch.where(kk, torch.where(t > 0, t, leak * t), torch.where(zz > 0, t, leak * t))  # (E, n)
     rho = q.rho[runs, :, neurons]
     P_ref = rho.square().sum(dim=-1) + s0.square() * phi.square().sum(dim=-1)  # (E,)
-    P_ref = P_ref.clamp_min(torch.finfo(w.dtype).tiny).unsqueeze(-1)
-    P = (rho.unsqueeze(1) + s.unsqueeze(-1) * phi.unsqueeze(1)).square().sum(dim=-1)  # (E, T)
+    P_ref = P_ref.clamp_min(torch.finfo(w.dtype).tiny)
     G = q.G[runs, neurons]  # (E, k)
-    num = G.unsqueeze(1) + s.unsqueeze(-1) * Du.unsqueeze(1)  # (E, T, k)
-    T = s.shape[1]
-    dw = w.new_zeros(E, T, m, d)
-    da = a.new_zeros(E, T, m, k)
     idx = torch.arange(E, device=w.device)
-    dw[idx, :, neurons] = s.unsqueeze(-1) * u.unsqueeze(1)
-    da[idx, :, neurons] = -num / P_ref.unsqueeze(-1)
-    change = true_changes(wr, ar, _data(x, runs), q.residual[runs], leak, dw, da)
-    factor = (2 * P_ref - P) / (2 * n * P_ref.square())  # (E, T), > 0
-    leading = -(s**2) * Du.square().sum(dim=-1).unsqueeze(-1) * factor
-    cross = (G.square().sum(dim=-1).unsqueeze(-1) + 2 * s * (G * Du).sum(dim=-1).unsqueeze(-1)) * factor
+
+    def path(steps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        dw = w.new_zeros(E, steps.shape[1], m, d)
+        da = a.new_zeros(E, steps.shape[1], m, k)
+        dw[idx, :, neurons] = steps.unsqueeze(-1) * u.unsqueeze(1)
+        da[idx, :, neurons] = -(G.unsqueeze(1) + steps.unsqueeze(-1) * Du.unsqueeze(1)) / P_ref[:, None, None]
+        return dw, da
+
+    # (2 P~ - P(s)) / (2 n P~^2) = f_0 + f_1 s + f_2 s^2 with P(s) = sum_i (rho_ij + s phi_ij(u))^2
+    f = torch.stack(
+        [2 * P_ref - rho.square().sum(dim=-1), -2 * (rho * phi).sum(dim=-1), -phi.square().sum(dim=-1)], dim=-1
+    ) / (2 * n * P_ref.square().unsqueeze(-1))  # (E, 3)
+    zero = torch.zeros_like(s0)
+    escape = -Du.square().sum(dim=-1)
+    gg, gd = G.square().sum(dim=-1), 2 * (G * Du).sum(dim=-1)
+    model = LineModel(
+        claim=torch.stack([zero, zero, escape * f[:, 0], escape * f[:, 1], escape * f[:, 2]], dim=-1),
+        residue=-torch.stack(
+            [gg * f[:, 0], gg * f[:, 1] + gd * f[:, 0], gg * f[:, 2] + gd * f[:, 1], gd * f[:, 2]], dim=-1
+        ),
+    )
     floor = rounding_floor(q.loss[runs], q.loss_floor[runs])
-    check = verify_local_descent(change, leading, cross.abs(), floor, -cross)
-    return _witness(check, s, dw, da, _escape_radius_norm(radius, u, G, Du, P_ref.squeeze(-1)))
+    change = sampled_change(wr, ar, _data(x, runs), q.residual[runs], leak)
+    radius_norm = _escape_radius_norm(radius, u, G, Du, P_ref)
+    return verify_witness(path, change, model, s, floor, radius_norm)
 
 
 def _escape_radius_norm(
@@ -257,21 +230,3 @@ def _escape_radius_norm(
     da = (G + r.unsqueeze(-1) * Du) / P_ref.unsqueeze(-1)
     norm = torch.sqrt(r**2 * u.square().sum(dim=-1) + da.square().sum(dim=-1))
     return torch.where(torch.isfinite(radius), norm, torch.inf)
-
-
-def _witness(
-    check: LocalDescent, steps: torch.Tensor, dw: torch.Tensor, da: torch.Tensor, radius: torch.Tensor
-) -> Witness:
-    """Pick the largest verified step of every candidate ladder ``dw, da`` (E, T, ...)."""
-    E = steps.shape[0]
-    idx = torch.arange(E, device=steps.device)
-    top, bottom = check.largest.clamp_min(0), check.smallest.clamp_min(0)
-    norm = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1)))  # (E, T)
-    return Witness(
-        dw=dw[idx, top],
-        da=da[idx, top],
-        verified=check.verified,
-        decrease=check.decrease,
-        radius=radius,
-        min_step=norm[idx, bottom],
-    )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
-from pipeline.engine import StopReason
+from pipeline.dynamics import StopReason
 from pipeline.stationary import labels
 
 __all__ = ["invariant_problems"]

@@ -27,9 +27,10 @@ import numpy as np
 from zarr.abc.codec import BytesBytesCodec
 from zarr.codecs import Crc32cCodec, ZstdCodec
 
+from pipeline.dynamics import StopReason
 from pipeline.end_game import EndGameMethod
-from pipeline.engine import StopReason, loss_formula
 from pipeline.globality import GLOBAL_BASIS
+from pipeline.problems import loss_formula
 from pipeline.resolution import LIMIT, OUTCOME, RESOLUTION
 from pipeline.stationary import labels
 
@@ -76,7 +77,8 @@ class Variable:
 
 
 def loss_description(input_distributions: Iterable[str]) -> str:
-    """The losses that runs on ``input_distributions`` minimise (:func:`pipeline.engine.loss_formula`), joined by "; ".
+    """The losses that runs on ``input_distributions`` minimise (:func:`pipeline.problems.loss_formula`),
+    joined by "; ".
 
     With no distribution named, the loss on training inputs.
     """

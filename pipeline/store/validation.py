@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from pipeline.data.given import provenance_problems
-from pipeline.engine import StopReason
+from pipeline.dynamics import StopReason
 from pipeline.store.damage import (
     Problem,
     chunk_problems,

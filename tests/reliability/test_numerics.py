@@ -11,7 +11,7 @@ import xarray as xr
 
 from pipeline.batch import simulate_batch
 from pipeline.commands.simulate import padding
-from pipeline.engine import StopReason
+from pipeline.dynamics import StopReason
 from pipeline.plan import batches, make_plan
 from pipeline.stationary import classify_batch, labels
 from pipeline.store.schema import OUTCOME

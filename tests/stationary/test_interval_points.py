@@ -18,8 +18,8 @@ import scipy.integrate
 import torch
 from numpy.typing import ArrayLike
 
-from pipeline.engine import run_interval_gradient_descent
 from pipeline.interval_population import IntervalTarget, interval_loss, target_scale
+from pipeline.problems import run_interval_gradient_descent
 from pipeline.stationary import labels
 from pipeline.stationary.api import BatchClassification
 from pipeline.stationary.interval_points import classify_interval_batch

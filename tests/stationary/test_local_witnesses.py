@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.engine import run_gradient_descent
+from pipeline.problems import run_gradient_descent
 from pipeline.stationary import classify_batch, classify_point, labels
 from pipeline.stationary.local_descent import verify_local_descent
 from tests import audit

@@ -178,15 +178,17 @@ def test_probe_finds_a_verified_non_strict_saddle(branch, order):
     w, a, x, y, _ = _symmetric_point(branch)
     res = _second_order_verdict(w, a, x, y)
     assert res.verdict == "saddle" and res.direction is None and res.curve is not None
-    assert res.curve.order == order and abs(res.curvature) <= 1e-12
-    assert ref.naive_loss(w + res.curve.dw, a + res.curve.da, x, y, 0.0) < ref.naive_loss(w, a, x, y, 0.0)
+    assert res.order == order and abs(res.curvature) <= 1e-12
+    assert bool(res.curve.verified[0]) and float(res.curve.min_step[0]) < float(res.curve.radius[0])
+    dw, da = res.curve.dw[0].numpy(), res.curve.da[0].numpy()
+    assert ref.naive_loss(w + dw, a + da, x, y, 0.0) < ref.naive_loss(w, a, x, y, 0.0)
     mu = ref.validity_radius(w, x, 1e-9, per_neuron=True)
-    assert (np.linalg.norm(res.curve.dw, axis=1) <= 0.5 * mu).all()
+    assert (np.linalg.norm(dw, axis=1) <= 0.5 * mu).all()
 
 
 @pytest.mark.parametrize("branch", ["cubic", "quartic"])
 def test_classifier_labels_the_point_a_non_strict_saddle(branch):
-    """Saddle / ``non_strict``: ``classify._second_order_run`` records the verified curve witness."""
+    """Saddle / ``non_strict``: ``saddles.record_second_order`` records the verified curve witness."""
     w, a, x, y, _ = _symmetric_point(branch)
     report = classify_point(w, a, x, y)
     assert report.point_type == "saddle" and report.strictness == "non_strict" and report.witness is not None

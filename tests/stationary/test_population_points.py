@@ -8,10 +8,14 @@ import numpy as np
 import torch
 
 from pipeline.activations import LeakyReLU
-from pipeline.batch import _GaussianPopulationProblem, _IntervalPopulationProblem, _Student
-from pipeline.engine import run_population_gradient_descent
 from pipeline.interval_population import IntervalTarget
 from pipeline.population import population_loss
+from pipeline.problems import (
+    GaussianPopulationProblem,
+    IntervalPopulationProblem,
+    VerdictOptions,
+    run_population_gradient_descent,
+)
 from pipeline.stationary import labels
 from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.population_points import classify_population_batch
@@ -189,15 +193,15 @@ def test_tolerance_sensitive_marks_a_point_whose_type_changes_with_the_stationar
 
 def test_the_batch_classifies_population_plateau_points_in_plateau_mode():
     """``simulate_batch`` classifies plateau points with ``mode="plateau"``: both population losses pass it on."""
-    student = _Student(LeakyReLU(0.0), False, {}, 1.0, "realisable_target")
+    student = dict(activation=LeakyReLU(0.0), train_output=False, verdicts=VerdictOptions("realisable_target"))
     w, a, teacher_w, teacher_a = _symmetric_descent(60)
-    gaussian = _GaussianPopulationProblem(student, teacher_w, teacher_a).classify(w, a, "plateau")
+    gaussian = GaussianPopulationProblem(teacher_w, teacher_a, **student).classify(w, a, "plateau")
     assert names(gaussian.point_type) == ["saddle"]
     target = IntervalTarget(-1.0, 1.0, torch.tensor([[1.0]], dtype=DTYPE), torch.tensor([[0.5]], dtype=DTYPE))
     w = torch.tensor([[[1.0, 0.2], [-0.7, 0.1]]], dtype=DTYPE)
     a = torch.tensor([[[0.5], [0.3]]], dtype=DTYPE)
     for mode in ("end_point", "plateau"):
-        interval = _IntervalPopulationProblem(student, target).classify(w, a, mode)
+        interval = IntervalPopulationProblem(target, **student).classify(w, a, mode)
         direct = classify_interval_batch(w, a, target, leak=0.0, mode=mode)
         for field in dataclasses.fields(direct):
             np.testing.assert_array_equal(getattr(interval, field.name), getattr(direct, field.name))

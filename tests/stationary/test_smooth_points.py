@@ -152,8 +152,8 @@ def test_a_width_one_interval_run_drifting_to_infinity_is_no_minimum() -> None:
     (loss 2.7e-7, relative gradient 3.9e-7, projected Hessian positive definite) but the nearest critical point of
     the quadratic model is far away: width 1 has no minimum of positive loss (the bias grows without bound)."""
     from pipeline.batch import run_inputs
-    from pipeline.engine import run_interval_gradient_descent
     from pipeline.plan import make_plan, run_settings
+    from pipeline.problems import run_interval_gradient_descent
     from pipeline.survey import load_survey
 
     survey = load_survey("surveys/cjr_affine.yaml")

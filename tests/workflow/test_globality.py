@@ -55,7 +55,7 @@ def test_references_are_per_data_set_and_activation_and_only_local_minima_are_re
 
 def test_stalled_at_a_saddle_means_the_run_converged_there():
     """Issue 11: a saddle end point of a run stopped by the step budget is unresolved on a plateau."""
-    from pipeline.engine import StopReason
+    from pipeline.dynamics import StopReason
     from pipeline.resolution import LIMIT, OUTCOME, RESOLUTION, resolve_runs
 
     types = np.array([SADDLE, SADDLE, GLOBAL, SADDLE, 5, 5, 5], np.int8)  # 5: not_stationary

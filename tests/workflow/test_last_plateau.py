@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from pipeline.batch import _last_plateau_is_the_end_point
+from pipeline.batch_record import _last_plateau_is_the_end_point
 from pipeline.stationary import labels
 from pipeline.store.derived import add_derived_variables
 from pipeline.trajectory import PlateauSettings
