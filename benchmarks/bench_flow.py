@@ -35,17 +35,23 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from pipeline.dynamics.flow_problems import PopulationFlow, SampledFlow, pack
-from pipeline.dynamics.gradient_flow import FlowOptions, FlowProblem, integrate_flow
-from pipeline.engine import data_scales, run_gradient_descent, run_population_gradient_descent
-from pipeline.population import population_loss
+from pipeline.activations import as_activation
+from pipeline.dynamics import FlowOptions, flow
+from pipeline.dynamics.flow_system import pack
+from pipeline.problems import (
+    GaussianPopulationProblem,
+    Problem,
+    SampledProblem,
+    run_gradient_descent,
+    run_population_gradient_descent,
+)
 
 DTYPE = torch.float64
 
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark cell: its runs, how gradient descent runs them, and the flow problem of the same runs."""
+    """One benchmark cell: its runs, how gradient descent runs them, and the loss of the same runs."""
 
     name: str
     w0: torch.Tensor
@@ -55,8 +61,7 @@ class Case:
     max_steps: int
     grad_tol: float
     descend: Callable[[], object]
-    problem: Callable[[], FlowProblem]
-    scales: tuple[torch.Tensor, torch.Tensor]
+    problem: Problem
 
 
 def vanishing_case(n_runs: int, d: int, k: int, seed: int) -> Case:
@@ -71,7 +76,7 @@ def vanishing_case(n_runs: int, d: int, k: int, seed: int) -> Case:
     return Case(
         f"vanishing init d={d} k={k}", w0, a0, True, 0.05, 40000, 1e-9,
         lambda: run_gradient_descent(w0, a0, x, y, **settings),
-        lambda: SampledFlow(x, y, a0, 0.0, True), data_scales(x, y),
+        SampledProblem(x, y, as_activation(0.0), True),
     )  # fmt: skip
 
 
@@ -82,11 +87,10 @@ def safran_shamir_case(n_runs: int, k: int, seed: int) -> Case:
     w0 = torch.randn(n_runs, k + 1, k, generator=generator, dtype=DTYPE) / math.sqrt(k)
     a0 = torch.ones(n_runs, k + 1, 1, dtype=DTYPE)
     settings = dict(leak=0.0, learning_rate=0.1, max_steps=40000, grad_tol=1e-10, train_output=False)
-    s_y = torch.sqrt(2 * population_loss(torch.zeros(1, 1, k, dtype=DTYPE), a0[:1, :1], v, b, 0.0))
     return Case(
         f"Safran-Shamir k={k} n={k + 1}", w0, a0, False, 0.1, 40000, 1e-10,
         lambda: run_population_gradient_descent(w0, a0, v, b, **settings),
-        lambda: PopulationFlow(v, b, a0, 0.0, False), (torch.full_like(s_y, math.sqrt(k)), s_y),
+        GaussianPopulationProblem(v, b, as_activation(0.0), False),
     )  # fmt: skip
 
 
@@ -109,10 +113,11 @@ def scipy_flow(
     """
     deadline = time.perf_counter() + budget
     calls = {"field": 0, "jacobian": 0}
-    problem = case.problem()
+    problem = case.problem.flow_system(case.a0)
+    assert problem is not None, "both benchmark losses have a flow system"
     problem.freeze(pack(case.w0, case.a0, case.train_output))  # a frozen problem can be narrowed to one run
     problem = problem.select(torch.tensor([run]))
-    s_x, s_y = (scale.expand(case.w0.shape[0])[run] for scale in case.scales)
+    s_x, s_y = (scale.expand(case.w0.shape[0])[run] for scale in case.problem.scales())
     threshold = float(max(case.grad_tol, 100 * np.finfo(float).eps) * s_y**1.5 * s_x**0.5)
 
     def field(_: float, theta: np.ndarray) -> np.ndarray:
@@ -152,9 +157,8 @@ def compare(case: Case, scipy_runs: int, rtol: float, atol: float, budget: float
     gd_evaluations = int((descent.steps_taken + 1).sum())  # type: ignore[attr-defined]
     options = FlowOptions(learning_rate=case.learning_rate, max_time=case.max_steps * case.learning_rate, rtol=rtol,
                           atol=atol, grad_tol=case.grad_tol)  # fmt: skip
-    flow, flow_time = timed(lambda: integrate_flow(case.problem(), case.w0, case.a0, *case.scales, options,
-                                                   train_output=case.train_output))  # fmt: skip
-    flow_loss = flow.descent.loss_final  # type: ignore[attr-defined]
+    flow_result, flow_time = timed(lambda: flow(case.problem, case.w0, case.a0, options))
+    flow_loss = flow_result.descent.loss_final  # type: ignore[attr-defined]
     n_runs = case.w0.shape[0]
     print(f"\n== {case.name}: {n_runs} runs, {case.max_steps} steps of {case.learning_rate} ==")
     header = f"{'method':<22}{'gradients':>11}{'Hessians':>10}{'wall s':>9}{'converged':>11}{'max |dL| vs GD':>18}"
@@ -162,10 +166,10 @@ def compare(case: Case, scipy_runs: int, rtol: float, atol: float, budget: float
     converged = int((descent.stop_reason == 1).sum())  # type: ignore[attr-defined]
     print(f"{'gradient descent':<22}{gd_evaluations:>11}{0:>10}{gd_time:>9.2f}{converged:>11}{'-':>18}")
     difference = float((flow_loss - gd_loss).abs().max())
-    flow_converged = int((flow.descent.stop_reason == 1).sum())  # type: ignore[attr-defined]
-    print(f"{'flow (batched)':<22}{int(flow.n_gradients.sum()):>11}{int(flow.n_hessians.sum()):>10}"  # type: ignore[attr-defined]
+    flow_converged = int((flow_result.descent.stop_reason == 1).sum())  # type: ignore[attr-defined]
+    print(f"{'flow (batched)':<22}{int(flow_result.n_gradients.sum()):>11}{int(flow_result.n_hessians.sum()):>10}"  # type: ignore[attr-defined]
           f"{flow_time:>9.2f}{flow_converged:>11}{difference:>18.2e}")  # fmt: skip
-    ratios = {"flow": (gd_evaluations / int(flow.n_gradients.sum()), None)}  # type: ignore[attr-defined]
+    ratios = {"flow": (gd_evaluations / int(flow_result.n_gradients.sum()), None)}  # type: ignore[attr-defined]
     for method in ("BDF", "LSODA"):
         runs = range(min(scipy_runs, n_runs))
         results, seconds = timed(

@@ -21,7 +21,7 @@ import torch
 from pipeline.activations import activation_from_settings
 from pipeline.batch_record import record_batch
 from pipeline.data import Dataset, data_source
-from pipeline.dynamics import descend
+from pipeline.dynamics import train
 from pipeline.end_game import EndGameOptions
 from pipeline.globality import global_value_basis
 from pipeline.initialization import draw_initialization, init_scale_std
@@ -119,7 +119,7 @@ def simulate_batch(
         classify the embeddings (:mod:`pipeline.stationary.embedding`; sampled data only).
 
     The batch's loss is the problem its data source defines (:func:`pipeline.problems.build_problem`), trained
-    by :func:`pipeline.dynamics.descend` and recorded by :func:`pipeline.batch_record.record_batch`.
+    by the cell's dynamics (:func:`pipeline.dynamics.train`) and recorded by :func:`pipeline.batch_record.record_batch`.
 
     Returns
     -------
@@ -140,14 +140,11 @@ def simulate_batch(
     )
     activation = activation_from_settings(settings["activation"], settings["leak"])
     problem = build_problem(datasets, settings, activation, settings["output_layer"] == "trained", verdicts, **options)
-    descent = descend(
+    descent = train(
         problem,
         torch.as_tensor(np.stack([i.w0 for i in inputs]), **options),
         torch.as_tensor(np.stack([i.a0 for i in inputs]), **options),
-        learning_rate=settings["learning_rate"],
-        max_steps=settings["max_steps"],
-        grad_tol=settings["grad_tol"],
-        n_checkpoints=settings["n_checkpoints"],
+        settings,
     )
     record = record_batch(
         problem,

@@ -7,10 +7,28 @@ import math
 import pytest
 import torch
 
-from pipeline.dynamics.gradient_flow import FlowOptions, run_gradient_flow, run_population_gradient_flow
-from pipeline.engine import StopReason, run_gradient_descent, run_population_gradient_descent
+from pipeline.activations import as_activation
+from pipeline.dynamics import FlowOptions, FlowResult, StopReason, flow
+from pipeline.problems import (
+    GaussianPopulationProblem,
+    SampledProblem,
+    run_gradient_descent,
+    run_population_gradient_descent,
+)
 
 DTYPE = torch.float64
+
+
+def run_gradient_flow(w0, a0, x, y, *, leak: float, options: FlowOptions, train_output: bool = True) -> FlowResult:
+    """The flow of the sampled loss (the problem the survey builds for data sets)."""
+    return flow(SampledProblem(x, y, as_activation(leak), train_output), w0, a0, options)
+
+
+def run_population_gradient_flow(
+    w0, a0, teacher_w, teacher_a, *, leak: float, options: FlowOptions, train_output: bool = True
+) -> FlowResult:
+    """The flow of the Gaussian population loss against a teacher."""
+    return flow(GaussianPopulationProblem(teacher_w, teacher_a, as_activation(leak), train_output), w0, a0, options)
 
 
 def _balanced_square(u0: float, target: float, rate: float, times: torch.Tensor) -> torch.Tensor:

@@ -164,6 +164,21 @@ BAD = [
     ),
     pytest.param(with_("fixed.teacher_activation", "leaky_relu"), ["teacher_leak: missing"], id="teacher-leak"),
     pytest.param(
+        with_("fixed.max_time", 10.0),
+        ["fixed.max_time: 10.0 is not allowed with dynamics 'gd'"],
+        id="max-time-without-flow",
+    ),
+    pytest.param(
+        with_("grid.ode_rtol", [1e-6, 1e-8], with_("fixed.dynamics", "gd")),
+        ["grid.ode_rtol", "dynamics gradient_flow only"],
+        id="ode-rtol-without-flow",
+    ),
+    pytest.param(
+        with_("fixed.activation", "quadratic", with_("fixed.dynamics", "gradient_flow")),
+        ["dynamics: 'gradient_flow' is not available with activation 'quadratic'"],
+        id="flow-quadratic",
+    ),
+    pytest.param(
         with_("seeds", {"data": 1000, "init": 1000}, with_("grid.label_noise", [i / 10 for i in range(20)])),
         ["grid: 80,000,000 runs", f"exceed the cap of {MAX_RUNS:,} runs"],
         id="run-cap",

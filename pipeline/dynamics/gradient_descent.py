@@ -156,7 +156,7 @@ def descend(
         plateau_recorder.update(step, live, grads.loss, grad_norm, w, a)
         if bool(stopping.any()):  # most steps skip this: no run has a small gradient, diverged or ran out
             # the per-neuron test runs only where the whole gradient is small: no cost on the other steps
-            converged = small_gradient & _neurons_resolved(grads, w, a, neuron_rate_limit)
+            converged = small_gradient & neurons_resolved(grads, w, a, neuron_rate_limit)
             if step < max_steps:
                 stopping = (active & ~healthy) | converged
             if bool(stopping.any()):  # bookkeeping of stopping runs
@@ -201,9 +201,7 @@ def descend(
     )
 
 
-def _neurons_resolved(
-    grads: nets.Gradients, w: torch.Tensor, a: torch.Tensor, rate_limit: torch.Tensor
-) -> torch.Tensor:
+def neurons_resolved(grads: nets.Gradients, w: torch.Tensor, a: torch.Tensor, rate_limit: torch.Tensor) -> torch.Tensor:
     """Whether every neuron's gradient is at most ``rate_limit`` (R,) times the neuron's size, (R,).
 
     Neuron ``j`` passes when ``||dL/dw_j||^2 + ||dL/da_j||^2 <= rate_limit^2 (||w_j||^2 + ||a_j||^2)``;

@@ -1,8 +1,9 @@
 """Gradient flow ``dtheta/dt = -grad L(theta)`` of a batch of networks, by a batched adaptive Rosenbrock method.
 
 Pure: tensors in, a :class:`FlowResult` of tensors out; device and dtype from the inputs (the same code on CPU
-and GPU). The losses are the problems of :mod:`pipeline.dynamics.flow_problems` (sampled data, Gaussian
-population).
+and GPU). A loss takes part through its flow system (:meth:`pipeline.problems.Problem.flow_system`,
+:mod:`pipeline.dynamics.flow_system`): today the sampled loss (:mod:`pipeline.problems.sampled_flow`) and the
+Gaussian population loss (:mod:`pipeline.problems.gaussian_flow`), with ReLU or leaky ReLU.
 
 Method
 ------
@@ -34,7 +35,7 @@ gradients per step (exact for the linear dynamics of small neurons near a saddle
 in few steps). On four vanishing-initialisation runs it reached only flow time 20 to 87 of 2,000 in 300 steps,
 because every step of the escape stops at a kink crossing (neurons near zero turn through many data
 hyperplanes), against 385 to 594 steps for RODAS4 to reach the end (its kink handling then had the two fixes
-of :mod:`pipeline.dynamics.flow_problems` that exprb32 was not tried with: crossings measured from the freeze,
+of :mod:`pipeline.problems.sampled_flow` that exprb32 was not tried with: crossings measured from the freeze,
 negligible neurons left out).
 
 Per-run control: each run has its own step size and flow time; every iteration takes one trial step of every
@@ -49,43 +50,34 @@ step-size collapse at a kink. The next step re-freezes with the pair on its kink
 sends it across, keeps it inactive, or makes it slide; a sliding pair stays exactly on its kink (its neuron's
 input weights move orthogonally to ``x_i``) until the decision at a later step start lets it leave.
 
-Stopping: a run *converges* by the engine's own test (:func:`pipeline.engine.run_gradient_descent`) on the
+Stopping: a run *converges* by the engine's own test (:func:`pipeline.dynamics.descend`) on the
 gradient of the frozen loss, which is the Filippov (minimum-norm) velocity on sliding pairs; it *diverges* when
 its loss is non-finite or grows past ``divergence_factor`` times its start (plus ``s_y^2``), or when its step
 size collapses below ``1e-13`` of its flow time; it reaches *max steps* at ``max_time`` or after ``max_steps``
 accepted steps. Checkpoints are at the flow times ``t = step * learning_rate`` of the engine's log-spaced grid
 (gradient descent with that learning rate is this flow's explicit Euler discretisation), read off the dense
-output, so that a :class:`pipeline.engine.DescentResult` comes out for everything downstream; its
+output, so that a :class:`pipeline.dynamics.DescentResult` comes out for everything downstream; its
 ``steps_taken`` is the flow time in those gradient-descent steps. No plateaus are recorded yet (count 0).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pipeline import nets, population
-from pipeline.activations import Activation, as_activation
-from pipeline.dynamics.flow_problems import KINK_BAND, PopulationFlow, SampledFlow, pack, unpack
+from pipeline import nets
+from pipeline.dynamics.flow_system import KINK_BAND, FlowSystem, pack, unpack
+from pipeline.dynamics.gradient_descent import GRAD_TOL_FLOOR_EPS, neurons_resolved
+from pipeline.dynamics.result import DescentResult, StopReason
 from pipeline.dynamics.rodas import RosenbrockStep, dense_output, rosenbrock_step
-from pipeline.engine import GRAD_TOL_FLOOR_EPS, DescentResult, StopReason, _neurons_resolved, data_scales
 from pipeline.trajectory import CheckpointRecorder, PlateauRecorder, PlateauSettings, checkpoint_steps
 
-__all__ = [
-    "FlowOptions", "FlowProblem", "FlowResult", "integrate_flow", "run_gradient_flow", "run_population_gradient_flow",
-]  # fmt: skip
+if TYPE_CHECKING:
+    from pipeline.problems import Problem
 
-
-class FlowProblem(Protocol):
-    """What :func:`integrate_flow` needs of a loss (see :mod:`pipeline.dynamics.flow_problems`)."""
-
-    def freeze(self, theta: torch.Tensor) -> None: ...
-    def gradients(self, theta: torch.Tensor) -> tuple[nets.Gradients, torch.Tensor]: ...
-    def hessian(self, theta: torch.Tensor) -> torch.Tensor: ...
-    def violation(self, theta: torch.Tensor) -> torch.Tensor: ...
-    def select(self, runs: torch.Tensor) -> FlowProblem: ...
+__all__ = ["FlowOptions", "FlowResult", "flow", "integrate"]
 
 
 @dataclass(frozen=True)
@@ -101,7 +93,7 @@ class FlowOptions:
     rtol, atol
         Relative and absolute tolerance of the local error per parameter.
     grad_tol, divergence_factor, n_checkpoints
-        As in :func:`pipeline.engine.run_gradient_descent`.
+        As in :func:`pipeline.dynamics.descend`.
     max_steps
         Accepted steps after which a run stops (``StopReason.MAX_STEPS``).
     """
@@ -150,8 +142,25 @@ class FlowResult:
     n_hessians: torch.Tensor
 
 
-def integrate_flow(
-    problem: FlowProblem,
+def flow(problem: Problem, w0: torch.Tensor, a0: torch.Tensor, options: FlowOptions) -> FlowResult:
+    """Integrate the gradient flow of ``problem`` from ``w0`` (R, m, d), ``a0`` (R, m, k) until every run stops.
+
+    The loss's flow system is :meth:`pipeline.problems.Problem.flow_system`; the scales of the convergence test
+    are :meth:`pipeline.problems.Problem.scales`, as in :func:`pipeline.dynamics.descend`.
+    """
+    problem.check(w0, a0)
+    system = problem.flow_system(a0)
+    if system is None:
+        raise ValueError(
+            f"the gradient flow does not integrate the loss {type(problem).__name__} with activation "
+            f"{problem.activation.name!r} yet; use dynamics: gd"
+        )
+    s_x, s_y = problem.scales()
+    return integrate(system, w0, a0, s_x, s_y, options, train_output=problem.train_output)
+
+
+def integrate(
+    problem: FlowSystem,
     w0: torch.Tensor,
     a0: torch.Tensor,
     s_x: torch.Tensor,
@@ -160,9 +169,9 @@ def integrate_flow(
     *,
     train_output: bool = True,
 ) -> FlowResult:
-    """Integrate the gradient flow of every run from ``w0`` (R, m, d), ``a0`` (R, m, k) until it stops.
+    """Integrate the flow of the system ``problem`` (``R`` runs) from ``w0`` (R, m, d), ``a0`` (R, m, k).
 
-    ``s_x``, ``s_y`` (R or 1,) are the scales of the engine's convergence test; ``problem`` holds the ``R`` runs.
+    ``s_x``, ``s_y`` (R or 1,) are the scales of the convergence test of :func:`pipeline.dynamics.descend`.
     """
     options.check()
     n_runs, width = w0.shape[:2]
@@ -193,7 +202,7 @@ def integrate_flow(
         healthy = torch.isfinite(grads.loss) & (grads.loss <= loss_limit[runs]) & torch.isfinite(grad_norm)
         w, a = unpack(theta, a0[runs], width, train_output)
         converged = healthy & (grad_norm <= grad_threshold[runs])
-        converged = converged & _neurons_resolved(grads, w, a, rate_limit[runs])
+        converged = converged & neurons_resolved(grads, w, a, rate_limit[runs])
         out_of_time = (time >= options.max_time) | (counts["steps"][runs] >= options.max_steps)
         stalled = step_size <= 1e-13 * torch.clamp(time, min=options.learning_rate)
         stopping = ~healthy | converged | out_of_time | stalled
@@ -219,8 +228,8 @@ def integrate_flow(
         counts["hessians"][runs] += 1
         step_size = torch.minimum(step_size, options.max_time - time)
 
-        def field(point: torch.Tensor, flow: FlowProblem = problem) -> torch.Tensor:
-            return -flow.gradients(point)[1]
+        def field(point: torch.Tensor, system: FlowSystem = problem) -> torch.Tensor:
+            return -system.gradients(point)[1]
 
         trial = rosenbrock_step(field, theta, -gradient, -hessian, step_size)
         counts["gradients"][runs] += 5
@@ -258,7 +267,7 @@ def integrate_flow(
 
 
 def _first_crossing(
-    problem: FlowProblem, theta: torch.Tensor, trial: RosenbrockStep, accepted: torch.Tensor, iterations: int = 48
+    problem: FlowSystem, theta: torch.Tensor, trial: RosenbrockStep, accepted: torch.Tensor, iterations: int = 48
 ) -> torch.Tensor:
     """Fraction of each accepted step (R,) up to just past its first kink crossing (1 where none).
 
@@ -297,7 +306,7 @@ class _Checkpoints:
 
     def record_along(
         self,
-        problem: FlowProblem,
+        problem: FlowSystem,
         runs: torch.Tensor,
         theta: torch.Tensor,
         trial: RosenbrockStep,
@@ -322,52 +331,3 @@ class _Checkpoints:
             grads, _ = problem.gradients(point)
             self.record(runs, due, point, grads)
             evaluations += due.to(torch.int64)
-
-
-def run_gradient_flow(
-    w0: torch.Tensor,
-    a0: torch.Tensor,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    leak: Activation | float,
-    options: FlowOptions,
-    train_output: bool = True,
-) -> FlowResult:
-    """The flow of the sampled loss on inputs ``x`` (R or 1, n, d), targets ``y`` (R or 1, n, k).
-
-    Scales as in :func:`pipeline.engine.run_gradient_descent`; ``leak`` a leaky ReLU (or its negative slope).
-    """
-    problem = SampledFlow(x, y, a0, _leak(leak), train_output)
-    s_x, s_y = data_scales(x, y)
-    return integrate_flow(problem, w0, a0, s_x, s_y, options, train_output=train_output)
-
-
-def run_population_gradient_flow(
-    w0: torch.Tensor,
-    a0: torch.Tensor,
-    teacher_w: torch.Tensor,
-    teacher_a: torch.Tensor,
-    *,
-    leak: Activation | float,
-    options: FlowOptions,
-    train_output: bool = True,
-) -> FlowResult:
-    """The flow of the Gaussian population loss against the teacher ``teacher_w`` (R or 1, t, d), ``teacher_a``.
-
-    Scales as in :func:`pipeline.engine.run_population_gradient_descent`.
-    """
-    slope = _leak(leak)
-    problem = PopulationFlow(teacher_w, teacher_a, a0, slope, train_output)
-    zero_student = torch.zeros_like(teacher_w[..., :1, :]), torch.zeros_like(teacher_a[..., :1, :])
-    s_y = torch.sqrt(2 * population.population_loss(*zero_student, teacher_w, teacher_a, slope))
-    s_x = torch.full_like(s_y, float(w0.shape[-1]) ** 0.5)
-    return integrate_flow(problem, w0, a0, s_x, s_y, options, train_output=train_output)
-
-
-def _leak(activation: Activation | float) -> float:
-    """The negative slope of a leaky ReLU; other activations are refused."""
-    rho = as_activation(activation)
-    if not rho.has_kink:
-        raise ValueError(f"the gradient flow integrates leaky ReLU networks; got activation {rho.name!r}")
-    return rho.leak

@@ -19,6 +19,7 @@ import torch
 
 from pipeline.activations import Activation
 from pipeline.data import Dataset
+from pipeline.dynamics.flow_system import FlowSystem
 from pipeline.end_game import EndGameOptions, Finish
 from pipeline.globality import GLOBAL_BASIS
 from pipeline.nets import Gradients
@@ -99,6 +100,13 @@ class Problem(Protocol):
 
         Returns a record of per-point arrays with the fields of
         :class:`pipeline.stationary.BatchClassification`; ``mode`` is ``"end_point"`` or ``"plateau"``.
+        """
+
+    def flow_system(self, a0: torch.Tensor) -> FlowSystem | None:
+        """The loss as the gradient-flow integrator sees it (:mod:`pipeline.dynamics.flow_system`), or None.
+
+        ``a0`` (R, m, k) are the output weights the system keeps when the output layer does not train. None: the
+        loss has no flow system yet (the survey refuses ``dynamics: gradient_flow`` for it).
         """
 
     def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish | None:

@@ -15,6 +15,7 @@ from pipeline.data import Dataset
 from pipeline.dynamics import DescentResult, descend
 from pipeline.end_game import EndGameOptions, Finish
 from pipeline.problems.base import Evaluator, VerdictOptions, check_parameters, no_groups, select_runs, stacked_field
+from pipeline.problems.gaussian_flow import PopulationFlow
 from pipeline.stationary.population_points import classify_population_batch
 
 __all__ = ["GaussianPopulationProblem", "run_population_gradient_descent"]
@@ -96,6 +97,10 @@ class GaussianPopulationProblem:
             w, a, select_runs(self.teacher_w, runs), select_runs(self.teacher_a, runs), leak=self.leak,
             train_output=self.train_output, realisable=self.verdicts.realisable, mode=mode,
         )  # fmt: skip
+
+    def flow_system(self, a0: torch.Tensor) -> PopulationFlow:
+        """The closed-form loss, gradient and Hessian as a flow system (no kinks away from zero neurons)."""
+        return PopulationFlow(self.teacher_w, self.teacher_a, a0, self.leak, self.train_output)
 
     def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish | None:
         """None: the end game follows the sampled loss's flow only."""

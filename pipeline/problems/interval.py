@@ -94,6 +94,10 @@ class IntervalPopulationProblem:
             mode=mode,
         )  # fmt: skip
 
+    def flow_system(self, a0: torch.Tensor) -> None:
+        """None: the profiled interval loss has no flow system yet (its Hessian is not written)."""
+        return None
+
     def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish | None:
         """None: the end game follows the sampled loss's flow only."""
         return None

@@ -15,6 +15,7 @@ from pipeline.data import Dataset
 from pipeline.dynamics import DescentResult, descend
 from pipeline.end_game import EndGameOptions, Finish, finish_runs
 from pipeline.problems.base import Evaluator, VerdictOptions, check_parameters, no_groups, select_runs, stacked_field
+from pipeline.problems.sampled_flow import SampledFlow
 from pipeline.stationary import classify_batch
 from pipeline.stationary.embedding import classify_embeddings
 from pipeline.stationary.groups import group_neurons
@@ -92,6 +93,12 @@ class SampledProblem:
             learning_rate=self.verdicts.learning_rate, realisable=self.verdicts.realisable, mode=mode,
             kink_tolerance_factor=self.verdicts.kink_tolerance_factor,
         )  # fmt: skip
+
+    def flow_system(self, a0: torch.Tensor) -> SampledFlow | None:
+        """The sampled loss's flow system with its Filippov sliding (None for the smooth quadratic activation)."""
+        if not self.activation.has_kink:
+            return None
+        return SampledFlow(self.x, self.y, a0, self.activation.leak, self.train_output)
 
     def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish | None:
         """The end game (:func:`pipeline.end_game.finish_runs`); None for a smooth activation (no kinks to cross)."""

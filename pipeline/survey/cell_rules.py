@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline.data.given import DataFileError, given_source, load_given
-from pipeline.survey.conditional import gaussian_init, given_data, interval_inputs, teacher_target
+from pipeline.survey.conditional import gaussian_init, given_data, gradient_flow, interval_inputs, teacher_target
 
 __all__ = ["CELL_RULES", "Problem"]
 
@@ -188,6 +188,29 @@ def _rule_init_scale(v: Mapping[str, Any]) -> list[Problem]:
     return []
 
 
+def _rule_gradient_flow(v: Mapping[str, Any]) -> list[Problem]:
+    """The flow integrates the losses that have a flow system (:meth:`pipeline.problems.Problem.flow_system`)."""
+    if not gradient_flow(v):
+        return []
+    if v["input_distribution"] == "interval_population":
+        return [
+            (
+                "dynamics",
+                "'gradient_flow' is not available with input_distribution 'interval_population' yet (its "
+                "profiled loss has no Hessian for the integrator); set dynamics: gd or input_distribution: interval",
+            )
+        ]
+    if v["activation"] == "quadratic":
+        return [
+            (
+                "dynamics",
+                "'gradient_flow' is not available with activation 'quadratic' yet (the integrator's systems are "
+                "for relu and leaky_relu); set dynamics: gd or activation: relu",
+            )
+        ]
+    return []
+
+
 def _rule_balanced(v: Mapping[str, Any]) -> list[Problem]:
     if v["balanced_init"] and v["output_layer"] == "fixed":
         return [
@@ -236,5 +259,6 @@ CELL_RULES: tuple[tuple[tuple[str, ...], Callable[[Mapping[str, Any]], list[Prob
     ),
     (("init_distribution", "init_scale", "init_width_exponent"), _rule_init_scale),
     (("balanced_init", "output_layer"), _rule_balanced),
+    (("dynamics", "input_distribution", "activation"), _rule_gradient_flow),
 )
 """(settings read, check) pairs; each check runs on every combination of the grid values it reads."""

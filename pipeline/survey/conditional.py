@@ -21,6 +21,7 @@ __all__ = [
     "drawn_targets",
     "gaussian_init",
     "given_data",
+    "gradient_flow",
     "interval_inputs",
     "normalised",
     "teacher_target",
@@ -66,6 +67,11 @@ def teacher_target(v: Mapping[str, Any]) -> bool:
 def gaussian_init(v: Mapping[str, Any]) -> bool:
     """Initial weights drawn from a Gaussian of a chosen scale."""
     return v["init_distribution"] == "gaussian"
+
+
+def gradient_flow(v: Mapping[str, Any]) -> bool:
+    """The networks follow the gradient flow (not gradient descent)."""
+    return bool(v["dynamics"] == "gradient_flow")
 
 
 def interval_inputs(v: Mapping[str, Any]) -> bool:
@@ -162,6 +168,16 @@ CONDITIONAL_SETTINGS: tuple[Conditional, ...] = (
         "a teacher with teacher_activation leaky_relu only",
         "set teacher_activation: leaky_relu",
         required=True,
+    ),
+    *(
+        Conditional(
+            name,
+            ("dynamics",),
+            gradient_flow,
+            "dynamics gradient_flow only",
+            "set dynamics: gradient_flow",
+        )
+        for name in ("max_time", "ode_rtol", "ode_atol")
     ),
     Conditional(
         "init_scale",

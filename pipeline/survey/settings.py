@@ -128,7 +128,12 @@ class Settings(Strict):
     )
     # training
     learning_rate: float = Field(0.05, gt=0, le=1e6, description="Step size of full-batch gradient descent.")
-    max_steps: int = Field(10_000, ge=1, le=10**10, description="Most gradient-descent steps per run.")
+    max_steps: int = Field(
+        10_000,
+        ge=1,
+        le=10**10,
+        description="Most steps per run: of gradient descent, or accepted steps of the gradient-flow integrator.",
+    )
     grad_tol: float = Field(
         1e-8,
         gt=0,
@@ -136,6 +141,25 @@ class Settings(Strict):
         description="Stop when the gradient norm falls below grad_tol times the natural gradient scale "
         "s_y**1.5 * s_x**0.5 (s_x = max input norm, s_y = root mean square target norm) and every "
         "neuron's gradient below grad_tol * s_x * s_y times the neuron's norm ||(w_j, a_j)||.",
+    )
+    dynamics: Literal["gd", "gradient_flow"] = Field(
+        "gd",
+        description="How the networks train: gd, full-batch gradient descent with step learning_rate for at most "
+        "max_steps steps; or gradient_flow, the flow dtheta/dt = -grad L integrated by a batched adaptive "
+        "Rosenbrock method (RODAS4, kink-aware) up to flow time max_time (sampled data and gaussian_population, "
+        "relu and leaky_relu). The flow's checkpoints and steps_taken count flow time in units of learning_rate "
+        "(the gradient-descent step count at the same time).",
+    )
+    max_time: Annotated[float, Field(gt=0, le=1e12)] | None = Field(
+        None,
+        description="With dynamics gradient_flow: the flow time at which a run stops (default max_steps * "
+        "learning_rate, the time gradient descent reaches).",
+    )
+    ode_rtol: float = Field(
+        1e-6, gt=0, lt=1, description="With dynamics gradient_flow: relative local-error tolerance per parameter."
+    )
+    ode_atol: float = Field(
+        1e-12, gt=0, le=1, description="With dynamics gradient_flow: absolute local-error tolerance per parameter."
     )
     dtype: Literal["float64", "float32"] = Field("float64", description="Floating-point type of the training.")
     n_checkpoints: int = Field(
@@ -166,7 +190,17 @@ SETTING_GROUPS: Mapping[str, tuple[str, ...]] = types.MappingProxyType(
         "target": ("target", "teacher_width", "teacher_kind", "teacher_activation", "teacher_leak", "label_noise"),
         "student": ("width", "activation", "leak", "output_layer"),
         "init": ("init_distribution", "init_scale", "init_width_exponent", "balanced_init"),
-        "training": ("learning_rate", "max_steps", "grad_tol", "dtype", "n_checkpoints"),
+        "training": (
+            "learning_rate",
+            "max_steps",
+            "grad_tol",
+            "dynamics",
+            "max_time",
+            "ode_rtol",
+            "ode_atol",
+            "dtype",
+            "n_checkpoints",
+        ),
     }
 )
 """The settings by group; the plan's seed streams are defined from these groups."""

@@ -1,17 +1,4 @@
-"""Losses as the gradient-flow integrator sees them: gradient, exact Hessian and kink events, batched over runs.
-
-A problem holds the data of ``R`` runs and the parameters of each run flattened into one vector
-``theta = [w.flatten(), a.flatten()]`` (``a`` left out when the output layer is fixed), shape (R, P), the
-ordering of :func:`pipeline.population.population_hessian`. It offers
-
-* ``freeze(theta)``: fix the pieces of the loss used until the next call (the activation pattern of the
-  sampled loss, with the Filippov decision for pairs on a kink; nothing for the population loss);
-* ``gradients(theta)``: a :class:`pipeline.nets.Gradients` and the flattened gradient ``g`` (R, P) of the frozen
-  loss; the flow is ``dtheta/dt = -g``;
-* ``hessian(theta)``: ``dg/dtheta`` (R, P, P), exact for the frozen pieces;
-* ``violation(theta)``: how much further than at the freeze, relative to ``|x_i| |w_j|``, the most misplaced
-  pair sits on the wrong side of its frozen piece (R,); positive after a kink was crossed;
-* ``select(runs)``: the problem of a subset of runs.
+"""The sampled loss as a flow system (:mod:`pipeline.dynamics.flow_system`): exact Hessian, Filippov sliding.
 
 Sampled loss and kinks (theory.md section 3). Between kinks the frozen loss is the loss. A pair ``(i, j)`` on
 its kink (``|z_ij| <= KINK_BAND |x_i| |w_j|``, ``w_j != 0``) is given the side the Filippov flow takes it to,
@@ -31,39 +18,13 @@ from __future__ import annotations
 
 import torch
 
-from pipeline import nets, population
+from pipeline import nets
+from pipeline.dynamics.flow_system import KINK_BAND, flat_gradients, unpack
 
-__all__ = ["KINK_BAND", "NEGLIGIBLE", "PopulationFlow", "SampledFlow", "pack", "unpack"]
-
-KINK_BAND = 1e-10
-"""A pair is on its kink when ``|z_ij| <= KINK_BAND |x_i| |w_j|``."""
-
+__all__ = ["NEGLIGIBLE", "SampledFlow"]
 
 NEGLIGIBLE = 1e-8
 """Relative amplitude below which a neuron's kink crossings are not located (:meth:`SampledFlow.violation`)."""
-
-
-def pack(w: torch.Tensor, a: torch.Tensor, train_output: bool) -> torch.Tensor:
-    """``theta`` (R, P) from ``w`` (R, m, d) and ``a`` (R, m, k)."""
-    return torch.cat([w.flatten(1), a.flatten(1)], dim=1) if train_output else w.flatten(1).clone()
-
-
-def unpack(theta: torch.Tensor, a_fixed: torch.Tensor, width: int, train_output: bool) -> tuple[torch.Tensor, ...]:
-    """``w`` (R, m, d) and ``a`` (R, m, k) from ``theta``; ``a_fixed`` gives ``a`` when it is not trained."""
-    n_runs, k = theta.shape[0], a_fixed.shape[-1]
-    n_w = theta.shape[1] - (width * k if train_output else 0)
-    w = theta[:, :n_w].reshape(n_runs, width, n_w // width)
-    a = theta[:, n_w:].reshape(n_runs, width, k) if train_output else a_fixed
-    return w, a
-
-
-def _gradients(
-    loss: torch.Tensor, grad_w: torch.Tensor, grad_a: torch.Tensor, train_output: bool
-) -> tuple[nets.Gradients, torch.Tensor]:
-    """The engine's :class:`pipeline.nets.Gradients` (no residuals) and the flattened gradient (R, P)."""
-    flat = torch.cat([grad_w.flatten(1), grad_a.flatten(1)], dim=1) if train_output else grad_w.flatten(1)
-    residual = grad_w.new_empty(grad_w.shape[0], 0, grad_a.shape[-1])
-    return nets.Gradients(loss, residual, grad_w, grad_a), flat
 
 
 class SampledFlow:
@@ -176,7 +137,7 @@ class SampledFlow:
         if self._projector is not None:
             grad_w = torch.matmul(self._projector, grad_w.unsqueeze(-1)).squeeze(-1)
         grad_a = torch.matmul(hidden.transpose(-1, -2), residual) / n_samples
-        return _gradients(loss, grad_w, grad_a if self.train_output else torch.zeros_like(a), self.train_output)
+        return flat_gradients(loss, grad_w, grad_a if self.train_output else torch.zeros_like(a), self.train_output)
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """Exact Hessian of the frozen loss (rows of sliding neurons projected), (R, P, P).
@@ -228,55 +189,3 @@ class SampledFlow:
         counted = amplitude >= NEGLIGIBLE * amplitude.amax(dim=-1, keepdim=True)
         excess = (self._wrong_side(z, scale) - self._start) * counted.unsqueeze(-2)
         return excess.flatten(1).amax(dim=1)
-
-
-class PopulationFlow:
-    """The Gaussian population loss of :mod:`pipeline.population` (C^1 everywhere except at zero neurons).
-
-    Parameters
-    ----------
-    v, b
-        Teacher weights (R or 1, t, d) and (R or 1, t, k).
-    a
-        Student output weights (R, m, k); used only when ``train_output`` is False.
-    leak
-        Negative slope in [0, 1).
-    train_output
-        Whether ``a`` is part of ``theta``.
-    """
-
-    def __init__(self, v: torch.Tensor, b: torch.Tensor, a: torch.Tensor, leak: float, train_output: bool) -> None:
-        self.v, self.b, self.a_fixed, self.leak, self.train_output = v, b, a, leak, train_output
-        self.width = a.shape[1]
-        self._workspace = population.PopulationWorkspace(v, b, a.shape[0], self.width, leak, train_output=train_output)
-
-    def select(self, runs: torch.Tensor) -> PopulationFlow:
-        """The problem of the runs ``runs`` (indices)."""
-        v = self.v if self.v.shape[0] == 1 else self.v[runs]
-        b = self.b if self.b.shape[0] == 1 else self.b[runs]
-        return PopulationFlow(v, b, self.a_fixed[runs], self.leak, self.train_output)
-
-    def freeze(self, theta: torch.Tensor) -> None:
-        """Nothing to freeze: the population loss has no kinks away from zero neurons."""
-
-    def gradients(self, theta: torch.Tensor) -> tuple[nets.Gradients, torch.Tensor]:
-        """Closed-form loss and gradient (:class:`pipeline.population.PopulationWorkspace`)."""
-        w, a = unpack(theta, self.a_fixed, self.width, self.train_output)
-        grads = self._workspace(w, a)
-        return _gradients(grads.loss, grads.grad_w, grads.grad_a, self.train_output)
-
-    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
-        """:func:`pipeline.population.population_hessian` vectorised over runs (``torch.func.vmap``), (R, P, P)."""
-        w, a = unpack(theta, self.a_fixed, self.width, self.train_output)
-        v = self.v.expand(theta.shape[0], *self.v.shape[1:])
-        b = self.b.expand(theta.shape[0], *self.b.shape[1:])
-
-        def hessian_of(w: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return population.population_hessian(w, a, v, b, self.leak, train_output=self.train_output)
-
-        hessian: torch.Tensor = torch.func.vmap(hessian_of)(w, a, v, b)
-        return hessian
-
-    def violation(self, theta: torch.Tensor) -> torch.Tensor:
-        """No kink events, (R,) zeros."""
-        return theta.new_zeros(theta.shape[0])

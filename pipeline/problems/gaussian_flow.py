@@ -1,0 +1,62 @@
+"""The Gaussian population loss as a flow system (:mod:`pipeline.dynamics.flow_system`)."""
+
+from __future__ import annotations
+
+import torch
+
+from pipeline import nets, population
+from pipeline.dynamics.flow_system import flat_gradients, unpack
+
+__all__ = ["PopulationFlow"]
+
+
+class PopulationFlow:
+    """The Gaussian population loss of :mod:`pipeline.population` (C^1 everywhere except at zero neurons).
+
+    Parameters
+    ----------
+    v, b
+        Teacher weights (R or 1, t, d) and (R or 1, t, k).
+    a
+        Student output weights (R, m, k); used only when ``train_output`` is False.
+    leak
+        Negative slope in [0, 1).
+    train_output
+        Whether ``a`` is part of ``theta``.
+    """
+
+    def __init__(self, v: torch.Tensor, b: torch.Tensor, a: torch.Tensor, leak: float, train_output: bool) -> None:
+        self.v, self.b, self.a_fixed, self.leak, self.train_output = v, b, a, leak, train_output
+        self.width = a.shape[1]
+        self._workspace = population.PopulationWorkspace(v, b, a.shape[0], self.width, leak, train_output=train_output)
+
+    def select(self, runs: torch.Tensor) -> PopulationFlow:
+        """The problem of the runs ``runs`` (indices)."""
+        v = self.v if self.v.shape[0] == 1 else self.v[runs]
+        b = self.b if self.b.shape[0] == 1 else self.b[runs]
+        return PopulationFlow(v, b, self.a_fixed[runs], self.leak, self.train_output)
+
+    def freeze(self, theta: torch.Tensor) -> None:
+        """Nothing to freeze: the population loss has no kinks away from zero neurons."""
+
+    def gradients(self, theta: torch.Tensor) -> tuple[nets.Gradients, torch.Tensor]:
+        """Closed-form loss and gradient (:class:`pipeline.population.PopulationWorkspace`)."""
+        w, a = unpack(theta, self.a_fixed, self.width, self.train_output)
+        grads = self._workspace(w, a)
+        return flat_gradients(grads.loss, grads.grad_w, grads.grad_a, self.train_output)
+
+    def hessian(self, theta: torch.Tensor) -> torch.Tensor:
+        """:func:`pipeline.population.population_hessian` vectorised over runs (``torch.func.vmap``), (R, P, P)."""
+        w, a = unpack(theta, self.a_fixed, self.width, self.train_output)
+        v = self.v.expand(theta.shape[0], *self.v.shape[1:])
+        b = self.b.expand(theta.shape[0], *self.b.shape[1:])
+
+        def hessian_of(w: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+            return population.population_hessian(w, a, v, b, self.leak, train_output=self.train_output)
+
+        hessian: torch.Tensor = torch.func.vmap(hessian_of)(w, a, v, b)
+        return hessian
+
+    def violation(self, theta: torch.Tensor) -> torch.Tensor:
+        """No kink events, (R,) zeros."""
+        return theta.new_zeros(theta.shape[0])
