@@ -75,7 +75,7 @@ from pipeline.dynamics.rodas import RosenbrockStep, dense_output, rosenbrock_ste
 from pipeline.trajectory import CheckpointRecorder, PlateauRecorder, PlateauSettings, checkpoint_steps
 
 if TYPE_CHECKING:
-    from pipeline.problems import Problem
+    from pipeline.problems.base import Problem
 
 __all__ = ["FlowOptions", "FlowResult", "flow", "integrate"]
 

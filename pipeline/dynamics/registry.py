@@ -18,7 +18,7 @@ from pipeline.dynamics.gradient_flow import FlowOptions, flow
 from pipeline.dynamics.result import DescentResult
 
 if TYPE_CHECKING:
-    from pipeline.problems import Problem
+    from pipeline.problems.base import Problem
 
 __all__ = ["DYNAMICS", "flow_options", "train"]
 

@@ -24,7 +24,16 @@ from pipeline.end_game import EndGameOptions, Finish
 from pipeline.globality import GLOBAL_BASIS
 from pipeline.nets import Gradients
 
-__all__ = ["Evaluator", "Problem", "VerdictOptions", "check_parameters", "no_groups", "select_runs", "stacked_field"]
+__all__ = [
+    "Evaluator",
+    "PopulationLoss",
+    "Problem",
+    "VerdictOptions",
+    "check_parameters",
+    "no_groups",
+    "select_runs",
+    "stacked_field",
+]
 
 Evaluator = Callable[[torch.Tensor, torch.Tensor], Gradients]
 """``(w, a) -> Gradients``: the loss (R,) and its gradients at a batch of points of fixed shape."""
@@ -120,6 +129,26 @@ class Problem(Protocol):
 
     def embeddings(self, end: Any, betas: tuple[float, ...]) -> dict[str, np.ndarray]:
         """The end points' embeddings into width ``m + 1``, classified (``ValueError`` where not defined)."""
+
+
+class PopulationLoss:
+    """What a population loss (infinitely many inputs) answers where the sampled loss has data-set answers."""
+
+    def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish | None:
+        """None: the end game follows the sampled loss's flow only."""
+        return None
+
+    def loss_scale(self, n_runs: int) -> np.ndarray:
+        """NaN: no zero-loss approach is judged on a population loss."""
+        return np.full(n_runs, np.nan)
+
+    def groups(self, end: Any) -> dict[str, np.ndarray]:
+        """No neuron groups (:func:`no_groups`)."""
+        return no_groups(end)
+
+    def embeddings(self, end: Any, betas: tuple[float, ...]) -> dict[str, np.ndarray]:
+        """``ValueError``: the embeddings are classified on the empirical loss."""
+        raise ValueError("classify.embeddings needs sampled inputs (the embeddings use the empirical loss)")
 
 
 def check_parameters(w0: torch.Tensor, a0: torch.Tensor, data: dict[str, tuple[torch.Tensor, str]]) -> None:

@@ -13,8 +13,14 @@ from pipeline import population
 from pipeline.activations import Activation, as_activation
 from pipeline.data import Dataset
 from pipeline.dynamics import DescentResult, descend
-from pipeline.end_game import EndGameOptions, Finish
-from pipeline.problems.base import Evaluator, VerdictOptions, check_parameters, no_groups, select_runs, stacked_field
+from pipeline.problems.base import (
+    Evaluator,
+    PopulationLoss,
+    VerdictOptions,
+    check_parameters,
+    select_runs,
+    stacked_field,
+)
 from pipeline.problems.gaussian_flow import PopulationFlow
 from pipeline.stationary.population_points import classify_population_batch
 
@@ -22,7 +28,7 @@ __all__ = ["GaussianPopulationProblem", "run_population_gradient_descent"]
 
 
 @dataclass(frozen=True)
-class GaussianPopulationProblem:
+class GaussianPopulationProblem(PopulationLoss):
     """``1/2 E ||f(x) - g(x)||^2`` for ``x ~ N(0, I_d)``, in closed form (:mod:`pipeline.population`).
 
     The teacher is ``g(x) = sum_j b_j rho(v_j . x)`` with weights ``teacher_w`` (R or 1, t, d) and
@@ -101,20 +107,6 @@ class GaussianPopulationProblem:
     def flow_system(self, a0: torch.Tensor) -> PopulationFlow:
         """The closed-form loss, gradient and Hessian as a flow system (no kinks away from zero neurons)."""
         return PopulationFlow(self.teacher_w, self.teacher_a, a0, self.leak, self.train_output)
-
-    def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish | None:
-        """None: the end game follows the sampled loss's flow only."""
-        return None
-
-    def loss_scale(self, n_runs: int) -> np.ndarray:
-        """NaN: no zero-loss approach is judged on a population loss."""
-        return np.full(n_runs, np.nan)
-
-    def groups(self, end: Any) -> dict[str, np.ndarray]:
-        return no_groups(end)
-
-    def embeddings(self, end: Any, betas: tuple[float, ...]) -> dict[str, np.ndarray]:
-        raise ValueError("classify.embeddings needs sampled inputs (the embeddings use the empirical loss)")
 
 
 def run_population_gradient_descent(

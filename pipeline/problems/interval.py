@@ -13,9 +13,8 @@ from pipeline import interval_population
 from pipeline.activations import Activation, as_activation
 from pipeline.data import Dataset
 from pipeline.dynamics import DescentResult, descend
-from pipeline.end_game import EndGameOptions, Finish
 from pipeline.interval_population import IntervalTarget
-from pipeline.problems.base import Evaluator, VerdictOptions, check_parameters, no_groups, stacked_field
+from pipeline.problems.base import Evaluator, PopulationLoss, VerdictOptions, check_parameters, stacked_field
 from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.smooth_batch import classify_smooth_interval_batch
 
@@ -23,7 +22,7 @@ __all__ = ["IntervalPopulationProblem", "run_interval_gradient_descent"]
 
 
 @dataclass(frozen=True)
-class IntervalPopulationProblem:
+class IntervalPopulationProblem(PopulationLoss):
     """The profiled loss of :mod:`pipeline.interval_population` (the output bias at its optimum).
 
     Parameters are ``w`` (R, m, 2) (rows ``(w_j, b_j)``) and ``a`` (R, m, k). Scales:
@@ -97,20 +96,6 @@ class IntervalPopulationProblem:
     def flow_system(self, a0: torch.Tensor) -> None:
         """None: the profiled interval loss has no flow system yet (its Hessian is not written)."""
         return None
-
-    def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish | None:
-        """None: the end game follows the sampled loss's flow only."""
-        return None
-
-    def loss_scale(self, n_runs: int) -> np.ndarray:
-        """NaN: no zero-loss approach is judged on a population loss."""
-        return np.full(n_runs, np.nan)
-
-    def groups(self, end: Any) -> dict[str, np.ndarray]:
-        return no_groups(end)
-
-    def embeddings(self, end: Any, betas: tuple[float, ...]) -> dict[str, np.ndarray]:
-        raise ValueError("classify.embeddings needs sampled inputs (the embeddings use the empirical loss)")
 
 
 def run_interval_gradient_descent(
