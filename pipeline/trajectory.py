@@ -164,6 +164,7 @@ class PlateauRecorder:
         self._previous_loss: torch.Tensor | None = None
         self._mean_decrease = torch.zeros(2, n_runs, **like)
         self._in_flat = torch.zeros(n_runs, dtype=torch.bool, device=w.device)
+        self._fed = torch.zeros(n_runs, dtype=torch.bool, device=w.device)  # a decrease was averaged (``elapsed``)
         self._flat_start = torch.zeros(n_runs, **index)
         # the last plateau: its end, its representative's loss (NaN before the first) and gradient norm
         self._previous_end = torch.zeros(n_runs, **index)
@@ -186,29 +187,39 @@ class PlateauRecorder:
 
     def update(
         self,
-        step: int,
+        step: int | torch.Tensor,
         active: torch.Tensor,
         loss: torch.Tensor,
         grad_norm: torch.Tensor,
         w: torch.Tensor,
         a: torch.Tensor,
+        elapsed: torch.Tensor | None = None,
     ) -> None:
         """Feed the state at ``step`` (before the update of that step) for the active runs.
 
-        Runs every step, so it is written with few tensor operations: in-place masked fills, and
-        the plateau commit skipped unless a flat window closes.
+        Gradient descent feeds every step (``step`` an int, ``elapsed`` None). A dynamics with steps of its own
+        (the gradient flow) feeds ``step`` (R,) int64, its time in gradient-descent steps, and ``elapsed`` (R,),
+        the gradient-descent steps since the last feed: the loss decrease is taken per step and the moving
+        averages decay as over ``elapsed`` steps. Runs every step, so it is written with few tensor operations:
+        in-place masked fills, and the plateau commit skipped unless a flat window closes.
         """
         if self._previous_loss is None:
             self._previous_loss = loss.clone()
             return
-        weight = 1.0 if step == 1 else self._weights  # the first decrease starts both averages
-        averaged = torch.lerp(self._mean_decrease, self._previous_loss - loss, weight)
+        if elapsed is None:
+            weight: float | torch.Tensor = 1.0 if step == 1 else self._weights  # the first decrease starts both
+            decrease = self._previous_loss - loss
+        else:
+            weight = torch.where(self._fed, -torch.expm1(elapsed * torch.log1p(-self._weights)), 1.0)
+            self._fed = self._fed | active
+            decrease = (self._previous_loss - loss) / elapsed.clamp(min=1.0)
+        averaged = torch.lerp(self._mean_decrease, decrease, weight)
         self._mean_decrease = torch.where(active, averaged, self._mean_decrease)
         self._previous_loss = torch.where(active, loss, self._previous_loss)
         # either average below the bound; a sustained rise (catapult) is not a plateau
         flat = active & (self._mean_decrease.abs() < self._flat_bound * loss).any(dim=0)
         starting = flat > self._in_flat  # flat and not yet in a flat window
-        self._flat_start.masked_fill_(starting, step)
+        _fill(self._flat_start, starting, step)
         self._best_grad.masked_fill_(starting, torch.inf)
         self._record_best(step, flat & (grad_norm < self._best_grad), loss, grad_norm, w, a)
         self._commit(active & (self._in_flat > flat), step, final=False)  # the window ends
@@ -216,7 +227,7 @@ class PlateauRecorder:
 
     def _record_best(
         self,
-        step: int,
+        step: int | torch.Tensor,
         better: torch.Tensor,
         loss: torch.Tensor,
         grad_norm: torch.Tensor,
@@ -225,13 +236,13 @@ class PlateauRecorder:
     ) -> None:
         """Make ``step`` the representative of the open flat window of the runs where ``better`` (R,)."""
         self._best_grad = torch.where(better, grad_norm, self._best_grad)
-        self._best_step.masked_fill_(better, step)
+        _fill(self._best_step, better, step)
         self._best_loss = torch.where(better, loss, self._best_loss)
         if bool(better.any()):
             self._best_w = torch.where(better[:, None, None], w, self._best_w)
             self._best_a = torch.where(better[:, None, None], a, self._best_a)
 
-    def finish(self, stopping: torch.Tensor, step: int, diverged: torch.Tensor) -> None:
+    def finish(self, stopping: torch.Tensor, step: int | torch.Tensor, diverged: torch.Tensor) -> None:
         """Close the open flat window of runs that stop at ``step`` (``stopping`` (R,)).
 
         The window includes ``step``; it is a final plateau unless the run ``diverged`` (R,).
@@ -241,7 +252,7 @@ class PlateauRecorder:
         self._commit(closing & diverged, step + 1, final=False)
         self._in_flat = self._in_flat & ~stopping
 
-    def _commit(self, closing: torch.Tensor, step: int, *, final: bool) -> None:
+    def _commit(self, closing: torch.Tensor, step: int | torch.Tensor, *, final: bool) -> None:
         """Store the closing flat windows (``step``: the first step after them) that are plateaus.
 
         A window right after the previous plateau or at its level continues it (its end moves to
@@ -263,11 +274,11 @@ class PlateauRecorder:
         if not bool(commit.any()):
             return
         self.count = self.count + new.to(torch.int64)
-        self._previous_end.masked_fill_(commit, step)
+        _fill(self._previous_end, commit, step)
         stored = commit & (self.count <= settings.max_plateaus)
         runs = torch.nonzero(stored).squeeze(-1)
         slot = self.count[runs] - 1
-        self.end[runs, slot] = step
+        self.end[runs, slot] = step if isinstance(step, int) else step[runs]
         self.is_final[runs, slot] = final
         self.start[runs, slot] = torch.where(new[runs], self._flat_start[runs], self.start[runs, slot])
         # the representative: the window's own for a new plateau, or the better one for a continued plateau
@@ -281,6 +292,14 @@ class PlateauRecorder:
         self.grad_norm[runs, slot] = self._best_grad[runs]
         self.w[runs, slot] = self._best_w[runs]
         self.a[runs, slot] = self._best_a[runs]
+
+
+def _fill(target: torch.Tensor, where: torch.Tensor, step: int | torch.Tensor) -> None:
+    """``target[where] = step`` in place, for one step (int) or a step per run (R,)."""
+    if isinstance(step, int):
+        target.masked_fill_(where, step)
+    else:
+        target.copy_(torch.where(where, step, target))
 
 
 def final_plateau_at_end(plateau_is_final: np.ndarray, plateau_loss: np.ndarray, end_loss: np.ndarray) -> np.ndarray:

@@ -152,3 +152,41 @@ def test_options_are_checked(name: str) -> None:
     options = FlowOptions(**{"learning_rate": 0.1, "max_time": 1.0, name: 0.0})
     with pytest.raises(ValueError, match=name):
         run_gradient_flow(w0, a0, x, y, leak=0.0, options=options)
+
+
+def test_flow_records_the_plateaus_of_gradient_descent() -> None:
+    """Vanishing initialisation (saddle-to-saddle): the flow's early plateaus are gradient descent's.
+
+    Oracle: the plateaus gradient descent (learning rate 0.05) records with the same detector. Up to step 1,200
+    (before the trajectories reach the saddles where they may part), every plateau of gradient descent has one of
+    the flow at the same loss (0.5%) that starts within 5% of its step (plus 10 steps). Ends are compared loosely
+    (25%): a plateau ends when the slow escape from its saddle reaches the detector's rate, which the first-order
+    difference between the two dynamics shifts the most.
+    """
+    generator = torch.Generator().manual_seed(1)
+    n_runs = 6
+    x = torch.randn(n_runs, 8, 2, generator=generator, dtype=DTYPE)
+    y = torch.randn(n_runs, 8, 1, generator=generator, dtype=DTYPE)
+    w0 = 1e-6 * torch.randn(n_runs, 8, 2, generator=generator, dtype=DTYPE)
+    direction = torch.randn(n_runs, 8, 1, generator=generator, dtype=DTYPE)
+    a0 = direction / direction.norm(dim=-1, keepdim=True) * w0.norm(dim=-1, keepdim=True)
+    descent = run_gradient_descent(w0, a0, x, y, leak=0.0, learning_rate=0.05, max_steps=3000, grad_tol=1e-9)
+    options = FlowOptions(learning_rate=0.05, max_time=150.0, grad_tol=1e-9)
+    flowed = run_gradient_flow(w0, a0, x, y, leak=0.0, options=options).descent
+    compared = 0
+    for run in range(n_runs):
+        assert int(flowed.n_plateaus[run]) >= 1  # the saddle at the origin
+        found = zip(flowed.plateau_start[run], flowed.plateau_end[run], flowed.plateau_loss[run], strict=True)
+        ours = [(int(s), int(e), float(v)) for s, e, v in found if s >= 0]
+        known = zip(descent.plateau_start[run], descent.plateau_end[run], descent.plateau_loss[run], strict=True)
+        for start, end, level in known:
+            if not 0 <= start < 1200:
+                continue
+            compared += 1
+            assert any(
+                abs(v - level) <= 5e-3 * level
+                and abs(s - start) <= 0.05 * start + 10
+                and (abs(e - end) <= 0.25 * end or min(e, end) >= 3000)
+                for s, e, v in ours
+            ), (run, int(start), int(end), float(level), ours)
+    assert compared >= 10

@@ -57,7 +57,11 @@ size collapses below ``1e-13`` of its flow time; it reaches *max steps* at ``max
 accepted steps. Checkpoints are at the flow times ``t = step * learning_rate`` of the engine's log-spaced grid
 (gradient descent with that learning rate is this flow's explicit Euler discretisation), read off the dense
 output, so that a :class:`pipeline.dynamics.DescentResult` comes out for everything downstream; its
-``steps_taken`` is the flow time in those gradient-descent steps. No plateaus are recorded yet (count 0).
+``steps_taken`` is the flow time in those gradient-descent steps. Plateaus: the engine's detector
+(:class:`pipeline.trajectory.PlateauRecorder`) is fed at every step start with the flow time in gradient-descent
+steps and the loss decrease per such step, so that the flow's plateaus are those of the gradient descent it
+discretises, in the same units and with the same thresholds (a plateau's representative is the step start of
+smallest gradient norm: the integrator's steps are long on a plateau, so it lies on the plateau's step grid).
 """
 
 from __future__ import annotations
@@ -187,6 +191,8 @@ def integrate(
     final = {"theta": pack(w0, a0, train_output), "time": torch.zeros(n_runs, **like)}
     final |= {"loss": torch.full((n_runs,), torch.nan, **like), "grad_norm": torch.full((n_runs,), torch.nan, **like)}
 
+    plateaus = _FlowPlateaus(PlateauRecorder(PlateauSettings(), (options.learning_rate * s_x * s_y).expand(n_runs),
+                                             w0, a0), a0, options.learning_rate, train_output)  # fmt: skip
     runs = torch.arange(n_runs, device=w0.device)
     theta, time = final["theta"].clone(), final["time"].clone()
     step_size = torch.full((n_runs,), options.learning_rate, **like)
@@ -206,9 +212,11 @@ def integrate(
         out_of_time = (time >= options.max_time) | (counts["steps"][runs] >= options.max_steps)
         stalled = step_size <= 1e-13 * torch.clamp(time, min=options.learning_rate)
         stopping = ~healthy | converged | out_of_time | stalled
+        plateaus.update(runs, healthy, time, theta, grads, grad_norm)
         if bool(stopping.any()):
             reason = torch.where(converged, int(StopReason.CONVERGED), int(StopReason.MAX_STEPS))
             reason = torch.where(healthy & ~stalled, reason, int(StopReason.DIVERGED))
+            plateaus.finish(runs, stopping, time, ~(healthy & ~stalled))
             done = runs[stopping]
             counts["stop"][done] = reason[stopping]
             final["theta"][done], final["time"][done] = theta[stopping], time[stopping]
@@ -249,17 +257,17 @@ def integrate(
         step_size = step_size * torch.where(accepted, growth, growth.clamp(max=0.5))
 
     w_final, a_final = unpack(final["theta"], a0, width, train_output)
-    plateaus = PlateauRecorder(PlateauSettings(), torch.ones(n_runs, **like), w0, a0)  # empty: no plateau detection
+    recorder = plateaus.recorder
     descent = DescentResult(
         w_init=w0, a_init=a0, w_final=w_final, a_final=a_final.clone(), loss_final=final["loss"],
         grad_norm_final=final["grad_norm"],
         steps_taken=torch.round(final["time"] / options.learning_rate).to(torch.int64), stop_reason=counts["stop"],
         checkpoint_step=torch.as_tensor(steps, device=w0.device), checkpoint_loss=checkpoints.recorder.loss,
         checkpoint_grad_norm=checkpoints.recorder.grad_norm, checkpoint_amplitude=checkpoints.recorder.amplitude,
-        checkpoint_balance=checkpoints.recorder.balance, n_plateaus=plateaus.count, plateau_start=plateaus.start,
-        plateau_end=plateaus.end, plateau_step=plateaus.representative_step, plateau_loss=plateaus.loss,
-        plateau_grad_norm=plateaus.grad_norm, plateau_is_final=plateaus.is_final, plateau_w=plateaus.w,
-        plateau_a=plateaus.a,
+        checkpoint_balance=checkpoints.recorder.balance, n_plateaus=recorder.count, plateau_start=recorder.start,
+        plateau_end=recorder.end, plateau_step=recorder.representative_step, plateau_loss=recorder.loss,
+        plateau_grad_norm=recorder.grad_norm, plateau_is_final=recorder.is_final, plateau_w=recorder.w,
+        plateau_a=recorder.a,
     )  # fmt: skip
     return FlowResult(
         descent, final["time"], counts["steps"], counts["rejected"], counts["gradients"], counts["hessians"]
@@ -284,6 +292,54 @@ def _first_crossing(
         past = problem.violation(dense_output(theta, trial, middle)) > 0.5 * KINK_BAND
         high, low = torch.where(past, middle, high), torch.where(past, low, middle)
     return torch.where(crossed, high, fraction)
+
+
+class _FlowPlateaus:
+    """Feeds a :class:`pipeline.trajectory.PlateauRecorder` at the start of every step, in gradient-descent steps.
+
+    The recorder sees the flow's time ``t`` as the step ``round(t / learning_rate)`` and the loss decrease per
+    such step since its last feed, so that a plateau of the flow is one of the gradient descent it discretises
+    (same thresholds, in the same time units); the representative is the step start of smallest gradient norm.
+    """
+
+    def __init__(self, recorder: PlateauRecorder, a0: torch.Tensor, learning_rate: float, train_output: bool) -> None:
+        self.recorder, self.a0, self.learning_rate, self.train_output = recorder, a0, learning_rate, train_output
+        n_runs = a0.shape[0]
+        self.step = torch.zeros(n_runs, dtype=torch.int64, device=a0.device)  # the last step fed, per run
+        self.fed = False
+
+    def _full(self, runs: torch.Tensor, values: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+        full = values.new_full((self.a0.shape[0], *values.shape[1:]), fill)
+        full[runs] = values
+        return full
+
+    def update(
+        self,
+        runs: torch.Tensor,
+        healthy: torch.Tensor,
+        time: torch.Tensor,
+        theta: torch.Tensor,
+        grads: nets.Gradients,
+        grad_norm: torch.Tensor,
+    ) -> None:
+        """Feed the state of the runs ``runs`` at the start of their step (flow ``time`` (r,))."""
+        step = torch.round(time / self.learning_rate).to(torch.int64)
+        elapsed = (step - self.step[runs]).to(time.dtype)
+        active = torch.zeros(self.a0.shape[0], dtype=torch.bool, device=time.device)
+        active[runs] = healthy & ((elapsed > 0) | (not self.fed))
+        w, a = unpack(theta, self.a0[runs], self.a0.shape[1], self.train_output)
+        self.recorder.update(
+            self._full(runs, step), active, self._full(runs, grads.loss, 1.0), self._full(runs, grad_norm, torch.inf),
+            self._full(runs, w), self._full(runs, a), elapsed=self._full(runs, elapsed, 1.0),
+        )  # fmt: skip
+        self.step[runs] = torch.where(active[runs], step, self.step[runs])
+        self.fed = True
+
+    def finish(self, runs: torch.Tensor, stopping: torch.Tensor, time: torch.Tensor, diverged: torch.Tensor) -> None:
+        """Close the open flat windows of the runs ``runs[stopping]``."""
+        step = self._full(runs, torch.round(time / self.learning_rate).to(torch.int64))
+        full_stopping = self._full(runs, stopping).to(torch.bool)
+        self.recorder.finish(full_stopping, step, self._full(runs, diverged & stopping).to(torch.bool))
 
 
 class _Checkpoints:
