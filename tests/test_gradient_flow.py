@@ -52,6 +52,31 @@ def test_single_neuron_on_one_point_follows_the_closed_form() -> None:
     torch.testing.assert_close(recorded[seen], expected[seen], rtol=1e-6, atol=1e-12)
 
 
+def test_linear_network_limit_follows_the_mode_by_mode_closed_form() -> None:
+    """Leak -> 1: a linear network on whitened inputs (``X^T X / n = I``), target ``B = V diag(s) U^T``, from the
+    balanced start aligned with the singular vectors (``w_j = u0 v_j``, ``a_j = u0 u_j``): the modes decouple
+    (Saxe et al. 2014) and each follows ``du/dt = -(u^2 - s_j) u``, so ``L(t) = 1/2 sum_j (u_j(t)^2 - s_j)^2``.
+
+    The leak is ``1 - 1e-9``, so the network is linear up to a relative ``1e-9``; the inputs are not orthogonal
+    to any ``v_j``, so no pre-activation sits on its kink.
+    """
+    u0, strengths, angle = 1e-3, (2.0, 0.5), 0.3
+    x = math.sqrt(2.0) * torch.tensor([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.0, -1.0]]], dtype=DTYPE)
+    v = torch.tensor([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]], dtype=DTYPE)
+    u = torch.tensor([[0.0, 1.0], [1.0, 0.0]], dtype=DTYPE)
+    target = v @ torch.diag(torch.tensor(strengths, dtype=DTYPE)) @ u.T  # (d, k)
+    y = x @ target
+    w0, a0 = (u0 * v.T)[None], (u0 * u.T)[None]  # rows: w_j = u0 v_j, a_j = u0 u_j
+    options = FlowOptions(learning_rate=0.01, max_time=20.0, rtol=1e-10, atol=1e-14, grad_tol=1e-12)
+    result = run_gradient_flow(w0, a0, x, y, leak=1.0 - 1e-9, options=options)
+    times = result.descent.checkpoint_step.to(DTYPE) * options.learning_rate
+    expected = sum(0.5 * (_balanced_square(u0, s, 1.0, times) - s) ** 2 for s in strengths)
+    recorded = result.descent.checkpoint_loss[0]
+    seen = torch.isfinite(recorded)
+    assert seen.sum() > 20
+    torch.testing.assert_close(recorded[seen], expected[seen], rtol=1e-6, atol=1e-12)
+
+
 def test_sliding_along_a_kink_follows_the_restricted_flow() -> None:
     """An attracting kink: ``w`` stays on ``x_1^perp`` and ``(w_2, a)`` follow the flow restricted to it.
 
