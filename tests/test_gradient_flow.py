@@ -7,10 +7,13 @@ import math
 import pytest
 import torch
 
-from pipeline.activations import as_activation
+from pipeline.activations import Quadratic, as_activation
 from pipeline.dynamics import FlowOptions, FlowResult, StopReason, flow
+from pipeline.dynamics.flow_system import pack
+from pipeline.interval_population import IntervalTarget, interval_loss
 from pipeline.problems import (
     GaussianPopulationProblem,
+    IntervalPopulationProblem,
     SampledProblem,
     run_gradient_descent,
     run_population_gradient_descent,
@@ -215,3 +218,27 @@ def test_flow_records_the_plateaus_of_gradient_descent() -> None:
                 for s, e, v in ours
             ), (run, int(start), int(end), float(level), ours)
     assert compared >= 10
+
+
+@pytest.mark.parametrize("activation", [0.0, 0.1, Quadratic()])
+def test_interval_flow_hessian_is_the_autograd_hessian_of_each_run(activation: float | Quadratic) -> None:
+    """Oracle: ``torch.autograd.functional.hessian`` of one run's exact interval loss, run by run."""
+    generator = torch.Generator().manual_seed(0)
+    n_runs, width, k = 3, 3, 2
+    target = IntervalTarget(-1.0, 2.0, torch.randn(n_runs, k, generator=generator, dtype=DTYPE),
+                            torch.randn(n_runs, k, generator=generator, dtype=DTYPE))  # fmt: skip
+    w = torch.randn(n_runs, width, 2, generator=generator, dtype=DTYPE)
+    a = torch.randn(n_runs, width, k, generator=generator, dtype=DTYPE)
+    rho = as_activation(activation)
+    system = IntervalPopulationProblem(target, rho, True).flow_system(a)
+    theta = pack(w, a, True)
+    hessian = system.hessian(theta)
+    for run in range(n_runs):
+        one = target.select(torch.tensor([run]))
+
+        def loss(flat: torch.Tensor, one: IntervalTarget = one) -> torch.Tensor:
+            return interval_loss(flat[: width * 2].reshape(1, width, 2), flat[width * 2 :].reshape(1, width, k), one,
+                                 rho).sum()  # fmt: skip
+
+        expected = torch.autograd.functional.hessian(loss, theta[run])
+        torch.testing.assert_close(hessian[run], expected, rtol=1e-10, atol=1e-12)

@@ -2,8 +2,9 @@
 
 Pure: tensors in, a :class:`FlowResult` of tensors out; device and dtype from the inputs (the same code on CPU
 and GPU). A loss takes part through its flow system (:meth:`pipeline.problems.Problem.flow_system`,
-:mod:`pipeline.dynamics.flow_system`): today the sampled loss (:mod:`pipeline.problems.sampled_flow`) and the
-Gaussian population loss (:mod:`pipeline.problems.gaussian_flow`), with ReLU or leaky ReLU.
+:mod:`pipeline.dynamics.flow_system`): the sampled loss with ReLU or leaky ReLU
+(:mod:`pipeline.problems.sampled_flow`), the Gaussian population loss (:mod:`pipeline.problems.gaussian_flow`)
+and the interval population loss with every activation (:mod:`pipeline.problems.interval_flow`).
 
 Method
 ------

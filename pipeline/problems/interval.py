@@ -15,6 +15,7 @@ from pipeline.data import Dataset
 from pipeline.dynamics import DescentResult, descend
 from pipeline.interval_population import IntervalTarget
 from pipeline.problems.base import Evaluator, PopulationLoss, VerdictOptions, check_parameters, stacked_field
+from pipeline.problems.interval_flow import IntervalFlow
 from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.smooth_batch import classify_smooth_interval_batch
 
@@ -93,9 +94,9 @@ class IntervalPopulationProblem(PopulationLoss):
             mode=mode,
         )  # fmt: skip
 
-    def flow_system(self, a0: torch.Tensor) -> None:
-        """None: the profiled interval loss has no flow system yet (its Hessian is not written)."""
-        return None
+    def flow_system(self, a0: torch.Tensor) -> IntervalFlow:
+        """The profiled loss, its closed-form gradient and its exact Hessian (every activation)."""
+        return IntervalFlow(self.target, a0, self.activation, self.train_output)
 
 
 def run_interval_gradient_descent(

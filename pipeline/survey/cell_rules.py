@@ -192,20 +192,13 @@ def _rule_gradient_flow(v: Mapping[str, Any]) -> list[Problem]:
     """The flow integrates the losses that have a flow system (:meth:`pipeline.problems.Problem.flow_system`)."""
     if not gradient_flow(v):
         return []
-    if v["input_distribution"] == "interval_population":
+    if v["activation"] == "quadratic" and v["input_distribution"] != "interval_population":
         return [
             (
                 "dynamics",
-                "'gradient_flow' is not available with input_distribution 'interval_population' yet (its "
-                "profiled loss has no Hessian for the integrator); set dynamics: gd or input_distribution: interval",
-            )
-        ]
-    if v["activation"] == "quadratic":
-        return [
-            (
-                "dynamics",
-                "'gradient_flow' is not available with activation 'quadratic' yet (the integrator's systems are "
-                "for relu and leaky_relu); set dynamics: gd or activation: relu",
+                "'gradient_flow' is not available with activation 'quadratic' on sampled data yet (the sampled "
+                "loss's flow system is for relu and leaky_relu); set dynamics: gd, activation: relu or "
+                "input_distribution: interval_population",
             )
         ]
     return []

@@ -26,6 +26,10 @@ POPULATION = {"input_dim": 3, "input_distribution": "gaussian_population", "targ
               "teacher_kind": "orthonormal", "width": 4, "output_layer": "fixed", "init_distribution": "xavier",
               "learning_rate": 0.05, "max_steps": 60000, "grad_tol": 1e-7}  # fmt: skip
 
+INTERVAL = {"input_dim": 1, "input_distribution": "interval_population", "bias": True, "target": "affine",
+            "width": 2, "activation": "leaky_relu", "leak": 0.1, "init_scale": 1.0, "learning_rate": 0.05,
+            "max_steps": 20000, "grad_tol": 1e-8}  # fmt: skip
+
 
 def _records(fixed: dict, seeds: dict) -> dict[str, dict[str, np.ndarray]]:
     """The record of each dynamics on the same runs (one cell per dynamics)."""
@@ -63,3 +67,12 @@ def test_population_flow_cell_ends_where_small_step_gradient_descent_ends() -> N
     assert _agreement(records) == 1.0
     assert (flow["stop_reason"] == gd["stop_reason"]).all()
     assert {labels.POINT_TYPE[code] for code in flow["end_point_type"]} == {"global_min"}  # k = 3: no spurious
+
+
+def test_interval_population_flow_cell_ends_where_small_step_gradient_descent_ends() -> None:
+    """CJR's exact loss on [-1, 1] (leaky ReLU: no spurious minima, theory.md 9): same losses, same verdicts."""
+    records = _records(INTERVAL, {"data": 2, "init": 3})
+    gd, flow = records["gd"], records["gradient_flow"]
+    np.testing.assert_allclose(flow["loss_final"], gd["loss_final"], rtol=1e-2, atol=1e-8)
+    assert _agreement(records) >= 5 / 6
+    assert "spurious_local_min" not in {labels.POINT_TYPE[code] for code in flow["end_point_type"]}
