@@ -71,6 +71,8 @@ class EndGameMethod(enum.IntEnum):
     NONE = 0
     FLOW_GAUSS_NEWTON = 1
     FLOW_GAUSS_NEWTON_KINK_REFINE = 2
+    FLOW = 3
+    """The batched gradient flow to its limit (:mod:`pipeline.end_game_by_flow`; the population losses)."""
 
 
 @dataclass(frozen=True)

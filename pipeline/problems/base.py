@@ -134,10 +134,6 @@ class Problem(Protocol):
 class PopulationLoss:
     """What a population loss (infinitely many inputs) answers where the sampled loss has data-set answers."""
 
-    def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish | None:
-        """None: the end game follows the sampled loss's flow only."""
-        return None
-
     def loss_scale(self, n_runs: int) -> np.ndarray:
         """NaN: no zero-loss approach is judged on a population loss."""
         return np.full(n_runs, np.nan)

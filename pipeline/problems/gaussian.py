@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -13,6 +14,8 @@ from pipeline import population
 from pipeline.activations import Activation, as_activation
 from pipeline.data import Dataset
 from pipeline.dynamics import DescentResult, descend
+from pipeline.end_game import EndGameOptions, Finish
+from pipeline.end_game_by_flow import finish_by_flow
 from pipeline.problems.base import (
     Evaluator,
     PopulationLoss,
@@ -103,6 +106,17 @@ class GaussianPopulationProblem(PopulationLoss):
             w, a, select_runs(self.teacher_w, runs), select_runs(self.teacher_a, runs), leak=self.leak,
             train_output=self.train_output, realisable=self.verdicts.realisable, mode=mode,
         )  # fmt: skip
+
+    def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish:
+        """The end game of the runs ``runs``: their flow to its limit (:mod:`pipeline.end_game_by_flow`)."""
+        return finish_by_flow(
+            dataclasses.replace(
+                self, teacher_w=select_runs(self.teacher_w, runs), teacher_a=select_runs(self.teacher_a, runs)
+            ),
+            w,
+            a,
+            options,
+        )
 
     def flow_system(self, a0: torch.Tensor) -> PopulationFlow:
         """The closed-form loss, gradient and Hessian as a flow system (no kinks away from zero neurons)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -13,6 +14,8 @@ from pipeline import interval_population
 from pipeline.activations import Activation, as_activation
 from pipeline.data import Dataset
 from pipeline.dynamics import DescentResult, descend
+from pipeline.end_game import EndGameOptions, Finish
+from pipeline.end_game_by_flow import finish_by_flow
 from pipeline.interval_population import IntervalTarget
 from pipeline.problems.base import Evaluator, PopulationLoss, VerdictOptions, check_parameters, stacked_field
 from pipeline.problems.interval_flow import IntervalFlow
@@ -93,6 +96,12 @@ class IntervalPopulationProblem(PopulationLoss):
             w, a, target, leak=self.activation.leak, boundary_tolerance_factor=self.verdicts.kink_tolerance_factor,
             mode=mode,
         )  # fmt: skip
+
+    def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish:
+        """The end game of the runs ``runs``: their flow to its limit (:mod:`pipeline.end_game_by_flow`)."""
+        return finish_by_flow(
+            dataclasses.replace(self, target=self.target.select(torch.as_tensor(runs))), w, a, options
+        )
 
     def flow_system(self, a0: torch.Tensor) -> IntervalFlow:
         """The profiled loss, its closed-form gradient and its exact Hessian (every activation)."""

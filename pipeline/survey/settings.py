@@ -146,9 +146,9 @@ class Settings(Strict):
         "gd",
         description="How the networks train: gd, full-batch gradient descent with step learning_rate for at most "
         "max_steps steps; or gradient_flow, the flow dtheta/dt = -grad L integrated by a batched adaptive "
-        "Rosenbrock method (RODAS4, kink-aware) up to flow time max_time (every loss; the quadratic activation only with "
-        "interval_population). The flow's checkpoints and steps_taken count flow time in units of learning_rate "
-        "(the gradient-descent step count at the same time).",
+        "Rosenbrock method (RODAS4, kink-aware) up to flow time max_time (every loss; the quadratic activation "
+        "only with interval_population). The flow's checkpoints and steps_taken count flow time in units of "
+        "learning_rate (the gradient-descent step count at the same time).",
     )
     max_time: Annotated[float, Field(gt=0, le=1e12)] | None = Field(
         None,
