@@ -113,6 +113,31 @@ def _data(n_runs: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
     return x, y, w0, a0
 
 
+def test_a_neuron_the_filippov_flow_holds_at_the_origin_stays_there_without_chattering() -> None:
+    """ReLU, ``x = +-1``, targets ``-1``, one neuron with its output weight fixed at 1: on either side ``w`` is
+    driven back to 0, so the Filippov flow reaches ``w = 0`` at ``t = 2 ln(1 + w0)`` (``dw/dt = -(w + 1) / 2``) and
+    stays there, at loss ``1/2``: a stationary point. Both one-sided flows meet at the origin, where no pair is on
+    its kink in the relative sense, so without the origin rule the integrator would chatter across ``w = 0``.
+    """
+    x = torch.tensor([[[1.0], [-1.0]]], dtype=DTYPE)
+    y = torch.tensor([[[-1.0], [-1.0]]], dtype=DTYPE)
+    w0, a0 = torch.tensor([[[0.01]]], dtype=DTYPE), torch.tensor([[[1.0]]], dtype=DTYPE)
+    options = FlowOptions(learning_rate=0.01, max_time=10.0, rtol=1e-8, atol=1e-14)
+    result = run_gradient_flow(w0, a0, x, y, leak=0.0, options=options, train_output=False)
+    # it stops converged where it arrives (the held neuron's gradient is the Filippov velocity, 0): no stall
+    arrival = 2.0 * math.log(1.01)
+    assert int(result.descent.stop_reason[0]) == int(StopReason.CONVERGED)
+    assert float(result.time[0]) == pytest.approx(arrival, rel=1e-3)
+    assert int(result.n_steps[0]) < 200
+    assert abs(float(result.descent.w_final[0, 0, 0])) <= 1e-5
+    assert float(result.descent.loss_final[0]) == pytest.approx(0.5, abs=1e-5)
+    times = result.descent.checkpoint_step.to(DTYPE) * options.learning_rate
+    before = torch.isfinite(result.descent.checkpoint_loss[0]) & (times < arrival)
+    w_closed = (1.01 * torch.exp(-times[before] / 2.0) - 1.0).clamp(min=0.0)  # w(t) before it reaches 0
+    expected = 0.25 * ((w_closed + 1.0) ** 2 + 1.0)
+    torch.testing.assert_close(result.descent.checkpoint_loss[0][before], expected, rtol=1e-7, atol=1e-12)
+
+
 def test_balancedness_is_conserved() -> None:
     """``||w_j||^2 - ||a_j||^2`` is constant along the flow (theory.md 6), kinks crossed included."""
     x, y, w0, a0 = _data(3)

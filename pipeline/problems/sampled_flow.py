@@ -16,15 +16,26 @@ time, which is exact for a single pair per neuron and for pairs whose inputs are
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from pipeline import nets
 from pipeline.dynamics.flow_system import KINK_BAND, flat_gradients, unpack
+from pipeline.stationary.boxls import box_ls_scipy
 
-__all__ = ["NEGLIGIBLE", "SampledFlow"]
+__all__ = ["NEGLIGIBLE", "ORIGIN_BAND", "SampledFlow"]
 
 NEGLIGIBLE = 1e-8
 """Relative amplitude below which a neuron's kink crossings are not located (:meth:`SampledFlow.violation`)."""
+
+ORIGIN_BAND = 1e-5
+"""A neuron with ``|w_j|`` at most this times ``|a_j|`` sits at the origin, where all its kinks meet: its input
+weights move at a speed of order ``|a_j|`` (times the data's scales), so they would cross the origin in a time this
+small fraction of the dynamics' time unit. Balanced neurons (``|w_j| = |a_j|``, conserved by the flow) never
+qualify; an unbalanced one (``|a_j| > |w_j|``) can shrink its input weights to the origin, where GD zig-zags."""
+
+ORIGIN_TOL = 1e-8
+"""The origin holds a neuron when the Filippov set's distance to 0 is at most this times its scale."""
 
 
 class SampledFlow:
@@ -81,8 +92,42 @@ class SampledFlow:
             side = torch.where(sliding, 0.0, side)
             if bool(sliding.any()):
                 self._projector = self._sliding_projector(sliding)
+        pinned = self._pinned_at_origin(w, a, z, slopes)
+        if bool(pinned.any()):
+            if self._projector is None:
+                eye = torch.eye(w.shape[-1], dtype=w.dtype, device=w.device)
+                self._projector = eye.expand(*w.shape[:2], -1, -1).clone()
+            self._projector[pinned] = 0.0
         self._slopes, self._side = slopes, side
         self._start = self._wrong_side(z, scale)
+
+    def _pinned_at_origin(
+        self, w: torch.Tensor, a: torch.Tensor, z: torch.Tensor, slopes: torch.Tensor
+    ) -> torch.Tensor:
+        """Neurons (R, m) that the Filippov flow holds at the origin ``w_j = 0``.
+
+        At the origin every pair of the neuron is on its kink, and the flow of ``w_j`` is the minimum-norm element
+        of ``{-sum_i c_i s_i x_i : s_i in [leak, 1]}``, ``c_i = r_i . a_j / n`` (a zonotope: the one-sided
+        velocities of every pattern and their convex hull). When it contains 0 the neuron stays at the origin (its
+        ``a_j`` then stays too, as ``z_ij = 0``); otherwise it leaves, and the usual pieces take it on. Without this
+        the integrator would chatter across the ``n`` kinks meeting at the origin in ever shorter steps. The
+        distance from 0 is a bounded least-squares problem (:func:`pipeline.stationary.boxls.box_ls_scipy`), solved
+        only for the rare neurons :data:`ORIGIN_BAND` puts at the origin.
+        """
+        output = torch.linalg.vector_norm(a, dim=-1)
+        near = (torch.linalg.vector_norm(w, dim=-1) <= ORIGIN_BAND * output) & (output > 0)
+        pinned = torch.zeros_like(near)
+        if not bool(near.any()):
+            return pinned
+        n_samples = self.x.shape[-2]
+        drive = torch.matmul(torch.matmul(slopes * z, a) - self.y, a.transpose(-1, -2)) / n_samples  # (R, n, m)
+        x = self.x.expand(w.shape[0], *self.x.shape[1:])
+        for run, neuron in torch.nonzero(near).tolist():
+            terms = (drive[run, :, neuron, None] * x[run]).detach().cpu().numpy()  # (n, d): c_i x_i
+            distance, _ = box_ls_scipy((1.0 - self.leak) * terms, self.leak * terms.sum(axis=0))
+            scale = float(np.linalg.norm(terms, axis=-1).sum())
+            pinned[run, neuron] = distance <= ORIGIN_TOL * scale
+        return pinned
 
     def _filippov(
         self, w: torch.Tensor, a: torch.Tensor, z: torch.Tensor, slopes: torch.Tensor, on_kink: torch.Tensor
