@@ -19,16 +19,10 @@ from pipeline.problems.sampled_flow import SampledFlow
 from pipeline.stationary import classify_batch
 from pipeline.stationary.embedding import classify_embeddings
 from pipeline.stationary.groups import group_neurons
+from pipeline.stationary.kinks import data_scales
 from pipeline.stationary.smooth_batch import classify_smooth_batch
 
 __all__ = ["SampledProblem", "data_scales", "run_gradient_descent"]
-
-
-def data_scales(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scales ``s_x = max_i ||x_i||`` and ``s_y = sqrt(||Y||_F^2 / n)`` per dataset, shapes (R or 1,)."""
-    s_x = torch.linalg.vector_norm(x, dim=-1).amax(dim=-1)
-    s_y = torch.sqrt(y.square().sum(dim=(-2, -1)) / y.shape[-2])
-    return s_x, s_y
 
 
 @dataclass(frozen=True)
