@@ -21,12 +21,15 @@ pytestmark = [
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
 
-# (survey file, settings that shorten it): one loss each (sampled data, Gaussian and interval populations)
+# (survey file, settings that shorten it): one loss each (sampled data, Gaussian and interval populations), each
+# trained by gradient descent and by the gradient flow
 BATCHES = {
     "sampled": ("surveys/default.yaml", {"max_steps": 4000}),
     "gaussian_population": ("surveys/safran_shamir.yaml", {"max_steps": 4000}),
     "interval_population": ("surveys/cjr_affine.yaml", {"max_steps": 4000}),
 }
+FLOW = {"dynamics": "gradient_flow", "max_time": None, "ode_rtol": 1e-6, "ode_atol": 1e-12}
+BATCHES |= {f"{loss} flow": (path, overrides | FLOW) for loss, (path, overrides) in BATCHES.items()}
 LABELS = (
     "stop_reason", "steps_taken", "n_plateaus", "plateau_point_type", "end_game_used", "zero_loss_approach",
     "end_point_type", "end_stationarity", "end_certificate", "end_strictness", "end_escape",
