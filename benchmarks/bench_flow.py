@@ -9,7 +9,7 @@ flow-time budget ``max_steps * learning_rate``):
   width k + 1 with output weights fixed to one, Xavier initialisation, learning rate 0.1, 40,000 steps,
   ``grad_tol`` 1e-10).
 
-Methods: (a) ``pipeline.engine`` gradient descent (one gradient per step); (b) the batched integrator
+Methods: (a) ``pipeline.dynamics.descend``, gradient descent (one gradient per step); (b) the batched integrator
 ``pipeline.dynamics.gradient_flow`` (exact Hessian, RODAS4, per-run steps); (c) ``scipy.integrate.solve_ivp``
 with BDF and with LSODA, one network at a time, with the same closed-form gradient and Hessian as Jacobian,
 stopped by a terminal event on the engine's whole-gradient test (what a Python user would write instead of
@@ -17,15 +17,16 @@ MLPGradientFlow.jl). Printed per method: gradient and Hessian evaluations (sums 
 runs converged, and the largest absolute difference of the final loss to gradient descent's (inf: a network
 scipy did not finish); then the ratios.
 
-Run: ``python benchmarks/bench_flow.py [--runs 8] [--threads 1] [--scipy-runs 2] [--scipy-budget 10] [--all]``
-(scipy is timed on the first ``--scipy-runs`` runs and scaled to all; a network still running after
-``--scipy-budget`` seconds is stopped and counted as not converged, its time a lower bound). Nothing is asserted:
-the printed numbers are the result.
+Run: ``python benchmarks/bench_flow.py [--runs 8] [--threads 1] [--scipy-runs 2] [--scipy-budget 10] [--all]
+[--device cuda]`` (scipy is timed on the first ``--scipy-runs`` runs and scaled to all, on the CPU only; a network
+still running after ``--scipy-budget`` seconds is stopped and counted as not converged, its time a lower bound).
+Nothing is asserted: the printed numbers are the result.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -36,14 +37,12 @@ import torch
 from scipy.integrate import solve_ivp
 
 from pipeline.activations import as_activation
-from pipeline.dynamics import FlowOptions, flow
+from pipeline.dynamics import FlowOptions, descend, flow
 from pipeline.dynamics.flow_system import pack
 from pipeline.problems import (
     GaussianPopulationProblem,
     Problem,
     SampledProblem,
-    run_gradient_descent,
-    run_population_gradient_descent,
 )
 
 DTYPE = torch.float64
@@ -51,7 +50,7 @@ DTYPE = torch.float64
 
 @dataclass(frozen=True)
 class Case:
-    """One benchmark cell: its runs, how gradient descent runs them, and the loss of the same runs."""
+    """One benchmark cell: its runs and their loss."""
 
     name: str
     w0: torch.Tensor
@@ -60,8 +59,15 @@ class Case:
     learning_rate: float
     max_steps: int
     grad_tol: float
-    descend: Callable[[], object]
     problem: Problem
+
+    def to(self, device: str) -> Case:
+        """The same cell with every tensor on ``device``."""
+        fields = dataclasses.fields(self.problem)  # type: ignore[arg-type]
+        tensors = {f.name: getattr(self.problem, f.name).to(device) for f in fields
+                   if isinstance(getattr(self.problem, f.name), torch.Tensor)}  # fmt: skip
+        problem = dataclasses.replace(self.problem, **tensors)  # type: ignore[type-var]
+        return dataclasses.replace(self, w0=self.w0.to(device), a0=self.a0.to(device), problem=problem)
 
 
 def vanishing_case(n_runs: int, d: int, k: int, seed: int) -> Case:
@@ -72,12 +78,9 @@ def vanishing_case(n_runs: int, d: int, k: int, seed: int) -> Case:
     w0 = 1e-6 * torch.randn(n_runs, 8, d, generator=generator, dtype=DTYPE)
     direction = torch.randn(n_runs, 8, k, generator=generator, dtype=DTYPE)
     a0 = direction / direction.norm(dim=-1, keepdim=True) * w0.norm(dim=-1, keepdim=True)
-    settings = dict(leak=0.0, learning_rate=0.05, max_steps=40000, grad_tol=1e-9)
     return Case(
-        f"vanishing init d={d} k={k}", w0, a0, True, 0.05, 40000, 1e-9,
-        lambda: run_gradient_descent(w0, a0, x, y, **settings),
-        SampledProblem(x, y, as_activation(0.0), True),
-    )  # fmt: skip
+        f"vanishing init d={d} k={k}", w0, a0, True, 0.05, 40000, 1e-9, SampledProblem(x, y, as_activation(0.0), True)
+    )
 
 
 def safran_shamir_case(n_runs: int, k: int, seed: int) -> Case:
@@ -86,10 +89,8 @@ def safran_shamir_case(n_runs: int, k: int, seed: int) -> Case:
     v, b = torch.eye(k, dtype=DTYPE)[None], torch.ones(1, k, 1, dtype=DTYPE)
     w0 = torch.randn(n_runs, k + 1, k, generator=generator, dtype=DTYPE) / math.sqrt(k)
     a0 = torch.ones(n_runs, k + 1, 1, dtype=DTYPE)
-    settings = dict(leak=0.0, learning_rate=0.1, max_steps=40000, grad_tol=1e-10, train_output=False)
     return Case(
         f"Safran-Shamir k={k} n={k + 1}", w0, a0, False, 0.1, 40000, 1e-10,
-        lambda: run_population_gradient_descent(w0, a0, v, b, **settings),
         GaussianPopulationProblem(v, b, as_activation(0.0), False),
     )  # fmt: skip
 
@@ -152,7 +153,10 @@ def scipy_flow(
 
 
 def compare(case: Case, scipy_runs: int, rtol: float, atol: float, budget: float) -> None:
-    descent, gd_time = timed(case.descend)
+    descent, gd_time = timed(
+        lambda: descend(case.problem, case.w0, case.a0, learning_rate=case.learning_rate, max_steps=case.max_steps,
+                        grad_tol=case.grad_tol)
+    )  # fmt: skip
     gd_loss = descent.loss_final  # type: ignore[attr-defined]
     gd_evaluations = int((descent.steps_taken + 1).sum())  # type: ignore[attr-defined]
     options = FlowOptions(learning_rate=case.learning_rate, max_time=case.max_steps * case.learning_rate, rtol=rtol,
@@ -170,6 +174,10 @@ def compare(case: Case, scipy_runs: int, rtol: float, atol: float, budget: float
     print(f"{'flow (batched)':<22}{int(flow_result.n_gradients.sum()):>11}{int(flow_result.n_hessians.sum()):>10}"  # type: ignore[attr-defined]
           f"{flow_time:>9.2f}{flow_converged:>11}{difference:>18.2e}")  # fmt: skip
     ratios = {"flow": (gd_evaluations / int(flow_result.n_gradients.sum()), None)}  # type: ignore[attr-defined]
+    if case.w0.device.type != "cpu":
+        print(f"ratios: GD / flow gradients = {ratios['flow'][0]:.1f};  wall GD / flow = {gd_time / flow_time:.2f}"
+              " (scipy: CPU only)")  # fmt: skip
+        return
     for method in ("BDF", "LSODA"):
         runs = range(min(scipy_runs, n_runs))
         results, seconds = timed(
@@ -200,13 +208,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rtol", type=float, default=1e-6)
     parser.add_argument("--atol", type=float, default=1e-12)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (scipy runs on the CPU only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cases = [vanishing_case(args.runs, 2, 1, seed=1), safran_shamir_case(args.runs, 6, seed=3)]
     if args.all:
         cases.insert(1, vanishing_case(args.runs, 3, 2, seed=2))
     for case in cases:
-        compare(case, args.scipy_runs, args.rtol, args.atol, args.scipy_budget)
+        compare(case.to(args.device), args.scipy_runs, args.rtol, args.atol, args.scipy_budget)
 
 
 if __name__ == "__main__":
