@@ -19,6 +19,7 @@ The two fused methods ``forward_`` and ``backward_`` are the passes of the gradi
 
 from __future__ import annotations
 
+import abc
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -30,7 +31,7 @@ ACTIVATION_NAMES: tuple[str, ...] = ("relu", "leaky_relu", "quadratic")
 """The survey's ``activation`` choices."""
 
 
-class Activation:
+class Activation(abc.ABC):
     """Interface of an activation (see the module docstring); subclasses are frozen dataclasses."""
 
     name: ClassVar[str]
@@ -44,25 +45,25 @@ class Activation:
         """Negative-side slope of a piecewise-linear activation."""
         raise TypeError(f"the {self.name} activation has no leak")
 
+    @abc.abstractmethod
     def value(self, z: torch.Tensor) -> torch.Tensor:
         """``rho(z)``, elementwise."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def derivative(self, z: torch.Tensor) -> torch.Tensor:
         """``rho'(z)``, elementwise."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def second_derivative(self, z: torch.Tensor) -> torch.Tensor:
         """``rho''(z)``, elementwise (0 on the pieces of a piecewise-linear activation)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def forward_(self, z: torch.Tensor, out: torch.Tensor) -> None:
         """``out = rho(z)``; ``out`` is ``z`` itself when ``in_place``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def backward_(self, grad: torch.Tensor, z: torch.Tensor, value: torch.Tensor, out: torch.Tensor) -> None:
         """``out = grad * rho'(z)`` (broadcast), from the pre-activations ``z`` and the values ``rho(z)``."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)

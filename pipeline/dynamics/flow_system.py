@@ -32,20 +32,16 @@ class FlowSystem(Protocol):
 
         The flow is ``dtheta/dt = -g``.
         """
-        ...
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
         """``dg/dtheta`` (R, P, P), exact for the frozen pieces."""
-        ...
 
     def violation(self, theta: torch.Tensor) -> torch.Tensor:
         """How much further than at the freeze, relative to ``|x_i| |w_j|``, the most misplaced pair sits on the
         wrong side of its frozen piece (R,); positive after a kink was crossed, zeros without kinks."""
-        ...
 
     def select(self, runs: torch.Tensor) -> FlowSystem:
         """The system of a subset of runs (indices)."""
-        ...
 
 
 def pack(w: torch.Tensor, a: torch.Tensor, train_output: bool) -> torch.Tensor:
