@@ -76,3 +76,41 @@ def test_audit_survey_has_no_invalid_witness_no_violated_margin_and_one_story_pe
     assert counts.failures == []
     assert counts.invalid_witnesses == counts.margins_violated == counts.plateau_end_disagreements == 0
     assert counts.saddles_checked > 0 and counts.minima_checked > 20 and counts.final_plateaus > 0
+
+
+def _audited(tmp_path: Path, spec: dict) -> audit.AuditCounts:
+    survey = tmp_path / "survey.yaml"
+    survey.write_text(yaml.safe_dump(spec))
+    store = run_in_process(survey, tmp_path)
+    return audit.audit_store(str(store), str(survey))
+
+
+@pytest.mark.slow
+def test_verdicts_at_points_the_gradient_flow_reaches_pass_the_audit(tmp_path: Path):
+    """Issue 15: the audit's cells trained by the gradient flow (end points, plateaus and the end game from the
+    flow's end points): every saddle's witness lowers the loss at every step down to its smallest, every minimum
+    survives the perturbation search, and a final plateau tells the end point's story."""
+    spec = yaml.safe_load((REPO / "surveys" / "audit.yaml").read_text())
+    spec["seeds"] = {"data": 1, "init": 1}
+    spec["fixed"] |= {"dynamics": "gradient_flow"}
+    spec["grid"] |= {"width": [2, 4], "n_samples": [8]}
+    counts = _audited(tmp_path, spec)
+    print(f"audit: {counts}")
+    assert counts.failures == []
+    assert counts.saddles_checked + counts.minima_checked >= 10
+
+
+@pytest.mark.slow
+def test_verdicts_of_the_population_end_game_and_flow_pass_the_audit(tmp_path: Path):
+    """Issues 13 and 15: Safran-Shamir cells (k = 6, widths 6 and 7) cut to 4,000 steps, so that the population
+    end game finishes runs, under gradient descent and under the flow: every certified minimum survives the
+    population perturbation search and every saddle's witness lowers the population loss at every step."""
+    spec = yaml.safe_load((REPO / "surveys" / "safran_shamir.yaml").read_text())
+    spec["seeds"] = {"data": 1, "init": 10}
+    spec["cases"] = spec["cases"][:2]  # k = 6, widths 6 and 7
+    spec["fixed"] |= {"max_steps": 4000}
+    spec.setdefault("grid", {})["dynamics"] = ["gd", "gradient_flow"]
+    counts = _audited(tmp_path, spec)
+    print(f"audit: {counts}")
+    assert counts.failures == []
+    assert counts.minima_checked >= 10
