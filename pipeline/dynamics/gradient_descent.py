@@ -175,29 +175,13 @@ def descend(
         if train_output:
             a = torch.addcmul(a, step_size, grads.grad_a, value=-1.0)
 
-    return DescentResult(
-        w_init=w0,
-        a_init=a0,
-        w_final=w,
-        a_final=a,
-        loss_final=loss_final,
-        grad_norm_final=grad_norm_final,
-        steps_taken=steps_taken,
-        stop_reason=stop_reason,
-        checkpoint_step=torch.as_tensor(steps, device=w0.device),
-        checkpoint_loss=checkpoints.loss,
-        checkpoint_grad_norm=checkpoints.grad_norm,
-        checkpoint_amplitude=checkpoints.amplitude,
-        checkpoint_balance=checkpoints.balance,
-        n_plateaus=plateau_recorder.count,
-        plateau_start=plateau_recorder.start,
-        plateau_end=plateau_recorder.end,
-        plateau_step=plateau_recorder.representative_step,
-        plateau_loss=plateau_recorder.loss,
-        plateau_grad_norm=plateau_recorder.grad_norm,
-        plateau_is_final=plateau_recorder.is_final,
-        plateau_w=plateau_recorder.w,
-        plateau_a=plateau_recorder.a,
+    return DescentResult.from_recorders(
+        (w0, a0),
+        (w, a),
+        (loss_final, grad_norm_final, steps_taken, stop_reason),
+        torch.as_tensor(steps, device=w0.device),
+        checkpoints,
+        plateau_recorder,
     )
 
 

@@ -258,18 +258,15 @@ def integrate(
         step_size = step_size * torch.where(accepted, growth, growth.clamp(max=0.5))
 
     w_final, a_final = unpack(final["theta"], a0, width, train_output)
-    recorder = plateaus.recorder
-    descent = DescentResult(
-        w_init=w0, a_init=a0, w_final=w_final, a_final=a_final.clone(), loss_final=final["loss"],
-        grad_norm_final=final["grad_norm"],
-        steps_taken=torch.round(final["time"] / options.learning_rate).to(torch.int64), stop_reason=counts["stop"],
-        checkpoint_step=torch.as_tensor(steps, device=w0.device), checkpoint_loss=checkpoints.recorder.loss,
-        checkpoint_grad_norm=checkpoints.recorder.grad_norm, checkpoint_amplitude=checkpoints.recorder.amplitude,
-        checkpoint_balance=checkpoints.recorder.balance, n_plateaus=recorder.count, plateau_start=recorder.start,
-        plateau_end=recorder.end, plateau_step=recorder.representative_step, plateau_loss=recorder.loss,
-        plateau_grad_norm=recorder.grad_norm, plateau_is_final=recorder.is_final, plateau_w=recorder.w,
-        plateau_a=recorder.a,
-    )  # fmt: skip
+    steps_taken = torch.round(final["time"] / options.learning_rate).to(torch.int64)
+    descent = DescentResult.from_recorders(
+        (w0, a0),
+        (w_final, a_final.clone()),
+        (final["loss"], final["grad_norm"], steps_taken, counts["stop"]),
+        torch.as_tensor(steps, device=w0.device),
+        checkpoints.recorder,
+        plateaus.recorder,
+    )
     return FlowResult(
         descent, final["time"], counts["steps"], counts["rejected"], counts["gradients"], counts["hessians"]
     )

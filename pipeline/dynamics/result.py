@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from pipeline.trajectory import CheckpointRecorder, PlateauRecorder
 
 __all__ = ["DescentResult", "StopReason"]
 
@@ -82,3 +86,30 @@ class DescentResult:
     plateau_is_final: torch.Tensor
     plateau_w: torch.Tensor
     plateau_a: torch.Tensor
+
+    @classmethod
+    def from_recorders(
+        cls,
+        start: tuple[torch.Tensor, torch.Tensor],
+        final: tuple[torch.Tensor, torch.Tensor],
+        final_state: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        checkpoint_step: torch.Tensor,
+        checkpoints: CheckpointRecorder,
+        plateaus: PlateauRecorder,
+    ) -> DescentResult:
+        """The record of a dynamics from its recorders.
+
+        ``start`` and ``final`` are ``(w, a)``; ``final_state`` is ``(loss_final, grad_norm_final, steps_taken,
+        stop_reason)``; the checkpoint and plateau fields are the recorders'.
+        """
+        loss_final, grad_norm_final, steps_taken, stop_reason = final_state
+        return cls(
+            w_init=start[0], a_init=start[1], w_final=final[0], a_final=final[1], loss_final=loss_final,
+            grad_norm_final=grad_norm_final, steps_taken=steps_taken, stop_reason=stop_reason,
+            checkpoint_step=checkpoint_step, checkpoint_loss=checkpoints.loss,
+            checkpoint_grad_norm=checkpoints.grad_norm, checkpoint_amplitude=checkpoints.amplitude,
+            checkpoint_balance=checkpoints.balance,
+            n_plateaus=plateaus.count, plateau_start=plateaus.start, plateau_end=plateaus.end,
+            plateau_step=plateaus.representative_step, plateau_loss=plateaus.loss, plateau_grad_norm=plateaus.grad_norm,
+            plateau_is_final=plateaus.is_final, plateau_w=plateaus.w, plateau_a=plateaus.a,
+        )  # fmt: skip
