@@ -55,6 +55,7 @@ from dataclasses import dataclass
 import torch
 
 from pipeline import nets
+from pipeline.population_hessian import population_hessian_batch
 from pipeline.population_kernels import (
     kappa_from_gram,
     kernel,
@@ -282,24 +283,15 @@ def population_hessian(
     *,
     train_output: bool = True,
 ) -> torch.Tensor:
-    """Hessian of ``F`` for one run by ``torch.func.hessian``: ``w`` (m, d), ``a`` (m, k), ``v`` (t, d), ``b`` (t, k).
+    """Hessian of ``F`` for one run in closed form: ``w`` (m, d), ``a`` (m, k), ``v`` (t, d), ``b`` (t, k).
 
     Parameters are ordered ``[w.flatten(), a.flatten()]`` (row-major; ``a`` omitted when ``train_output`` is
     False), so the result is (P, P) with ``P = m d (+ m k)``. Finite everywhere; the true Hessian where
     :func:`regularity` reports ``twice_differentiable`` (at zero neurons the true Hessian does not exist and the
-    value returned is that of the convention branch).
+    value returned is that of the convention branch, as autograd of :func:`population_loss` gives it). One run of
+    :func:`pipeline.population_hessian.population_hessian_batch`.
     """
-    m, d = w.shape
-    k = a.shape[-1]
-    n_w = m * d
-
-    def loss_of(theta: torch.Tensor) -> torch.Tensor:
-        w_ = theta[:n_w].reshape(m, d)
-        a_ = theta[n_w:].reshape(m, k) if train_output else a
-        return population_loss(w_[None], a_[None], v[None], b[None], leak)[0]
-
-    theta0 = torch.cat([w.reshape(-1), a.reshape(-1)]) if train_output else w.reshape(-1)
-    return torch.func.hessian(loss_of)(theta0)
+    return population_hessian_batch(w[None], a[None], v[None], b[None], leak, train_output=train_output)[0]
 
 
 @dataclass(frozen=True)

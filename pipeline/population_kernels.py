@@ -34,6 +34,7 @@ __all__ = [
     "kernel",
     "loss_and_gradients",
     "nonnegative",
+    "parallel_band",
     "self_kernel",
     "teacher_loss_term",
 ]
@@ -41,7 +42,7 @@ __all__ = [
 _TWO_PI = 2.0 * math.pi
 
 
-def _parallel_band(dtype: torch.dtype) -> float:
+def parallel_band(dtype: torch.dtype) -> float:
     """``sin^2 theta`` below which a pair is evaluated by its (anti)parallel limit."""
     return 64.0 * torch.finfo(dtype).eps
 
@@ -54,7 +55,7 @@ def kappa_from_gram(c: torch.Tensor, nu: torch.Tensor, nq: torch.Tensor) -> torc
     """
     p = nu * nq
     s2 = p - c * c
-    limit = s2 <= _parallel_band(c.dtype) * p
+    limit = s2 <= parallel_band(c.dtype) * p
     one = torch.ones((), dtype=c.dtype, device=c.device)
     s = torch.sqrt(torch.where(limit, one, s2))
     theta = torch.atan2(s, torch.where(limit, one, c))

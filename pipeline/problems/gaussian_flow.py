@@ -6,6 +6,7 @@ import torch
 
 from pipeline import nets, population
 from pipeline.dynamics.flow_system import flat_gradients, unpack
+from pipeline.population_hessian import population_hessian_batch
 
 __all__ = ["PopulationFlow"]
 
@@ -46,16 +47,9 @@ class PopulationFlow:
         return flat_gradients(grads.loss, grads.grad_w, grads.grad_a, self.train_output)
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
-        """:func:`pipeline.population.population_hessian` vectorised over runs (``torch.func.vmap``), (R, P, P)."""
+        """:func:`pipeline.population_hessian.population_hessian_batch`, (R, P, P)."""
         w, a = unpack(theta, self.a_fixed, self.width, self.train_output)
-        v = self.v.expand(theta.shape[0], *self.v.shape[1:])
-        b = self.b.expand(theta.shape[0], *self.b.shape[1:])
-
-        def hessian_of(w: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-            return population.population_hessian(w, a, v, b, self.leak, train_output=self.train_output)
-
-        hessian: torch.Tensor = torch.func.vmap(hessian_of)(w, a, v, b)
-        return hessian
+        return population_hessian_batch(w, a, self.v, self.b, self.leak, train_output=self.train_output)
 
     def violation(self, theta: torch.Tensor) -> torch.Tensor:
         """No kink events, (R,) zeros."""
