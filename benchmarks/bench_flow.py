@@ -17,8 +17,10 @@ MLPGradientFlow.jl). Printed per method: gradient and Hessian evaluations (sums 
 runs converged, and the largest absolute difference of the final loss to gradient descent's (inf: a network
 scipy did not finish); then the ratios.
 
-Run: ``python benchmarks/bench_flow.py [--runs 8] [--threads 1] [--scipy-runs 2] [--scipy-budget 10] [--all]
-[--device cuda]`` (scipy is timed on the first ``--scipy-runs`` runs and scaled to all, on the CPU only; a network
+Run: ``python benchmarks/bench_flow.py [--runs 40] [--k 6] [--threads 1] [--scipy-runs 2] [--scipy-budget 10]
+[--all] [--device cuda]`` (``--runs``: runs per batch, as the surveys' ``batch_size`` of 40 and 50 for these two
+workloads; ``--k``: the Safran-Shamir teacher width; scipy is timed on the first ``--scipy-runs`` runs and scaled to
+all, on the CPU only; a network
 still running after ``--scipy-budget`` seconds is stopped and counted as not converged, its time a lower bound).
 Nothing is asserted: the printed numbers are the result.
 """
@@ -201,7 +203,8 @@ def compare(case: Case, scipy_runs: int, rtol: float, atol: float, budget: float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--runs", type=int, default=40, help="runs per batch (the surveys' batch_size)")
+    parser.add_argument("--k", type=int, default=6, help="Safran-Shamir teacher width (student k + 1)")
     parser.add_argument("--scipy-runs", type=int, default=2)
     parser.add_argument("--scipy-budget", type=float, default=10.0, help="seconds per network and method")
     parser.add_argument("--all", action="store_true", help="also the vanishing-initialisation cell d=3, k=2")
@@ -211,7 +214,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (scipy runs on the CPU only)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cases = [vanishing_case(args.runs, 2, 1, seed=1), safran_shamir_case(args.runs, 6, seed=3)]
+    cases = [vanishing_case(args.runs, 2, 1, seed=1), safran_shamir_case(args.runs, args.k, seed=3)]
     if args.all:
         cases.insert(1, vanishing_case(args.runs, 3, 2, seed=2))
     for case in cases:

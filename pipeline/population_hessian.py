@@ -92,8 +92,8 @@ def population_hessian_batch(
     mixed_scalar = leak + scale * (math.pi - theta[..., :m])
     w_hat_l = w_hat.unsqueeze(1).expand(-1, m, -1, -1)  # (R, i, l, d): w^_l
     rank_two = torch.einsum("ria,rilb->rialb", w_hat, n_s) + torch.einsum("rila,rlib->rialb", w_hat_l, n_s)
-    c_ss = coupling[..., :m]
-    h_ww = c_ss[:, :, None, :, None] * (scale * rank_two + mixed_scalar[:, :, None, :, None] * eye[None, None, :, None, :])
+    mixed = scale * rank_two + mixed_scalar[:, :, None, :, None] * eye[None, None, :, None, :]
+    h_ww = coupling[:, :, None, :m, None] * mixed  # (R, i, alpha, l, beta)
     idx = torch.arange(m, device=w.device)
     h_ww[:, idx, :, idx, :] += diag.transpose(0, 1)
     h_ww = h_ww.reshape(n_runs, m * d, m * d)

@@ -108,6 +108,7 @@ def test_verdicts_of_the_population_end_game_and_flow_pass_the_audit(tmp_path: P
     spec = yaml.safe_load((REPO / "surveys" / "safran_shamir.yaml").read_text())
     spec["seeds"] = {"data": 1, "init": 10}
     spec["cases"] = spec["cases"][:2]  # k = 6, widths 6 and 7
+    spec["fixed"] = {name: value for name, value in spec["fixed"].items() if name not in ("dynamics", "max_time")}
     spec["fixed"] |= {"max_steps": 4000}
     spec.setdefault("grid", {})["dynamics"] = ["gd", "gradient_flow"]
     counts = _audited(tmp_path, spec)

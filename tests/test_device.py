@@ -28,7 +28,9 @@ BATCHES = {
     "gaussian_population": ("surveys/safran_shamir.yaml", {"max_steps": 4000}),
     "interval_population": ("surveys/cjr_affine.yaml", {"max_steps": 4000}),
 }
+GD = {"dynamics": "gd", "max_time": None, "ode_rtol": None, "ode_atol": None}
 FLOW = {"dynamics": "gradient_flow", "max_time": None, "ode_rtol": 1e-6, "ode_atol": 1e-12}
+BATCHES = {loss: (path, overrides | GD) for loss, (path, overrides) in BATCHES.items()}
 BATCHES |= {f"{loss} flow": (path, overrides | FLOW) for loss, (path, overrides) in BATCHES.items()}
 LABELS = (
     "stop_reason", "steps_taken", "n_plateaus", "plateau_point_type", "end_game_used", "zero_loss_approach",

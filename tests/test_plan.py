@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -245,9 +246,18 @@ SHIPPED_KEY_DIGESTS = {
 """Digest of the sorted (data_key, init_key) pairs of shipped surveys, recorded before settings were added
 (file and scikit-learn data): adding a setting must not change the seeds, hence the numbers, of existing runs."""
 
+RECORDED_SHAPES: dict[str, dict[str, Any]] = {"safran_shamir": {"seeds": {"data": 1, "init": 30}, "n_cases": 14}}
+"""Surveys grown since their digest was recorded (safran_shamir: from k <= 12 and 30 runs per case to k <= 16 and
+100): the digest covers the runs the survey had then, whose keys must not have changed."""
+
 
 @pytest.mark.parametrize("name", sorted(SHIPPED_KEY_DIGESTS))
 def test_adding_settings_leaves_the_seed_keys_of_shipped_surveys_unchanged(name: str) -> None:
-    plan = make_plan(load_survey(Path("surveys") / f"{name}.yaml"))
+    spec = yaml.safe_load((SURVEYS / f"{name}.yaml").read_text())
+    if name in RECORDED_SHAPES:
+        shape = RECORDED_SHAPES[name]
+        spec["seeds"] = shape["seeds"]
+        spec["cases"] = spec["cases"][: shape["n_cases"]]
+    plan = make_plan(parse_survey(spec))
     keys = sorted(set(zip(plan["data_key"].tolist(), plan["init_key"].tolist(), strict=True)))
     assert hashlib.sha256(repr(keys).encode()).hexdigest()[:16] == SHIPPED_KEY_DIGESTS[name]
