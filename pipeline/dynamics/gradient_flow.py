@@ -20,16 +20,18 @@ steps per e-fold and RODAS4 about 6. No maintained library integrates a batch of
 per-run step control in torch (``torchdiffeq`` and ``torchode`` are explicit, or share one step over the batch),
 and ``scipy.integrate.solve_ivp`` runs one network at a time; hence this module.
 
-Measured (``python benchmarks/bench_flow.py``, 1 thread, 2 shared cores, float64, 8 runs per cell, ``rtol``
-1e-6, ``atol`` 1e-12), against the engine's gradient descent run to the same convergence test or flow time:
+Measured (``python benchmarks/bench_flow.py``, 1 thread, float64, a batch of 40 runs per cell as the surveys run
+them, ``rtol`` 1e-6, ``atol`` 1e-12), against the engine's gradient descent run to the same convergence test or
+flow time, and ``scipy.integrate.solve_ivp`` per network with the same exact Hessian as Jacobian:
 
-* vanishing initialisation (``saddle_to_saddle``, d = 2, k = 1): 20,428 gradients and 3,331 Hessians against
-  282,024 gradients (13.8x fewer gradients), 2.4 s against 7.4 s of wall time; per-network scipy BDF 6.7x and
-  LSODA 33x slower in wall time (both left networks unfinished after their 10 s budget);
-* Safran-Shamir population loss (k = 6, width 7): 31,042 gradients and 5,095 Hessians against 320,008 (10.3x
-  fewer), but the same wall time (15.6 s): there the Hessian (``torch.func`` over the closed-form loss, one per
-  step) dominates, and scipy BDF, which reuses its Jacobian over many steps (80 Jacobians for 2 networks), is
-  2x faster per network. Reusing the Hessian across steps (a W-method) is the next step for this loss.
+* vanishing initialisation (``saddle_to_saddle``, d = 2, k = 1): 122,450 gradients and 20,035 Hessians against
+  1,260,128 gradients (10.3x fewer), 6.8 s against 9.2 s of wall time; per network BDF 14.8x and LSODA 58.7x
+  slower in wall time;
+* Safran-Shamir population loss (k = 6, width 7): 147,950 gradients and 24,265 Hessians against 1,600,040 (10.8x
+  fewer), 4.2 s against 19.6 s; BDF 6.3x and LSODA 5.4x slower. With the Hessian by ``torch.func`` instead of
+  the closed form of :mod:`pipeline.population_hessian` (20 ms against 0.27 ms per gradient) the flow had the
+  wall time of gradient descent here and BDF, which reuses its Jacobian over many steps, was 2x faster. At 8
+  runs per batch the flow is only 2.0x faster than BDF: the batch amortises the per-step work.
 
 Also tried: exprb32, an exponential Rosenbrock method of order 3 with one eigendecomposition of ``H`` and two
 gradients per step (exact for the linear dynamics of small neurons near a saddle, so it should cross plateaus
