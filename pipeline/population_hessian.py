@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from pipeline.population_kernels import kappa_from_gram, parallel_band
+from pipeline.population_kernels import kappa_from_gram, parallel_band, student_pairs
 
 __all__ = ["population_hessian_batch"]
 
@@ -57,14 +57,7 @@ def population_hessian_batch(
     """
     n_runs, m, d = w.shape
     k = a.shape[-1]
-    v = v.expand(n_runs, *v.shape[1:])
-    b = b.expand(n_runs, *b.shape[1:])
-    partners = torch.cat([w, v], dim=1)  # (R, m + t, d)
-    out_partners = torch.cat([a, -b], dim=1)  # (R, m + t, k)
-    coupling = torch.matmul(a, out_partners.transpose(-1, -2))  # (R, m, m + t)
-    c = torch.matmul(w, partners.transpose(-1, -2))  # (R, m, m + t)
-    nw = torch.diagonal(c[..., :m], dim1=-2, dim2=-1)  # (R, m) from the Gram diagonal, as the loss does
-    nq = torch.cat([nw, v.square().sum(-1)], dim=1)  # (R, m + t)
+    partners, coupling, c, nw, nq = student_pairs(w, a, v, b)
     p = nw.unsqueeze(-1) * nq.unsqueeze(-2)
     s2 = p - c * c
     limit = s2 <= parallel_band(w.dtype) * p
@@ -104,6 +97,7 @@ def population_hessian_batch(
     radial = torch.where(general, s, torch.zeros_like(s)) / safe_nw
     d_kernel = (leak + scale * (math.pi - theta)).unsqueeze(-1) * partners.unsqueeze(1)
     d_kernel = d_kernel + (scale * radial).unsqueeze(-1) * w.unsqueeze(2)  # (R, m, m + t, d)
+    out_partners = torch.cat([a, -b.expand(n_runs, *b.shape[1:])], dim=1)  # (R, m + t, k): C = A out_partners^T
     h_wa = torch.einsum("rila,rib->rialb", d_kernel[:, :, :m], a)
     h_wa[:, idx, :, idx, :] += torch.einsum("riqa,rqb->riab", d_kernel, out_partners).transpose(0, 1)
     h_wa = h_wa.reshape(n_runs, m * d, m * k)

@@ -25,10 +25,12 @@ Numerics
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 
 __all__ = [
+    "StudentPairs",
     "arccos_kernel",
     "kappa_from_gram",
     "kernel",
@@ -36,6 +38,7 @@ __all__ = [
     "nonnegative",
     "parallel_band",
     "self_kernel",
+    "student_pairs",
     "teacher_loss_term",
 ]
 
@@ -103,6 +106,39 @@ def nonnegative(loss: torch.Tensor) -> torch.Tensor:
     return loss + (torch.clamp(loss, min=0.0) - loss).detach()
 
 
+class StudentPairs(NamedTuple):
+    """Every (student, partner) pair of a batch, partners ``U = [W; V]`` (the students, then the teacher).
+
+    Attributes
+    ----------
+    partners : (R, m + t, d)
+        ``U``.
+    coupling : (R, m, m + t)
+        ``C = [A A^T, -A B^T]``: ``F = 1/2 sum_{i,q} C_iq K(w_i, u_q) + const``.
+    inner : (R, m, m + t)
+        ``w_i . u_q``.
+    student_sq, partner_sq : (R, m), (R, m + t)
+        ``|w_i|^2`` (read from the Gram diagonal, so that ``theta_ii = 0`` exactly) and ``|u_q|^2``.
+    """
+
+    partners: torch.Tensor
+    coupling: torch.Tensor
+    inner: torch.Tensor
+    student_sq: torch.Tensor
+    partner_sq: torch.Tensor
+
+
+def student_pairs(w: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.Tensor) -> StudentPairs:
+    """The pair quantities of the loss, its gradient and its Hessian (:mod:`pipeline.population_hessian`)."""
+    n_runs, m = w.shape[:2]
+    partners = torch.cat([w, v.expand(n_runs, *v.shape[1:])], dim=1)
+    coupling = torch.cat([torch.matmul(a, a.transpose(-1, -2)), -torch.matmul(a, b.transpose(-1, -2))], dim=-1)
+    inner = torch.matmul(w, partners.transpose(-1, -2))
+    student_sq = torch.diagonal(inner[..., :m], dim1=-2, dim2=-1)
+    partner_sq = torch.cat([student_sq, v.square().sum(-1).expand(n_runs, -1)], dim=1)
+    return StudentPairs(partners, coupling, inner, student_sq, partner_sq)
+
+
 def loss_and_gradients(
     w: torch.Tensor,
     a: torch.Tensor,
@@ -119,15 +155,8 @@ def loss_and_gradients(
     ``grad_1 K(w, u) = leak u + (1 - leak)^2 / (2 pi) ((pi - theta) u + |u| sin theta w / |w|)`` (theory 11.1),
     with ``theta = pi`` (so the bracket is 0) when ``w = 0`` or ``u = 0``.
     """
-    n_runs = w.shape[0]
-    partners = torch.cat([w, v.expand(n_runs, *v.shape[1:])], dim=1)
-    coupling = torch.cat(
-        [torch.matmul(a, a.transpose(-1, -2)), -torch.matmul(a, b.transpose(-1, -2))], dim=-1
-    )  # (R, m, m + t)
-    m = w.shape[1]
-    c = torch.matmul(w, partners.transpose(-1, -2))  # (R, m, m + t)
-    nw = torch.diagonal(c[..., :m], dim1=-2, dim2=-1)  # (R, m): from the Gram diagonal, so theta_ii = 0 exactly
-    nq = torch.cat([nw, v.square().sum(-1).expand(n_runs, -1)], dim=1)  # (R, m + t)
+    n_runs, m = w.shape[:2]
+    partners, coupling, c, nw, nq = student_pairs(w, a, v, b)
     p = nw.unsqueeze(-1) * nq.unsqueeze(-2)
     s = torch.sqrt(torch.clamp(p - c * c, min=0.0))
     theta = torch.where(p > 0, torch.atan2(s, c), torch.full_like(c, math.pi))
