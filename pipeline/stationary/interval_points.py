@@ -12,10 +12,11 @@ the test (theory.md 9.2-9.3):
   ``c_j = (1 - leak) (a_j . r(E)) |w_j| / (2 (high - low))`` (``E`` the end). Moving it outwards
   leaves the neuron on its branch.
 
-Per point (after snapping breakpoints within ``BOUNDARY_TOL (high - low)`` of an end onto it):
+Per point (after snapping breakpoints within ``BOUNDARY_TOL (high - low)`` of an end onto it), by the steps every
+per-point classifier shares (:func:`pipeline.stationary.local_test.judge`):
 
-1. relative gradient norm ``||grad P|| / (s_y^1.5 s_x^0.5)`` above the tolerance: ``not_stationary``;
-2. ``P <= tau_L s_y^2``: ``global_min`` (certificate ``zero_loss``);
+1. ``P <= tau_L s_y^2``: ``global_min`` (certificate ``zero_loss``);
+2. relative gradient norm ``||grad P|| / (s_y^1.5 s_x^0.5)`` above the tolerance: ``not_stationary``;
 3. a zero neuron: with ``a_j = 0`` it escapes if ``D_j(u) = mean[r rho(u . x~)]`` is non-zero for some
    unit ``u`` (a second-order decrease, theory 4 and 5.2: ``saddle``, ``escape_zero_output``); with
    ``a_j != 0`` a direction with ``a_j . D_j(u) < 0`` is a first-order descent (``not_stationary``);
@@ -35,10 +36,11 @@ Per point (after snapping breakpoints within ``BOUNDARY_TOL (high - low)`` of an
    is ``spurious_local_min`` as its loss is positive and the target is realisable. Anything else:
    ``undetermined``.
 
-Every witness is verified by the rule of all classifiers (:func:`pipeline.stationary.local_descent.verify_witness`)
-with its model: ``c_1 t`` for a first-order descent, ``-||D_j(u)|| t^2`` for a zero neuron's escape,
-``Q(d) t^2`` (residue ``(grad P . d) t``) on the piece, and the cubic term of the third-order candidate; only the
-evaluation of ``P`` along the line is particular to this loss. The point and its local quantities are in
+Steps 3 and 4 are this loss's local model (:class:`pipeline.stationary.local_test.LocalModel`); every witness is
+verified by the rule of all classifiers (:func:`pipeline.stationary.local_descent.verify_witness`) with its model:
+``c_1 t`` for a first-order descent, ``-||D_j(u)|| t^2`` for a zero neuron's escape, ``Q(d) t^2`` (residue
+``(grad P . d) t``) on the piece, and the cubic term of the third-order candidate; only the evaluation of ``P``
+along the line is particular to this loss. The point and its local quantities are in
 :mod:`pipeline.stationary.interval_point`.
 
 The labels are recomputed with the boundary tolerance scaled by 0.1 and 10; a change of the point
@@ -48,6 +50,8 @@ type sets ``tolerance_sensitive``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
 
 import numpy as np
 import scipy.linalg
@@ -70,8 +74,9 @@ from pipeline.stationary.interval_point import (
     validity_radius,
     zero_neuron_derivatives,
 )
-from pipeline.stationary.local_descent import LineModel, Witness, geometric_steps, line_path, verify_witness
-from pipeline.stationary.record import BatchClassification, Verdict, unclassified_batch
+from pipeline.stationary.local_descent import STEPS
+from pipeline.stationary.local_test import LineCandidate, LocalModel, judge
+from pipeline.stationary.record import BatchClassification, unclassified_batch
 from pipeline.stationary.tolerances import Tolerances, population_tolerances
 
 __all__ = ["classify_interval_batch"]
@@ -86,21 +91,6 @@ TOP_STEP = 0.1
 """The largest step of a witness ladder, as a fraction of the parameter size (at most half the validity radius)."""
 ROUNDING_FACTOR = 64.0
 """The rounding floor of a computed loss change, in machine epsilons of the loss."""
-
-
-@dataclass(frozen=True)
-class _Candidate:
-    """A straight-line witness candidate ``t (dw, da)`` with its model ``sum_p coefficients[p] t^p``.
-
-    ``coefficients`` is ``(0, c_1, c_2, ...)``: ``c_1`` is the residue of a numerically stationary point (the
-    claim of a first-order descent, ``claim_from = 1``), the terms from ``claim_from`` on are the claim.
-    """
-
-    strictness: str
-    dw: np.ndarray  # (m, 2)
-    da: np.ndarray  # (m, k)
-    coefficients: tuple[float, ...]
-    claim_from: int = 2
 
 
 def classify_interval_batch(
@@ -142,179 +132,161 @@ def classify_interval_batch(
             continue
         problem = target.select(torch.tensor([run]))
         tolerance = BOUNDARY_TOL * boundary_tolerance_factor
-        point = IntervalPoint.snap(w[run], a[run], problem, leak, tolerance)
-        verdict = _classify(point, tol=tol)
-        roles = interval_roles(point)
-        differentiable = not np.any(point.zero & (np.linalg.norm(point.a.numpy(), axis=1) > 0))
+        point = _IntervalLocal(IntervalPoint.snap(w[run], a[run], problem, leak, tolerance))
+        verdict = judge(point, tol, realisable=True)
+        snapped = point.point
+        differentiable = not np.any(snapped.zero & (np.linalg.norm(snapped.a.numpy(), axis=1) > 0))
         record.set_point(
             run,
-            w=point.w.numpy(),
-            a=point.a.numpy(),
-            loss=point.value,
-            gap=point.gap,
-            roles=roles,
+            w=snapped.w.numpy(),
+            a=snapped.a.numpy(),
+            loss=snapped.value,
+            gap=snapped.gap,
+            roles=interval_roles(snapped),
             differentiable=differentiable,
-            kink=point.kinked | point.boundary,
+            kink=snapped.kinked | snapped.boundary,
         )
         record.set_verdict(run, verdict)
         for factor in SENSITIVITY_FACTORS:
-            snapped = IntervalPoint.snap(w[run], a[run], problem, leak, tolerance * factor)
-            other = _classify(snapped, tol=tol, witnesses=False)
-            record.tolerance_sensitive[run] |= other.point_type != verdict.point_type
+            other = _IntervalLocal(IntervalPoint.snap(w[run], a[run], problem, leak, tolerance * factor))
+            record.tolerance_sensitive[run] |= judge(other, tol, realisable=True, witnesses=False).point_type != (
+                verdict.point_type
+            )
     return record
 
 
-def _classify(point: IntervalPoint, *, tol: Tolerances, witnesses: bool = True) -> Verdict:
-    """Steps 1-4 of the module docstring for one snapped point."""
-    s_x, s_y = interval_scales(point.target)
-    if point.gap > tol.stationary:
-        name = "approx_stationary" if point.gap <= tol.approx_stationary else "not_stationary"
-        return Verdict(name, "not_stationary")
-    if point.value <= tol.global_loss * s_y**2:
-        return Verdict("stationary", "global_min", certificate="zero_loss")
-    residual_at_ends = centred_residual_at_ends(point)
-    if point.zero.any():
-        return _zero_neuron_test(point, s_x=s_x, s_y=s_y, tol=tol, witnesses=witnesses)
-    return _second_order(point, residual_at_ends, s_y, witnesses)
+@dataclass(frozen=True)
+class _IntervalLocal:
+    """A snapped point of the interval loss as the front end (:func:`pipeline.stationary.local_test.judge`) sees it:
+    steps 3 and 4 of the module docstring give its local model."""
 
+    point: IntervalPoint
+    ladder: int = STEPS
 
-def _zero_neuron_test(point: IntervalPoint, *, s_x: float, s_y: float, tol: Tolerances, witnesses: bool) -> Verdict:
-    """Step 3: first- and second-order directions of zero neurons (slopes against ``tol.stationary``, ``D_j`` against
-    ``tol.escape``)."""
-    angles = np.linspace(0.0, 2.0 * np.pi, N_ANGLES, endpoint=False)
-    directions = torch.as_tensor(np.stack([np.cos(angles), np.sin(angles)], axis=1))
-    values = zero_neuron_derivatives(point, directions)  # (U, k)
-    tolerance = tol.stationary * s_y * s_x
-    escape_tolerance = tol.escape * s_y * s_x
-    escape = np.zeros(point.zero.shape, dtype=bool)
-    for neuron in np.flatnonzero(point.zero):
-        a_j = point.a[neuron].numpy()
-        if np.linalg.norm(a_j) > ZERO_TOL * s_y:
+    @property
+    def value(self) -> float:
+        """The profiled loss at the snapped point."""
+        return self.point.value
+
+    @property
+    def gap(self) -> float:
+        """Its relative gradient norm."""
+        return self.point.gap
+
+    @property
+    def zero_loss(self) -> float:
+        """``tau_L s_y^2`` (the end-point tolerance of the population losses)."""
+        return population_tolerances("end_point").global_loss * interval_scales(self.point.target)[1] ** 2
+
+    @cached_property
+    def _base(self) -> torch.Tensor:
+        return self.point.loss(self.point.w, self.point.a)
+
+    @property
+    def floor(self) -> float:
+        """``ROUNDING_FACTOR`` ulps of the loss."""
+        return ROUNDING_FACTOR * float(np.finfo(float).eps) * max(float(self._base), np.finfo(float).tiny)
+
+    def change(self, moves_w: torch.Tensor, moves_a: torch.Tensor) -> torch.Tensor:
+        """The exact profiled loss at the moved points minus the loss at the point."""
+        return self.point.loss(self.point.w + moves_w, self.point.a + moves_a) - self._base
+
+    def local_model(self, tol: Tolerances) -> LocalModel:
+        """Step 3 (a zero neuron) or step 4 (the one-sided quadratic model on the piece)."""
+        if self.point.zero.any():
+            return self._zero_neuron_model(tol)
+        return self._piece_model()
+
+    def _line(self, dw: np.ndarray, da: np.ndarray, coefficients: tuple[float, ...], **verdict: Any) -> LineCandidate:
+        """The candidate ``t (dw, da)``: its ladder from ``TOP_STEP`` of the parameter size (at most half the
+        validity radius, :func:`pipeline.stationary.interval_point.validity_radius`)."""
+        point = self.point
+        s_x, s_y = interval_scales(point.target)
+        natural = np.sqrt(s_y / s_x)  # parameter size of a network of output scale s_y
+        size = max(float(np.sqrt(np.square(point.w.numpy()).sum() + np.square(point.a.numpy()).sum())), natural)
+        dw_t, da_t = torch.as_tensor(dw), torch.as_tensor(da)
+        norm = float(torch.sqrt(dw_t.square().sum() + da_t.square().sum()))
+        radius = validity_radius(point, dw)
+        return LineCandidate(dw_t, da_t, coefficients, min(0.5 * radius, TOP_STEP * size / norm), radius, **verdict)
+
+    def _zero_neuron_model(self, tol: Tolerances) -> LocalModel:
+        """Step 3: first- and second-order directions of zero neurons (slopes against ``tol.stationary``, ``D_j``
+        against ``tol.escape``)."""
+        point = self.point
+        s_x, s_y = interval_scales(point.target)
+        angles = np.linspace(0.0, 2.0 * np.pi, N_ANGLES, endpoint=False)
+        directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+        values = zero_neuron_derivatives(point, torch.as_tensor(directions))  # (U, k)
+        zero_output = np.linalg.norm(point.a.numpy(), axis=1) <= ZERO_TOL * s_y
+        for neuron in np.flatnonzero(point.zero & ~zero_output):
+            a_j = point.a[neuron].numpy()
             slopes = values @ a_j  # one-sided derivative along (dw_j, da_j) = (u, 0)
             best = int(slopes.argmin())
-            if slopes[best] < -tolerance * np.linalg.norm(a_j):  # Clarke-stationary, not directionally
+            if slopes[best] < -tol.stationary * s_y * s_x * np.linalg.norm(a_j):  # Clarke-stationary only
                 dw = np.zeros(point.w.shape)
-                dw[neuron] = directions[best].numpy()
-                candidate = _Candidate("not_applicable", dw, np.zeros(point.a.shape), (0.0, float(slopes[best])), 1)
-                found = _verify(point, [candidate]) if witnesses else None
-                witness = None if found is None else found[1]
-                return Verdict("clarke_only", "not_stationary", "first_order_descent", witness=witness)
-            continue
+                dw[neuron] = directions[best]
+                descent = self._line(
+                    dw, np.zeros(point.a.shape), (0.0, float(slopes[best])), claim_from=1,
+                    strictness="not_applicable", certificate="first_order_descent",
+                )  # fmt: skip
+                return LocalModel(first_order=descent)
         strength = np.linalg.norm(values, axis=1)
         best = int(strength.argmax())
-        if strength[best] <= escape_tolerance:
-            continue
-        escape[neuron] = True
-        if not witnesses:
-            return Verdict("stationary", "saddle", escape=escape)
-        dw = np.zeros(point.w.shape)
-        da = np.zeros(point.a.shape)
-        dw[neuron] = directions[best].numpy()
-        da[neuron] = -values[best] / strength[best]
-        # the network changes by t^2 da_j rho(u . x~): exactly -||D_j(u)|| t^2 plus a t^4 term
-        found = _verify(point, [_Candidate("strict", dw, da, (0.0, 0.0, -float(strength[best])))])
-        if found is not None:
-            return Verdict(
-                "stationary",
-                "saddle",
-                "escape_zero_output",
-                "strict",
-                _mechanism_bit("Z"),
-                curvature=-float(strength[best]),
-                witness=found[1],
-                escape=escape,
-            )
-    return Verdict("stationary", "undetermined", escape=escape)
+        escape = point.zero & zero_output & (strength[best] > tol.escape * s_y * s_x)
+        candidates = []
+        for neuron in np.flatnonzero(escape):
+            dw, da = np.zeros(point.w.shape), np.zeros(point.a.shape)
+            dw[neuron] = directions[best]
+            da[neuron] = -values[best] / strength[best]
+            # the network changes by t^2 da_j rho(u . x~): exactly -||D_j(u)|| t^2 plus a t^4 term
+            candidates.append(
+                self._line(
+                    dw, da, (0.0, 0.0, -float(strength[best])), certificate="escape_zero_output",
+                    mechanisms=_mechanism_bit("Z"), curvature=-float(strength[best]),
+                )
+            )  # fmt: skip
+        return LocalModel(candidates, escape=escape)
 
+    def _piece_model(self) -> LocalModel:
+        """Step 4: the one-sided quadratic model on the piece and its candidates."""
+        point = self.point
+        width, k = point.a.shape
+        _, s_y = interval_scales(point.target)
+        residual_at_ends = centred_residual_at_ends(point)
+        sliver, third_order = sliver_terms(point, residual_at_ends, s_y)
+        gradient, hessian = piece_derivatives(point)
+        complement = scipy.linalg.null_space(flat_directions(point).T)
+        eigenvalues, eigenvectors = np.linalg.eigh(complement.T @ hessian @ complement)
+        scale = max(float(np.abs(eigenvalues).max(initial=0.0)), np.finfo(float).tiny)
+        lowest = float(eigenvalues[0]) if eigenvalues.size else np.inf
+        escape = (sliver < 0) | third_order
+        curvature = min(lowest, float(sliver.min(initial=0.0)))
 
-def _second_order(
-    point: IntervalPoint, residual_at_ends: dict[float, np.ndarray], s_y: float, witnesses: bool
-) -> Verdict:
-    """Step 4: the one-sided quadratic model on the piece; descent directions are verified."""
-    width, k = point.a.shape
-    sliver, third_order = sliver_terms(point, residual_at_ends, s_y)
-    gradient, hessian = piece_derivatives(point)
-    complement = scipy.linalg.null_space(flat_directions(point).T)
-    eigenvalues, eigenvectors = np.linalg.eigh(complement.T @ hessian @ complement)
-    scale = max(float(np.abs(eigenvalues).max(initial=0.0)), np.finfo(float).tiny)
-    lowest = float(eigenvalues[0]) if eigenvalues.size else np.inf
-    escape = (sliver < 0) | third_order
+        def candidate(strictness: str, dw: np.ndarray, da: np.ndarray, cubic: float = 0.0) -> LineCandidate:
+            direction = np.concatenate([dw.ravel(), da.ravel()])
+            quadratic = 0.5 * direction @ hessian @ direction
+            quadratic += float(sliver @ np.maximum(inward_displacement(point, dw), 0.0) ** 2)
+            coefficients = (0.0, float(gradient @ direction), quadratic, cubic)
+            return self._line(dw, da, coefficients, strictness=strictness, curvature=curvature)
 
-    def candidate(strictness: str, dw: np.ndarray, da: np.ndarray, cubic: float = 0.0) -> _Candidate:
-        direction = np.concatenate([dw.ravel(), da.ravel()])
-        quadratic = 0.5 * direction @ hessian @ direction
-        quadratic += float(sliver @ np.maximum(inward_displacement(point, dw), 0.0) ** 2)
-        return _Candidate(strictness, dw, da, (0.0, float(gradient @ direction), quadratic, cubic))
-
-    candidates: list[_Candidate] = []
-    if lowest < -CURVATURE_TOL * scale:
-        direction = complement @ eigenvectors[:, 0]
-        dw, da = direction[: 2 * width].reshape(width, 2), direction[2 * width :].reshape(width, k)
-        candidates += [candidate("strict", dw, da), candidate("strict", -dw, -da)]
-    for j in np.flatnonzero(sliver < 0).tolist():
-        candidates.append(candidate("strict", inward_move(point, j), np.zeros((width, k))))
-    length = point.target.high - point.target.low
-    for j in np.flatnonzero(third_order).tolist():
-        da = np.zeros((width, k))
-        r_end = residual_at_ends[point.end[j]]
-        da[j] = -r_end / np.linalg.norm(r_end)
-        # the sliver of width t / |w_j| adds t da_j (1 - leak) |w_j| |x - t_j| to the output there, whose mean
-        # against r gives c_3 t^3 with c_3 = (1 - leak) (da_j . r(E)) / (2 (high - low) |w_j|)
-        cubic = -(1.0 - point.leak) * float(np.linalg.norm(r_end)) / (2.0 * length * abs(float(point.w[j, 0])))
-        candidates.append(candidate("non_strict", inward_move(point, j), da, cubic))
-    if candidates:
-        if not witnesses:
-            return Verdict("stationary", "saddle", escape=escape)
-        found = _verify(point, candidates)
-        if found is not None:
-            return Verdict(
-                "stationary",
-                "saddle",
-                "negative_curvature_witness",
-                candidates[found[0]].strictness,
-                curvature=min(lowest, float(sliver.min(initial=0.0))),
-                witness=found[1],
-                escape=escape,
-            )
-        return Verdict("stationary", "undetermined", curvature=lowest, escape=escape)
-    if lowest > CURVATURE_TOL * scale and np.all(sliver[point.boundary] > 0):
-        return Verdict("stationary", "spurious_local_min", "hessian_morse_bott", curvature=lowest, escape=escape)
-    return Verdict("stationary", "undetermined", curvature=lowest, escape=escape)
-
-
-def _verify(point: IntervalPoint, candidates: list[_Candidate]) -> tuple[int, Witness] | None:
-    """The first candidate whose decrease is verified, and its witness; None if none is.
-
-    :func:`pipeline.stationary.local_descent.verify_witness` on the lines ``t (dw, da)`` from ``TOP_STEP`` of the
-    parameter size (at most half the validity radius, :func:`pipeline.stationary.interval_point.validity_radius`)
-    down the shared ladder; the true change is the exact profiled loss at the moved point minus the loss at the point.
-    """
-    s_x, s_y = interval_scales(point.target)
-    natural = np.sqrt(s_y / s_x)  # parameter size of a network of output scale s_y
-    size = max(float(np.sqrt(np.square(point.w.numpy()).sum() + np.square(point.a.numpy()).sum())), natural)
-    dw = torch.as_tensor(np.stack([c.dw for c in candidates]))
-    da = torch.as_tensor(np.stack([c.da for c in candidates]))
-    norm = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1)))
-    radius = torch.tensor([validity_radius(point, c.dw) for c in candidates], dtype=torch.float64)
-    steps = geometric_steps(torch.minimum(0.5 * radius, TOP_STEP * size / norm))
-    order = max(len(c.coefficients) for c in candidates)
-    coefficients = torch.zeros(len(candidates), order, dtype=torch.float64)
-    claimed = torch.zeros(len(candidates), order, dtype=torch.bool)
-    for row, c in enumerate(candidates):
-        coefficients[row, : len(c.coefficients)] = torch.tensor(c.coefficients, dtype=torch.float64)
-        claimed[row, c.claim_from :] = True
-    model = LineModel(claim=torch.where(claimed, coefficients, 0.0), residue=torch.where(claimed, 0.0, coefficients))
-    base = point.loss(point.w, point.a)
-    floor = torch.full(
-        (len(candidates),), ROUNDING_FACTOR * np.finfo(float).eps * max(float(base), np.finfo(float).tiny)
-    )
-
-    def change(moves_w: torch.Tensor, moves_a: torch.Tensor) -> torch.Tensor:
-        return point.loss(point.w + moves_w, point.a + moves_a) - base
-
-    witness = verify_witness(line_path(dw, da), change, model, steps, floor, radius * norm)
-    pick = witness.first()
-    return None if pick is None else (pick, witness.take(slice(pick, pick + 1)))
+        candidates: list[LineCandidate] = []
+        if lowest < -CURVATURE_TOL * scale:
+            direction = complement @ eigenvectors[:, 0]
+            dw, da = direction[: 2 * width].reshape(width, 2), direction[2 * width :].reshape(width, k)
+            candidates += [candidate("strict", dw, da), candidate("strict", -dw, -da)]
+        for j in np.flatnonzero(sliver < 0).tolist():
+            candidates.append(candidate("strict", inward_move(point, j), np.zeros((width, k))))
+        length = point.target.high - point.target.low
+        for j in np.flatnonzero(third_order).tolist():
+            da = np.zeros((width, k))
+            r_end = residual_at_ends[point.end[j]]
+            da[j] = -r_end / np.linalg.norm(r_end)
+            # the sliver of width t / |w_j| adds t da_j (1 - leak) |w_j| |x - t_j| to the output there, whose mean
+            # against r gives c_3 t^3 with c_3 = (1 - leak) (da_j . r(E)) / (2 (high - low) |w_j|)
+            cubic = -(1.0 - point.leak) * float(np.linalg.norm(r_end)) / (2.0 * length * abs(float(point.w[j, 0])))
+            candidates.append(candidate("non_strict", inward_move(point, j), da, cubic))
+        minimum = lowest > CURVATURE_TOL * scale and bool(np.all(sliver[point.boundary] > 0))
+        return LocalModel(candidates, minimum=minimum, curvature=lowest, escape=escape)
 
 
 def _mechanism_bit(name: str) -> int:

@@ -6,8 +6,8 @@ the kink sense, and the test is the classical one, made exact where the Hessian 
 
 1. neurons with ``||w_j||`` or ``||a_j||`` below ``ZERO_TOL`` of the natural parameter size are snapped
    to exact zeros;
-2. relative gradient norm ``||grad L|| / (s_y^1.5 s_x^0.5)`` above the tolerance: ``not_stationary``;
-3. ``L <= tau_L s_y^2``: ``global_min`` (certificate ``zero_loss``);
+2. ``L <= tau_L s_y^2``: ``global_min`` (certificate ``zero_loss``);
+3. relative gradient norm ``||grad L|| / (s_y^1.5 s_x^0.5)`` above the tolerance: ``not_stationary``;
 4. the Hessian ``H`` (automatic differentiation of the exact loss) on the complement of the tangent
    ``T`` of the known critical symmetry orbits (:func:`symmetry_directions`): a negative eigenvalue gives a
    candidate witness (``strict``);
@@ -23,6 +23,9 @@ the kink sense, and the test is the classical one, made exact where the Hessian 
    ``hessian_morse_bott``: ``T`` is tangent to a manifold of critical points of equal loss, and the loss grows
    quadratically off it); anything else is ``undetermined``, never a guess.
 
+Steps 2, 3 and the verdicts of 7 are those of every per-point classifier (:func:`pipeline.stationary.local_test.judge`);
+steps 4-6 are this loss's local model.
+
 A local minimum is resolved against the global value 0 when the target is realisable
 (:func:`pipeline.stationary.minima.minimum_types`); otherwise it stays ``local_min`` for the collect step.
 """
@@ -31,15 +34,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import scipy.linalg
 import torch
 
 from pipeline.stationary import labels
-from pipeline.stationary.local_descent import LineModel, Witness, geometric_steps, line_path, verify_witness
-from pipeline.stationary.minima import minimum_types
-from pipeline.stationary.record import BatchClassification, Verdict
+from pipeline.stationary.local_test import LineCandidate, LocalModel, judge
+from pipeline.stationary.record import BatchClassification
 from pipeline.stationary.tolerances import Tolerances
 
 __all__ = ["SmoothLoss", "classify_smooth_point", "symmetry_directions"]
@@ -56,6 +59,8 @@ this fraction of the parameter size: a small gradient over a small curvature (a 
 is no minimum."""
 FLOOR_EPS = 64.0
 """The rounding floor of a computed loss change, in machine epsilons of the loss."""
+LADDER = 40
+"""Steps of a witness ladder (from the parameter size down: more than the default to reach the rounding floor)."""
 
 
 @dataclass(frozen=True)
@@ -173,71 +178,101 @@ def classify_smooth_point(
     if loss.train_output:
         a = torch.where(torch.linalg.vector_norm(a, dim=1, keepdim=True) <= ZERO_TOL * natural, 0.0, a)
     theta = torch.cat([w.reshape(-1), a.reshape(-1)]) if loss.train_output else w.reshape(-1).clone()
-    value = float(loss.value(theta))
-    gradient = torch.func.grad(loss.value)(theta)
-    gap = float(torch.linalg.vector_norm(gradient)) / (loss.s_y**1.5 * loss.s_x**0.5)
+    point = _SmoothPoint(loss, theta, degree, tol.global_loss * loss.s_y**2)
     roles = _roles(w.numpy(), a.numpy())
-    record.set_point(run, w=w.numpy(), a=a.numpy(), loss=value, gap=gap, roles=roles, differentiable=True)
-    if gap > tol.stationary:
-        name = "approx_stationary" if gap <= tol.approx_stationary else "not_stationary"
-        record.set_verdict(run, Verdict(name, "not_stationary"))
-        return
-    if value <= tol.global_loss * loss.s_y**2:
-        record.set_verdict(run, Verdict("stationary", "global_min", "zero_loss"))
-        return
-    verdict = _higher_orders(loss, theta, gradient, value, w.numpy(), a.numpy(), degree, tol)
-    if verdict.point_type == "local_min" and realisable:
-        kind = minimum_types(np.array([value]), global_value=np.zeros(1), relative=0.0, absolute=0.0)[0]
-        verdict = Verdict("stationary", labels.POINT_TYPE[kind], verdict.certificate, curvature=verdict.curvature)
-    record.set_verdict(run, verdict)
+    record.set_point(run, w=w.numpy(), a=a.numpy(), loss=point.value, gap=point.gap, roles=roles, differentiable=True)
+    record.set_verdict(run, judge(point, tol, realisable=realisable))
 
 
-def _higher_orders(
-    loss: SmoothLoss,
-    theta: torch.Tensor,
-    gradient: torch.Tensor,
-    value: float,
-    w: np.ndarray,
-    a: np.ndarray,
-    degree: int,
-    tol: Tolerances,
-) -> Verdict:
-    """Steps 4-7 of the module docstring at a stationary point of positive loss."""
-    hessian = torch.func.hessian(loss.value)(theta).numpy()
-    complement = scipy.linalg.null_space(symmetry_directions(w, a, degree, loss.train_output).T)
-    eigenvalues, eigenvectors = np.linalg.eigh(complement.T @ hessian @ complement)
-    scale = max(float(np.abs(eigenvalues).max(initial=0.0)), loss.s_y * loss.s_x)  # floor: the natural curvature
-    lowest = float(eigenvalues[0]) if eigenvalues.size else np.inf
-    zero = ~np.any(w != 0, axis=1) & ~np.any(a != 0, axis=1) & loss.train_output
-    zero_neurons = np.flatnonzero(zero)
-    candidates: list[tuple[str, np.ndarray, int, float]] = []  # strictness, direction, order, coefficient
-    if lowest < -CURVATURE_TOL * scale:
-        candidates.append(("strict", complement @ eigenvectors[:, 0], 2, 0.5 * lowest))
-    escape = np.zeros(loss.width, dtype=bool)
-    for j in zero_neurons:
-        direction, coefficient = _zero_neuron_cubic(loss, theta, int(j))
-        if -coefficient > tol.escape * loss.s_y * loss.s_x**2:
-            escape[j] = True
-            candidates.append(("non_strict", direction, 3, coefficient))
-    null = np.flatnonzero(np.abs(eigenvalues) <= CURVATURE_TOL * scale)
-    for index in null:
-        direction = complement @ eigenvectors[:, index]
-        coefficient = _third_derivative(loss, theta, direction) / 6.0
-        if abs(coefficient) > tol.escape * loss.s_y * loss.s_x**2:
-            candidates.append(("non_strict", -np.sign(coefficient) * direction, 3, -abs(coefficient)))
-    for strictness, direction, order, coefficient in candidates:
-        witness = _verify(loss, theta, gradient, value, direction, order, coefficient)
-        if witness is not None:
-            return Verdict("stationary", "saddle", "negative_curvature_witness", strictness, 0, lowest, witness, escape)
-    if candidates:
-        return Verdict("stationary", "undetermined", curvature=lowest, escape=escape)
-    if lowest > CURVATURE_TOL * scale and len(zero_neurons) == 0:
-        # the point is only numerically stationary: the minimum certified is the one the Newton step reaches
-        reduced = complement.T @ gradient.numpy()
-        newton = float(np.linalg.norm(eigenvectors @ ((eigenvectors.T @ reduced) / eigenvalues)))
-        if newton <= NEWTON_TOL * max(natural_size(loss), float(torch.linalg.vector_norm(theta))):
-            return Verdict("stationary", "local_min", "hessian_morse_bott", curvature=lowest, escape=escape)
-    return Verdict("stationary", "undetermined", curvature=lowest, escape=escape)
+@dataclass(frozen=True)
+class _SmoothPoint:
+    """A snapped point of a smooth loss as the front end (:func:`pipeline.stationary.local_test.judge`) sees it:
+    steps 4-7 of the module docstring give its local model."""
+
+    loss: SmoothLoss
+    theta: torch.Tensor
+    degree: int
+    zero_loss: float
+    ladder: int = LADDER
+
+    @cached_property
+    def value(self) -> float:
+        """The loss at the point."""
+        return float(self.loss.value(self.theta))
+
+    @cached_property
+    def gradient(self) -> torch.Tensor:
+        """The gradient (P,) by automatic differentiation."""
+        gradient: torch.Tensor = torch.func.grad(self.loss.value)(self.theta)
+        return gradient
+
+    @property
+    def gap(self) -> float:
+        """``||grad L|| / (s_y^1.5 s_x^0.5)``."""
+        return float(torch.linalg.vector_norm(self.gradient)) / (self.loss.s_y**1.5 * self.loss.s_x**0.5)
+
+    @property
+    def floor(self) -> float:
+        """``FLOOR_EPS`` ulps of the loss."""
+        return FLOOR_EPS * float(np.finfo(float).eps) * max(abs(self.value), np.finfo(float).tiny)
+
+    def change(self, moves_w: torch.Tensor, moves_a: torch.Tensor) -> torch.Tensor:
+        """The loss at the moved points minus the loss at the point, (E, T); the polynomial holds at every step."""
+        w, a = self.loss.split(self.theta)
+        moved = [
+            [self.loss.network_loss(w + mw, a + ma) for mw, ma in zip(*row, strict=True)]
+            for row in zip(moves_w, moves_a, strict=True)
+        ]
+        return torch.stack([torch.stack(row) for row in moved]) - self.value
+
+    def local_model(self, tol: Tolerances) -> LocalModel:
+        """Steps 4-7 of the module docstring at a stationary point of positive loss."""
+        loss, theta = self.loss, self.theta
+        w, a = (part.numpy() for part in loss.split(theta))
+        hessian = torch.func.hessian(loss.value)(theta).numpy()
+        complement = scipy.linalg.null_space(symmetry_directions(w, a, self.degree, loss.train_output).T)
+        eigenvalues, eigenvectors = np.linalg.eigh(complement.T @ hessian @ complement)
+        scale = max(float(np.abs(eigenvalues).max(initial=0.0)), loss.s_y * loss.s_x)  # floor: the natural curvature
+        lowest = float(eigenvalues[0]) if eigenvalues.size else np.inf
+        zero = ~np.any(w != 0, axis=1) & ~np.any(a != 0, axis=1) & loss.train_output
+        candidates: list[LineCandidate] = []
+        if lowest < -CURVATURE_TOL * scale:
+            candidates += self._lines(complement @ eigenvectors[:, 0], 2, 0.5 * lowest, "strict", lowest)
+        escape = np.zeros(loss.width, dtype=bool)
+        for j in np.flatnonzero(zero):
+            direction, coefficient = _zero_neuron_cubic(loss, theta, int(j))
+            if -coefficient > tol.escape * loss.s_y * loss.s_x**2:
+                escape[j] = True
+                candidates += self._lines(direction, 3, coefficient, "non_strict", lowest)
+        for index in np.flatnonzero(np.abs(eigenvalues) <= CURVATURE_TOL * scale):
+            direction = complement @ eigenvectors[:, index]
+            coefficient = _third_derivative(loss, theta, direction) / 6.0
+            if abs(coefficient) > tol.escape * loss.s_y * loss.s_x**2:
+                candidates += self._lines(-np.sign(coefficient) * direction, 3, -abs(coefficient), "non_strict", lowest)
+        minimum = False
+        if not candidates and lowest > CURVATURE_TOL * scale and not zero.any():
+            # the point is only numerically stationary: the minimum certified is the one the Newton step reaches
+            reduced = complement.T @ self.gradient.numpy()
+            newton = float(np.linalg.norm(eigenvectors @ ((eigenvectors.T @ reduced) / eigenvalues)))
+            minimum = newton <= NEWTON_TOL * max(natural_size(loss), float(torch.linalg.vector_norm(theta)))
+        return LocalModel(candidates, minimum=minimum, curvature=lowest, escape=escape)
+
+    def _lines(
+        self, direction: np.ndarray, order: int, coefficient: float, strictness: str, curvature: float
+    ) -> list[LineCandidate]:
+        """The candidates along ``direction`` (both signs for an even ``order``, + first): the claim
+        ``coefficient t^order`` and the residue ``t g . d`` of a numerically stationary point, from the parameter
+        size down (the loss is a polynomial: radius ``inf``)."""
+        unit = torch.as_tensor(direction / np.linalg.norm(direction))
+        dw, da = _split_direction(self.loss, unit)
+        slope = float(self.gradient @ unit)
+        top = max(natural_size(self.loss), float(torch.linalg.vector_norm(self.theta)))
+        claim = (0.0,) * (order - 2) + (coefficient,)
+        return [
+            LineCandidate(sign * dw, sign * da, (0.0, sign * slope, *claim), top, strictness=strictness,
+                          curvature=curvature)
+            for sign in ((1.0, -1.0) if order % 2 == 0 else (1.0,))
+        ]  # fmt: skip
 
 
 def natural_size(loss: SmoothLoss) -> float:
@@ -288,47 +323,6 @@ def _third_derivative(loss: SmoothLoss, theta: torch.Tensor, direction: np.ndarr
 
     third = torch.func.grad(torch.func.grad(torch.func.grad(along)))
     return float(third(torch.zeros((), dtype=theta.dtype)))
-
-
-def _verify(
-    loss: SmoothLoss,
-    theta: torch.Tensor,
-    gradient: torch.Tensor,
-    value: float,
-    direction: np.ndarray,
-    order: int,
-    coefficient: float,
-) -> Witness | None:
-    """A verified local decrease along ``direction`` (both signs for even ``order``, + first), or None.
-
-    :func:`pipeline.stationary.local_descent.verify_witness` with the claim ``coefficient t^order`` and the
-    residue ``t g . d`` of a numerically stationary point; the loss is a polynomial, so the model holds at every
-    step (radius ``inf``).
-    """
-    unit = torch.as_tensor(direction / np.linalg.norm(direction))
-    signs = torch.tensor([1.0, -1.0] if order % 2 == 0 else [1.0], dtype=torch.float64)
-    count = signs.shape[0]
-    start = torch.tensor([max(natural_size(loss), float(torch.linalg.vector_norm(theta)))])
-    steps = geometric_steps(start, 40).expand(count, -1)
-    floor = torch.full((count,), FLOOR_EPS * np.finfo(float).eps * max(abs(value), np.finfo(float).tiny))
-    w, a = loss.split(theta)
-    dw, da = _split_direction(loss, unit)
-    zero = torch.zeros(count, dtype=torch.float64)
-    claim = torch.zeros(count, order + 1, dtype=torch.float64)
-    claim[:, order] = coefficient
-    model = LineModel(claim=claim, residue=torch.stack([zero, signs * float(gradient @ unit)], dim=-1))
-
-    def change(moves_w: torch.Tensor, moves_a: torch.Tensor) -> torch.Tensor:
-        moved = [
-            [loss.network_loss(w + mw, a + ma) for mw, ma in zip(*row, strict=True)]
-            for row in zip(moves_w, moves_a, strict=True)
-        ]
-        return torch.stack([torch.stack(row) for row in moved]) - value
-
-    path = line_path(signs[:, None, None] * dw, signs[:, None, None] * da)
-    witness = verify_witness(path, change, model, steps, floor, torch.full((count,), torch.inf))
-    pick = witness.first()
-    return None if pick is None else witness.take(slice(pick, pick + 1))
 
 
 def _split_direction(loss: SmoothLoss, direction: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
