@@ -14,7 +14,7 @@
 import shlex
 import sys
 
-from pipeline.plan import make_plan, n_shards
+from pipeline.survey.plan import make_plan, n_shards
 from pipeline.survey import load_survey
 
 # The command line of the environment running Snakemake (also in SLURM jobs, which run the same interpreter),

@@ -28,8 +28,8 @@ from matplotlib.figure import Figure
 from analysis.runs import grid_axes, run_frame, stored_survey
 from analysis.stats import trend_scale
 from pipeline.batch import run_inputs
-from pipeline.plan import make_plan, run_settings
 from pipeline.stationary import labels
+from pipeline.survey.plan import make_plan, run_settings
 
 __all__ = [
     "amplitude_figure",

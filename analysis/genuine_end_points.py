@@ -19,8 +19,8 @@ import xarray as xr
 import yaml
 
 from analysis.genuine import Orientation, cell_least_squares, is_genuine
-from pipeline.plan import make_plan, run_settings
 from pipeline.survey import Survey, parse_survey
+from pipeline.survey.plan import make_plan, run_settings
 
 __all__ = ["DIFFERENTIABLE_MIN_TYPES", "check_end_points", "end_point_cells"]
 
@@ -31,7 +31,7 @@ DIFFERENTIABLE_MIN_TYPES: tuple[str, ...] = ("global_min", "spurious_local_min",
 def _stored_survey(dataset: xr.Dataset) -> Survey:
     """The survey of a store: attribute ``resolved_survey`` (YAML), else ``resolved_survey_json``.
 
-    Named after the store attribute ``survey``, as ``pipeline.commands.common.load_resolved`` names a
+    Named after the store attribute ``survey``, as ``pipeline.workflow.commands.common.load_resolved`` names a
     resolved survey after its folder.
     """
     name = str(dataset.attrs.get("survey", "survey"))

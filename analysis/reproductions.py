@@ -22,7 +22,7 @@ from analysis.genuine_end_points import check_end_points
 from analysis.query import decode
 from analysis.runs import run_arrays, run_frame
 from analysis.stats import wilson_interval
-from pipeline.activations import activation_from_settings
+from pipeline.losses.activations import activation_from_settings
 from pipeline.stationary import labels
 
 __all__ = ["REPRODUCTIONS", "Reproduction", "reproduction_for"]

@@ -25,14 +25,14 @@ import time
 import numpy as np
 import torch
 
-from pipeline import nets
-from pipeline.activations import activation_from_settings
 from pipeline.batch import run_inputs
 from pipeline.globality import global_value_basis
-from pipeline.plan import batches, make_plan, run_settings
+from pipeline.losses import nets
+from pipeline.losses.activations import activation_from_settings
 from pipeline.problems import VerdictOptions, run_gradient_descent
 from pipeline.stationary import classify_batch
 from pipeline.survey.loading import load_survey
+from pipeline.survey.plan import batches, make_plan, run_settings
 
 WIDTH, N, D, TEACHER_WIDTH = 16, 64, 8, 4
 INIT_SCALES = (1e-3, 0.1, 1.0)

@@ -19,10 +19,10 @@ import numpy as np
 import torch
 
 from pipeline.batch import simulate_batch
-from pipeline.commands.simulate import padding
-from pipeline.plan import make_plan
 from pipeline.stationary import labels
 from pipeline.survey import parse_survey
+from pipeline.survey.plan import make_plan
+from pipeline.workflow.commands.simulate import padding
 
 
 def main() -> None:

@@ -38,9 +38,9 @@ import numpy as np
 import torch
 from scipy.integrate import solve_ivp
 
-from pipeline.activations import as_activation
 from pipeline.dynamics import FlowOptions, descend, flow
 from pipeline.dynamics.flow_system import pack
+from pipeline.losses.activations import as_activation
 from pipeline.problems import (
     GaussianPopulationProblem,
     Problem,

@@ -34,13 +34,13 @@ from pathlib import Path
 import xarray as xr
 from bench_workflow import step, tiny_variant
 
-from pipeline.plan import make_plan, n_shards
 from pipeline.store import open_store, validate, write_atomic
 from pipeline.store.damage import chunk_problems
 from pipeline.store.invariants import invariant_problems
 from pipeline.store.manifest import MANIFEST_GROUP, build_manifest, read_manifest
 from pipeline.store.schema import compressors
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan, n_shards
 
 MIB = 2**20
 

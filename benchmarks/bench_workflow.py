@@ -54,10 +54,10 @@ def tiny_variant(folder: Path, name: str, *, max_steps: int, init_seeds: int, sh
 
 def bench_workers(folder: Path, quick: bool, steps: int = 2000) -> None:
     """(a) 2 workers vs 1 worker on one shard of runs with ``steps`` gradient steps each."""
-    from pipeline.commands.simulate import padding, quiet_distributed
-    from pipeline.plan import batches, make_plan, shard_runs
-    from pipeline.runner import ExecutionSettings, _BatchTask, _client, _run_on_dask
     from pipeline.survey import load_survey
+    from pipeline.survey.plan import batches, make_plan, shard_runs
+    from pipeline.workflow.commands.simulate import padding, quiet_distributed
+    from pipeline.workflow.runner import ExecutionSettings, _BatchTask, _client, _run_on_dask
 
     quiet_distributed()
     runs_per_cell, batch = (16, 4) if quick else (64, 16)
@@ -105,8 +105,8 @@ def step(argv: list[str], log: Path, ok: tuple[int, ...] = (0,)) -> tuple[float,
 
 def bench_scale(folder: Path, quick: bool, simulate_shards: int | None, threads: int) -> None:
     """(b) plan, simulate, collect a survey of 100,000 (quick: 10,000) tiny runs."""
-    from pipeline.plan import make_plan, n_shards
     from pipeline.survey import load_survey
+    from pipeline.survey.plan import make_plan, n_shards
 
     init_seeds = 2_500 if quick else 25_000
     survey_path = tiny_variant(

@@ -17,9 +17,9 @@ import torch
 import xarray as xr
 
 from pipeline.batch import run_inputs
-from pipeline.plan import make_plan, run_settings
 from pipeline.stationary import classify_batch, labels
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan, run_settings
 
 _MINIMA = {"global_min", "spurious_local_min", "local_min"}
 

@@ -25,12 +25,12 @@ import pandas as pd
 import torch
 
 from pipeline.batch import simulate_batch
-from pipeline.commands.common import load_resolved
-from pipeline.commands.simulate import padding
 from pipeline.end_game import EndGameOptions
 from pipeline.globality import resolve_globality
 from pipeline.resolution import LIMIT, RESOLUTION, resolve_runs
 from pipeline.store import open_store
+from pipeline.workflow.commands.common import load_resolved
+from pipeline.workflow.commands.simulate import padding
 
 
 def sample_runs(plan: pd.DataFrame, n_runs: int, seed: int) -> pd.DataFrame:

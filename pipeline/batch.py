@@ -18,17 +18,17 @@ import numpy as np
 import pandas as pd
 import torch
 
-from pipeline.activations import activation_from_settings
 from pipeline.batch_record import record_batch
 from pipeline.data import Dataset, data_source
 from pipeline.dynamics import train
 from pipeline.end_game import EndGameOptions
 from pipeline.globality import global_value_basis
 from pipeline.initialization import draw_initialization, init_scale_std
-from pipeline.plan import data_settings, init_settings, run_settings
+from pipeline.losses.activations import activation_from_settings
 from pipeline.problems import VerdictOptions, build_problem
 from pipeline.seeds import run_generator
 from pipeline.stationary.record import missing_value
+from pipeline.survey.plan import data_settings, init_settings, run_settings
 
 __all__ = ["Padding", "RunInputs", "resolve_device", "run_inputs", "simulate_batch"]
 
@@ -99,7 +99,7 @@ def simulate_batch(
     Parameters
     ----------
     rows
-        Plan rows of one grid cell (columns of :func:`pipeline.plan.make_plan`).
+        Plan rows of one grid cell (columns of :func:`pipeline.survey.plan.make_plan`).
     master_seed
         The survey's master seed.
     padding
@@ -128,7 +128,7 @@ def simulate_batch(
     """
     settings = run_settings(rows.iloc[0])
     if rows["cell"].nunique() != 1:
-        raise ValueError("a batch must hold runs of one grid cell; group the plan with pipeline.plan.batches")
+        raise ValueError("a batch must hold runs of one grid cell; group the plan with pipeline.survey.plan.batches")
     inputs = [run_inputs(settings, master_seed, int(row.data_seed), int(row.init_seed)) for row in rows.itertuples()]
     options = dict(dtype=getattr(torch, settings["dtype"]), device=resolve_device(device))
     datasets = [i.dataset for i in inputs]

@@ -1,6 +1,6 @@
 """The ``landscape`` command line: one subcommand per workflow step, plus status, query and validate.
 
-Each subcommand lives in ``pipeline.commands.<name>`` with a ``main(argv) -> int`` that tests call
+Each subcommand lives in ``pipeline.workflow.commands.<name>`` with a ``main(argv) -> int`` that tests call
 directly; Snakemake rules call the same subcommands.
 """
 
@@ -30,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = "\n".join(f"  {name:<{width}}  {text}" for name, text in SUBCOMMANDS.items())
         print(f"usage: landscape <subcommand> [options]\n\nsubcommands:\n{lines}", file=sys.stderr)
         return 0 if argv[:1] in (["-h"], ["--help"]) else 2
-    module = importlib.import_module(f"pipeline.commands.{argv[0]}")
+    module = importlib.import_module(f"pipeline.workflow.commands.{argv[0]}")
     return int(module.main(argv[1:]))
 
 

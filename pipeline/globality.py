@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from pipeline.activations import activation_from_settings
+from pipeline.losses.activations import activation_from_settings
 from pipeline.stationary import labels
 from pipeline.stationary.minima import minimum_types
 
@@ -70,7 +70,7 @@ def global_value_basis(settings: Mapping[str, Any], x: np.ndarray | None) -> str
     Parameters
     ----------
     settings
-        The cell's settings (:func:`pipeline.plan.run_settings`).
+        The cell's settings (:func:`pipeline.survey.plan.run_settings`).
     x
         The runs' inputs (R, n, d), bias column included; ``None`` for population losses (no interpolation).
     """

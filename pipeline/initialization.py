@@ -1,6 +1,6 @@
 """Initial weights of a batch of students, drawn in float64 numpy from an explicit generator.
 
-Shapes follow :mod:`pipeline.nets`: input weights ``w0`` are (m, d) (``d`` includes a bias column
+Shapes follow :mod:`pipeline.losses.nets`: input weights ``w0`` are (m, d) (``d`` includes a bias column
 when there is one), output weights ``a0`` are (m, k).
 """
 

@@ -30,9 +30,9 @@ import torch
 import xarray as xr
 
 from pipeline.batch import run_inputs
-from pipeline.plan import make_plan, run_settings
 from pipeline.stationary import labels
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan, run_settings
 from tests import reference as ref
 
 DIGITS = 50
@@ -314,7 +314,7 @@ def local_descent_failure(w, a, x, y, leak, gap, rng) -> str | None:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# the Gaussian population loss (Safran & Shamir), written out independently of pipeline.population
+# the Gaussian population loss (Safran & Shamir), written out independently of pipeline.losses.population
 # ---------------------------------------------------------------------------------------------------------
 
 

@@ -376,7 +376,8 @@ def brute_force_min_change(
 
 
 def torch_loss(w, a, x, y, leak: float):
-    """``L_r = 1/(2n) sum_i ||sum_j a_j rho(w_j . x_i) - y_i||^2`` per run, (R,), in torch without ``pipeline.nets``.
+    """``L_r = 1/(2n) sum_i ||sum_j a_j rho(w_j . x_i) - y_i||^2`` per run, (R,), in torch without
+    ``pipeline.losses.nets``.
 
     ``w`` (R, m, d), ``a`` (R, m, k), ``x`` (R or 1, n, d), ``y`` (R or 1, n, k); differentiable by autograd
     (``rho'(0) = leak``), for the gradients of the engine tests.

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from pipeline.batch import simulate_batch
-from pipeline.commands.simulate import padding
-from pipeline.plan import make_plan
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan
+from pipeline.workflow.commands.simulate import padding
 
 pytestmark = [
     pytest.mark.gpu,

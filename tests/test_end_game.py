@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
 from pipeline.end_game import EndGameMethod, EndGameOptions, finish_runs
-from pipeline.end_game_flow import residual_jacobian
+from pipeline.end_game.exponential import residual_jacobian
+from pipeline.losses import nets
 from pipeline.resolution import approaching_zero_loss, observed_loss_rate
 from pipeline.stationary import classify_point
 

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
 from pipeline.end_game import rebalance
-from pipeline.flow_kinks import filippov_sides
+from pipeline.end_game.kinks import filippov_sides
+from pipeline.losses import nets
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

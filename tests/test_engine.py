@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
 from pipeline.dynamics import StopReason
+from pipeline.losses import nets
 from pipeline.problems import data_scales, run_gradient_descent
 from pipeline.trajectory import PlateauSettings
 from tests.reference import torch_loss
@@ -375,7 +375,7 @@ def test_good_arguments_run():
 
 
 def test_population_descent_from_near_the_teacher_converges_to_zero_loss():
-    from pipeline.population import population_loss
+    from pipeline.losses.population import population_loss
     from pipeline.problems import run_population_gradient_descent
 
     generator = torch.Generator().manual_seed(3)

@@ -2,7 +2,7 @@
 place a loss plugs into descent, classification and the batch record (issue 13).
 
 The toy loss is the weighted empirical loss ``L_c = 1/(2n) sum_i c_i ||f(x_i) - y_i||^2`` with weights
-``c_i > 0``. Its gradients come from autograd on that formula (independent of :mod:`pipeline.nets`). A ReLU
+``c_i > 0``. Its gradients come from autograd on that formula (independent of :mod:`pipeline.losses.nets`). A ReLU
 network is positively homogeneous in its input, ``f(s x) = s f(x)`` for ``s > 0``, so ``L_c`` on ``(x, y)`` is
 the unweighted loss on ``(sqrt(c_i) x_i, sqrt(c_i) y_i)``: same values, gradients, Hessians and kinks, hence
 the same stationary points of the same types. The toy problem judges its points with the sampled classifier
@@ -17,11 +17,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from pipeline.activations import Activation, as_activation
 from pipeline.batch_record import record_batch
 from pipeline.dynamics import StopReason, descend
 from pipeline.end_game import EndGameOptions, Finish
-from pipeline.nets import Gradients
+from pipeline.losses.activations import Activation, as_activation
+from pipeline.losses.nets import Gradients
 from pipeline.problems import SampledProblem, VerdictOptions
 from pipeline.stationary import labels
 from pipeline.store import VARIABLES

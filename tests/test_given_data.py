@@ -16,8 +16,8 @@ import pytest
 
 from pipeline.batch import run_inputs
 from pipeline.data.given import given_source, load_given
-from pipeline.plan import make_plan, run_settings
 from pipeline.survey import SurveyError, parse_survey
+from pipeline.survey.plan import make_plan, run_settings
 
 SOURCE = "surveys/g.yaml"
 
@@ -238,9 +238,9 @@ def test_shards_on_different_data_are_not_merged() -> None:
 
 def test_a_scikit_learn_survey_trains_and_classifies_through_a_batch() -> None:
     from pipeline.batch import simulate_batch
-    from pipeline.commands.simulate import padding
-    from pipeline.plan import batches
     from pipeline.stationary import labels
+    from pipeline.survey.plan import batches
+    from pipeline.workflow.commands.simulate import padding
 
     fixed = {
         "input_distribution": "sklearn",

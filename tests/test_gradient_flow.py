@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from pipeline.activations import Quadratic, as_activation
 from pipeline.dynamics import FlowOptions, FlowResult, StopReason, flow
 from pipeline.dynamics.flow_system import pack
-from pipeline.interval_population import IntervalTarget, interval_loss
+from pipeline.losses.activations import Quadratic, as_activation
+from pipeline.losses.interval_population import IntervalTarget, interval_loss
 from pipeline.problems import (
     GaussianPopulationProblem,
     IntervalPopulationProblem,

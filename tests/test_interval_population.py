@@ -1,4 +1,4 @@
-"""Oracle tests of the interval population loss (pipeline.interval_population, theory.md section 9).
+"""Oracle tests of the interval population loss (pipeline.losses.interval_population, theory.md section 9).
 
 The oracle is written here from the definition, sharing no code with the module: the network
 ``N(x) = c + sum_j a_j rho(w_j x + b_j)`` with ``rho(z) = max(z, leak z)``, the affine target
@@ -23,7 +23,7 @@ import scipy.optimize
 import torch
 
 from pipeline.dynamics import StopReason
-from pipeline.interval_population import (
+from pipeline.losses.interval_population import (
     IntervalTarget,
     IntervalWorkspace,
     breakpoints,

@@ -1,7 +1,7 @@
-"""Closed-form loss and gradients of ``pipeline.nets`` against independent oracles.
+"""Closed-form loss and gradients of ``pipeline.losses.nets`` against independent oracles.
 
 Oracles: torch autograd of a naively written loss (explicit loop over runs, ``torch.where`` activation;
-nothing from ``pipeline.nets``) and central finite differences in float64.
+nothing from ``pipeline.losses.nets``) and central finite differences in float64.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
+from pipeline.losses import nets
 from tests.reference import torch_loss
 
 # Comparison tolerances per dtype: (rtol, atol relative to max(1, largest reference entry)). The data and the

@@ -14,7 +14,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pipeline.plan import (
+from pipeline.seeds import run_generator, settings_key
+from pipeline.survey import SETTING_GROUPS, SETTING_NAMES, Survey, load_survey, parse_survey
+from pipeline.survey.plan import (
     DATA_SETTINGS,
     INDEX_COLUMNS,
     INIT_SETTINGS,
@@ -28,8 +30,6 @@ from pipeline.plan import (
     run_settings,
     shard_runs,
 )
-from pipeline.seeds import run_generator, settings_key
-from pipeline.survey import SETTING_GROUPS, SETTING_NAMES, Survey, load_survey, parse_survey
 
 SURVEYS = Path(__file__).resolve().parent.parent / "surveys"
 IDENTITY = [*SETTING_NAMES, "data_seed", "init_seed"]

@@ -1,8 +1,8 @@
-"""Population loss for Gaussian inputs (``pipeline.population``, its kernels) against independent oracles.
+"""Population loss for Gaussian inputs (``pipeline.losses.population``, its kernels) against independent oracles.
 
-Oracles: Monte Carlo over Gaussian samples with the empirical network of ``pipeline.nets`` (5-sigma bounds from the
-sample standard deviation), torch autograd of ``population_loss``, central finite differences in float64, and the
-exact zeros of the Safran-Shamir global minimum. The reference numbers 0.62291 / 0.61295 of theory.md 11.1 need
+Oracles: Monte Carlo over Gaussian samples with the empirical network of ``pipeline.losses.nets`` (5-sigma bounds
+from the sample standard deviation), torch autograd of ``population_loss``, central finite differences in float64,
+and the exact zeros of the Safran-Shamir global minimum. The reference numbers 0.62291 / 0.61295 of theory.md 11.1 need
 weights that were not recorded, so the Monte Carlo agreement is tested instead.
 """
 
@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
-from pipeline import population as pop
 from pipeline.dynamics import descend
-from pipeline.population_kernels import kernel
+from pipeline.losses import nets
+from pipeline.losses import population as pop
+from pipeline.losses.population_kernels import kernel
 from pipeline.problems import GaussianPopulationProblem
 
 # torch.func.hessian (forward-over-reverse) imports torch's jvp decompositions, which call torch.jit.script

@@ -1,6 +1,6 @@
-"""Closed-form population Hessian (``pipeline.population_hessian``) against autograd of the closed-form loss.
+"""Closed-form population Hessian (``pipeline.losses.population_hessian``) against autograd of the closed-form loss.
 
-Oracle: ``torch.func.hessian`` of :func:`pipeline.population.population_loss` (forward-over-reverse through the
+Oracle: ``torch.func.hessian`` of :func:`pipeline.losses.population.population_loss` (forward-over-reverse through the
 kernel formula), at random points, at exactly (anti)parallel pairs, at zero neurons and duplicated neurons.
 The finite-difference checks of the Hessian are in ``tests/test_population.py``.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pipeline import population as pop
-from pipeline.population_hessian import population_hessian_batch
+from pipeline.losses import population as pop
+from pipeline.losses.population_hessian import population_hessian_batch
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 

@@ -1,9 +1,9 @@
 """The quadratic activation ``rho(z) = z^2`` in the kernels, against independent oracles.
 
 * the activation object's value and derivatives against autograd of ``z**2`` written here;
-* the empirical loss's closed-form gradients (:mod:`pipeline.nets`, the fused workspace) against
+* the empirical loss's closed-form gradients (:mod:`pipeline.losses.nets`, the fused workspace) against
   ``torch.autograd`` of a naive loss written here, for shared and per-run data, one and several outputs;
-* the interval population loss (:mod:`pipeline.interval_population`, three-point Gauss-Legendre) against
+* the interval population loss (:mod:`pipeline.losses.interval_population`, three-point Gauss-Legendre) against
   ``scipy.integrate.quad`` of the definition with the output bias minimised out, its gradient against
   central finite differences of that oracle, and its autograd Hessian against finite differences of the
   closed-form gradient;
@@ -17,9 +17,9 @@ import pytest
 import scipy.integrate
 import torch
 
-from pipeline import nets
-from pipeline.activations import LeakyReLU, Quadratic, activation_from_settings, as_activation
-from pipeline.interval_population import IntervalTarget, interval_gradients, interval_loss, quadrature
+from pipeline.losses import nets
+from pipeline.losses.activations import LeakyReLU, Quadratic, activation_from_settings, as_activation
+from pipeline.losses.interval_population import IntervalTarget, interval_gradients, interval_loss, quadrature
 from pipeline.problems import run_gradient_descent, run_interval_gradient_descent
 from pipeline.survey import SurveyError, parse_survey
 

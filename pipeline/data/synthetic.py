@@ -2,7 +2,7 @@
 
 All functions are pure: every random draw comes from the explicit :class:`numpy.random.Generator`
 argument, in float64, and arrays are returned as numpy (the caller converts to torch). Shapes follow
-:mod:`pipeline.nets`: inputs ``x`` are (n, d), targets ``y`` are (n, k).
+:mod:`pipeline.losses.nets`: inputs ``x`` are (n, d), targets ``y`` are (n, k).
 """
 
 from __future__ import annotations

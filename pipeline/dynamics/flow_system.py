@@ -2,7 +2,7 @@
 
 A system holds the data of ``R`` runs and sees the parameters of each run flattened into one vector
 ``theta = [w.flatten(), a.flatten()]`` (``a`` left out when the output layer is fixed), shape (R, P), the
-ordering of :func:`pipeline.population.population_hessian`. A loss offers its system through
+ordering of :func:`pipeline.losses.population.population_hessian`. A loss offers its system through
 :meth:`pipeline.problems.Problem.flow_system`; :func:`pipeline.dynamics.gradient_flow.flow` integrates it.
 """
 
@@ -12,7 +12,7 @@ from typing import Protocol
 
 import torch
 
-from pipeline import nets
+from pipeline.losses import nets
 
 __all__ = ["KINK_BAND", "FlowSystem", "flat_gradients", "pack", "unpack"]
 
@@ -28,7 +28,7 @@ class FlowSystem(Protocol):
         """Fix the pieces of the loss used until the next call (nothing for a loss without kinks)."""
 
     def gradients(self, theta: torch.Tensor) -> tuple[nets.Gradients, torch.Tensor]:
-        """The :class:`pipeline.nets.Gradients` and the flattened gradient ``g`` (R, P) of the frozen loss.
+        """The :class:`pipeline.losses.nets.Gradients` and the flattened gradient ``g`` (R, P) of the frozen loss.
 
         The flow is ``dtheta/dt = -g``.
         """
@@ -61,7 +61,7 @@ def unpack(theta: torch.Tensor, a_fixed: torch.Tensor, width: int, train_output:
 def flat_gradients(
     loss: torch.Tensor, grad_w: torch.Tensor, grad_a: torch.Tensor, train_output: bool
 ) -> tuple[nets.Gradients, torch.Tensor]:
-    """The engine's :class:`pipeline.nets.Gradients` (no residuals) and the flattened gradient (R, P)."""
+    """The engine's :class:`pipeline.losses.nets.Gradients` (no residuals) and the flattened gradient (R, P)."""
     flat = torch.cat([grad_w.flatten(1), grad_a.flatten(1)], dim=1) if train_output else grad_w.flatten(1)
     residual = grad_w.new_empty(grad_w.shape[0], 0, grad_a.shape[-1])
     return nets.Gradients(loss, residual, grad_w, grad_a), flat

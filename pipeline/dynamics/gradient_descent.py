@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from pipeline import nets
 from pipeline.dynamics.result import DescentResult, StopReason
+from pipeline.losses import nets
 from pipeline.trajectory import CheckpointRecorder, PlateauRecorder, PlateauSettings, checkpoint_steps
 
 if TYPE_CHECKING:

@@ -29,7 +29,7 @@ flow time, and ``scipy.integrate.solve_ivp`` per network with the same exact Hes
   slower in wall time;
 * Safran-Shamir population loss (k = 6, width 7): 147,950 gradients and 24,265 Hessians against 1,600,040 (10.8x
   fewer), 4.2 s against 19.6 s; BDF 6.3x and LSODA 5.4x slower. With the Hessian by ``torch.func`` instead of
-  the closed form of :mod:`pipeline.population_hessian` (20 ms against 0.27 ms per gradient) the flow had the
+  the closed form of :mod:`pipeline.losses.population_hessian` (20 ms against 0.27 ms per gradient) the flow had the
   wall time of gradient descent here and BDF, which reuses its Jacobian over many steps, was 2x faster. At 8
   runs per batch the flow is only 2.0x faster than BDF: the batch amortises the per-step work.
 
@@ -74,11 +74,11 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from pipeline import nets
 from pipeline.dynamics.flow_system import KINK_BAND, FlowSystem, pack, unpack
 from pipeline.dynamics.gradient_descent import GRAD_TOL_FLOOR_EPS, neurons_resolved
 from pipeline.dynamics.result import DescentResult, StopReason
 from pipeline.dynamics.rodas import RosenbrockStep, dense_output, rosenbrock_step
+from pipeline.losses import nets
 from pipeline.trajectory import CheckpointRecorder, PlateauRecorder, PlateauSettings, checkpoint_steps
 
 if TYPE_CHECKING:

@@ -17,12 +17,12 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 import torch
 
-from pipeline.activations import Activation
 from pipeline.data import Dataset
 from pipeline.dynamics.flow_system import FlowSystem
 from pipeline.end_game import EndGameOptions, Finish
 from pipeline.globality import GLOBAL_BASIS
-from pipeline.nets import Gradients
+from pipeline.losses.activations import Activation
+from pipeline.losses.nets import Gradients
 
 __all__ = [
     "Evaluator",
@@ -77,7 +77,7 @@ class Problem(Protocol):
     LOSS
         The loss in words and symbols (stored with every survey, see :func:`pipeline.problems.loss_formula`).
     activation
-        The activation of the student network (:mod:`pipeline.activations`).
+        The activation of the student network (:mod:`pipeline.losses.activations`).
     train_output
         Whether the output layer trains (otherwise its gradient is zero and it stays at ``a0``).
     verdicts

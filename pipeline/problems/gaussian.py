@@ -10,12 +10,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from pipeline import population
-from pipeline.activations import Activation, as_activation
 from pipeline.data import Dataset
 from pipeline.dynamics import DescentResult, descend
 from pipeline.end_game import EndGameOptions, Finish
-from pipeline.end_game_by_flow import finish_by_flow
+from pipeline.end_game.by_flow import finish_by_flow
+from pipeline.losses import population
+from pipeline.losses.activations import Activation, as_activation
 from pipeline.problems.base import (
     Evaluator,
     PopulationLoss,
@@ -32,7 +32,7 @@ __all__ = ["GaussianPopulationProblem", "run_population_gradient_descent"]
 
 @dataclass(frozen=True)
 class GaussianPopulationProblem(PopulationLoss):
-    """``1/2 E ||f(x) - g(x)||^2`` for ``x ~ N(0, I_d)``, in closed form (:mod:`pipeline.population`).
+    """``1/2 E ||f(x) - g(x)||^2`` for ``x ~ N(0, I_d)``, in closed form (:mod:`pipeline.losses.population`).
 
     The teacher is ``g(x) = sum_j b_j rho(v_j . x)`` with weights ``teacher_w`` (R or 1, t, d) and
     ``teacher_a`` (R or 1, t, k); student and teacher share the activation, a ReLU or leaky ReLU.
@@ -108,7 +108,7 @@ class GaussianPopulationProblem(PopulationLoss):
         )  # fmt: skip
 
     def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish:
-        """The end game of the runs ``runs``: their flow to its limit (:mod:`pipeline.end_game_by_flow`)."""
+        """The end game of the runs ``runs``: their flow to its limit (:mod:`pipeline.end_game.by_flow`)."""
         return finish_by_flow(
             dataclasses.replace(
                 self, teacher_w=select_runs(self.teacher_w, runs), teacher_a=select_runs(self.teacher_a, runs)

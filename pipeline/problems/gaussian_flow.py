@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import torch
 
-from pipeline import nets, population
 from pipeline.dynamics.flow_system import flat_gradients, unpack
-from pipeline.population_hessian import population_hessian_batch
+from pipeline.losses import nets, population
+from pipeline.losses.population_hessian import population_hessian_batch
 
 __all__ = ["PopulationFlow"]
 
 
 class PopulationFlow:
-    """The Gaussian population loss of :mod:`pipeline.population` (C^1 everywhere except at zero neurons).
+    """The Gaussian population loss of :mod:`pipeline.losses.population` (C^1 everywhere except at zero neurons).
 
     Parameters
     ----------
@@ -41,13 +41,13 @@ class PopulationFlow:
         """Nothing to freeze: the population loss has no kinks away from zero neurons."""
 
     def gradients(self, theta: torch.Tensor) -> tuple[nets.Gradients, torch.Tensor]:
-        """Closed-form loss and gradient (:class:`pipeline.population.PopulationWorkspace`)."""
+        """Closed-form loss and gradient (:class:`pipeline.losses.population.PopulationWorkspace`)."""
         w, a = unpack(theta, self.a_fixed, self.width, self.train_output)
         grads = self._workspace(w, a)
         return flat_gradients(grads.loss, grads.grad_w, grads.grad_a, self.train_output)
 
     def hessian(self, theta: torch.Tensor) -> torch.Tensor:
-        """:func:`pipeline.population_hessian.population_hessian_batch`, (R, P, P)."""
+        """:func:`pipeline.losses.population_hessian.population_hessian_batch`, (R, P, P)."""
         w, a = unpack(theta, self.a_fixed, self.width, self.train_output)
         return population_hessian_batch(w, a, self.v, self.b, self.leak, train_output=self.train_output)
 

@@ -10,13 +10,13 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from pipeline import interval_population
-from pipeline.activations import Activation, as_activation
 from pipeline.data import Dataset
 from pipeline.dynamics import DescentResult, descend
 from pipeline.end_game import EndGameOptions, Finish
-from pipeline.end_game_by_flow import finish_by_flow
-from pipeline.interval_population import IntervalTarget
+from pipeline.end_game.by_flow import finish_by_flow
+from pipeline.losses import interval_population
+from pipeline.losses.activations import Activation, as_activation
+from pipeline.losses.interval_population import IntervalTarget
 from pipeline.problems.base import Evaluator, PopulationLoss, VerdictOptions, check_parameters, stacked_field
 from pipeline.problems.interval_flow import IntervalFlow
 from pipeline.stationary.interval_points import classify_interval_batch
@@ -27,7 +27,7 @@ __all__ = ["IntervalPopulationProblem", "run_interval_gradient_descent"]
 
 @dataclass(frozen=True)
 class IntervalPopulationProblem(PopulationLoss):
-    """The profiled loss of :mod:`pipeline.interval_population` (the output bias at its optimum).
+    """The profiled loss of :mod:`pipeline.losses.interval_population` (the output bias at its optimum).
 
     Parameters are ``w`` (R, m, 2) (rows ``(w_j, b_j)``) and ``a`` (R, m, k). Scales:
     ``s_x = sqrt(max(low^2, high^2) + 1)`` (the largest input norm with the bias column) and ``s_y`` the
@@ -98,7 +98,7 @@ class IntervalPopulationProblem(PopulationLoss):
         )  # fmt: skip
 
     def finish(self, w: torch.Tensor, a: torch.Tensor, runs: np.ndarray, options: EndGameOptions) -> Finish:
-        """The end game of the runs ``runs``: their flow to its limit (:mod:`pipeline.end_game_by_flow`)."""
+        """The end game of the runs ``runs``: their flow to its limit (:mod:`pipeline.end_game.by_flow`)."""
         return finish_by_flow(
             dataclasses.replace(self, target=self.target.select(torch.as_tensor(runs))), w, a, options
         )

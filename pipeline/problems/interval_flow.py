@@ -1,10 +1,10 @@
 """The interval population loss as a flow system (:mod:`pipeline.dynamics.flow_system`).
 
-The profiled loss ``P`` of :mod:`pipeline.interval_population` is C^1 away from zero neurons, and C^2 away from
+The profiled loss ``P`` of :mod:`pipeline.losses.interval_population` is C^1 away from zero neurons, and C^2 away from
 them and from neurons whose breakpoint sits exactly at an interval end; the flow needs no kink events (nothing to
 freeze, no violations), and the integrator's error control absorbs the jumps of the second derivative where a
 breakpoint leaves the interval. Gradients are the closed form of
-:class:`pipeline.interval_population.IntervalWorkspace`. The Hessian is forward-over-reverse automatic
+:class:`pipeline.losses.interval_population.IntervalWorkspace`. The Hessian is forward-over-reverse automatic
 differentiation of the same exact formula (the breakpoints' quadrature is exact on every piece, so its derivatives
 are the piece's), one Hessian-vector product per parameter, batched over the runs: the runs are independent, so
 the product of the summed loss's Hessian with ``e_p`` in every run is column ``p`` of every run's Hessian.
@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import torch
 
-from pipeline import interval_population, nets
-from pipeline.activations import Activation
 from pipeline.dynamics.flow_system import flat_gradients, unpack
+from pipeline.losses import interval_population, nets
+from pipeline.losses.activations import Activation
 
 __all__ = ["IntervalFlow"]
 
@@ -53,7 +53,7 @@ class IntervalFlow:
         """Nothing to freeze: the profiled loss is C^1 away from zero neurons."""
 
     def gradients(self, theta: torch.Tensor) -> tuple[nets.Gradients, torch.Tensor]:
-        """Exact loss and closed-form gradient (:class:`pipeline.interval_population.IntervalWorkspace`)."""
+        """Exact loss and closed-form gradient (:class:`pipeline.losses.interval_population.IntervalWorkspace`)."""
         w, a = unpack(theta, self.a_fixed, self.width, self.train_output)
         grads = self._workspace(w, a)
         return flat_gradients(grads.loss, grads.grad_w, grads.grad_a, self.train_output)

@@ -12,9 +12,9 @@ import types
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from pipeline.activations import Activation
 from pipeline.data import DATA_SOURCES, Dataset, data_source
 from pipeline.data.sources import LossKind
+from pipeline.losses.activations import Activation
 from pipeline.problems.base import Problem, VerdictOptions
 from pipeline.problems.gaussian import GaussianPopulationProblem
 from pipeline.problems.interval import IntervalPopulationProblem

@@ -9,11 +9,11 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
-from pipeline import nets
-from pipeline.activations import Activation, as_activation
 from pipeline.data import Dataset
 from pipeline.dynamics import DescentResult, descend
 from pipeline.end_game import EndGameOptions, Finish, finish_runs
+from pipeline.losses import nets
+from pipeline.losses.activations import Activation, as_activation
 from pipeline.problems.base import Evaluator, VerdictOptions, check_parameters, no_groups, select_runs, stacked_field
 from pipeline.problems.sampled_flow import SampledFlow
 from pipeline.stationary import classify_batch
@@ -30,7 +30,7 @@ class SampledProblem:
     """The empirical loss on inputs ``x`` (R or 1, n, d) and targets ``y`` (R or 1, n, k).
 
     A leading size 1 shares one data set among all runs. ``activation`` is an
-    :class:`~pipeline.activations.Activation` or the negative slope of a leaky ReLU in [0, 1) (0: ReLU).
+    :class:`~pipeline.losses.activations.Activation` or the negative slope of a leaky ReLU in [0, 1) (0: ReLU).
     Scales: ``s_x = max_i ||x_i||``, ``s_y = sqrt(||Y||_F^2 / n)`` (:func:`data_scales`).
     """
 

@@ -6,7 +6,7 @@ judged pair by pair from the one-sided velocities ``dz_ij/dt`` with slope 1 and 
 pairs of its neuron at their own slopes): the active side if the flow leaves to it, the inactive side if it
 leaves to that one, and *sliding* when both one-sided velocities point into the kink (an attracting pair,
 ``r_i . a_j > 0``). A repelling pair (both sides point away) takes the side of
-:func:`pipeline.flow_kinks.filippov_sides`.
+:func:`pipeline.end_game.kinks.filippov_sides`.
 The Filippov velocity of a sliding pair is the convex combination of slopes that keeps ``z_ij = 0``; it equals
 the gradient without the pair's own term, projected onto ``x_i^perp``: the frozen loss gives the pair slope 0
 and the flow of ``w_j`` is projected onto the orthogonal complement of its sliding inputs (the rows of the
@@ -19,8 +19,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from pipeline import nets
 from pipeline.dynamics.flow_system import KINK_BAND, flat_gradients, unpack
+from pipeline.losses import nets
 from pipeline.stationary.boxls import box_ls_scipy
 
 __all__ = ["NEGLIGIBLE", "ORIGIN_BAND", "SampledFlow"]
@@ -39,7 +39,7 @@ ORIGIN_TOL = 1e-8
 
 
 class SampledFlow:
-    """The loss ``1/(2n) sum_i ||f(x_i) - y_i||^2`` of a leaky ReLU network (:mod:`pipeline.nets`).
+    """The loss ``1/(2n) sum_i ||f(x_i) - y_i||^2`` of a leaky ReLU network (:mod:`pipeline.losses.nets`).
 
     Parameters
     ----------

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from sklearn.cluster import AgglomerativeClustering
 
-from pipeline import nets
+from pipeline.losses import nets
 
 __all__ = ["NEURON_CATEGORY", "NeuronGroups", "activation_pattern", "group_neurons"]
 
@@ -105,7 +105,7 @@ def group_neurons(
     Parameters
     ----------
     w, a, x
-        ``(R, m, d)``, ``(R, m, k)``, ``(R or 1, n, d)`` (see :mod:`pipeline.nets`).
+        ``(R, m, d)``, ``(R, m, k)``, ``(R or 1, n, d)`` (see :mod:`pipeline.losses.nets`).
     leak
         Negative slope of the activation; dead neurons exist only for ``leak == 0``.
     angle_tol

@@ -1,7 +1,8 @@
 """One snapped point of the interval population loss and its exact local quantities (theory.md 9.2-9.3).
 
 :class:`IntervalPoint` snaps breakpoints near an interval end onto it and tiny neurons to zero, and knows each
-neuron's regularity (zero, boundary, kinked, dead) and the profiled loss ``P`` of :mod:`pipeline.interval_population`.
+neuron's regularity (zero, boundary, kinked, dead) and the profiled loss ``P`` of
+:mod:`pipeline.losses.interval_population`.
 The functions here give what the classifier of :mod:`pipeline.stationary.interval_points` decides with: the
 centred residual at the ends, the escape derivatives ``D_j(u)`` of zero neurons, the exactly flat directions, the
 gradient and Hessian of the smooth piece, the sliver coefficients of boundary neurons, and the inward move and
@@ -17,8 +18,8 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from pipeline import interval_population
-from pipeline.interval_population import IntervalTarget
+from pipeline.losses import interval_population
+from pipeline.losses.interval_population import IntervalTarget
 from pipeline.stationary import labels
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Classification of points of the interval population loss (scalar input, affine target; theory.md 9).
 
-The loss is the exact profiled population loss ``P(w, a)`` of :mod:`pipeline.interval_population`
+The loss is the exact profiled population loss ``P(w, a)`` of :mod:`pipeline.losses.interval_population`
 (inputs uniform on ``[low, high]``, a bias, the output bias at its optimum). Its regularity decides
 the test (theory.md 9.2-9.3):
 
@@ -57,7 +57,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from pipeline.interval_population import IntervalTarget
+from pipeline.losses.interval_population import IntervalTarget
 from pipeline.stationary import labels
 from pipeline.stationary.api import SENSITIVITY_FACTORS
 from pipeline.stationary.interval_point import (

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline import nets
+from pipeline.losses import nets
 from pipeline.stationary.tolerances import Tolerances
 
 __all__ = [

@@ -125,8 +125,9 @@ class LocalPoint(Protocol):
     def floor(self) -> float:
         """The rounding floor of a computed change of the loss at the point."""
 
-    ladder: int
-    """Steps of a witness ladder."""
+    @property
+    def ladder(self) -> int:
+        """Steps of a witness ladder."""
 
     def change(self, moves_w: torch.Tensor, moves_a: torch.Tensor) -> torch.Tensor:
         """True loss changes (E, T) of perturbations ``moves_w`` (E, T, m, d), ``moves_a`` (E, T, m, k)."""

@@ -1,6 +1,6 @@
 """Classification of points of the population (infinite Gaussian data) loss.
 
-For standard Gaussian inputs the loss ``F`` is given in closed form (:mod:`pipeline.population`,
+For standard Gaussian inputs the loss ``F`` is given in closed form (:mod:`pipeline.losses.population`,
 theory.md 11.1). It is C^1 everywhere and C^2 away from zero neurons (``w_j = 0``), so where no
 neuron is zero a second-order test is exact (theory.md 8.2 step 7, differentiable case):
 
@@ -31,7 +31,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
-from pipeline import population
+from pipeline.losses import population
 from pipeline.stationary import labels
 from pipeline.stationary.api import SENSITIVITY_FACTORS
 from pipeline.stationary.local_descent import STEPS

@@ -17,10 +17,10 @@ Levenberg-Marquardt iteration in torch (float64):
   (``||g|| <= grad_rtol * s_r * s_x * ||theta||``, ``s_r = rms||f_i|| + rms||y_i||``) or stalls (no halving
   of the gradient norm for ``patience`` iterations, or the damping runs away).
 
-The refined point is returned only if it keeps the pattern and its loss (``pipeline.nets.loss``) does
+The refined point is returned only if it keeps the pattern and its loss (``pipeline.losses.nets.loss``) does
 not exceed the original loss; otherwise the original point is returned with ``refined = False``. The
 record states numbers only: a small gradient norm is never by itself a claim of criticality (at a kink
-the full gradient of :func:`pipeline.nets.gradients` uses ``rho'(0) = leak`` and need not vanish).
+the full gradient of :func:`pipeline.losses.nets.gradients` uses ``rho'(0) = leak`` and need not vanish).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline import nets
+from pipeline.losses import nets
 from pipeline.stationary.kinks import kink_mask
 from pipeline.stationary.tolerances import Tolerances
 
@@ -60,9 +60,9 @@ class Refinement:
     status : (R,) int8
         :data:`REFINE_STATUS` code.
     loss_before, loss_after : (R,)
-        :func:`pipeline.nets.loss` at the original and at the returned point.
+        :func:`pipeline.losses.nets.loss` at the original and at the returned point.
     grad_norm_before, grad_norm_after : (R,)
-        Euclidean norm of the full gradient, ``pipeline.nets.gradients(...).norm()``.
+        Euclidean norm of the full gradient, ``pipeline.losses.nets.gradients(...).norm()``.
     pattern_grad_before, pattern_grad_after : (R,)
         Norm of the in-pattern (reduced) gradient: the gradient of the pattern polynomial with every
         ``dL/dw_j`` projected onto the null space of its kink rows.
@@ -111,7 +111,7 @@ def refine_end_points(
     Parameters
     ----------
     w, a, x, y
-        ``(R, m, d)``, ``(R, m, k)``, ``(R or 1, n, d)``, ``(R or 1, n, k)`` (see :mod:`pipeline.nets`).
+        ``(R, m, d)``, ``(R, m, k)``, ``(R or 1, n, d)``, ``(R or 1, n, k)`` (see :mod:`pipeline.losses.nets`).
     leak
         Negative slope of the activation.
     train_output

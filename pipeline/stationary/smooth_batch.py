@@ -12,9 +12,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from pipeline import interval_population, nets
-from pipeline.activations import Activation
-from pipeline.interval_population import IntervalTarget
+from pipeline.losses import interval_population, nets
+from pipeline.losses.activations import Activation
+from pipeline.losses.interval_population import IntervalTarget
 from pipeline.stationary.record import BatchClassification, unclassified_batch
 from pipeline.stationary.smooth_points import SmoothLoss, classify_smooth_point
 from pipeline.stationary.tolerances import population_tolerances, tolerances_for
@@ -79,7 +79,7 @@ def classify_smooth_interval_batch(
 ) -> BatchClassification:
     """Classify points ``w`` (R, m, 2), ``a`` (R, m, k) of the interval population loss.
 
-    The profiled loss of :mod:`pipeline.interval_population` (the output bias at its optimum) is a polynomial for
+    The profiled loss of :mod:`pipeline.losses.interval_population` (the output bias at its optimum) is a polynomial for
     the quadratic activation. ``realisable``: zero loss is attained (for the quadratic activation from width
     ``2 k`` on, :func:`pipeline.globality.global_value_basis`), so a local minimum of positive loss is spurious.
     """

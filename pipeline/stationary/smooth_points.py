@@ -209,7 +209,8 @@ class _SmoothPoint:
     @property
     def gap(self) -> float:
         """``||grad L|| / (s_y^1.5 s_x^0.5)``."""
-        return float(torch.linalg.vector_norm(self.gradient)) / (self.loss.s_y**1.5 * self.loss.s_x**0.5)
+        scale: float = self.loss.s_y**1.5 * self.loss.s_x**0.5
+        return float(torch.linalg.vector_norm(self.gradient)) / scale
 
     @property
     def floor(self) -> float:

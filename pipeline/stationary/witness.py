@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from pipeline import nets
+from pipeline.losses import nets
 from pipeline.stationary.local_descent import (
     Change,
     LineModel,

@@ -1,7 +1,7 @@
 """Survey-wide derived variables of a gathered store: global or spurious (end points, and the final plateaus
 that are the end point), outcome, neuron counts.
 
-The collect step (:mod:`pipeline.commands.collect`) passes :func:`add_derived_variables` to
+The collect step (:mod:`pipeline.workflow.commands.collect`) passes :func:`add_derived_variables` to
 :func:`pipeline.store.gathering.gather`: the storage layer writes these variables but decides none of them. The
 global/spurious verdict of the minima the classifier left ``local_min`` uses the classifier's own rule
 (:func:`pipeline.globality.resolve_globality`) against the survey's reference loss.

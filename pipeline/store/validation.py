@@ -77,7 +77,7 @@ def validate(path: str | Path, plan: pd.DataFrame | None = None, *, quick: bool 
     path
         A survey or shard store.
     plan
-        The plan the store was collected from (:func:`pipeline.plan.make_plan`).
+        The plan the store was collected from (:func:`pipeline.survey.plan.make_plan`).
     quick
         Check metadata only (attributes, schema, file sizes against the manifest, the run
         coordinate): no chunk of a data variable is read, for very large stores.

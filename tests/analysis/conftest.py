@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.commands import report
+from pipeline.workflow.commands import report
 from tests.analysis.helpers import REPO, run_in_process, small_record, write_store
 
 

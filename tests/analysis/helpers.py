@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipeline.commands import collect, plan, resolve, simulate
-from pipeline.plan import make_plan, n_shards
 from pipeline.resolution import OUTCOME
 from pipeline.store import record_to_dataset, write_atomic
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan, n_shards
+from pipeline.workflow.commands import collect, plan, resolve, simulate
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "surveys" / "tiny.yaml"

@@ -21,7 +21,7 @@ import yaml
 from matplotlib.image import imread
 
 from analysis.formatting import RAW_SUFFIX
-from pipeline.commands import report as report_command
+from pipeline.workflow.commands import report as report_command
 from tests.analysis.helpers import REPO, run_in_process
 from tests.analysis.test_report import NUMBER, significant_digits
 

@@ -24,8 +24,8 @@ from analysis.genuine import (
 )
 from analysis.genuine_end_points import check_end_points, end_point_cells
 from pipeline.batch import run_inputs
-from pipeline.plan import make_plan, run_settings
 from pipeline.survey import Survey, parse_survey
+from pipeline.survey.plan import make_plan, run_settings
 
 Z = 5.0  # tolerance in standard errors
 MEANINGS = "global_min spurious_local_min local_min saddle undetermined not_stationary"

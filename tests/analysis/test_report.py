@@ -14,8 +14,8 @@ from analysis import figures
 from analysis import report as report_module
 from analysis.formatting import RAW_SUFFIX
 from analysis.runs import open_survey
-from pipeline.commands import query as query_command
-from pipeline.commands import report as report_command
+from pipeline.workflow.commands import query as query_command
+from pipeline.workflow.commands import report as report_command
 
 NUMBER = re.compile(r"(?<![\w.])-?\d[\d,]*(?:\.\d+)?(?:e-?\d+)?")
 

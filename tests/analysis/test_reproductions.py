@@ -22,9 +22,9 @@ from analysis.query import decode
 from analysis.reproductions import reproduction_for
 from analysis.runs import open_survey, run_frame
 from pipeline.batch import run_inputs
-from pipeline.plan import make_plan, run_settings
 from pipeline.stationary import labels
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan, run_settings
 from tests.analysis.helpers import run_in_process
 
 SURVEYS = Path(__file__).resolve().parents[2] / "surveys"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from pipeline.commands.collect import collect_lock, lock_path
+from pipeline.workflow.commands.collect import collect_lock, lock_path
 from tests.reliability.helpers import environment, file_stamps, landscape
 from tests.workflow.helpers import comparable
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from pipeline.commands import collect as collect_command
-from pipeline.commands import simulate as simulate_command
-from pipeline.commands.collect import lock_path
+from pipeline.workflow.commands import collect as collect_command
+from pipeline.workflow.commands import simulate as simulate_command
+from pipeline.workflow.commands.collect import lock_path
 from tests.reliability.helpers import file_stamps, landscape
 from tests.workflow.helpers import comparable
 

@@ -10,12 +10,12 @@ import torch
 import xarray as xr
 
 from pipeline.batch import simulate_batch
-from pipeline.commands.simulate import padding
 from pipeline.dynamics import StopReason
-from pipeline.plan import batches, make_plan
 from pipeline.stationary import classify_batch, labels
 from pipeline.store.schema import OUTCOME
 from pipeline.survey import load_survey
+from pipeline.survey.plan import batches, make_plan
+from pipeline.workflow.commands.simulate import padding
 from tests.reliability.helpers import cli, survey_file
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")]

@@ -19,9 +19,9 @@ import xarray as xr
 import yaml
 import zarr
 
-from pipeline.plan import make_plan, n_shards
 from pipeline.store import validate
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan, n_shards
 from tests.reliability.helpers import REPO, landscape
 from tests.workflow.helpers import comparable
 

@@ -12,7 +12,7 @@ import psutil
 import pytest
 import xarray as xr
 
-from pipeline.commands import simulate as simulate_command
+from pipeline.workflow.commands import simulate as simulate_command
 from tests.reliability.helpers import environment, survey_file, wait_for
 from tests.workflow.helpers import comparable
 

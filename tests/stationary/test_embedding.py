@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
+from pipeline.losses import nets
 from pipeline.stationary import classify_batch, labels
 from pipeline.stationary.embedding import (
     DEFAULT_BETAS,

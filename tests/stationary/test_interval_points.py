@@ -18,7 +18,7 @@ import scipy.integrate
 import torch
 from numpy.typing import ArrayLike
 
-from pipeline.interval_population import IntervalTarget, interval_loss, target_scale
+from pipeline.losses.interval_population import IntervalTarget, interval_loss, target_scale
 from pipeline.problems import run_interval_gradient_descent
 from pipeline.stationary import labels
 from pipeline.stationary.api import BatchClassification

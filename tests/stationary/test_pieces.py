@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
+from pipeline.losses import nets
 from pipeline.stationary import classify_point, pieces
 from tests import reference as ref
 from tests.stationary.helpers import rank_one_regression

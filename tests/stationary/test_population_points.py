@@ -7,16 +7,16 @@ import dataclasses
 import numpy as np
 import torch
 
-from pipeline.activations import LeakyReLU
-from pipeline.interval_population import IntervalTarget
-from pipeline.population import population_loss
+from pipeline.losses import population
+from pipeline.losses.activations import LeakyReLU
+from pipeline.losses.interval_population import IntervalTarget
+from pipeline.losses.population import population_loss
 from pipeline.problems import (
     GaussianPopulationProblem,
     IntervalPopulationProblem,
     VerdictOptions,
     run_population_gradient_descent,
 )
-from pipeline import population
 from pipeline.stationary import labels
 from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.population_points import classify_population_batch

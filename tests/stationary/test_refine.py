@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
+from pipeline.losses import nets
 from pipeline.stationary.refine import REFINE_STATUS, refine_end_points
 
 
 def _autograd_norm(w: torch.Tensor, a: torch.Tensor, x: torch.Tensor, y: torch.Tensor, leak: float) -> torch.Tensor:
-    """Per-run gradient norm by autograd (independent of pipeline.nets)."""
+    """Per-run gradient norm by autograd (independent of pipeline.losses.nets)."""
     w = w.detach().clone().requires_grad_()
     a = a.detach().clone().requires_grad_()
     hidden = torch.nn.functional.leaky_relu(x @ w.transpose(-1, -2), negative_slope=leak)
@@ -112,7 +112,7 @@ def test_kinked_point_keeps_its_kink_exactly_and_finds_the_pattern_minimiser():
     sign_after = torch.sign(nets.pre_activations(ref.w, x))[0, 1:]
     assert torch.equal(sign_before, sign_after)
     # The full gradient (rho'(0) = 0 convention) does not vanish at a kinked point: the record only
-    # states the number, as computed by pipeline.nets.
+    # states the number, as computed by pipeline.losses.nets.
     full = nets.gradients(ref.w, ref.a, x, y, 0.0).norm()
     torch.testing.assert_close(ref.grad_norm_after, full)
     assert float(full[0]) > 1e-3

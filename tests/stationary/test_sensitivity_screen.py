@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
+from pipeline.losses import nets
 from pipeline.stationary import classify_batch, labels
 from pipeline.stationary.api import SENSITIVITY_FACTORS, _Options, _point_types
 from pipeline.stationary.classify import classify_once, settled_not_stationary

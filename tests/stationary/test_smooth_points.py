@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
-from pipeline.activations import Quadratic
-from pipeline.interval_population import IntervalTarget
+from pipeline.losses import nets
+from pipeline.losses.activations import Quadratic
+from pipeline.losses.interval_population import IntervalTarget
 from pipeline.stationary import labels
 from pipeline.stationary.smooth_batch import classify_smooth_batch, classify_smooth_interval_batch
 from pipeline.stationary.smooth_points import symmetry_directions
@@ -152,9 +152,9 @@ def test_a_width_one_interval_run_drifting_to_infinity_is_no_minimum() -> None:
     (loss 2.7e-7, relative gradient 3.9e-7, projected Hessian positive definite) but the nearest critical point of
     the quadratic model is far away: width 1 has no minimum of positive loss (the bias grows without bound)."""
     from pipeline.batch import run_inputs
-    from pipeline.plan import make_plan, run_settings
     from pipeline.problems import run_interval_gradient_descent
     from pipeline.survey import load_survey
+    from pipeline.survey.plan import make_plan, run_settings
 
     survey = load_survey("surveys/cjr_affine.yaml")
     row = make_plan(survey).loc[861]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
+from pipeline.losses import nets
 from pipeline.stationary import classify_batch, classify_point, labels
 from pipeline.stationary.boxls import box_ls, box_ls_scipy
 from pipeline.stationary.hessian import analytic_hessian

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
+from pipeline.losses import nets
 from pipeline.stationary import classify_point
 from tests import reference as ref
 from tests.stationary.helpers import cell_minimum, kinked_minimum, rank_one_regression

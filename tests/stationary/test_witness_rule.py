@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline import nets
-from pipeline.activations import Quadratic
-from pipeline.interval_population import IntervalTarget, interval_loss
+from pipeline.losses import nets
+from pipeline.losses.activations import Quadratic
+from pipeline.losses.interval_population import IntervalTarget, interval_loss
 from pipeline.stationary import labels, second_order
 from pipeline.stationary.interval_points import classify_interval_batch
 from pipeline.stationary.local_descent import LineModel, geometric_steps, line_path, verify_witness

@@ -13,11 +13,11 @@ from typing import Any
 import xarray as xr
 import yaml
 
-from pipeline.commands import collect as collect_command
-from pipeline.commands import simulate as simulate_command
-from pipeline.commands.status import shard_path
-from pipeline.plan import make_plan, n_shards
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan, n_shards
+from pipeline.workflow.commands import collect as collect_command
+from pipeline.workflow.commands import simulate as simulate_command
+from pipeline.workflow.commands.status import shard_path
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "surveys" / "tiny.yaml"

@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 
 from pipeline import cli
-from pipeline.commands import query, status, validate
-from pipeline.commands.simulate import execution_settings
-from pipeline.runner import ExecutionSettings, fit_to_threads
 from pipeline.store import temporary_path
 from pipeline.survey import load_survey
+from pipeline.workflow.commands import query, status, validate
+from pipeline.workflow.commands.simulate import execution_settings
+from pipeline.workflow.runner import ExecutionSettings, fit_to_threads
 from tests.workflow.helpers import write_survey
 
 pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")

@@ -9,12 +9,12 @@ import pytest
 import xarray as xr
 
 from pipeline import store
-from pipeline.plan import make_plan
 from pipeline.stationary import labels
 from pipeline.stationary.embedding import embedding_layout
 from pipeline.store import validation
 from pipeline.store.schema import VARIABLES
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan
 from tests.workflow.helpers import run_survey, write_survey
 
 pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")

@@ -14,11 +14,11 @@ import pytest
 import torch
 
 from pipeline.batch import run_inputs, run_settings, simulate_batch
-from pipeline.commands.simulate import padding
 from pipeline.end_game import EndGameMethod
-from pipeline.plan import make_plan
 from pipeline.stationary import labels
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan
+from pipeline.workflow.commands.simulate import padding
 from tests.oracle_points import assert_survives_brute_force
 from tests.reference import brute_force_min_change, naive_loss
 

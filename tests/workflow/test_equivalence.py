@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from pipeline.commands import simulate as simulate_command
-from pipeline.commands.simulate import padding
-from pipeline.plan import batches, make_plan, shard_runs
-from pipeline.runner import ExecutionSettings, run_batches
 from pipeline.survey import load_survey
+from pipeline.survey.plan import batches, make_plan, shard_runs
+from pipeline.workflow.commands import simulate as simulate_command
+from pipeline.workflow.commands.simulate import padding
+from pipeline.workflow.runner import ExecutionSettings, run_batches
 from tests.workflow.helpers import comparable, run_survey, write_survey
 
 pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")

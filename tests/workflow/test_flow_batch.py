@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from pipeline.batch import simulate_batch
-from pipeline.commands.simulate import padding
 from pipeline.dynamics import StopReason
-from pipeline.plan import make_plan
 from pipeline.stationary import labels
 from pipeline.survey import parse_survey
+from pipeline.survey.plan import make_plan
+from pipeline.workflow.commands.simulate import padding
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.commands import collect as collect_command
-from pipeline.plan import make_plan, n_shards
 from pipeline.store import open_store, validate
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan, n_shards
+from pipeline.workflow.commands import collect as collect_command
 from tests.workflow.helpers import run_survey
 
 

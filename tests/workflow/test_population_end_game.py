@@ -1,4 +1,4 @@
-"""The end game of the population losses (:mod:`pipeline.end_game_by_flow`) inside a batch.
+"""The end game of the population losses (:mod:`pipeline.end_game.by_flow`) inside a batch.
 
 Oracle: gradient descent run 25 times longer on the same runs. A short budget leaves runs unfinished; the end game
 (the batched flow to its limit) must reach the verdict that the long run reaches, at a loss no higher than where
@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 from pipeline.batch import simulate_batch
-from pipeline.commands.simulate import padding
 from pipeline.end_game import EndGameMethod
-from pipeline.plan import make_plan
 from pipeline.stationary import labels
 from pipeline.survey import parse_survey
+from pipeline.survey.plan import make_plan
+from pipeline.workflow.commands.simulate import padding
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

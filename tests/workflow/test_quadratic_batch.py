@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 
 from pipeline.batch import run_inputs, run_settings, simulate_batch
-from pipeline.commands.simulate import padding
 from pipeline.globality import GLOBAL_BASIS
-from pipeline.plan import make_plan
 from pipeline.stationary import labels
 from pipeline.survey import parse_survey
+from pipeline.survey.plan import make_plan
+from pipeline.workflow.commands.simulate import padding
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -8,8 +8,8 @@ import numpy as np
 import xarray as xr
 
 from pipeline.batch import run_inputs
-from pipeline.plan import make_plan, run_settings
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan, run_settings
 
 
 def test_run_inputs_regenerate_the_stored_initialisation(micro_survey: Path, micro_store: Path) -> None:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import xarray as xr
 
-from pipeline.plan import make_plan
 from pipeline.store import validate
 from pipeline.survey import load_survey
+from pipeline.survey.plan import make_plan
 from tests.reliability.helpers import job_stats
 from tests.workflow.helpers import REPO, comparable, run_survey, write_survey
 

@@ -14,13 +14,13 @@ import zarr
 
 from pipeline import store
 from pipeline.batch import simulate_batch
-from pipeline.commands.simulate import padding
-from pipeline.plan import batches, make_plan, shard_runs
 from pipeline.stationary import labels
 from pipeline.store import gathering, validation
 from pipeline.store.derived import add_derived_variables
 from pipeline.store.schema import SCHEMA_VERSION, VARIABLES
 from pipeline.survey import load_survey
+from pipeline.survey.plan import batches, make_plan, shard_runs
+from pipeline.workflow.commands.simulate import padding
 from tests.workflow.helpers import comparable
 
 pytestmark = pytest.mark.filterwarnings("ignore:Consolidated metadata:UserWarning")

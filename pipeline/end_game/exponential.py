@@ -2,7 +2,7 @@
 
 Within an activation pattern the loss is a polynomial; with its gradient ``g`` and exact Hessian ``H``, a step of
 flow time ``h`` is ``-h phi_1(-h H) g``, accepted if the true loss decreases and agrees with the model to 25%.
-Kinks are events (:mod:`pipeline.flow_kinks`): a step that crosses a kink is cut just past the first crossing, and
+Kinks are events (:mod:`pipeline.end_game.kinks`): a step that crosses a kink is cut just past the first crossing, and
 sliding pairs (Filippov) are held on the kink. Also the residuals and Jacobian of one network that the
 Gauss-Newton stage of :func:`pipeline.end_game.finish_runs` reuses. NumPy, one run at a time.
 """
@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipeline.flow_kinks import crossings, filippov_sides, first_crossing, kink_projector, leave_kinks, on_kink, snap
+from pipeline.end_game.kinks import (
+    crossings,
+    filippov_sides,
+    first_crossing,
+    kink_projector,
+    leave_kinks,
+    on_kink,
+    snap,
+)
 
 __all__ = ["gradient_flow", "network_error", "residual_jacobian"]
 
@@ -29,7 +37,7 @@ def residual_jacobian(
     """Residuals ``r = (f(x_i) - y_i) / sqrt(n)`` (n k,) and their Jacobian (n k, p) of one network.
 
     ``theta`` holds ``w`` (m, d) then, if ``train_output``, ``a`` (m, k), flattened; otherwise ``a`` is
-    ``a_fixed``. Slopes follow :func:`pipeline.nets.activation_slope` (``rho'(0) = leak``).
+    ``a_fixed``. Slopes follow :func:`pipeline.losses.nets.activation_slope` (``rho'(0) = leak``).
     """
     n, d = x.shape
     k = y.shape[1]

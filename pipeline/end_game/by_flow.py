@@ -1,15 +1,14 @@
 """The end game of a loss without data samples: its gradient flow, integrated to the limit.
 
-The sampled loss has the staged end game of :mod:`pipeline.end_game` (an exponential integrator with kink events,
-then Gauss-Newton on the residuals and a kink-constrained polish), which needs the data's residuals. The
-population losses (:mod:`pipeline.population`, :mod:`pipeline.interval_population`) have no residuals, but they
-are C^1 away from zero neurons, with exact gradients and Hessians: their flow is what the batched RODAS4
-integrator of :mod:`pipeline.dynamics.gradient_flow` follows, to any flow time, with per-run steps that grow
-geometrically once the run settles (L-stable: the step is set by accuracy, not by the largest curvature). So the
-end game of such a loss is that flow, from gradient descent's end point, until the convergence test holds at a
-tolerance far below the survey's (:data:`GRAD_TOL`, floored at a few hundred ulps by the engine) or
-``flow_evaluations`` steps are spent. No polish follows: the flow's own limit is the point gradient descent tends
-to, and every step of it lowers the loss.
+The sampled loss has the staged end game of :mod:`pipeline.end_game.staged` (an exponential integrator with kink events,
+then Gauss-Newton on the residuals and a kink-constrained polish), which needs the data's residuals. The population
+losses (:mod:`pipeline.losses.population`, :mod:`pipeline.losses.interval_population`) have no residuals, but they are
+C^1 away from zero neurons, with exact gradients and Hessians: their flow is what the batched RODAS4 integrator of
+:mod:`pipeline.dynamics.gradient_flow` follows, to any flow time, with per-run steps that grow geometrically once the
+run settles (L-stable: the step is set by accuracy, not by the largest curvature). So the end game of such a loss is
+that flow, from gradient descent's end point, until the convergence test holds at a tolerance far below the survey's
+(:data:`GRAD_TOL`, floored at a few hundred ulps by the engine) or ``flow_evaluations`` steps are spent. No polish
+follows: the flow's own limit is the point gradient descent tends to, and every step of it lowers the loss.
 """
 
 from __future__ import annotations

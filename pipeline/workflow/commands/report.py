@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 
 from analysis.report import build_report
-from pipeline.commands.common import setup_logging, user_errors
+from pipeline.workflow.commands.common import setup_logging, user_errors
 
 
 @user_errors

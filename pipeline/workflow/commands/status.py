@@ -13,8 +13,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.commands.common import load_resolved, user_errors
-from pipeline.plan import make_plan, n_shards
+from pipeline.survey.plan import make_plan, n_shards
+from pipeline.workflow.commands.common import load_resolved, user_errors
 
 TMP_MARK = ".tmp-"
 

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.commands.common import load_resolved, user_errors
+from pipeline.workflow.commands.common import load_resolved, user_errors
 
 
 @user_errors

@@ -5,7 +5,7 @@ For standard Gaussian inputs ``x ~ N(0, I_d)`` and ``rho(z) = max(z, leak * z)``
     K(u, q) = E[rho(u . x) rho(q . x)] = leak u . q + (1 - leak)^2 kappa(u, q),
     kappa(u, q) = |u| |q| / (2 pi) (sin theta + (pi - theta) cos theta)      (arc-cosine kernel, theta = angle(u, q)).
 
-:func:`loss_and_gradients` evaluates the population loss ``F`` of :mod:`pipeline.population` and its gradients
+:func:`loss_and_gradients` evaluates the population loss ``F`` of :mod:`pipeline.losses.population` and its gradients
 from these kernels in one pass. Every function is written in torch, takes device and dtype from its inputs and
 broadcasts over leading axes.
 
@@ -19,7 +19,7 @@ Numerics
   (``kappa`` is C^2 at nonzero (anti)parallel pairs: its Hessian ``|q| sin theta / (2 pi |u|) (I - u^ u^T + n n^T)``
   tends to 0). Inside this band the value is exact to ``O(theta^3)`` and the gradient to ``O(theta^2)``.
 * Zero vector ``u = 0`` (or ``q = 0``): ``kappa = 0``, by the antiparallel/zero branch (the gradient convention
-  there is stated in :mod:`pipeline.population`).
+  there is stated in :mod:`pipeline.losses.population`).
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ class StudentPairs(NamedTuple):
 
 
 def student_pairs(w: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.Tensor) -> StudentPairs:
-    """The pair quantities of the loss, its gradient and its Hessian (:mod:`pipeline.population_hessian`)."""
+    """The pair quantities of the loss, its gradient and its Hessian (:mod:`pipeline.losses.population_hessian`)."""
     n_runs, m = w.shape[:2]
     partners = torch.cat([w, v.expand(n_runs, *v.shape[1:])], dim=1)
     coupling = torch.cat([torch.matmul(a, a.transpose(-1, -2)), -torch.matmul(a, b.transpose(-1, -2))], dim=-1)

@@ -27,7 +27,7 @@ from analysis.query import (
     saddle_mechanism_table,
     strictness_table,
 )
-from pipeline.commands.common import user_errors
+from pipeline.workflow.commands.common import user_errors
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ sampled runs with plain gradient descent for 10-50 times the budget and compares
 No library integrates a piecewise-smooth (Filippov) gradient flow with sliding modes at kinks: SciPy's
 stiff integrators (``solve_ivp``, BDF/Radau/LSODA) assume a smooth right-hand side and chatter at every
 kink (measured: minutes per run on the default survey), which is why stage 0 is written here
-(:mod:`pipeline.end_game_flow`). Stage 0 and 1 run per run on the CPU with NumPy/SciPy (problems are small:
+(:mod:`pipeline.end_game.exponential`). Stage 0 and 1 run per run on the CPU with NumPy/SciPy (problems are small:
 ``n k`` residuals, ``m (d + k)`` parameters); stage 2 runs batched in torch.
 """
 
@@ -58,8 +58,8 @@ import numpy as np
 import torch
 from scipy.optimize import least_squares
 
-from pipeline import nets
-from pipeline.end_game_flow import gradient_flow, network_error, residual_jacobian
+from pipeline.end_game.exponential import gradient_flow, network_error, residual_jacobian
+from pipeline.losses import nets
 from pipeline.stationary.refine import refine_end_points
 
 __all__ = ["EndGameMethod", "EndGameOptions", "Finish", "finish_runs", "rebalance"]
@@ -72,7 +72,7 @@ class EndGameMethod(enum.IntEnum):
     FLOW_GAUSS_NEWTON = 1
     FLOW_GAUSS_NEWTON_KINK_REFINE = 2
     FLOW = 3
-    """The batched gradient flow to its limit (:mod:`pipeline.end_game_by_flow`; the population losses)."""
+    """The batched gradient flow to its limit (:mod:`pipeline.end_game.by_flow`; the population losses)."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ class Finish:
     distance : (P,)
         Euclidean distance in parameter space from the start to the finished point.
     loss_before, loss_after : (P,)
-        :func:`pipeline.nets.loss` at the start and at the finished point.
+        :func:`pipeline.losses.nets.loss` at the start and at the finished point.
     flow_time : (P,)
         Gradient-flow time covered by stage 0 (gradient descent covers ``learning_rate`` per step).
     """

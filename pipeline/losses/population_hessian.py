@@ -1,6 +1,6 @@
 """Closed-form Hessian of the Gaussian population loss, batched over runs.
 
-The loss and its kernels are those of :mod:`pipeline.population` and :mod:`pipeline.population_kernels`:
+The loss and its kernels are those of :mod:`pipeline.losses.population` and :mod:`pipeline.losses.population_kernels`:
 ``F = 1/2 sum_{i,q} C_iq K(w_i, u_q) + const`` with partners ``U = [W; V]`` and couplings
 ``C = [A A^T, -A B^T]``, ``K(u, q) = leak u . q + (1 - leak)^2 kappa(u, q)``. For a pair at angle
 ``theta`` (``s = |u| |q| sin theta``), with ``n`` the unit vector orthogonal to ``u`` in the pair's plane pointing
@@ -19,8 +19,8 @@ The blocks of the Hessian in the ordering ``[w.flatten(), a.flatten()]`` are the
 
 (The diagonal term uses ``K(w, w) = (leak + (1 - leak)^2 / 2) |w|^2``: its second derivative is the ``q = i``
 terms of both sums.) (Anti)parallel pairs and zero vectors take the limits of the branch of
-:func:`pipeline.population_kernels.kappa_from_gram` (``d^2 kappa/du^2 = 0``; ``d^2 kappa/du dq = I / 2`` for
-``u . q > 0``, else 0), so the result equals the autograd Hessian of :func:`pipeline.population.population_loss`
+:func:`pipeline.losses.population_kernels.kappa_from_gram` (``d^2 kappa/du^2 = 0``; ``d^2 kappa/du dq = I / 2`` for
+``u . q > 0``, else 0), so the result equals the autograd Hessian of :func:`pipeline.losses.population.population_loss`
 (``torch.func.hessian``), including the convention at zero neurons; ``tests/test_population_hessian.py`` checks it.
 
 Why not autograd: ``torch.func.hessian`` vectorised over runs costs about 70 gradient evaluations per Hessian at
@@ -34,7 +34,7 @@ import math
 
 import torch
 
-from pipeline.population_kernels import kappa_from_gram, parallel_band, student_pairs
+from pipeline.losses.population_kernels import kappa_from_gram, parallel_band, student_pairs
 
 __all__ = ["population_hessian_batch"]
 

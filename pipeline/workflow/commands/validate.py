@@ -10,9 +10,9 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.commands.common import load_resolved, user_errors
-from pipeline.plan import make_plan
 from pipeline.store import rehash, validate
+from pipeline.survey.plan import make_plan
+from pipeline.workflow.commands.common import load_resolved, user_errors
 
 
 @user_errors

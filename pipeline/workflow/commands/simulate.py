@@ -10,13 +10,13 @@ import os
 from collections.abc import Sequence
 
 from pipeline.batch import Padding, resolve_device
-from pipeline.commands.common import Progress, load_resolved, provenance, setup_logging, user_errors
 from pipeline.data.sources import given_provenance
-from pipeline.plan import batches, make_plan, run_settings, shard_runs
-from pipeline.runner import ExecutionSettings, fit_to_threads, run_batches
 from pipeline.stationary.embedding import embedding_layout
 from pipeline.store import CODE_ATTRS, write_atomic
 from pipeline.survey import Survey
+from pipeline.survey.plan import batches, make_plan, run_settings, shard_runs
+from pipeline.workflow.commands.common import Progress, load_resolved, provenance, setup_logging, user_errors
+from pipeline.workflow.runner import ExecutionSettings, fit_to_threads, run_batches
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def execution_settings(survey: Survey, threads: int, in_process: bool) -> Execut
     """Execution settings from the survey, sized to the ``threads`` the job was given.
 
     For the in-process path and a local cluster, ``workers x threads_per_worker <= threads``
-    (see :func:`pipeline.runner.fit_to_threads`).
+    (see :func:`pipeline.workflow.runner.fit_to_threads`).
     """
     execution = survey.execution
     per_worker = execution.threads_per_worker

@@ -1,6 +1,6 @@
 """The activations of the student and the teacher, one small object each.
 
-Every loss (:mod:`pipeline.nets`, :mod:`pipeline.interval_population`, the end game and the
+Every loss (:mod:`pipeline.losses.nets`, :mod:`pipeline.losses.interval_population`, the end game and the
 classifiers) reads the activation through this interface; adding an activation means adding one
 class here. An activation knows
 
@@ -14,7 +14,7 @@ class here. An activation knows
   (the convention of ``torch.nn.functional.leaky_relu`` autograd).
 
 The two fused methods ``forward_`` and ``backward_`` are the passes of the gradient workspace of
-:mod:`pipeline.nets` (in place, into preallocated buffers).
+:mod:`pipeline.losses.nets` (in place, into preallocated buffers).
 """
 
 from __future__ import annotations

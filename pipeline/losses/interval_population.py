@@ -2,7 +2,7 @@
 
 The setting of Cheridito, Jentzen & Rossmannek (theory.md section 9): inputs ``x ~ U[low, high]``, a bias (the
 student sees ``x~ = (x, 1)``), a student ``N(x) = c + sum_j a_j rho(w_j . x~)`` with ``rho`` a
-:class:`pipeline.activations.Activation` (``max(z, leak * z)``, or ``z**2``), and an affine target ``f(x) =
+:class:`pipeline.losses.activations.Activation` (``max(z, leak * z)``, or ``z**2``), and an affine target ``f(x) =
 intercept + slope * x`` (vector valued: ``slope``, ``intercept`` and ``a_j`` lie in ``R^k``). The loss is the
 mean over the interval,
 
@@ -47,8 +47,8 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline import nets
-from pipeline.activations import Activation, as_activation
+from pipeline.losses import nets
+from pipeline.losses.activations import Activation, as_activation
 
 __all__ = [
     "LOSS",
@@ -229,12 +229,12 @@ def interval_gradients(
 
 
 class IntervalWorkspace:
-    """Drop-in replacement of :class:`pipeline.nets.GradientWorkspace` for the interval population loss.
+    """Drop-in replacement of :class:`pipeline.losses.nets.GradientWorkspace` for the interval population loss.
 
-    ``workspace(w, a)`` returns :class:`pipeline.nets.Gradients` with ``loss`` (R,) = ``P``, ``grad_w``
+    ``workspace(w, a)`` returns :class:`pipeline.losses.nets.Gradients` with ``loss`` (R,) = ``P``, ``grad_w``
     (R, m, 2), ``grad_a`` (R, m, k) (zeros when ``train_output`` is False) and an **empty** ``residual``
     (R, 0, k): there are no samples. At a zero neuron the gradient uses ``rho'(0) = leak`` like
-    :mod:`pipeline.nets`.
+    :mod:`pipeline.losses.nets`.
     """
 
     def __init__(

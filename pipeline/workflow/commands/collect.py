@@ -11,10 +11,10 @@ import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from pipeline.commands.common import UserError, load_resolved, provenance, setup_logging, user_errors
-from pipeline.plan import make_plan
 from pipeline.store import gather, validate
 from pipeline.store.derived import add_derived_variables
+from pipeline.survey.plan import make_plan
+from pipeline.workflow.commands.common import UserError, load_resolved, provenance, setup_logging, user_errors
 
 
 @user_errors

@@ -19,7 +19,7 @@ name          shape            meaning
 ``r``         (R, n, k)        residuals ``f(x_i) - y_i``
 ============  ===============  =============================================
 
-The activation ``rho`` is a :class:`pipeline.activations.Activation` (or a number, the leak of a
+The activation ``rho`` is a :class:`pipeline.losses.activations.Activation` (or a number, the leak of a
 leaky ReLU ``rho(z) = max(z, leak z)``; ``leak = 0``: ReLU). The loss is
 ``L = 1/(2n) sum_i ||f(x_i) - y_i||^2``. At a kink (``z = 0``) the gradient uses ``rho'(0) = leak``,
 the convention of ``torch.nn.functional.leaky_relu`` autograd.
@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from pipeline.activations import Activation, as_activation
+from pipeline.losses.activations import Activation, as_activation
 
 __all__ = [
     "LOSS",

@@ -11,9 +11,9 @@ outputs: inputs ``x ~ N(0, I_d)``, student ``f(x) = sum_i a_i rho(w_i . x)``, te
     K(u, q) = E[rho(u . x) rho(q . x)] = leak u . q + (1 - leak)^2 kappa(u, q)
 
 with ``kappa`` the arc-cosine kernel; the kernels, their numerics and the closed-form gradients are in
-:mod:`pipeline.population_kernels`.
+:mod:`pipeline.losses.population_kernels`.
 
-Shapes (leading run axis ``R`` everywhere, as in :mod:`pipeline.nets`):
+Shapes (leading run axis ``R`` everywhere, as in :mod:`pipeline.losses.nets`):
 
 ============  ===============  ==============================
 name          shape            meaning
@@ -35,8 +35,8 @@ closed-form gradient as ``u -> 0`` from the direction ``-q`` (``theta -> pi``), 
 :func:`population_loss` returns the same value (the antiparallel/zero branch). The linear part ``leak u . q``
 keeps its gradient ``leak q``. Consequence: a zero student neuron ``w_i = 0`` receives
 ``grad_w_i F = leak (sum_i' (a_i . a_i') w_i' - sum_j (a_i . b_j) v_j)``; for ReLU it is 0 and gradient descent
-never moves a zero neuron's input weights (as with the empirical convention of :mod:`pipeline.nets`). For
-``leak > 0`` the empirical convention ``rho'(0) = leak`` of :mod:`pipeline.nets` would give ``(1 + leak) / 2``
+never moves a zero neuron's input weights (as with the empirical convention of :mod:`pipeline.losses.nets`). For
+``leak > 0`` the empirical convention ``rho'(0) = leak`` of :mod:`pipeline.losses.nets` would give ``(1 + leak) / 2``
 times this vector instead; that value is not a limit of gradients nor a subgradient of ``K(., q)``, so it is not
 used here. The exact one-sided derivative at such points is :func:`directional_derivative`.
 
@@ -54,9 +54,9 @@ from dataclasses import dataclass
 
 import torch
 
-from pipeline import nets
-from pipeline.population_hessian import population_hessian_batch
-from pipeline.population_kernels import (
+from pipeline.losses import nets
+from pipeline.losses.population_hessian import population_hessian_batch
+from pipeline.losses.population_kernels import (
     kappa_from_gram,
     kernel,
     loss_and_gradients,
@@ -109,12 +109,13 @@ def population_gradients(
 
 
 class PopulationWorkspace:
-    """Drop-in replacement of :class:`pipeline.nets.GradientWorkspace` for the population loss.
+    """Drop-in replacement of :class:`pipeline.losses.nets.GradientWorkspace` for the population loss.
 
-    ``workspace(w, a)`` returns :class:`pipeline.nets.Gradients` with ``loss`` (R,) = ``F``, ``grad_w`` (R, m, d),
-    ``grad_a`` (R, m, k) (zeros when ``train_output`` is False) and ``residual`` an **empty** tensor of shape
-    (R, 0, k): there are no samples (the residual is a function of ``x``). Consumers that read residuals (the
-    empirical stationary-point classifier) must use the population quantities of this module instead.
+    ``workspace(w, a)`` returns :class:`pipeline.losses.nets.Gradients` with ``loss`` (R,) = ``F``,
+    ``grad_w`` (R, m, d), ``grad_a`` (R, m, k) (zeros when ``train_output`` is False) and ``residual`` an
+    **empty** tensor of shape (R, 0, k): there are no samples (the residual is a function of ``x``). Consumers
+    that read residuals (the empirical stationary-point classifier) must use the population quantities of this
+    module instead.
 
     Parameters
     ----------
@@ -289,7 +290,7 @@ def population_hessian(
     False), so the result is (P, P) with ``P = m d (+ m k)``. Finite everywhere; the true Hessian where
     :func:`regularity` reports ``twice_differentiable`` (at zero neurons the true Hessian does not exist and the
     value returned is that of the convention branch, as autograd of :func:`population_loss` gives it). One run of
-    :func:`pipeline.population_hessian.population_hessian_batch`.
+    :func:`pipeline.losses.population_hessian.population_hessian_batch`.
     """
     return population_hessian_batch(w[None], a[None], v[None], b[None], leak, train_output=train_output)[0]
 
