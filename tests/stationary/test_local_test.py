@@ -1,0 +1,143 @@
+"""The front end of the per-point classifiers (:func:`pipeline.stationary.local_test.judge`) on hand-built points.
+
+A toy loss of one neuron, ``L(w, a) = c + 1/2 p w^2 + 1/2 q a^2 + s w`` (``w``, ``a`` scalars as (1, 1) arrays),
+with a hand-written local model: its true change along a line is known in closed form, so each verdict of the
+module docstring's steps can be forced and checked, including a candidate whose claimed decrease is false.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.stationary.local_descent import STEPS
+from pipeline.stationary.local_test import LineCandidate, LocalModel, judge
+from pipeline.stationary.tolerances import Tolerances, population_tolerances
+
+TOL = population_tolerances("end_point")
+DTYPE = torch.float64
+
+
+@dataclass(frozen=True)
+class ToyPoint:
+    """The point ``w = a = 0`` of the toy loss; ``claims`` are candidate directions ``(dw, da, claimed curvature)``."""
+
+    c: float
+    p: float
+    q: float
+    s: float = 0.0
+    claims: tuple[tuple[float, float, float], ...] = ()
+    certify_minimum: bool = False
+    first_order_slope: float | None = None
+    ladder: int = STEPS
+
+    @property
+    def value(self) -> float:
+        return self.c
+
+    @property
+    def gap(self) -> float:
+        return abs(self.s)
+
+    @property
+    def zero_loss(self) -> float:
+        return TOL.global_loss
+
+    @property
+    def floor(self) -> float:
+        return 64 * float(np.finfo(float).eps) * max(self.c, np.finfo(float).tiny)
+
+    def change(self, moves_w: torch.Tensor, moves_a: torch.Tensor) -> torch.Tensor:
+        w, a = moves_w[..., 0, 0], moves_a[..., 0, 0]
+        return 0.5 * self.p * w**2 + 0.5 * self.q * a**2 + self.s * w
+
+    def local_model(self, tol: object) -> LocalModel:
+        candidates = [
+            LineCandidate(
+                torch.tensor([[dw]], dtype=DTYPE),
+                torch.tensor([[da]], dtype=DTYPE),
+                (0.0, self.s * dw, 0.5 * curvature),
+                top=1.0,
+                curvature=curvature,
+            )  # fmt: skip
+            for dw, da, curvature in self.claims
+        ]
+        first = None
+        if self.first_order_slope is not None:
+            first = LineCandidate(
+                torch.ones(1, 1, dtype=DTYPE), torch.zeros(1, 1, dtype=DTYPE), (0.0, self.first_order_slope),
+                top=1.0, claim_from=1, strictness="not_applicable", certificate="first_order_descent",
+            )  # fmt: skip
+        return LocalModel(candidates, minimum=self.certify_minimum, curvature=min(self.p, self.q), first_order=first)
+
+
+def test_a_true_negative_curvature_claim_makes_a_saddle_with_its_witness():
+    point = ToyPoint(c=1.0, p=1.0, q=-2.0, claims=((0.0, 1.0, -2.0),))
+    verdict = judge(point, TOL, realisable=True)
+    assert (verdict.stationarity, verdict.point_type, verdict.strictness) == ("stationary", "saddle", "strict")
+    assert verdict.curvature == -2.0
+    assert verdict.witness is not None and bool(verdict.witness.verified[0])
+    da = float(verdict.witness.da[0, 0, 0])
+    assert float(verdict.witness.decrease[0]) == pytest.approx(da**2, rel=1e-12)  # -1/2 q t^2 = t^2
+
+
+def test_a_false_claim_is_not_verified_and_the_point_stays_undetermined():
+    # the model claims negative curvature along w, but the loss curves up there: no witness, no verdict
+    point = ToyPoint(c=1.0, p=1.0, q=-2.0, claims=((1.0, 0.0, -2.0),))
+    verdict = judge(point, TOL, realisable=True)
+    assert verdict.point_type == "undetermined" and verdict.witness is None
+    assert verdict.curvature == -2.0  # the model's lowest curvature is still reported
+
+
+def test_the_first_verified_candidate_in_order_of_preference_is_chosen():
+    point = ToyPoint(c=1.0, p=-1.0, q=-2.0, claims=((1.0, 0.0, 3.0), (1.0, 0.0, -1.0), (0.0, 1.0, -2.0)))
+    verdict = judge(point, TOL, realisable=True)
+    assert verdict.point_type == "saddle"
+    assert float(verdict.witness.dw[0, 0, 0]) != 0.0 and float(verdict.witness.da[0, 0, 0]) == 0.0
+    assert verdict.curvature == -1.0  # the chosen candidate's, not the strongest
+
+
+def test_a_certified_minimum_is_global_or_spurious_only_against_a_known_global_value():
+    point = ToyPoint(c=0.5, p=1.0, q=1.0, certify_minimum=True)
+    assert judge(point, TOL, realisable=False).point_type == "local_min"
+    assert judge(point, TOL, realisable=True).point_type == "spurious_local_min"
+    uncertified = ToyPoint(c=0.5, p=1.0, q=0.0)
+    assert judge(uncertified, TOL, realisable=True).point_type == "undetermined"
+
+
+def test_numerically_zero_loss_decides_before_the_gradient_and_the_model():
+    # a relative gradient above tol.stationary, and a model with a (true) descent: zero loss still wins
+    point = ToyPoint(c=0.5 * TOL.global_loss, p=1.0, q=-2.0, s=10 * TOL.stationary, claims=((0.0, 1.0, -2.0),))
+    verdict = judge(point, TOL, realisable=True)
+    assert (verdict.point_type, verdict.certificate, verdict.stationarity) == (
+        "global_min", "zero_loss", "approx_stationary",
+    )  # fmt: skip
+    assert judge(ToyPoint(c=0.5 * TOL.global_loss, p=1.0, q=1.0), TOL, realisable=False).stationarity == "stationary"
+
+
+@pytest.mark.parametrize(("gap", "stationarity"), [(1e-4, "approx_stationary"), (0.5, "not_stationary")])
+def test_a_gradient_above_the_tolerance_is_not_stationary(gap: float, stationarity: str):
+    point = ToyPoint(c=1.0, p=1.0, q=-2.0, s=gap, claims=((0.0, 1.0, -2.0),))
+    verdict = judge(point, TOL, realisable=True)
+    assert (verdict.stationarity, verdict.point_type) == (stationarity, "not_stationary")
+
+
+def test_a_first_order_descent_is_clarke_only_and_its_witness_is_verified_only_where_the_loss_falls():
+    # a model naming a one-sided slope of -1e-3 along w at a numerically stationary point (tol.stationary 1e-2):
+    # the verdict is not_stationary either way; the witness holds where the loss really falls along w (s = -1e-3)
+    tol = Tolerances(stationary=1e-2, approx_stationary=1e-1)
+    for s, verified in ((0.0, False), (-1e-3, True)):
+        verdict = judge(ToyPoint(c=1.0, p=1.0, q=1.0, s=s, first_order_slope=-1e-3), tol, realisable=True)
+        assert (verdict.stationarity, verdict.point_type, verdict.certificate) == (
+            "clarke_only", "not_stationary", "first_order_descent",
+        )  # fmt: skip
+        assert (verdict.witness is not None) == verified
+
+
+def test_without_witnesses_a_candidate_counts_as_a_saddle():
+    point = ToyPoint(c=1.0, p=1.0, q=-2.0, claims=((1.0, 0.0, -2.0),))  # a false claim
+    assert judge(point, TOL, realisable=True, witnesses=False).point_type == "saddle"
+    assert judge(point, TOL, realisable=True).point_type == "undetermined"
