@@ -84,7 +84,7 @@ def _loss(
 def leave_origin(
     theta: np.ndarray, x: np.ndarray, y: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
 ) -> np.ndarray:
-    """``theta`` with every neuron at the origin moved off it along its steepest first-order descent, or put on it.
+    """``theta`` with every neuron at the origin that has a first-order descent moved off it along the steepest one.
 
     A neuron sits at the origin when ``|w_j| <= ORIGIN_BAND |a_j|`` (:mod:`pipeline.end_game.kinks`). There every
     activation pattern meets: the pattern of the current ``w_j`` says nothing about where the loss falls, and the
@@ -92,9 +92,8 @@ def leave_origin(
     lowers the loss at first order (the loss is not regular there: a Clarke-stationary point that is not
     directionally stationary, which gradient descent leaves). The steepest ``u`` and its relative slope are the
     classifier's own first-order test of the neuron put exactly at 0 (:func:`pipeline.stationary.first_order.
-    first_order`, exact over the pieces). Where the slope exceeds the stationarity tolerance ``w_j`` is put at
-    ``ORIGIN_EXIT ORIGIN_BAND |a_j|`` along ``u``; elsewhere the origin holds the neuron and ``w_j`` is put at
-    exactly 0, the point the held flow stands for. ``theta`` itself is returned when nothing moves.
+    first_order`, exact over the pieces); where the slope exceeds the stationarity tolerance ``w_j`` is put at
+    ``ORIGIN_EXIT ORIGIN_BAND |a_j|`` along ``u``. ``theta`` itself is returned when no neuron leaves.
     """
     d = x.shape[1]
     w = theta[: width * d].reshape(width, d)
@@ -110,14 +109,11 @@ def leave_origin(
     quantities = neuron_quantities(point.w, point.a, *data, point.kink, leak)
     descent = first_order(quantities, point.a, data[0], False, tol.approx_stationary)
     leaving = near & (descent.in_gap[0].numpy() > tol.stationary)
-    held = near & ~leaving & np.any(w != 0, axis=1)
-    if not (leaving.any() or held.any()):
+    if not leaving.any():
         return theta
     moved = theta.copy()
     for j in np.flatnonzero(leaving):
         moved[j * d : (j + 1) * d] = ORIGIN_EXIT * ORIGIN_BAND * output[j] * descent.direction[0, j].numpy()
-    for j in np.flatnonzero(held):
-        moved[j * d : (j + 1) * d] = 0.0
     return moved
 
 
@@ -165,9 +161,9 @@ def gradient_flow(
     else the length of the flow's last move.
 
     Stops at a stationary point of the flow on its kink manifold (the quadratic model promises no decrease
-    above rounding; a neuron at the origin leaves it along a first-order descent or is put on it,
-    :func:`leave_origin`; the first time, and again whenever the loss has decreased since, every kink pair is
-    released once more, since pairs held by the step-crossing rule may not slide), at zero loss (a
+    above rounding; a neuron at the origin with a first-order descent leaves it first, :func:`leave_origin`; the
+    first time, and again whenever the loss has decreased since, every kink pair is released once more, since
+    pairs held by the step-crossing rule may not slide), at zero loss (a
     root-mean-square residual below :data:`ZERO_RESIDUAL` times that of the zero network: the polish then
     finishes with a correction of that relative size, which cannot change the limit), when no step of flow
     time above ``1e-14 / |lambda|_max`` is accepted, when :data:`STALL_EVALUATIONS` evaluations in a row
@@ -210,8 +206,8 @@ def gradient_flow(
             return theta, time_spent, evaluations, np.inf
         if stationary:  # a stationary point of the flow on the current kink manifold
             escaped = leave_origin(theta, x, y, leak, width, train_output, a_fixed)
-            if escaped is not theta and _loss(escaped, x, y, leak, width, train_output, a_fixed) <= loss * (1 + floor):
-                theta, kink[:], held[:] = escaped, False, False  # neurons at the origin: held on it, or leaving
+            if escaped is not theta and _loss(escaped, x, y, leak, width, train_output, a_fixed) < loss:
+                theta, kink[:], held[:] = escaped, False, False  # a neuron the origin does not hold leaves it
                 loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
                 evaluations += 1
                 continue
