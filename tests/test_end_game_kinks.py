@@ -1,4 +1,4 @@
-"""The end game at kinks: which pairs slide, and the rescaling symmetry (pipeline.end_game).
+"""The end game at kinks: which pairs slide, neurons at the origin, and the rescaling symmetry (pipeline.end_game).
 
 Oracles: a brute-force enumeration of the self-consistent ways two pairs on one kink can move (each
 side, or sliding); plain gradient descent with a tiny step, run here with autograd, which zig-zags along
@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.end_game import rebalance
+from pipeline.end_game import EndGameOptions, finish_runs, rebalance
+from pipeline.end_game.exponential import leave_origin
 from pipeline.end_game.kinks import filippov_sides
 from pipeline.losses import nets
 
@@ -122,3 +123,46 @@ def test_rebalance_keeps_the_function_and_sets_the_balance():
     a[0, 1] = 0.0  # a neuron with no output weight cannot be rescaled to a balance: left as it is
     w2, a2 = rebalance(w, a, target)
     np.testing.assert_array_equal(w2[0, 1], w[0, 1])
+
+
+def _neuron_at_origin(output_weight: float) -> tuple[np.ndarray, ...]:
+    """A ReLU network whose neuron 0 fits samples 1 and 2, and whose neuron 1 sits at the origin with ``a_1``.
+
+    Sample 0 (``x_0 = (1, 0)``, target 1) is left unfitted (residual -1). At ``w_1 = 0`` every pattern meets; the
+    Filippov set of ``w_1`` always contains 0 for ReLU (the all-inactive pattern), but with ``a_1 > 0`` the
+    direction ``u = x_0`` lowers the loss at first order (``D(u) = (r_0 a_1 / n) u . x_0 < 0``): gradient descent
+    leaves, and neuron 1 fits sample 0. With ``a_1 < 0`` no direction lowers it: the origin holds the neuron.
+    """
+    x = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    y = np.array([[1.0], [1.0], [0.0]])
+    w = np.array([[0.0, 1.0], [0.0, 0.0]])
+    a = np.array([[1.0], [output_weight]])
+    return x, y, w, a
+
+
+def test_the_end_game_leaves_the_origin_along_a_first_order_descent():
+    x, y, w, a = _neuron_at_origin(1.0)
+    theta = np.concatenate([w.ravel(), a.ravel()])
+    moved = leave_origin(theta, x, y, 0.0, 2, True, a)
+    assert moved is not theta
+    step = moved[2:4]
+    assert np.linalg.norm(step) > 0 and step[0] > 0  # towards x_0, the unfitted sample
+    # brute force: the loss falls linearly along the chosen direction (first order, not by a jump)
+    loss = [float(nets.loss(*(torch.tensor(v)[None] for v in (np.stack([w[0], t * step]), a, x, y)), 0.0)[0])
+            for t in (0.0, 1e-3, 2e-3)]  # fmt: skip
+    assert loss[1] < loss[0] and loss[2] - loss[0] == pytest.approx(2 * (loss[1] - loss[0]), rel=1e-6)
+    finish = finish_runs(
+        *(torch.tensor(v)[None] for v in (w, a, x, y)), leak=0.0, train_output=True, learning_rate=0.01,
+        options=EndGameOptions(),
+    )  # fmt: skip
+    assert finish.loss_before[0] == pytest.approx(1 / 6) and finish.loss_after[0] < 1e-12  # it fits sample 0
+
+
+def test_the_origin_holds_a_neuron_without_a_first_order_descent():
+    x, y, w, a = _neuron_at_origin(-1.0)
+    theta = np.concatenate([w.ravel(), a.ravel()])
+    assert leave_origin(theta, x, y, 0.0, 2, True, a) is theta
+    angles = np.linspace(0.0, 2 * np.pi, 721)
+    directions = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    slopes = (-1.0 / 3) * -1.0 * np.maximum(directions @ x[0], 0.0)  # D(u) = (r_0 a_1 / n) relu(u . x_0)
+    assert slopes.min() >= 0.0  # the brute-force oracle agrees: no direction lowers the loss at first order

@@ -10,8 +10,10 @@ Gauss-Newton stage of :func:`pipeline.end_game.finish_runs` reuses. NumPy, one r
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from pipeline.end_game.kinks import (
+    ORIGIN_BAND,
     crossings,
     filippov_sides,
     first_crossing,
@@ -20,8 +22,12 @@ from pipeline.end_game.kinks import (
     on_kink,
     snap,
 )
+from pipeline.stationary.first_order import first_order
+from pipeline.stationary.kinks import snap_point
+from pipeline.stationary.neurons import neuron_quantities
+from pipeline.stationary.tolerances import tolerances_for
 
-__all__ = ["gradient_flow", "network_error", "residual_jacobian"]
+__all__ = ["gradient_flow", "leave_origin", "network_error", "residual_jacobian"]
 
 ZERO_RESIDUAL = 1e-10
 """The flow stops at a root-mean-square residual below this fraction of ``s_y`` (loss ``~1e-20 s_y**2``)."""
@@ -29,6 +35,8 @@ STATIONARY_REACH = 1e-6
 """From a stationary point of the flow the polish may move each parameter by this times ``1 + ||theta||``."""
 STALL_EVALUATIONS = 25
 """The flow stops, unfinished, after this many Hessian evaluations in a row that did not lower the loss."""
+ORIGIN_EXIT = 10.0
+"""A neuron that leaves the origin is put this many times :data:`~pipeline.end_game.kinks.ORIGIN_BAND` out."""
 
 
 def residual_jacobian(
@@ -71,6 +79,42 @@ def _loss(
 ) -> float:
     """``L = 1/(2n) sum_i ||f(x_i) - y_i||^2`` of one network."""
     return 0.5 * float(np.sum(network_error(theta, x, y, leak, width, train_output, a_fixed) ** 2)) / x.shape[0]
+
+
+def leave_origin(
+    theta: np.ndarray, x: np.ndarray, y: np.ndarray, leak: float, width: int, train_output: bool, a_fixed: np.ndarray
+) -> np.ndarray:
+    """``theta`` with every neuron at the origin that has a first-order descent moved off it along the steepest one.
+
+    A neuron sits at the origin when ``|w_j| <= ORIGIN_BAND |a_j|`` (:mod:`pipeline.end_game.kinks`). There every
+    activation pattern meets: the pattern of the current ``w_j`` says nothing about where the loss falls, and the
+    Filippov flow may hold the neuron (0 in the convex hull of its one-sided gradients) although a direction ``u``
+    lowers the loss at first order (the loss is not regular there: a Clarke-stationary point that is not
+    directionally stationary, which gradient descent leaves). The steepest ``u`` and its relative slope are the
+    classifier's own first-order test of the neuron put exactly at 0 (:func:`pipeline.stationary.first_order.
+    first_order`, exact over the pieces); where the slope exceeds the stationarity tolerance ``w_j`` is put at
+    ``ORIGIN_EXIT ORIGIN_BAND |a_j|`` along ``u``. ``theta`` itself is returned when no neuron leaves.
+    """
+    d = x.shape[1]
+    w = theta[: width * d].reshape(width, d)
+    a = theta[width * d :].reshape(width, -1) if train_output else a_fixed
+    output = np.linalg.norm(a, axis=1)
+    near = (np.linalg.norm(w, axis=1) <= ORIGIN_BAND * output) & (output > 0)
+    if not near.any():
+        return theta
+    at_origin = np.where(near[:, None], 0.0, w)
+    tol = tolerances_for("end_point")
+    data = torch.from_numpy(x)[None], torch.from_numpy(y)[None]
+    point = snap_point(torch.from_numpy(at_origin)[None], torch.from_numpy(np.asarray(a))[None], *data, leak, tol, None)
+    quantities = neuron_quantities(point.w, point.a, *data, point.kink, leak)
+    descent = first_order(quantities, point.a, data[0], False, tol.approx_stationary)
+    leaving = near & (descent.in_gap[0].numpy() > tol.stationary)
+    if not leaving.any():
+        return theta
+    moved = theta.copy()
+    for j in np.flatnonzero(leaving):
+        moved[j * d : (j + 1) * d] = ORIGIN_EXIT * ORIGIN_BAND * output[j] * descent.direction[0, j].numpy()
+    return moved
 
 
 def _hessian(
@@ -116,13 +160,14 @@ def gradient_flow(
     Gauss-Newton step from a certified local minimum crossed kinks to a lower basin 0.45 away, measured),
     else the length of the flow's last move.
 
-    Stops at a stationary point of the flow on its kink manifold (the quadratic model promises no decrease
-    above rounding; the first time, and again whenever the loss has decreased since, every kink pair is
-    released once more, since pairs held by the step-crossing rule may not slide), at zero loss (a
-    root-mean-square residual below :data:`ZERO_RESIDUAL` times that of the zero network: the polish then
-    finishes with a correction of that relative size, which cannot change the limit), when no step of flow
-    time above ``1e-14 / |lambda|_max`` is accepted, when :data:`STALL_EVALUATIONS` evaluations in a row
-    did not lower the loss, or after ``budget`` Hessian evaluations.
+    Stops at a stationary point of the flow on its kink manifold (the quadratic model promises no decrease above
+    rounding; the first time, and again whenever the loss has decreased since, every kink pair is released once
+    more, since pairs held by the step-crossing rule may not slide; and where it would stop, a neuron at the origin
+    with a first-order descent leaves it and the flow goes on, :func:`leave_origin`), at zero loss (a
+    root-mean-square residual below :data:`ZERO_RESIDUAL` times that of the zero network: the polish then finishes
+    with a correction of that relative size, which cannot change the limit), when no step of flow time above
+    ``1e-14 / |lambda|_max`` is accepted, when :data:`STALL_EVALUATIONS` evaluations in a row did not lower the loss, or
+    after ``budget`` Hessian evaluations.
     """
     last_move = 0.0
     p, d = theta.size, x.shape[1]
@@ -161,7 +206,13 @@ def gradient_flow(
             return theta, time_spent, evaluations, np.inf
         if stationary:  # a stationary point of the flow on the current kink manifold
             if not kink.any() or loss >= restart_loss:  # the polish only removes rounding from here
-                return theta, time_spent, evaluations, STATIONARY_REACH * (1.0 + float(np.linalg.norm(theta)))
+                escaped = leave_origin(theta, x, y, leak, width, train_output, a_fixed)
+                if escaped is theta or _loss(escaped, x, y, leak, width, train_output, a_fixed) >= loss:
+                    return theta, time_spent, evaluations, STATIONARY_REACH * (1.0 + float(np.linalg.norm(theta)))
+                theta, kink[:], held[:] = escaped, False, False  # a neuron the origin does not hold leaves it
+                loss, gradient, hessian, error = _hessian(theta, x, y, leak, width, train_output, a_fixed)
+                evaluations += 1
+                continue
             kink[:], held[:], restart_loss = False, False, loss  # let every pair leave once more
             hold_zeno = False  # from now on only the joint Filippov test puts pairs on a kink
             continue

@@ -3,8 +3,10 @@
 A pair ``(i, j)`` is on a kink where ``z_ij = x_i . w_j = 0``. This module holds the geometry of those kinks
 (which pairs sit on one, crossing events along a step, the least change of ``w_j`` that puts pairs on their
 kinks, the projector onto the kink manifold) and the Filippov decision of where the flow takes the pairs on a
-kink: sliding along it, or leaving to the active or the inactive side (:func:`filippov_sides`). All functions
-work on one network with NumPy: ``theta`` holds ``w`` (m, d) then ``a`` (m, k), flattened.
+kink: sliding along it, or leaving to the active or the inactive side (:func:`filippov_sides`), and the Filippov
+velocity of a neuron at the origin, where all its kinks meet (:func:`origin_velocity`; the training flow of
+:mod:`pipeline.problems.sampled_flow` holds a neuron there by the same rule). All functions work on one network
+with NumPy: ``theta`` holds ``w`` (m, d) then ``a`` (m, k), flattened.
 """
 
 from __future__ import annotations
@@ -12,10 +14,35 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import lsq_linear
 
+from pipeline.stationary.boxls import box_ls_scipy
+
 __all__ = [
-    "bounded_least_squares", "crossings", "filippov_sides", "first_crossing", "kink_projector", "leave_kinks",
-    "on_kink", "snap",
+    "ORIGIN_BAND", "ORIGIN_TOL", "bounded_least_squares", "crossings", "filippov_sides", "first_crossing",
+    "kink_projector", "leave_kinks", "on_kink", "origin_velocity", "snap",
 ]  # fmt: skip
+
+ORIGIN_BAND = 1e-5
+"""A neuron with ``|w_j|`` at most this times ``|a_j|`` sits at the origin, where all its kinks meet: its input
+weights move at a speed of order ``|a_j|`` (times the data's scales), so they would cross the origin in a time this
+small fraction of the dynamics' time unit. Balanced neurons (``|w_j| = |a_j|``, conserved by the flow) never
+qualify; an unbalanced one (``|a_j| > |w_j|``) can shrink its input weights to the origin, where GD zig-zags."""
+
+ORIGIN_TOL = 1e-8
+"""The origin holds a neuron when its Filippov velocity is at most this times its scale (:func:`origin_velocity`)."""
+
+
+def origin_velocity(terms: np.ndarray, leak: float) -> tuple[np.ndarray, float]:
+    """The Filippov velocity of ``w_j`` at the origin, (d,), and its scale ``sum_i ||t_i||``.
+
+    At ``w_j = 0`` every pair of the neuron is on its kink, and ``dL/dw_j`` may be any element of the zonotope
+    ``{sum_i s_i t_i : s_i in [leak, 1]}``, ``t_i = (r_i . a_j / n) x_i`` (``terms``, (n, d)): the one-sided
+    gradients of every activation pattern and their convex hull. The flow moves ``w_j`` by minus its minimum-norm
+    element (steepest descent), a bounded least-squares problem (:func:`pipeline.stationary.boxls.box_ls_scipy`);
+    where that is 0 the origin holds the neuron.
+    """
+    offset, columns = leak * terms.sum(axis=0), (1.0 - leak) * terms
+    _, s = box_ls_scipy(columns, offset)
+    return -(offset + columns.T @ s), float(np.linalg.norm(terms, axis=-1).sum())
 
 
 def kink_projector(theta: np.ndarray, x: np.ndarray, kink: np.ndarray, width: int, p: int) -> np.ndarray:

@@ -20,7 +20,11 @@ orders of magnitude longer, then polishes the limit:
    minimum-norm element of the convex hull of the one-sided gradients (:func:`filippov_sides`); a
    sliding pair is put on the kink (``z_ij = 0``, a least change of ``w_j``, kept only if the loss does
    not rise) and the flow is projected onto the kink manifold until the pair stops sliding (an
-   active-set treatment: pairs join and leave as the flow goes).
+   active-set treatment: pairs join and leave as the flow goes). Where the flow would stop, a neuron whose
+   input weights have reached the origin (all its kinks meet there) leaves it if a direction lowers the loss at
+   first order (the Filippov set may contain 0 at a point that is not directionally stationary, which gradient
+   descent leaves), along the steepest such direction of the classifier's own first-order test
+   (:func:`pipeline.end_game.exponential.leave_origin`), and the flow goes on.
 1. **Active-set trust-region Gauss-Newton** (:func:`scipy.optimize.least_squares`, ``method="trf"``) on
    the residuals ``r_i = (f(x_i) - y_i) / sqrt(n)``, with the Jacobian of the current pattern at every
    iterate: quadratic convergence to a zero-residual limit (interpolation regime), and steps that

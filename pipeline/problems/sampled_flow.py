@@ -20,22 +20,13 @@ import numpy as np
 import torch
 
 from pipeline.dynamics.flow_system import KINK_BAND, flat_gradients, unpack
+from pipeline.end_game.kinks import ORIGIN_BAND, ORIGIN_TOL, origin_velocity
 from pipeline.losses import nets
-from pipeline.stationary.boxls import box_ls_scipy
 
-__all__ = ["NEGLIGIBLE", "ORIGIN_BAND", "SampledFlow"]
+__all__ = ["NEGLIGIBLE", "SampledFlow"]
 
 NEGLIGIBLE = 1e-8
 """Relative amplitude below which a neuron's kink crossings are not located (:meth:`SampledFlow.violation`)."""
-
-ORIGIN_BAND = 1e-5
-"""A neuron with ``|w_j|`` at most this times ``|a_j|`` sits at the origin, where all its kinks meet: its input
-weights move at a speed of order ``|a_j|`` (times the data's scales), so they would cross the origin in a time this
-small fraction of the dynamics' time unit. Balanced neurons (``|w_j| = |a_j|``, conserved by the flow) never
-qualify; an unbalanced one (``|a_j| > |w_j|``) can shrink its input weights to the origin, where GD zig-zags."""
-
-ORIGIN_TOL = 1e-8
-"""The origin holds a neuron when the Filippov set's distance to 0 is at most this times its scale."""
 
 
 class SampledFlow:
@@ -111,8 +102,8 @@ class SampledFlow:
         velocities of every pattern and their convex hull). When it contains 0 the neuron stays at the origin (its
         ``a_j`` then stays too, as ``z_ij = 0``); otherwise it leaves, and the usual pieces take it on. Without this
         the integrator would chatter across the ``n`` kinks meeting at the origin in ever shorter steps. The
-        distance from 0 is a bounded least-squares problem (:func:`pipeline.stationary.boxls.box_ls_scipy`), solved
-        only for the rare neurons :data:`ORIGIN_BAND` puts at the origin.
+        velocity is :func:`pipeline.end_game.kinks.origin_velocity`, solved only for the rare neurons
+        :data:`~pipeline.end_game.kinks.ORIGIN_BAND` puts at the origin.
         """
         output = torch.linalg.vector_norm(a, dim=-1)
         near = (torch.linalg.vector_norm(w, dim=-1) <= ORIGIN_BAND * output) & (output > 0)
@@ -124,9 +115,8 @@ class SampledFlow:
         x = self.x.expand(w.shape[0], *self.x.shape[1:])
         for run, neuron in torch.nonzero(near).tolist():
             terms = (drive[run, :, neuron, None] * x[run]).detach().cpu().numpy()  # (n, d): c_i x_i
-            distance, _ = box_ls_scipy((1.0 - self.leak) * terms, self.leak * terms.sum(axis=0))
-            scale = float(np.linalg.norm(terms, axis=-1).sum())
-            pinned[run, neuron] = distance <= ORIGIN_TOL * scale
+            velocity, scale = origin_velocity(terms, self.leak)
+            pinned[run, neuron] = float(np.linalg.norm(velocity)) <= ORIGIN_TOL * scale
         return pinned
 
     def _filippov(
