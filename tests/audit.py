@@ -338,8 +338,9 @@ def population_loss(w: torch.Tensor, a: torch.Tensor, v: torch.Tensor, b: torch.
 def population_minimum_failure(w, a, v, b, leak, train_output, rng) -> str | None:
     """A decrease beyond first order that persists at norms ``r``, ``r/10``, ``r/100`` (``r = 1e-3 ||theta||``)?
 
-    Directions: the five lowest eigenvectors of the Hessian of :func:`population_loss` (autograd), 32 random
-    ones and one random move per neuron. The change beyond the gradient term is ``Delta^T H Delta / 2 + O(3)``;
+    Directions: the five lowest eigenvectors of the Hessian of :func:`population_loss` (autograd; none where it is not
+    finite), 32 random ones and one random move per neuron. The change beyond the gradient term is
+    ``Delta^T H Delta / 2 + O(3)``;
     at a local minimum it is not negative along any ray as the ray shrinks.
     """
     w_t, a_t = torch.as_tensor(w), torch.as_tensor(a)
@@ -353,7 +354,9 @@ def population_minimum_failure(w, a, v, b, leak, train_output, rng) -> str | Non
     theta = torch.cat([w_t.flatten(), a_t.flatten()]) if train_output else w_t.flatten()
     grad = torch.autograd.functional.jacobian(loss_of, theta)
     hessian = torch.autograd.functional.hessian(loss_of, theta)
-    directions = [vec for vec in torch.linalg.eigh(hessian).eigenvectors.T[:5]]
+    # autograd of the arc-cosine kernel is not finite where two units are exactly (anti)parallel (sqrt at 0): there
+    # the random and single-neuron directions search alone
+    directions = [vec for vec in torch.linalg.eigh(hessian).eigenvectors.T[:5]] if hessian.isfinite().all() else []
     directions += [torch.as_tensor(rng.standard_normal(theta.shape)) for _ in range(32)]
     for j in range(w.shape[0]):
         single = torch.zeros_like(theta)
