@@ -174,9 +174,9 @@ class _IntervalLocal:
         return self.point.gap
 
     @property
-    def zero_loss(self) -> float:
-        """``tau_L s_y^2`` (the end-point tolerance of the population losses)."""
-        return population_tolerances("end_point").global_loss * interval_scales(self.point.target)[1] ** 2
+    def output_scale(self) -> float:
+        """``s_y``, the root mean square of the target."""
+        return interval_scales(self.point.target)[1]
 
     @cached_property
     def _base(self) -> torch.Tensor:

@@ -118,8 +118,8 @@ class LocalPoint(Protocol):
         """The relative gradient norm (the first-order gap)."""
 
     @property
-    def zero_loss(self) -> float:
-        """The loss at or below which the point is a numerically zero-loss global minimum."""
+    def output_scale(self) -> float:
+        """``s_y``: at a loss of at most ``tol.global_loss s_y^2`` the point is a numerically zero-loss minimum."""
 
     @property
     def floor(self) -> float:
@@ -148,7 +148,7 @@ def judge(point: LocalPoint, tol: Tolerances, *, realisable: bool, witnesses: bo
         stationarity = "approx_stationary"
     else:
         stationarity = "not_stationary"
-    if point.value <= point.zero_loss:
+    if point.value <= tol.global_loss * point.output_scale**2:
         return Verdict("stationary" if stationarity == "stationary" else "approx_stationary", "global_min", "zero_loss")
     if stationarity != "stationary":
         return Verdict(stationarity, "not_stationary")

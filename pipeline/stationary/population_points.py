@@ -99,12 +99,12 @@ def classify_population_batch(
         differentiable=flags.differentiable.cpu().numpy(),
         roles=roles.astype(np.int8),
     )
-    zero_loss = np.broadcast_to(float(tol.global_loss) * s_y.cpu().numpy() ** 2, gap.shape)
+    output_scale = np.broadcast_to(s_y.cpu().numpy(), gap.shape)
     finite = (torch.isfinite(w).all(dim=(1, 2)) & torch.isfinite(a).all(dim=(1, 2))).cpu().numpy()
     for run in np.flatnonzero(finite).tolist():
         point = _PopulationPoint(
             w[run], a[run], (_row(teacher_w, run), _row(teacher_a, run)), leak=leak, train_output=train_output,
-            value=float(record.loss[run]), gap=float(gap[run]), zero_loss=float(zero_loss[run]),
+            value=float(record.loss[run]), gap=float(gap[run]), output_scale=float(output_scale[run]),
             twice_differentiable=bool(flags.twice_differentiable[run]),
         )  # fmt: skip
         verdict = judge(point, tol, realisable=realisable)
@@ -140,7 +140,7 @@ class _PopulationPoint:
     train_output: bool
     value: float
     gap: float
-    zero_loss: float
+    output_scale: float
     twice_differentiable: bool
     ladder: int = STEPS
 

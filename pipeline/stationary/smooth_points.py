@@ -178,7 +178,7 @@ def classify_smooth_point(
     if loss.train_output:
         a = torch.where(torch.linalg.vector_norm(a, dim=1, keepdim=True) <= ZERO_TOL * natural, 0.0, a)
     theta = torch.cat([w.reshape(-1), a.reshape(-1)]) if loss.train_output else w.reshape(-1).clone()
-    point = _SmoothPoint(loss, theta, degree, tol.global_loss * loss.s_y**2)
+    point = _SmoothPoint(loss, theta, degree, loss.s_y)
     roles = _roles(w.numpy(), a.numpy())
     record.set_point(run, w=w.numpy(), a=a.numpy(), loss=point.value, gap=point.gap, roles=roles, differentiable=True)
     record.set_verdict(run, judge(point, tol, realisable=realisable))
@@ -192,7 +192,7 @@ class _SmoothPoint:
     loss: SmoothLoss
     theta: torch.Tensor
     degree: int
-    zero_loss: float
+    output_scale: float
     ladder: int = LADDER
 
     @cached_property

@@ -43,8 +43,8 @@ class ToyPoint:
         return abs(self.s)
 
     @property
-    def zero_loss(self) -> float:
-        return TOL.global_loss
+    def output_scale(self) -> float:
+        return 1.0
 
     @property
     def floor(self) -> float:
@@ -141,3 +141,9 @@ def test_without_witnesses_a_candidate_counts_as_a_saddle():
     point = ToyPoint(c=1.0, p=1.0, q=-2.0, claims=((1.0, 0.0, -2.0),))  # a false claim
     assert judge(point, TOL, realisable=True, witnesses=False).point_type == "saddle"
     assert judge(point, TOL, realisable=True).point_type == "undetermined"
+
+
+def test_the_zero_loss_level_is_the_mode_s_tolerance_times_the_output_scale_squared():
+    point = ToyPoint(c=1e-7, p=1.0, q=1.0, certify_minimum=True)  # s_y = 1: end points 1e-8, plateaus 1e-6
+    assert judge(point, TOL, realisable=True).point_type == "spurious_local_min"
+    assert judge(point, population_tolerances("plateau"), realisable=True).point_type == "global_min"
