@@ -30,7 +30,7 @@ from pipeline.problems import VerdictOptions
 from pipeline.problems.base import no_groups
 from pipeline.stationary import labels
 from pipeline.stationary.local_descent import STEPS
-from pipeline.stationary.local_test import LineCandidate, LocalModel, judge
+from pipeline.stationary.local_test import LineCandidate, LocalModel, judge, steepest_descent
 from pipeline.stationary.record import unclassified_batch
 from pipeline.stationary.tolerances import Tolerances, population_tolerances
 from pipeline.store import VARIABLES
@@ -111,6 +111,11 @@ class RidgeTanhPoint:
         ]
         return LocalModel(candidates, curvature=lowest)
 
+    def descent(self) -> LineCandidate | None:
+        n_w = self.w.numel()
+        grad_w, grad_a = self.gradient[:n_w].reshape(self.w.shape), self.gradient[n_w:].reshape(self.a.shape)
+        return steepest_descent(grad_w, grad_a, lambda dw, da: (max(float(self.theta.norm()), 1.0), np.inf))
+
 
 @dataclass(frozen=True)
 class RidgeTanhProblem:
@@ -146,12 +151,11 @@ class RidgeTanhProblem:
         w, a = w.detach().to(DT), a.detach().to(DT)
         record = unclassified_batch(w.numpy(), a.numpy())
         roles = np.full(w.shape[1], labels.code(labels.ROLE, "active_smooth"), dtype=np.int8)
-        for run in range(w.shape[0]):
-            point = RidgeTanhPoint(self, w[run], a[run])
+        points = {run: RidgeTanhPoint(self, w[run], a[run]) for run in range(w.shape[0])}
+        for run, point in points.items():
             record.set_point(run, w=w[run].numpy(), a=a[run].numpy(), loss=point.value, gap=point.gap, roles=roles,
                              differentiable=True)  # fmt: skip
-            record.set_verdict(run, judge(point, tol, realisable=False))
-        return record
+        return judge(record, points, tol, realisable=False)
 
     def flow_system(self, a0: torch.Tensor) -> None:
         return None

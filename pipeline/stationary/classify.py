@@ -2,9 +2,12 @@
 
 ``classify_once`` takes float64 tensors with a leading run axis and returns a
 :class:`~pipeline.stationary.record.BatchClassification` (label codes from :mod:`pipeline.stationary.labels`).
-The steps write the verdicts of disjoint sets of runs into it: not stationary, certified minima,
-zero-output saddles, and the second-order test of the vector-output runs (the verdicts that rest on a
-witness, in :mod:`pipeline.stationary.saddles`). ``settled_not_stationary`` is the
+The sampled loss gives its snapped points to the front end of every loss
+(:func:`pipeline.stationary.front_end.judge_points`: zero loss, first-order gaps with the Clarke test of
+section 3, first-order descents, the local analysis, verified witnesses, minima): its analysis is the escape
+test of section 4 (no escape neuron: a ``no_escape`` minimum), the escape curves of zero-output escape neurons
+and the second-order test of vector outputs (the candidates in :mod:`pipeline.stationary.saddles`); the
+mechanisms and the local-minimum margins are written after the verdicts. ``settled_not_stationary`` is the
 cheap screen of the tolerance-sensitivity re-runs: runs it returns are ``not_stationary`` in
 ``classify_once`` too (it evaluates the same tensors). The public entry points with the re-runs
 live in :mod:`pipeline.stationary.api`.
@@ -29,10 +32,10 @@ import torch
 
 from pipeline.stationary import labels
 from pipeline.stationary.escape import differentiable, escape_flags
-from pipeline.stationary.first_order import FirstOrder, clarke_gap, first_order, output_gaps
+from pipeline.stationary.first_order import clarke_gap, first_order, output_gaps
+from pipeline.stationary.front_end import Analysis, Candidates, judge_points
 from pipeline.stationary.kinks import SnappedPoint, snap_point
 from pipeline.stationary.margins import local_min_margins
-from pipeline.stationary.minima import minimum_types
 from pipeline.stationary.neurons import (
     FitQuantities,
     NeuronQuantities,
@@ -44,19 +47,16 @@ from pipeline.stationary.neurons import (
 from pipeline.stationary.record import BatchClassification, unclassified_batch
 from pipeline.stationary.saddles import (
     Batch,
+    descent_candidates,
     record_mechanisms,
-    record_not_stationary,
-    record_second_order,
-    record_zero_output_saddles,
+    second_order_verdict,
+    zero_output_candidates,
 )
 from pipeline.stationary.tolerances import Tolerances
 
 __all__ = ["classify_once", "settled_not_stationary"]
 
 _C = labels.code
-
-BEST_KNOWN_RELATIVE = 1e-6
-"""A local minimum within this relative distance (plus ``tau_L s_y^2``) of the global value is global."""
 
 
 def classify_once(
@@ -86,7 +86,7 @@ def classify_once(
         Precomputed kink sets of the zero-snapped point (:func:`pipeline.stationary.kinks.kink_scores`).
     labels_only
         Compute only what decides ``point_type`` (the tolerance-sensitivity re-runs): no Clarke test,
-        differentiability, first-order witnesses or mechanisms. Saddles still need their locally
+        differentiability, first-order witnesses, mechanisms or margins. Saddles still need their locally
         verified witness, so the escape curves and step 7 run in full.
 
     Returns
@@ -98,37 +98,26 @@ def classify_once(
     sp = snap_point(w, a, x, y, leak, tol, learning_rate, kink=kink)
     q = neuron_quantities(sp.w, sp.a, x, y, sp.kink, leak)
     point = Batch(q=q, w=sp.w, a=sp.a, x=x, leak=leak, train_output=train_output)
-    fo = first_order(q, sp.a, x, train_output, tol.approx_stationary)
-    zero_loss = _zero_loss(q, tol)
-    stationarity = _stationarity(point, fo=fo, zero_loss=zero_loss, tol=tol, clarke=not labels_only)
-    st = (fo.gap <= tol.approx_stationary) | zero_loss
-
     par = parallel_inputs(x)
-    escape, d_zero = _stationary_escape(point, par=par, tol=tol.escape, stationary=st)
-    escape = escape & ~zero_loss.to(escape.device).unsqueeze(-1)  # no direction lowers a zero loss: no escape neuron
-    zero_escape = escape & q.a_zero & ~zero_loss.unsqueeze(-1)
-
     if labels_only:
         is_differentiable = np.zeros(w.shape[0], bool)
     else:
         is_differentiable = differentiable(q, sp.a, par, tol.stationary).cpu().numpy()
-    record = _undetermined(point, stationarity=stationarity, fo=fo, escape=escape, differentiable=is_differentiable)
-    record_not_stationary(record, point, fo=fo, mask=~st, witnesses=not labels_only)
-    _minima(
-        record,
-        point,
-        d_zero=d_zero,
-        mask=st & (~escape.any(dim=-1) | zero_loss),
-        tol=tol,
-        realisable=realisable,
-        best_known=best_known_loss,
-    )
-    record_zero_output_saddles(record, point, zero_escape=zero_escape)
-    vector = st & ~zero_loss & escape.any(dim=-1) & ~zero_escape.any(dim=-1)
-    for r in vector.nonzero().flatten().tolist():
-        record_second_order(record, point, d_zero=d_zero, curvature_tol=tol.curvature, run=r)
-    if not labels_only:
-        record_mechanisms(record, q=q, escape=escape)
+    points = _SampledPoints(point, tol=tol, par=par, differentiable=is_differentiable)
+    global_value = _global_value(realisable, best_known_loss, w.shape[0])
+    record = judge_points(points, tol, global_value=global_value, labels_only=labels_only)
+    if labels_only:
+        return record
+    escape = torch.as_tensor(record.escape, device=w.device)
+    record_mechanisms(record, q=q, escape=escape)
+    certified = record.is_local_min == _C(labels.IS_LOCAL_MIN, "true")
+    zero_loss = certified & (record.certificate == _C(labels.CERTIFICATE, "none"))
+    minima = zero_loss | (record.certificate == _C(labels.CERTIFICATE, "no_escape"))
+    runs = np.flatnonzero(minima)
+    if runs.size:
+        record.margin[runs], record.margin_limit[runs] = local_min_margins(
+            q, a=sp.a, x=x, d_zero=points.d_zero, leak=leak, train_output=train_output, runs=runs
+        )
     return record
 
 
@@ -161,37 +150,87 @@ def _zero_loss(fit: FitQuantities | NeuronQuantities, tol: Tolerances) -> torch.
     return result
 
 
-def _stationarity(
-    point: Batch, *, fo: FirstOrder, zero_loss: torch.Tensor, tol: Tolerances, clarke: bool
-) -> torch.Tensor:
-    """``STATIONARITY`` codes (R,) int8 on the CPU: the first-order gaps, the Clarke test, zero loss.
+def _global_value(realisable: bool, best_known: torch.Tensor | None, n_runs: int) -> np.ndarray:
+    """The global value per run (R,): the best known loss where given, else 0 for a realisable target, else NaN."""
+    value = np.full(n_runs, 0.0 if realisable else np.nan)
+    if best_known is None:
+        return value
+    known = best_known.cpu().numpy()
+    return np.where(np.isfinite(known), known, value)
 
-    ``clarke`` False skips the Clarke test of the runs that fail the directional one (they stay
-    ``not_stationary``). A numerically zero loss is at least ``approx_stationary``.
+
+class _SampledPoints:
+    """The snapped points of a classification pass as the front end (:func:`judge_points`) sees them.
+
+    The escape flags and ``D_j = 0`` flags are computed once, for the runs the front end analyses and the
+    zero-loss runs (whose margins read them); every other run's flags are False.
     """
-    gap = fo.gap.cpu()
-    stationarity = torch.full(gap.shape, _C(labels.STATIONARITY, "not_stationary"), dtype=torch.int8)
-    stationarity[gap <= tol.approx_stationary] = _C(labels.STATIONARITY, "approx_stationary")
-    stationarity[gap <= tol.stationary] = _C(labels.STATIONARITY, "stationary")
-    failing = (gap > tol.approx_stationary).nonzero().flatten()
-    if failing.numel() and clarke:
-        failing = failing.to(point.w.device)
+
+    analyse_approximate = True  # gradient descent zig-zags across kinks: stationarity only to the relaxed tolerance
+
+    def __init__(self, point: Batch, *, tol: Tolerances, par: torch.Tensor, differentiable: np.ndarray) -> None:
+        self.point = point
+        q = point.q
+        self.fo = first_order(q, point.a, point.x, point.train_output, tol.approx_stationary)
+        zero_loss = _zero_loss(q, tol)
+        self.escape, self.d_zero = _stationary_escape(
+            point, par=par, tol=tol.escape, stationary=(self.fo.gap <= tol.approx_stationary) | zero_loss
+        )
+        self.escape &= ~zero_loss.to(self.escape.device).unsqueeze(-1)  # no direction lowers a zero loss
+        self.output_scale = q.s_y.cpu().numpy()
+        self.loss_floor = q.loss_floor.cpu().numpy()
+        self.record = unclassified_batch(
+            point.w.cpu().numpy(),
+            point.a.cpu().numpy(),
+            loss=q.loss.cpu().numpy(),
+            first_order_gap=self.fo.gap.cpu().numpy(),
+            strictness=np.full(point.w.shape[0], _C(labels.STRICTNESS, "unknown"), np.int8),
+            differentiable=differentiable,
+            kink=q.kink.any(dim=-2).cpu().numpy(),
+            roles=q.roles.cpu().numpy(),
+        )
+
+    def clarke(self, runs: np.ndarray, tol: Tolerances) -> np.ndarray:
+        """The Clarke test of section 3 (with the output gaps) on ``runs``."""
+        point, fo = self.point, self.fo
+        failing = torch.as_tensor(runs, device=point.w.device)
         gaps = clarke_gap(point.q, point.a, point.x, fo, failing, tol.approx_stationary)
         gaps = torch.maximum(gaps, fo.out_gap[failing].amax(dim=-1))
-        gaps, failing = gaps.cpu(), failing.cpu()
-        stationarity[failing[gaps <= tol.approx_stationary]] = _C(labels.STATIONARITY, "clarke_only")
-    approx = _C(labels.STATIONARITY, "approx_stationary")
-    stationarity[zero_loss.cpu() & (stationarity > approx)] = approx
-    return stationarity
+        result: np.ndarray = (gaps <= tol.approx_stationary).cpu().numpy()
+        return result
+
+    def descents(self, runs: np.ndarray) -> list[Candidates]:
+        """The steepest first-order descents of ``runs``."""
+        return descent_candidates(self.point, fo=self.fo, runs=runs)
+
+    def analyse(self, runs: np.ndarray, tol: Tolerances) -> Analysis:
+        """Section 8.2 steps 6-7: no escape neuron -> ``no_escape`` minimum; a zero-output escape neuron -> its
+        escape curve; vector output with escape neurons ``a_j != 0`` -> the second-order test."""
+        q = self.point.q
+        device = self.escape.device
+        selected = torch.zeros(self.escape.shape[0], dtype=torch.bool, device=device)
+        selected[torch.as_tensor(runs, device=device)] = True
+        escape = self.escape & selected.unsqueeze(-1)
+        zero_escape = escape & q.a_zero
+        candidates, saddle_runs, kappa = zero_output_candidates(self.record, self.point, zero_escape=zero_escape)
+        minimum = ~escape[runs].any(dim=-1).cpu().numpy()
+        certificate = np.full(runs.shape, _C(labels.CERTIFICATE, "no_escape"), np.int8)
+        curvature = np.full(runs.shape, np.nan)
+        curvature[np.searchsorted(runs, saddle_runs)] = kappa
+        vector = selected & escape.any(dim=-1) & ~zero_escape.any(dim=-1)
+        for r in vector.nonzero().flatten().tolist():
+            verdict = second_order_verdict(self.point, d_zero=self.d_zero, curvature_tol=tol.curvature, run=r)
+            row = int(np.searchsorted(runs, r))
+            candidates += verdict.candidates
+            minimum[row], curvature[row] = verdict.minimum, verdict.curvature
+            certificate[row] = _C(labels.CERTIFICATE, "hessian_morse_bott")
+        return Analysis(runs, minimum, certificate, curvature, escape[runs].cpu().numpy(), candidates)
 
 
 def _stationary_escape(
     point: Batch, *, par: torch.Tensor, tol: float, stationary: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Escape flags and ``D_j = 0`` flags (R, m) of the ``stationary`` runs (R,) bool; False for the others.
-
-    No other run reads them (its ``escape`` record is False), so only the stationary runs are evaluated.
-    """
+    """Escape flags and ``D_j = 0`` flags (R, m) of the ``stationary`` runs (R,) bool; False for the others."""
     q = point.q
     escape = torch.zeros_like(q.a_zero)
     d_zero = torch.zeros_like(q.a_zero)
@@ -209,73 +248,3 @@ def _stationary_escape(
     )
     escape[runs], d_zero[runs] = esc.escape, esc.d_zero
     return escape, d_zero
-
-
-def _undetermined(
-    point: Batch, *, stationarity: torch.Tensor, fo: FirstOrder, escape: torch.Tensor, differentiable: np.ndarray
-) -> BatchClassification:
-    """The record before any verdict: the first-order facts, every run ``undetermined``, NaN numbers."""
-    q = point.q
-    R = point.w.shape[0]
-    return unclassified_batch(
-        point.w.cpu().numpy(),
-        point.a.cpu().numpy(),
-        loss=q.loss.cpu().numpy(),
-        stationarity=stationarity.numpy(),
-        first_order_gap=fo.gap.cpu().numpy(),
-        point_type=np.full(R, _C(labels.POINT_TYPE, "undetermined"), np.int8),
-        strictness=np.full(R, _C(labels.STRICTNESS, "unknown"), np.int8),
-        differentiable=differentiable,
-        escape=escape.cpu().numpy(),
-        kink=q.kink.any(dim=-2).cpu().numpy(),
-        roles=q.roles.cpu().numpy(),
-    )
-
-
-def _minima(
-    record: BatchClassification,
-    point: Batch,
-    *,
-    d_zero: torch.Tensor,
-    mask: torch.Tensor,
-    tol: Tolerances,
-    realisable: bool,
-    best_known: torch.Tensor | None,
-) -> None:
-    """Section 5.1 (and the fixed-output theorem): the certified local minima ``mask`` (R,) bool and their margins.
-
-    Local or global by the same rule as every other verdict (:func:`_kind_of_minimum`).
-    """
-    rn = mask.cpu().numpy()
-    if not rn.any():
-        return
-    q = point.q
-    zero_loss = _zero_loss(q, tol).cpu().numpy()
-    kind = _kind_of_minimum(q, zero_loss=zero_loss, tol=tol, realisable=realisable, best_known=best_known)
-    certificate = np.where(zero_loss, _C(labels.CERTIFICATE, "none"), _C(labels.CERTIFICATE, "no_escape"))
-    record.set_labels(
-        rn, point_type=kind[rn], is_local_min="true", certificate=certificate[rn], strictness="not_applicable"
-    )
-    runs = np.flatnonzero(rn)
-    record.margin[runs], record.margin_limit[runs] = local_min_margins(
-        q, a=point.a, x=point.x, d_zero=d_zero, leak=point.leak, train_output=point.train_output, runs=runs
-    )
-
-
-def _kind_of_minimum(
-    q: NeuronQuantities, *, zero_loss: np.ndarray, tol: Tolerances, realisable: bool, best_known: torch.Tensor | None
-) -> np.ndarray:
-    """``POINT_TYPE`` codes (R,) of local minima by :func:`~pipeline.stationary.minima.minimum_types`.
-
-    The global value is the best known loss where given, else 0 for a realisable target, else unknown; a
-    numerically zero loss is global whatever the value (``L >= 0``).
-    """
-    loss = q.loss.cpu().numpy()
-    s_y = q.s_y.cpu().numpy()
-    value = np.full(loss.shape, 0.0 if realisable else np.nan)
-    if best_known is not None:
-        bk = best_known.cpu().numpy()
-        value = np.where(np.isfinite(bk), bk, value)
-    kind = minimum_types(loss, global_value=value, relative=BEST_KNOWN_RELATIVE, absolute=tol.global_loss * s_y**2)
-    kind[zero_loss] = _C(labels.POINT_TYPE, "global_min")
-    return kind

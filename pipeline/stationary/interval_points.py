@@ -15,7 +15,7 @@ the test (theory.md 9.2-9.3):
 Per point (after snapping breakpoints within ``BOUNDARY_TOL (high - low)`` of an end onto it), by the steps every
 per-point classifier shares (:func:`pipeline.stationary.local_test.judge`):
 
-1. ``P <= tau_L s_y^2``: ``global_min`` (certificate ``zero_loss``);
+1. ``P <= tau_L s_y^2``: ``global_min`` (certificate ``none``: ``P >= 0``);
 2. relative gradient norm ``||grad P|| / (s_y^1.5 s_x^0.5)`` above the tolerance: ``not_stationary``;
 3. a zero neuron: with ``a_j = 0`` it escapes if ``D_j(u) = mean[r rho(u . x~)]`` is non-zero for some
    unit ``u`` (a second-order decrease, theory 4 and 5.2: ``saddle``, ``escape_zero_output``); with
@@ -57,6 +57,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from pipeline.losses import interval_population
 from pipeline.losses.interval_population import IntervalTarget
 from pipeline.stationary import labels
 from pipeline.stationary.api import SENSITIVITY_FACTORS
@@ -75,7 +76,7 @@ from pipeline.stationary.interval_point import (
     zero_neuron_derivatives,
 )
 from pipeline.stationary.local_descent import STEPS
-from pipeline.stationary.local_test import LineCandidate, LocalModel, judge
+from pipeline.stationary.local_test import LineCandidate, LocalModel, judge, point_type_at, steepest_descent
 from pipeline.stationary.record import BatchClassification, unclassified_batch
 from pipeline.stationary.tolerances import Tolerances, population_tolerances
 
@@ -127,14 +128,14 @@ def classify_interval_batch(
         target.intercept.detach().to(torch.float64).cpu(),
     )
     record = unclassified_batch(w.numpy(), a.numpy())
+    tolerance = BOUNDARY_TOL * boundary_tolerance_factor
+    points: dict[int, _IntervalLocal] = {}
     for run in range(w.shape[0]):
         if not (torch.isfinite(w[run]).all() and torch.isfinite(a[run]).all()):
             continue
         problem = target.select(torch.tensor([run]))
-        tolerance = BOUNDARY_TOL * boundary_tolerance_factor
-        point = _IntervalLocal(IntervalPoint.snap(w[run], a[run], problem, leak, tolerance))
-        verdict = judge(point, tol, realisable=True)
-        snapped = point.point
+        points[run] = _IntervalLocal(IntervalPoint.snap(w[run], a[run], problem, leak, tolerance))
+        snapped = points[run].point
         differentiable = not np.any(snapped.zero & (np.linalg.norm(snapped.a.numpy(), axis=1) > 0))
         record.set_point(
             run,
@@ -146,11 +147,13 @@ def classify_interval_batch(
             differentiable=differentiable,
             kink=snapped.kinked | snapped.boundary,
         )
-        record.set_verdict(run, verdict)
+    judge(record, points, tol, realisable=True)
+    for run in points:
+        problem = target.select(torch.tensor([run]))
         for factor in SENSITIVITY_FACTORS:
             other = _IntervalLocal(IntervalPoint.snap(w[run], a[run], problem, leak, tolerance * factor))
-            record.tolerance_sensitive[run] |= judge(other, tol, realisable=True, witnesses=False).point_type != (
-                verdict.point_type
+            record.tolerance_sensitive[run] |= (
+                point_type_at(record, run, other, tol, realisable=True) != (record.point_type[run])
             )
     return record
 
@@ -197,17 +200,27 @@ class _IntervalLocal:
             return self._zero_neuron_model(tol)
         return self._piece_model()
 
+    def descent(self) -> LineCandidate | None:
+        """The steepest-descent line (:func:`pipeline.stationary.local_test.steepest_descent`) of the exact loss."""
+        point = self.point
+        grads = interval_population.interval_gradients(point.w[None], point.a[None], point.target, point.leak)
+        return steepest_descent(grads.grad_w[0], grads.grad_a[0], self._extent)
+
     def _line(self, dw: np.ndarray, da: np.ndarray, coefficients: tuple[float, ...], **verdict: Any) -> LineCandidate:
-        """The candidate ``t (dw, da)``: its ladder from ``TOP_STEP`` of the parameter size (at most half the
-        validity radius, :func:`pipeline.stationary.interval_point.validity_radius`)."""
+        """The candidate ``t (dw, da)`` down its ladder from :meth:`_extent`."""
+        dw_t, da_t = torch.as_tensor(dw), torch.as_tensor(da)
+        return LineCandidate(dw_t, da_t, coefficients, *self._extent(dw_t, da_t), **verdict)
+
+    def _extent(self, dw: torch.Tensor, da: torch.Tensor) -> tuple[float, float]:
+        """Largest step and validity radius along ``t (dw, da)``: ``TOP_STEP`` of the parameter size, at most half
+        the validity radius (:func:`pipeline.stationary.interval_point.validity_radius`)."""
         point = self.point
         s_x, s_y = interval_scales(point.target)
         natural = np.sqrt(s_y / s_x)  # parameter size of a network of output scale s_y
         size = max(float(np.sqrt(np.square(point.w.numpy()).sum() + np.square(point.a.numpy()).sum())), natural)
-        dw_t, da_t = torch.as_tensor(dw), torch.as_tensor(da)
-        norm = float(torch.sqrt(dw_t.square().sum() + da_t.square().sum()))
-        radius = validity_radius(point, dw)
-        return LineCandidate(dw_t, da_t, coefficients, min(0.5 * radius, TOP_STEP * size / norm), radius, **verdict)
+        norm = float(torch.sqrt(dw.square().sum() + da.square().sum()))
+        radius = validity_radius(point, dw.numpy())
+        return min(0.5 * radius, TOP_STEP * size / norm), radius
 
     def _zero_neuron_model(self, tol: Tolerances) -> LocalModel:
         """Step 3: first- and second-order directions of zero neurons (slopes against ``tol.stationary``, ``D_j``

@@ -19,8 +19,8 @@ Meanings (theory.md section 8.1):
     tri-state ``False`` (certified not a local minimum), ``True`` (certified), ``None``.
 ``CERTIFICATE``
     ``no_escape`` (5.1), ``escape_zero_output`` (5.2), ``hessian_morse_bott`` and
-    ``negative_curvature_witness`` (8.2 step 7), ``first_order_descent``, ``none``, ``zero_loss``
-    (a point of zero loss of a non-negative loss: a global minimum whatever its curvature).
+    ``negative_curvature_witness`` (8.2 step 7), ``first_order_descent``, ``none`` (also a point of numerically
+    zero loss of the non-negative loss: a global minimum whatever its curvature, no local certificate needed).
 ``STRICTNESS``
     ``strict``, ``non_strict``, ``unknown``, ``not_applicable`` (minima, non-stationary points).
 ``ROLE``
@@ -81,7 +81,6 @@ CERTIFICATE: tuple[str, ...] = (
     "negative_curvature_witness",
     "first_order_descent",
     "none",
-    "zero_loss",
 )
 STRICTNESS: tuple[str, ...] = ("strict", "non_strict", "unknown", "not_applicable")
 ROLE: tuple[str, ...] = (

@@ -1,35 +1,26 @@
-"""The test of one point from its local model: the front end of every per-point classifier.
+"""Points judged from a local model: how the per-point losses plug into the front end of every loss.
 
 The Gaussian population loss, the interval population loss and the losses of a smooth activation have no kink sets
 on finitely many samples; each is C^1 (or smooth) away from a few special neurons, and each gives, at a point, a
-*local model*: straight-line candidate witnesses with their polynomial models, and whether its minimum certificate
-holds (:class:`LocalModel`). Every such loss is judged by the same steps (theory.md 8.2, the differentiable case,
-made exact where the loss has one-sided pieces), written once here:
+*local model* (:class:`LocalModel`): straight-line candidate witnesses with their polynomial models in order of
+preference, a first-order descent where the loss has a one-sided slope at a numerically stationary point (e.g. a
+zero neuron of the interval loss), and whether its minimum certificate holds. A loss supplies a
+:class:`LocalPoint`: its value, relative gradient, output scale, the rounding floor and the true change of the
+loss along perturbations (the only loss-specific numerics of a witness), its local model, and the steepest-descent
+line of a point that is not stationary (a first-order witness, :func:`steepest_descent`).
 
-1. numerically zero loss (``value <= tau_L s_y^2``): ``global_min``, certificate ``zero_loss`` (the loss is
-   non-negative), whatever the relative gradient says (it is ill-conditioned as the loss goes to 0): stationarity
-   at least ``approx_stationary``, as for sampled data;
-2. relative gradient norm above ``tol.stationary``: ``not_stationary`` (``approx_stationary`` up to
-   ``tol.approx_stationary``);
-3. a first-order descent the loss can name at a numerically stationary point (a one-sided slope, e.g. at a zero
-   neuron of the interval loss): ``not_stationary`` with stationarity ``clarke_only``, its witness stored if it
-   verifies;
-4. the candidates of the local model, in order of preference: the first whose decrease is verified by the rule
-   of every classifier (:func:`pipeline.stationary.local_descent.verify_witness`) makes the point a ``saddle``
-   (its certificate, strictness, mechanisms and curvature are the candidate's); candidates without a verified
-   one leave it ``undetermined``;
-5. no candidate and the minimum certificate holds: ``local_min``, resolved to ``global_min`` or
-   ``spurious_local_min`` when the target is realisable (global value 0); anything else ``undetermined``.
-
-A loss supplies a :class:`LocalPoint`: its value, relative gradient, the rounding floor and the true change of
-the loss along perturbations (the only loss-specific numerics of a witness), and its local model. The
-tolerance-sensitivity re-runs judge points rebuilt at scaled tolerances with ``witnesses=False`` (candidates are
-counted, not verified).
+:func:`judge` gives such points to the front end (:func:`pipeline.stationary.front_end.judge_points`), which
+applies the steps of every loss: zero loss, the relative gradient (points of these losses are analysed only when
+stationary to the strict tolerance: their flows converge, so an approximately stationary point is still moving),
+the first-order descent, the candidates verified by the one rule of
+:func:`pipeline.stationary.local_descent.verify_witness`, the minimum certificate against the global value 0 where
+the target is realisable. The tolerance-sensitivity re-runs (:func:`point_type_at`) judge a point rebuilt at
+scaled tolerances for its point type.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,12 +28,21 @@ import numpy as np
 import torch
 
 from pipeline.stationary import labels
+from pipeline.stationary.front_end import Analysis, Candidates, judge_points
 from pipeline.stationary.local_descent import LineModel, Witness, geometric_steps, line_path, verify_witness
-from pipeline.stationary.minima import minimum_types
-from pipeline.stationary.record import Verdict
+from pipeline.stationary.record import BatchClassification, unclassified_batch
 from pipeline.stationary.tolerances import Tolerances
 
-__all__ = ["LineCandidate", "LocalModel", "LocalPoint", "judge", "verify_lines"]
+__all__ = [
+    "LineCandidate",
+    "LocalModel",
+    "LocalPoint",
+    "judge",
+    "line_candidates",
+    "point_type_at",
+    "steepest_descent",
+    "verify_lines",
+]
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class LineCandidate:
     radius
         The validity radius of the model along the line, in units of ``t`` (inf: unbounded).
     strictness, certificate, mechanisms, curvature
-        What a verified candidate makes of the point (:class:`pipeline.stationary.record.Verdict`).
+        What a verified candidate makes of the point (label names of :mod:`pipeline.stationary.labels`).
     """
 
     dw: torch.Tensor
@@ -135,54 +135,128 @@ class LocalPoint(Protocol):
     def local_model(self, tol: Tolerances) -> LocalModel:
         """The local analysis of the point, numerically stationary and of positive loss."""
 
+    def descent(self) -> LineCandidate | None:
+        """The steepest-descent line of a point that is not stationary (:func:`steepest_descent`), or None."""
 
-def judge(point: LocalPoint, tol: Tolerances, *, realisable: bool, witnesses: bool = True) -> Verdict:
-    """The verdict on ``point`` by steps 1-5 of the module docstring.
 
-    ``realisable``: the global value is 0, so a certified minimum is global iff its loss is numerically 0.
-    ``witnesses`` False counts candidates as verified (the tolerance-sensitivity re-runs compare point types only).
+def judge(
+    record: BatchClassification,
+    points: Mapping[int, LocalPoint],
+    tol: Tolerances,
+    *,
+    realisable: bool,
+    labels_only: bool = False,
+) -> BatchClassification:
+    """Write the verdicts of ``points`` (run -> point) into ``record`` by the front end of every loss.
+
+    ``record`` holds each judged run's loss and relative gap (the values of its point); runs without a point have
+    a non-finite loss and are not judged. ``realisable``: the global value is 0. ``labels_only``: the
+    tolerance-sensitivity re-runs (point types only; saddles still need a verified witness).
     """
-    if point.gap <= tol.stationary:
-        stationarity = "stationary"
-    elif point.gap <= tol.approx_stationary:
-        stationarity = "approx_stationary"
-    else:
-        stationarity = "not_stationary"
-    if point.value <= tol.global_loss * point.output_scale**2:
-        return Verdict("stationary" if stationarity == "stationary" else "approx_stationary", "global_min", "zero_loss")
-    if stationarity != "stationary":
-        return Verdict(stationarity, "not_stationary")
-    model = point.local_model(tol)
-    if model.first_order is not None:
-        found = verify_lines(point, [model.first_order]) if witnesses else None
-        witness = None if found is None else found[1]
-        return Verdict("clarke_only", "not_stationary", model.first_order.certificate, witness=witness)
-    if model.candidates:
-        if not witnesses:
-            return Verdict("stationary", "saddle", escape=model.escape)
-        found = verify_lines(point, model.candidates)
-        if found is None:
-            return Verdict("stationary", "undetermined", curvature=model.curvature, escape=model.escape)
-        chosen = model.candidates[found[0]]
-        return Verdict(
-            "stationary", "saddle", chosen.certificate, chosen.strictness, chosen.mechanisms, chosen.curvature,
-            found[1], model.escape,
-        )  # fmt: skip
-    if not model.minimum:
-        return Verdict("stationary", "undetermined", curvature=model.curvature, escape=model.escape)
-    kind = "local_min"
-    if realisable:
-        code = minimum_types(np.array([point.value]), global_value=np.zeros(1), relative=0.0, absolute=0.0)[0]
-        kind = labels.POINT_TYPE[code]
-    return Verdict("stationary", kind, model.certificate, curvature=model.curvature, escape=model.escape)
+    global_value = np.full(record.loss.shape, 0.0 if realisable else np.nan)
+    return judge_points(_LocalPoints(record, points), tol, global_value=global_value, labels_only=labels_only)
 
 
-def verify_lines(point: LocalPoint, candidates: Sequence[LineCandidate]) -> tuple[int, Witness] | None:
-    """The first candidate whose decrease is verified, and its witness; None if none is.
+def point_type_at(
+    record: BatchClassification, run: int, point: LocalPoint, tol: Tolerances, *, realisable: bool
+) -> int:
+    """``POINT_TYPE`` code of ``point`` (run ``run`` of ``record``, re-snapped or not) at the tolerances ``tol``."""
+    value, gap = np.array([point.value]), np.array([point.gap])
+    scratch = unclassified_batch(record.w[run : run + 1], record.a[run : run + 1], loss=value, first_order_gap=gap)
+    judged = judge(scratch, {0: point}, tol, realisable=realisable, labels_only=True)
+    return int(judged.point_type[0])
 
-    :func:`pipeline.stationary.local_descent.verify_witness` on the lines ``t (dw, da)``, each down its ladder from
-    its ``top``, against the change of the loss that ``point`` computes and its rounding floor.
+
+class _LocalPoints:
+    """Per-point losses' points as the front end's :class:`pipeline.stationary.front_end.Points`: no Clarke test,
+    the steepest-descent line at moving points, and each point's :class:`LocalModel` as its analysis."""
+
+    analyse_approximate = False  # the flows of these losses reach stationarity: an approximate point is still moving
+
+    def __init__(self, record: BatchClassification, points: Mapping[int, LocalPoint]) -> None:
+        self.record = record
+        self.points = points
+        self.output_scale = np.full(record.loss.shape, np.nan)
+        for run, point in points.items():
+            self.output_scale[run] = point.output_scale
+        self.loss_floor = np.zeros(record.loss.shape)
+
+    def clarke(self, runs: np.ndarray, tol: Tolerances) -> np.ndarray:
+        """No Clarke test beyond the local model's first-order descents."""
+        return np.zeros(runs.shape, bool)
+
+    def descents(self, runs: np.ndarray) -> list[Candidates]:
+        """The steepest-descent line of each point that names one."""
+        lines = {int(run): self.points[int(run)].descent() for run in runs}
+        return [line_candidates(self.points[run], run, [line]) for run, line in lines.items() if line is not None]
+
+    def analyse(self, runs: np.ndarray, tol: Tolerances) -> Analysis:
+        """Each run's :class:`LocalModel`: its first-order descent, else its candidates in order, else its minimum."""
+        models = [self.points[int(run)].local_model(tol) for run in runs]
+        width = self.record.escape.shape[1]
+        escape = np.stack([np.zeros(width, bool) if m.escape is None else m.escape for m in models]) if models else None
+        candidates, descents = [], []
+        for run, model in zip(runs.tolist(), models, strict=True):
+            point = self.points[run]
+            if model.first_order is not None:
+                descents.append(line_candidates(point, run, [model.first_order]))
+            elif model.candidates:
+                candidates.append(line_candidates(point, run, model.candidates))
+        return Analysis(
+            runs,
+            minimum=np.array([m.minimum for m in models], bool),
+            certificate=np.array([labels.code(labels.CERTIFICATE, m.certificate) for m in models], np.int8),
+            curvature=np.array([m.curvature for m in models], float),
+            escape=escape,
+            candidates=candidates,
+            descents=descents,
+        )
+
+
+def steepest_descent(
+    gradient_w: torch.Tensor,
+    gradient_a: torch.Tensor,
+    extent: Callable[[torch.Tensor, torch.Tensor], tuple[float, float]],
+) -> LineCandidate | None:
+    """The first-order descent along the unit direction ``-g / ||g||``: claim ``c_1 = -||g||`` (its directional
+    derivative), certificate ``first_order_descent``; None where the gradient is 0 or not finite.
+
+    ``extent(dw, da)`` gives the loss's largest step and validity radius along the unit direction.
     """
+    norm = float(torch.sqrt(gradient_w.square().sum() + gradient_a.square().sum()))
+    if not np.isfinite(norm) or norm == 0.0:
+        return None
+    dw, da = -gradient_w / norm, -gradient_a / norm
+    top, radius = extent(dw, da)
+    return LineCandidate(
+        dw, da, (0.0, -norm), top, radius, claim_from=1, strictness="not_applicable", certificate="first_order_descent"
+    )
+
+
+def line_candidates(point: LocalPoint, run: int, lines: Sequence[LineCandidate]) -> Candidates:
+    """The straight lines ``t (dw, da)`` of one point as front-end candidates, in their order of preference.
+
+    Verified by :func:`pipeline.stationary.local_descent.verify_witness`, each down its ladder from its ``top``,
+    against the change of the loss that ``point`` computes and its rounding floor.
+    """
+
+    def verify() -> Witness:
+        return verify_lines(point, lines)
+
+    return Candidates(
+        np.full(len(lines), run),
+        verify,
+        certificate=[c.certificate for c in lines],
+        strictness=[c.strictness for c in lines],
+        curvature=np.array([c.curvature for c in lines], float),
+        rank=np.arange(len(lines)),
+        mechanisms=np.array([c.mechanisms for c in lines], int),
+    )
+
+
+def verify_lines(point: LocalPoint, candidates: Sequence[LineCandidate]) -> Witness:
+    """:func:`pipeline.stationary.local_descent.verify_witness` on the lines ``t (dw, da)`` of ``candidates`` (one
+    point), each down its ladder from its ``top``, against the change of the loss that ``point`` computes."""
     dw = torch.stack([c.dw for c in candidates])
     da = torch.stack([c.da for c in candidates])
     norm = torch.sqrt(dw.square().sum(dim=(-2, -1)) + da.square().sum(dim=(-2, -1)))
@@ -196,6 +270,4 @@ def verify_lines(point: LocalPoint, candidates: Sequence[LineCandidate]) -> tupl
     model = LineModel(claim=torch.where(claimed, coefficients, 0.0), residue=torch.where(claimed, 0.0, coefficients))
     floor = torch.full((len(candidates),), point.floor, dtype=dw.dtype)
     radius = torch.tensor([c.radius for c in candidates], dtype=dw.dtype) * norm
-    witness = verify_witness(line_path(dw, da), point.change, model, steps, floor, radius)
-    pick = witness.first()
-    return None if pick is None else (pick, witness.take(slice(pick, pick + 1)))
+    return verify_witness(line_path(dw, da), point.change, model, steps, floor, radius)

@@ -11,7 +11,8 @@ neuron is zero a second-order test is exact (theory.md 8.2 step 7, differentiabl
   orbit is a critical manifold with non-degenerate normal Hessian, so a true local minimum lies
   within ``||grad F|| / lambda_min`` of the point), resolved to global or spurious when the target
   is realisable;
-* numerically zero loss (``F <= tau_L s_y^2``): ``global_min``, certificate ``zero_loss`` (``F >= 0``);
+* numerically zero loss (``F <= tau_L s_y^2``): ``global_min``, certificate ``none`` (``F >= 0``: no local
+  certificate is needed);
 * anything else, and every point with a zero neuron (where the escape-neuron theory of the
   empirical loss does not carry over): ``undetermined``.
 
@@ -32,10 +33,11 @@ import scipy.linalg
 import torch
 
 from pipeline.losses import population
+from pipeline.losses.nets import Gradients
 from pipeline.stationary import labels
 from pipeline.stationary.api import SENSITIVITY_FACTORS
 from pipeline.stationary.local_descent import STEPS
-from pipeline.stationary.local_test import LineCandidate, LocalModel, judge
+from pipeline.stationary.local_test import LineCandidate, LocalModel, judge, point_type_at, steepest_descent
 from pipeline.stationary.record import BatchClassification, unclassified_batch
 from pipeline.stationary.tolerances import Tolerances, population_tolerances
 
@@ -101,19 +103,27 @@ def classify_population_batch(
     )
     output_scale = np.broadcast_to(s_y.cpu().numpy(), gap.shape)
     finite = (torch.isfinite(w).all(dim=(1, 2)) & torch.isfinite(a).all(dim=(1, 2))).cpu().numpy()
-    for run in np.flatnonzero(finite).tolist():
-        point = _PopulationPoint(
-            w[run], a[run], (_row(teacher_w, run), _row(teacher_a, run)), leak=leak, train_output=train_output,
-            value=float(record.loss[run]), gap=float(gap[run]), output_scale=float(output_scale[run]),
+    points = {
+        run: _PopulationPoint(
+            w[run],
+            a[run],
+            (_row(teacher_w, run), _row(teacher_a, run)),
+            leak=leak,
+            train_output=train_output,
+            value=float(record.loss[run]),
+            gap=float(gap[run]),
+            output_scale=float(output_scale[run]),
             twice_differentiable=bool(flags.twice_differentiable[run]),
         )  # fmt: skip
-        verdict = judge(point, tol, realisable=realisable)
-        record.set_verdict(run, verdict)
+        for run in np.flatnonzero(finite).tolist()
+    }
+    judge(record, points, tol, realisable=realisable)
+    for run, point in points.items():
         for factor in SENSITIVITY_FACTORS:
             scaled = replace(tol, stationary=tol.stationary * factor)
             if (gap[run] <= scaled.stationary) != (gap[run] <= tol.stationary):
-                other = judge(point, scaled, realisable=realisable, witnesses=False)
-                record.tolerance_sensitive[run] |= other.point_type != verdict.point_type
+                other = point_type_at(record, run, point, scaled, realisable=realisable)
+                record.tolerance_sensitive[run] |= other != record.point_type[run]
     return record
 
 
@@ -124,7 +134,7 @@ def _row(tensor: torch.Tensor, run: int) -> torch.Tensor:
 
 @dataclass
 class _PopulationPoint:
-    """One point of the population loss as the front end (:func:`pipeline.stationary.local_test.judge`) sees it.
+    """One point of the population loss as the front end sees it (:func:`pipeline.stationary.local_test.judge`).
 
     The local model (theory.md 8.2 step 7, differentiable case): where no neuron is zero the loss is C^2; the
     Hessian restricted to the complement of the exactly flat directions (:func:`_flat_complement`) gives a
@@ -160,24 +170,40 @@ class _PopulationPoint:
             return LocalModel(minimum=lowest > CURVATURE_TOL * scale, curvature=lowest)
         return LocalModel(self._curvature_candidates(basis @ eigenvectors[:, 0], lowest), curvature=lowest)
 
+    def descent(self) -> LineCandidate | None:
+        """The steepest-descent line (:func:`pipeline.stationary.local_test.steepest_descent`)."""
+        gradient = self._gradients
+        return steepest_descent(gradient.grad_w[0], gradient.grad_a[0], self._extent)
+
     def _curvature_candidates(self, direction: np.ndarray, curvature: float) -> list[LineCandidate]:
         """The lines ``+-t direction`` (unit) with the claim ``1/2 lambda t^2`` and the residue ``(grad . d) t``."""
-        w, a, teacher = self.w, self.a, self.teacher
+        w, a = self.w, self.a
         n_w = w.numel()
         dw = torch.as_tensor(direction[:n_w].reshape(w.shape))
         da = torch.as_tensor(direction[n_w:].reshape(a.shape)) if self.train_output else torch.zeros_like(a)
-        grads = population.population_gradients(
-            w[None], a[None], teacher[0][None], teacher[1][None], self.leak, train_output=self.train_output
-        )
-        slope = float((grads.grad_w[0] * dw).sum() + (grads.grad_a[0] * da).sum())
-        moving = dw.norm(dim=-1) > 0
-        radius = float((w.norm(dim=-1)[moving] / dw.norm(dim=-1)[moving]).min()) if bool(moving.any()) else np.inf
-        scale = max(float(torch.sqrt(w.square().sum() + a.square().sum())), 1.0)
-        top = min(0.5 * radius, scale)
+        slope = float((self._gradients.grad_w[0] * dw).sum() + (self._gradients.grad_a[0] * da).sum())
+        top, radius = self._extent(dw, da)
         return [
             LineCandidate(sign * dw, sign * da, (0.0, slope * sign, 0.5 * curvature), top, radius, curvature=curvature)
             for sign in (1.0, -1.0)
         ]
+
+    def _extent(self, dw: torch.Tensor, da: torch.Tensor) -> tuple[float, float]:
+        """Largest step and validity radius along the unit direction ``(dw, da)``: half the distance at which a
+        neuron could reach zero, at most the parameter scale."""
+        w, a = self.w, self.a
+        moving = dw.norm(dim=-1) > 0
+        radius = float((w.norm(dim=-1)[moving] / dw.norm(dim=-1)[moving]).min()) if bool(moving.any()) else np.inf
+        scale = max(float(torch.sqrt(w.square().sum() + a.square().sum())), 1.0)
+        return min(0.5 * radius, scale), radius
+
+    @cached_property
+    def _gradients(self) -> Gradients:
+        """The gradients at the point (a batch of one)."""
+        w, a, teacher = self.w, self.a, self.teacher
+        return population.population_gradients(
+            w[None], a[None], teacher[0][None], teacher[1][None], self.leak, train_output=self.train_output
+        )
 
     @cached_property
     def _base(self) -> torch.Tensor:

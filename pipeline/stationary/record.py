@@ -2,13 +2,12 @@
 
 Every classifier (:mod:`pipeline.stationary.classify`, :mod:`pipeline.stationary.population_points`,
 :mod:`pipeline.stationary.interval_points`, :mod:`pipeline.stationary.smooth_batch`) starts from
-:func:`unclassified_batch` and returns a :class:`BatchClassification`. The record is frozen (no field is
-rebound) while the classifier that owns it writes the verdicts of its runs into the arrays, only through its
+:func:`unclassified_batch` with the facts of its points (for the per-point classifiers run by run through
+:meth:`~BatchClassification.set_point`), and the front end (:func:`pipeline.stationary.front_end.judge_points`)
+writes the verdicts. The record is frozen (no field is rebound); verdicts go into the arrays only through its
 methods: :meth:`~BatchClassification.set_labels` (labels of many runs), :meth:`~BatchClassification.set_witness`
-(verified witnesses, :class:`pipeline.stationary.local_descent.Witness`), :meth:`~BatchClassification.set_saddle`
-(a saddle on its witness), and for the per-point classifiers
-:meth:`~BatchClassification.set_point` and :meth:`~BatchClassification.set_verdict` (one run's facts and
-:class:`Verdict`).
+(verified witnesses, :class:`pipeline.stationary.local_descent.Witness`) and :meth:`~BatchClassification.set_saddle`
+(a saddle on its witness).
 """
 
 from __future__ import annotations
@@ -20,45 +19,7 @@ import numpy as np
 from pipeline.stationary import labels
 from pipeline.stationary.local_descent import Witness
 
-__all__ = ["BatchClassification", "Verdict", "missing_value", "unclassified_batch"]
-
-_IS_LOCAL_MIN = {
-    "global_min": "true",
-    "spurious_local_min": "true",
-    "local_min": "true",
-    "saddle": "false",
-    "not_stationary": "false",
-}
-"""``IS_LOCAL_MIN`` of a point type (``unknown`` for the others)."""
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The classification of one point by a per-point classifier; label names of :mod:`pipeline.stationary.labels`.
-
-    Attributes
-    ----------
-    stationarity, point_type, certificate, strictness
-        Names in ``STATIONARITY``, ``POINT_TYPE``, ``CERTIFICATE``, ``STRICTNESS``; ``is_local_min`` follows from
-        the point type.
-    mechanisms
-        Bit field over ``MECHANISM``.
-    curvature
-        The curvature the verdict rests on (NaN: none).
-    witness
-        The verified witness (one candidate), or None.
-    escape : (m,) bool or None
-        Escape neurons (None: none recorded).
-    """
-
-    stationarity: str
-    point_type: str
-    certificate: str = "none"
-    strictness: str = "not_applicable"
-    mechanisms: int = 0
-    curvature: float = np.nan
-    witness: Witness | None = None
-    escape: np.ndarray | None = None
+__all__ = ["BatchClassification", "missing_value", "unclassified_batch"]
 
 
 @dataclass(frozen=True)
@@ -182,23 +143,6 @@ class BatchClassification:
         self.differentiable[run] = differentiable
         if kink is not None:
             self.kink[run] = kink
-
-    def set_verdict(self, run: int, verdict: Verdict) -> None:
-        """Write the :class:`Verdict` of one run (its witness with :meth:`set_witness`)."""
-        self.stationarity[run] = labels.code(labels.STATIONARITY, verdict.stationarity)
-        self.set_labels(
-            run,
-            point_type=verdict.point_type,
-            is_local_min=_IS_LOCAL_MIN.get(verdict.point_type, "unknown"),
-            certificate=verdict.certificate,
-            strictness=verdict.strictness,
-        )
-        self.mechanisms[run] = verdict.mechanisms
-        self.curvature[run] = verdict.curvature
-        if verdict.escape is not None:
-            self.escape[run] = verdict.escape
-        if verdict.witness is not None:
-            self.set_witness(np.array([run]), verdict.witness)
 
 
 def _code(table: tuple[str, ...], value: str | np.ndarray) -> int | np.ndarray:

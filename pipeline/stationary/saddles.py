@@ -1,33 +1,37 @@
-"""The verdicts of a classification pass that rest on a verified witness (theory.md 5.2 and 8.2 step 7).
+"""The sampled loss's witness candidates (theory.md 5.2 and 8.2 step 7) and its saddle mechanisms (8.1).
 
-:func:`pipeline.stationary.classify.classify_once` calls them on disjoint sets of runs of its record: first-order
-descents of the runs that are not stationary, the zero-output saddles of section 5.2 (escape curves), the
-second-order test of vector-output runs (negative curvature and higher-order curves), and the saddle
-mechanisms. A saddle label is written only with its witness verified by
-:func:`pipeline.stationary.local_descent.verify_witness`; without one the run stays ``undetermined``.
+:func:`pipeline.stationary.classify.classify_once` gives them to the front end
+(:func:`pipeline.stationary.front_end.judge_points`), which verifies every candidate by the one rule of
+:func:`pipeline.stationary.local_descent.verify_witness` and labels a run a saddle only on a verified witness:
+first-order descents of the runs that are not stationary, the escape curves of zero-output escape neurons
+(section 5.2), and the second-order test of vector-output runs (negative curvature lines in both signs, the
+higher-order curves of a degenerate Hessian, or the ``hessian_morse_bott`` minimum).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
 
 from pipeline.stationary import labels
 from pipeline.stationary.first_order import FirstOrder
+from pipeline.stationary.front_end import Candidates
 from pipeline.stationary.neurons import NeuronQuantities
 from pipeline.stationary.record import BatchClassification
-from pipeline.stationary.second_order import record_non_strict, second_order
+from pipeline.stationary.second_order import second_order
 from pipeline.stationary.strength import escape_strength
 from pipeline.stationary.witness import escape_witness, line_witness
 
 __all__ = [
     "Batch",
+    "SecondOrderVerdict",
+    "descent_candidates",
     "record_mechanisms",
-    "record_not_stationary",
-    "record_second_order",
-    "record_zero_output_saddles",
+    "second_order_verdict",
+    "zero_output_candidates",
 ]
 
 _C = labels.code
@@ -55,38 +59,30 @@ class Batch:
     train_output: bool
 
 
-def record_not_stationary(
-    record: BatchClassification, point: Batch, *, fo: FirstOrder, mask: torch.Tensor, witnesses: bool
-) -> None:
-    """``not_stationary`` label of the runs ``mask`` (R,) bool; with ``witnesses``, a verified first-order descent."""
-    runs = mask.nonzero().flatten()
-    if runs.numel() == 0:
-        return
-    rn = runs.cpu().numpy()
-    record.point_type[rn] = _C(labels.POINT_TYPE, "not_stationary")
-    record.strictness[rn] = _C(labels.STRICTNESS, "not_applicable")
-    if not witnesses:
-        return
+def descent_candidates(point: Batch, *, fo: FirstOrder, runs: np.ndarray) -> list[Candidates]:
+    """First-order descents of the non-stationary ``runs``: the steepest directional descent of section 3."""
+    if runs.size == 0:
+        return []
     q, a = point.q, point.a
-    gap_abs = fo.in_gap[runs] * (q.r_norm * q.s_x)[runs].unsqueeze(-1) * a[runs].norm(dim=-1)
-    dw = gap_abs.unsqueeze(-1) * fo.direction[runs]  # n L'(theta; d) = -sum ||G_j||^2 - sum gap_j^2
-    da = -q.G[runs] if point.train_output else torch.zeros_like(q.G[runs])
-    wit = line_witness(q, w=point.w, a=a, x=point.x, leak=point.leak, runs=runs, dw=dw, da=da, order=1)
-    record.set_witness(rn, wit)
-    ok = rn[wit.verified.cpu().numpy()]
-    record.is_local_min[ok] = _C(labels.IS_LOCAL_MIN, "false")
-    record.certificate[ok] = _C(labels.CERTIFICATE, "first_order_descent")
+    rt = torch.as_tensor(runs, device=a.device)
+    gap_abs = fo.in_gap[rt] * (q.r_norm * q.s_x)[rt].unsqueeze(-1) * a[rt].norm(dim=-1)
+    dw = gap_abs.unsqueeze(-1) * fo.direction[rt]  # n L'(theta; d) = -sum ||G_j||^2 - sum gap_j^2
+    da = -q.G[rt] if point.train_output else torch.zeros_like(q.G[rt])
+    verify = partial(line_witness, q, w=point.w, a=a, x=point.x, leak=point.leak, runs=rt, dw=dw, da=da, order=1)
+    return [Candidates(runs, verify, certificate="first_order_descent", strictness="not_applicable")]
 
 
-def record_zero_output_saddles(record: BatchClassification, point: Batch, *, zero_escape: torch.Tensor) -> None:
-    """Section 5.2: escape neurons with ``a_j = 0`` -> strict saddle with a locally verified witness; ``kappa_j``.
+def zero_output_candidates(
+    record: BatchClassification, point: Batch, *, zero_escape: torch.Tensor
+) -> tuple[list[Candidates], np.ndarray, np.ndarray]:
+    """Section 5.2: the escape curve of each run's strongest zero-output escape neuron (``zero_escape`` (R, m)).
 
-    ``zero_escape`` (R, m) bool marks them. Runs in the label-only passes too: without a verified witness
-    the point is ``undetermined``.
+    Records ``kappa_j`` of every such neuron in ``record.escape_strength``. Returns the candidates (one per run,
+    a strict saddle with certificate ``escape_zero_output`` when verified), their runs and ``min_j kappa_j``.
     """
     runs, neurons = zero_escape.nonzero(as_tuple=True)
     if runs.numel() == 0:
-        return
+        return [], np.zeros(0, int), np.zeros(0)
     q, w = point.q, point.w
     kappa, _, u = escape_strength(q, w=w, x=point.x, runs=runs, neurons=neurons, leak=point.leak)
     record.escape_strength[runs.cpu().numpy(), neurons.cpu().numpy()] = kappa.cpu().numpy()
@@ -97,59 +93,59 @@ def record_zero_output_saddles(record: BatchClassification, point: Batch, *, zer
     best = table[saddle_runs].argmin(dim=-1)
     u_table = torch.zeros(R, m, w.shape[-1], dtype=w.dtype, device=w.device)
     u_table[runs, neurons] = u
+    curvature = table[saddle_runs, best].cpu().numpy()
+    verify = partial(
+        escape_witness, q, w=w, a=point.a, x=point.x, leak=point.leak, runs=saddle_runs, neurons=best,
+        u=u_table[saddle_runs, best],
+    )  # fmt: skip
     rn = saddle_runs.cpu().numpy()
-    record.set_labels(
-        rn, point_type="saddle", is_local_min="false", certificate="escape_zero_output", strictness="strict"
-    )
-    record.curvature[rn] = table[saddle_runs, best].cpu().numpy()
-    wit = escape_witness(
-        q, w=w, a=point.a, x=point.x, leak=point.leak, runs=saddle_runs, neurons=best, u=u_table[saddle_runs, best]
-    )
-    record.set_witness(rn, wit)
-    unverified = rn[~wit.verified.cpu().numpy()]
-    if unverified.size:  # saddles by the escape theorem without a locally verified witness: never a guess
-        record.set_labels(
-            unverified, point_type="undetermined", is_local_min="unknown", certificate="none", strictness="unknown"
-        )
+    return [Candidates(rn, verify, certificate="escape_zero_output", curvature=curvature)], rn, curvature
 
 
-def record_second_order(
-    record: BatchClassification, point: Batch, *, d_zero: torch.Tensor, curvature_tol: float, run: int
-) -> None:
-    """Section 8.2 step 7 for one vector-output run; a saddle needs a verified witness."""
+@dataclass(frozen=True)
+class SecondOrderVerdict:
+    """The second-order test of one vector-output run as the front end reads it.
+
+    Attributes
+    ----------
+    candidates
+        Its saddle witness candidates (empty: none).
+    minimum
+        A ``hessian_morse_bott`` minimum.
+    curvature
+        The curvature of that minimum (NaN otherwise).
+    """
+
+    candidates: list[Candidates]
+    minimum: bool
+    curvature: float
+
+
+def second_order_verdict(point: Batch, *, d_zero: torch.Tensor, curvature_tol: float, run: int) -> SecondOrderVerdict:
+    """Section 8.2 step 7 for one vector-output run: a negative-curvature line in both signs (the stronger verified
+    one wins), a verified higher-order curve (``non_strict``), a minimum, or nothing (undetermined)."""
     w, a = point.w, point.a
     res = second_order(point.q, w=w, a=a, x=point.x, r=run, leak=point.leak, d_zero=d_zero, tol=curvature_tol)
-    if record_non_strict(record, run, res):
-        return
-    if res.verdict == "local_min":
-        certificate = "hessian_morse_bott"
-        record.set_labels(
-            run, point_type="local_min", is_local_min="true", certificate=certificate, strictness="not_applicable"
+    certificate = "negative_curvature_witness"
+    if res.curve is not None:
+        curve = res.curve
+        found = Candidates(
+            np.array([run]), lambda: curve, certificate, strictness="non_strict", curvature=np.array([res.curvature])
         )
-        record.curvature[run] = res.curvature
-        return
+        return SecondOrderVerdict([found], False, np.nan)
+    if res.verdict == "local_min":
+        return SecondOrderVerdict([], True, res.curvature)
     if res.verdict != "saddle" or res.direction is None:
-        return
+        return SecondOrderVerdict([], False, np.nan)
     vw = torch.as_tensor(res.direction[0], dtype=w.dtype, device=w.device)
     va = torch.as_tensor(res.direction[1], dtype=w.dtype, device=w.device)
     both = torch.tensor([run, run], device=w.device)
-    wit = line_witness(
-        point.q,
-        w=w,
-        a=a,
-        x=point.x,
-        leak=point.leak,
-        runs=both,
-        dw=torch.stack([vw, -vw]),
-        da=torch.stack([va, -va]),
-        order=2,
-    )
-    pick = wit.strongest()
-    if pick is not None:
-        chosen = wit.take(slice(pick, pick + 1))
-        record.set_saddle(
-            run, chosen, certificate="negative_curvature_witness", strictness="strict", curvature=res.curvature
-        )
+    verify = partial(
+        line_witness, point.q, w=w, a=a, x=point.x, leak=point.leak, runs=both, dw=torch.stack([vw, -vw]),
+        da=torch.stack([va, -va]), order=2,
+    )  # fmt: skip
+    lines = Candidates(np.array([run, run]), verify, certificate, curvature=np.full(2, res.curvature))
+    return SecondOrderVerdict([lines], False, np.nan)
 
 
 def record_mechanisms(record: BatchClassification, *, q: NeuronQuantities, escape: torch.Tensor) -> None:

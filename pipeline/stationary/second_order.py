@@ -16,7 +16,7 @@ verified by the caller); ``H >= 0`` and positive definite on ``T^perp`` -> local
 (``hessian_morse_bott``); ``H >= 0`` with a kernel larger than ``T`` -> the higher-order probe of
 :mod:`pipeline.stationary.higher_order` on the numerical kernel (eigenvalues ``<= tau lambda_max``): a
 verified cubic or quartic decrease -> saddle, ``non_strict`` (the verified curve witness in ``curve``, its
-order in ``order``; the caller records it with :func:`record_non_strict`), otherwise ``None`` (undetermined).
+order in ``order``), otherwise ``None`` (undetermined).
 Non-quadratic case (kinks on neurons with ``a_j != 0``): the piecewise test of :mod:`pipeline.stationary.pieces`.
 """
 
@@ -32,13 +32,11 @@ from pipeline.stationary.higher_order import Piece, higher_order_probe
 from pipeline.stationary.local_descent import Witness, rounding_floor
 from pipeline.stationary.neurons import NeuronQuantities
 from pipeline.stationary.pieces import piecewise_second_order
-from pipeline.stationary.record import BatchClassification
 from pipeline.stationary.witness import sampled_change
 
 __all__ = [
     "SecondOrder",
     "quadratic_case",
-    "record_non_strict",
     "second_order",
 ]
 
@@ -149,17 +147,3 @@ def _probe(
 
     floor = rounding_floor(q.loss[point], q.loss_floor[point]).cpu()
     return higher_order_probe(piece, evecs[:, ~keep], pinv, scale, on_device, floor)
-
-
-def record_non_strict(record: BatchClassification, r: int, res: SecondOrder) -> bool:
-    """Record a non-strict saddle of run ``r`` (a verified ``res.curve``) in the classification record.
-
-    Returns False (and writes nothing) without a curve witness. The certificate is
-    ``negative_curvature_witness`` (a verified descent of the second-order test; ``strictness`` says that
-    the curvature along it vanishes and the decrease is of order 3 or 4).
-    """
-    if res.curve is None:
-        return False
-    certificate = "negative_curvature_witness"
-    record.set_saddle(r, res.curve, certificate=certificate, strictness="non_strict", curvature=res.curvature)
-    return True

@@ -1,7 +1,8 @@
 """Batches of points of the losses with a smooth activation: sampled data and the interval population.
 
-Both call :func:`pipeline.stationary.smooth_points.classify_smooth_point` per run (float64, CPU) with the
-run's exact loss as a function of its flat parameter vector, and return a
+Both snap each run's point (:func:`pipeline.stationary.smooth_points.smooth_point`, float64, CPU) with the
+run's exact loss as a function of its flat parameter vector, judge the points by the front end of every loss
+(:func:`pipeline.stationary.local_test.judge`) and return a
 :class:`~pipeline.stationary.record.BatchClassification` like the kink-aware classifiers.
 """
 
@@ -15,8 +16,9 @@ import torch
 from pipeline.losses import interval_population, nets
 from pipeline.losses.activations import Activation
 from pipeline.losses.interval_population import IntervalTarget
+from pipeline.stationary.local_test import LocalPoint, judge
 from pipeline.stationary.record import BatchClassification, unclassified_batch
-from pipeline.stationary.smooth_points import SmoothLoss, classify_smooth_point
+from pipeline.stationary.smooth_points import SmoothLoss, smooth_point
 from pipeline.stationary.tolerances import population_tolerances, tolerances_for
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -51,6 +53,7 @@ def classify_smooth_batch(
     w, a, x, y = (t.detach().to(torch.float64).cpu() for t in (w, a, x, y))
     record = unclassified_batch(w.numpy(), a.numpy())
     tol = tolerances_for(mode)
+    points: dict[int, LocalPoint] = {}
     for run in range(w.shape[0]):
         if not (torch.isfinite(w[run]).all() and torch.isfinite(a[run]).all()):
             continue
@@ -62,10 +65,8 @@ def classify_smooth_batch(
             _sampled_loss(x_run, y_run, activation), width, n_inputs, n_outputs, s_x, s_y,
             None if train_output else a[run],
         )  # fmt: skip
-        classify_smooth_point(
-            record, run, loss, w[run], a[run], degree=activation.degree, tol=tol, realisable=realisable
-        )
-    return record
+        points[run] = smooth_point(record, run, loss, w[run], a[run], degree=activation.degree)
+    return judge(record, points, tol, realisable=realisable)
 
 
 def classify_smooth_interval_batch(
@@ -89,16 +90,15 @@ def classify_smooth_interval_batch(
     record = unclassified_batch(w.numpy(), a.numpy())
     tol = population_tolerances(mode)
     s_x = float(np.sqrt(max(target.low**2, target.high**2) + 1.0))
+    points: dict[int, LocalPoint] = {}
     for run in range(w.shape[0]):
         if not (torch.isfinite(w[run]).all() and torch.isfinite(a[run]).all()):
             continue
         problem = target.select(torch.tensor([run]))
         s_y = float(interval_population.target_scale(problem)[0])
         loss = SmoothLoss(_interval_loss(problem, activation), w.shape[1], 2, a.shape[2], s_x, s_y)
-        classify_smooth_point(
-            record, run, loss, w[run], a[run], degree=activation.degree, tol=tol, realisable=realisable
-        )
-    return record
+        points[run] = smooth_point(record, run, loss, w[run], a[run], degree=activation.degree)
+    return judge(record, points, tol, realisable=realisable)
 
 
 def _sampled_loss(x: torch.Tensor, y: torch.Tensor, activation: Activation) -> LossFunction:

@@ -6,7 +6,7 @@ the kink sense, and the test is the classical one, made exact where the Hessian 
 
 1. neurons with ``||w_j||`` or ``||a_j||`` below ``ZERO_TOL`` of the natural parameter size are snapped
    to exact zeros;
-2. ``L <= tau_L s_y^2``: ``global_min`` (certificate ``zero_loss``);
+2. ``L <= tau_L s_y^2``: ``global_min`` (certificate ``none``: ``L >= 0``);
 3. relative gradient norm ``||grad L|| / (s_y^1.5 s_x^0.5)`` above the tolerance: ``not_stationary``;
 4. the Hessian ``H`` (automatic differentiation of the exact loss) on the complement of the tangent
    ``T`` of the known critical symmetry orbits (:func:`symmetry_directions`): a negative eigenvalue gives a
@@ -41,11 +41,11 @@ import scipy.linalg
 import torch
 
 from pipeline.stationary import labels
-from pipeline.stationary.local_test import LineCandidate, LocalModel, judge
+from pipeline.stationary.local_test import LineCandidate, LocalModel, LocalPoint, steepest_descent
 from pipeline.stationary.record import BatchClassification
 from pipeline.stationary.tolerances import Tolerances
 
-__all__ = ["SmoothLoss", "classify_smooth_point", "symmetry_directions"]
+__all__ = ["SmoothLoss", "smooth_point", "symmetry_directions"]
 
 ZERO_TOL = 1e-12
 """``w_j`` (``a_j``) counts as zero when its norm is at most this fraction of the natural parameter size."""
@@ -160,19 +160,11 @@ def symmetry_directions(w: np.ndarray, a: np.ndarray, degree: int, train_output:
     return basis
 
 
-def classify_smooth_point(
-    record: BatchClassification,
-    run: int,
-    loss: SmoothLoss,
-    w: torch.Tensor,
-    a: torch.Tensor,
-    *,
-    degree: int,
-    tol: Tolerances,
-    realisable: bool,
-) -> None:
-    """Classify the point ``w`` (m, d), ``a`` (m, k) (float64, CPU) of run ``run``; write it, snapped, and its
-    verdict into ``record``."""
+def smooth_point(
+    record: BatchClassification, run: int, loss: SmoothLoss, w: torch.Tensor, a: torch.Tensor, *, degree: int
+) -> LocalPoint:
+    """The point ``w`` (m, d), ``a`` (m, k) (float64, CPU) of run ``run``, snapped, as the front end judges it
+    (:func:`pipeline.stationary.local_test.judge`); writes the snapped point and its facts into ``record``."""
     natural = natural_size(loss)
     w = torch.where(torch.linalg.vector_norm(w, dim=1, keepdim=True) <= ZERO_TOL * natural, 0.0, w)
     if loss.train_output:
@@ -181,7 +173,7 @@ def classify_smooth_point(
     point = _SmoothPoint(loss, theta, degree, loss.s_y)
     roles = _roles(w.numpy(), a.numpy())
     record.set_point(run, w=w.numpy(), a=a.numpy(), loss=point.value, gap=point.gap, roles=roles, differentiable=True)
-    record.set_verdict(run, judge(point, tol, realisable=realisable))
+    return point
 
 
 @dataclass(frozen=True)
@@ -257,6 +249,13 @@ class _SmoothPoint:
             newton = float(np.linalg.norm(eigenvectors @ ((eigenvectors.T @ reduced) / eigenvalues)))
             minimum = newton <= NEWTON_TOL * max(natural_size(loss), float(torch.linalg.vector_norm(theta)))
         return LocalModel(candidates, minimum=minimum, curvature=lowest, escape=escape)
+
+    def descent(self) -> LineCandidate | None:
+        """The steepest-descent line (:func:`pipeline.stationary.local_test.steepest_descent`); the loss is a
+        polynomial, so the ladder starts at the parameter size with no validity radius."""
+        w, a = _split_direction(self.loss, self.gradient)
+        top = max(natural_size(self.loss), float(torch.linalg.vector_norm(self.theta)))
+        return steepest_descent(w, a, lambda dw, da: (top, np.inf))
 
     def _lines(
         self, direction: np.ndarray, order: int, coefficient: float, strictness: str, curvature: float

@@ -188,7 +188,7 @@ def test_probe_finds_a_verified_non_strict_saddle(branch, order):
 
 @pytest.mark.parametrize("branch", ["cubic", "quartic"])
 def test_classifier_labels_the_point_a_non_strict_saddle(branch):
-    """Saddle / ``non_strict``: ``saddles.record_second_order`` records the verified curve witness."""
+    """Saddle / ``non_strict``: the front end records the verified curve witness of ``saddles.second_order_verdict``."""
     w, a, x, y, _ = _symmetric_point(branch)
     report = classify_point(w, a, x, y)
     assert report.point_type == "saddle" and report.strictness == "non_strict" and report.witness is not None

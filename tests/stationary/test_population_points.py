@@ -38,7 +38,7 @@ def test_student_equal_to_the_teacher_is_a_global_minimum():
     w, a = teacher_w[:, permutation], teacher_a.clone()
     result = classify_population_batch(w, a, teacher_w, teacher_a, leak=0.0, train_output=False, realisable=True)
     assert names(result.point_type) == ["global_min"]
-    assert labels.CERTIFICATE[result.certificate[0]] == "zero_loss"  # F >= 0 decides before the Hessian
+    assert labels.CERTIFICATE[result.certificate[0]] == "none"  # F >= 0 decides before the Hessian
     assert np.isnan(result.curvature[0])  # so none is computed
     hessian = population.population_hessian(w[0], a[0], teacher_w[0], teacher_a[0], 0.0, train_output=False)
     assert torch.linalg.eigvalsh(hessian).min() > 0  # and the Hessian agrees: positive definite (fixed output layer)
@@ -155,7 +155,7 @@ def test_students_converging_to_a_split_teacher_are_global_minima_by_their_loss(
     at_zero = descent.loss_final.numpy() <= 1e-9
     assert at_zero.any()
     assert set(names(result.point_type[at_zero])) == {"global_min"}
-    assert {labels.CERTIFICATE[c] for c in result.certificate[at_zero]} == {"zero_loss"}
+    assert {labels.CERTIFICATE[c] for c in result.certificate[at_zero]} == {"none"}
 
 
 def _symmetric_descent(steps: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
