@@ -79,6 +79,11 @@ class Candidates:
     rank: np.ndarray | None = None
     mechanisms: np.ndarray | None = None
 
+    def certificate_codes(self) -> np.ndarray:
+        """``CERTIFICATE`` codes (E,) of the candidates."""
+        names = [self.certificate] * len(self.runs) if isinstance(self.certificate, str) else self.certificate
+        return np.array([_C(labels.CERTIFICATE, name) for name in names], np.int8)
+
     def facts(self, index: int) -> tuple[str, str, float, int, int]:
         """Certificate, strictness, curvature, rank and mechanisms of candidate ``index``."""
 
@@ -213,10 +218,9 @@ def _record_descents(record: BatchClassification, descents: Sequence[Candidates]
             )
         witness = group.verify()
         record.set_witness(group.runs, witness)
-        for index in np.flatnonzero(witness.verified.cpu().numpy()).tolist():
-            run = group.runs[index]
-            record.is_local_min[run] = _C(labels.IS_LOCAL_MIN, "false")
-            record.certificate[run] = _C(labels.CERTIFICATE, group.facts(index)[0])
+        ok = witness.verified.cpu().numpy()
+        record.is_local_min[group.runs[ok]] = _C(labels.IS_LOCAL_MIN, "false")
+        record.certificate[group.runs[ok]] = group.certificate_codes()[ok]
 
 
 def _record_analysis(
