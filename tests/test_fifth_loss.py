@@ -114,7 +114,13 @@ class RidgeTanhPoint:
     def descent(self) -> LineCandidate | None:
         n_w = self.w.numel()
         grad_w, grad_a = self.gradient[:n_w].reshape(self.w.shape), self.gradient[n_w:].reshape(self.a.shape)
-        return steepest_descent(grad_w, grad_a, lambda dw, da: (max(float(self.theta.norm()), 1.0), np.inf))
+        hessian = torch.func.hessian(self.flat_loss)(self.theta)
+
+        def curvature(dw: torch.Tensor, da: torch.Tensor) -> float:
+            direction = torch.cat([dw.reshape(-1), da.reshape(-1)])
+            return float(direction @ hessian @ direction)
+
+        return steepest_descent(grad_w, grad_a, lambda dw, da: (max(float(self.theta.norm()), 1.0), np.inf), curvature)
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,13 @@ class _IntervalLocal:
         """The steepest-descent line (:func:`pipeline.stationary.local_test.steepest_descent`) of the exact loss."""
         point = self.point
         grads = interval_population.interval_gradients(point.w[None], point.a[None], point.target, point.leak)
-        return steepest_descent(grads.grad_w[0], grads.grad_a[0], self._extent)
+        return steepest_descent(grads.grad_w[0], grads.grad_a[0], self._extent, self._curvature_along)
+
+    def _curvature_along(self, dw: torch.Tensor, da: torch.Tensor) -> float:
+        """``d^T H d`` with the Hessian of the point's piece."""
+        hessian = piece_derivatives(self.point)[1]
+        direction = torch.cat([dw.reshape(-1), da.reshape(-1)]).numpy()
+        return float(direction @ hessian @ direction)
 
     def _line(self, dw: np.ndarray, da: np.ndarray, coefficients: tuple[float, ...], **verdict: Any) -> LineCandidate:
         """The candidate ``t (dw, da)`` down its ladder from :meth:`_extent`."""

@@ -217,17 +217,24 @@ def steepest_descent(
     gradient_w: torch.Tensor,
     gradient_a: torch.Tensor,
     extent: Callable[[torch.Tensor, torch.Tensor], tuple[float, float]],
+    curvature: Callable[[torch.Tensor, torch.Tensor], float],
 ) -> LineCandidate | None:
     """The first-order descent along the unit direction ``-g / ||g||``: claim ``c_1 = -||g||`` (its directional
     derivative), certificate ``first_order_descent``; None where the gradient is 0 or not finite.
 
-    ``extent(dw, da)`` gives the loss's largest step and validity radius along the unit direction.
+    ``extent(dw, da)`` gives the loss's largest step and validity radius along the unit direction,
+    ``curvature(dw, da)`` its second directional derivative ``d^T H d`` there (NaN: unknown). The ladder starts at
+    most where the curvature term ``1/2 d^T H d t^2`` reaches the first-order one, so that below it the loss falls
+    at every step, not only at the ladder's (as the sampled loss's first-order witnesses do).
     """
     norm = float(torch.sqrt(gradient_w.square().sum() + gradient_a.square().sum()))
     if not np.isfinite(norm) or norm == 0.0:
         return None
     dw, da = -gradient_w / norm, -gradient_a / norm
     top, radius = extent(dw, da)
+    second = curvature(dw, da)
+    if np.isfinite(second) and second > 0:
+        top = min(top, 2.0 * norm / second)
     return LineCandidate(
         dw, da, (0.0, -norm), top, radius, claim_from=1, strictness="not_applicable", certificate="first_order_descent"
     )

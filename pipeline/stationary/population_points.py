@@ -173,7 +173,17 @@ class _PopulationPoint:
     def descent(self) -> LineCandidate | None:
         """The steepest-descent line (:func:`pipeline.stationary.local_test.steepest_descent`)."""
         gradient = self._gradients
-        return steepest_descent(gradient.grad_w[0], gradient.grad_a[0], self._extent)
+        return steepest_descent(gradient.grad_w[0], gradient.grad_a[0], self._extent, self._curvature_along)
+
+    def _curvature_along(self, dw: torch.Tensor, da: torch.Tensor) -> float:
+        """``d^T H d`` with the closed-form Hessian (NaN where a zero neuron leaves it undefined)."""
+        if not self.twice_differentiable:
+            return np.nan
+        hessian = population.population_hessian(
+            self.w, self.a, *self.teacher, self.leak, train_output=self.train_output
+        )
+        direction = torch.cat([dw.reshape(-1), da.reshape(-1)]) if self.train_output else dw.reshape(-1)
+        return float(direction @ hessian @ direction)
 
     def _curvature_candidates(self, direction: np.ndarray, curvature: float) -> list[LineCandidate]:
         """The lines ``+-t direction`` (unit) with the claim ``1/2 lambda t^2`` and the residue ``(grad . d) t``."""

@@ -255,7 +255,13 @@ class _SmoothPoint:
         polynomial, so the ladder starts at the parameter size with no validity radius."""
         w, a = _split_direction(self.loss, self.gradient)
         top = max(natural_size(self.loss), float(torch.linalg.vector_norm(self.theta)))
-        return steepest_descent(w, a, lambda dw, da: (top, np.inf))
+        return steepest_descent(w, a, lambda dw, da: (top, np.inf), self._curvature_along_descent)
+
+    def _curvature_along_descent(self, dw: torch.Tensor, da: torch.Tensor) -> float:
+        """``d^T H d`` along the unit steepest-descent direction ``d`` (a Hessian-vector product)."""
+        direction = -self.gradient / torch.linalg.vector_norm(self.gradient)
+        along = torch.func.jvp(torch.func.grad(self.loss.value), (self.theta,), (direction,))[1]
+        return float(direction @ along)
 
     def _lines(
         self, direction: np.ndarray, order: int, coefficient: float, strictness: str, curvature: float

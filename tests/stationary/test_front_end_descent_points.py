@@ -55,6 +55,12 @@ def _descent_points(run_descent, w0: torch.Tensor, a0: torch.Tensor) -> list[tup
     return points
 
 
+def _check_claimed_witness(record, run: int, name: str) -> None:
+    """A saddle, and a point that is certified not to be a local minimum, carries its witness."""
+    if name == "saddle" or record.is_local_min[run] == labels.code(labels.IS_LOCAL_MIN, "false"):
+        assert record.has_witness[run], (run, name)
+
+
 def test_gaussian_population_saddles_and_minima_at_descent_points_pass_the_independent_checks():
     gen = torch.Generator().manual_seed(3)
     runs, width, d = 12, 3, 3
@@ -70,28 +76,29 @@ def test_gaussian_population_saddles_and_minima_at_descent_points_pass_the_indep
         )
 
     rng = np.random.default_rng(0)
-    saddles = minima = 0
+    saddles = minima = descents = 0
     for w, a in _descent_points(run_descent, w0, a0):
         for mode in ("plateau", "end_point"):
             record = classify_population_batch(w, a, teacher_w, teacher_a, leak=0.0, realisable=True, mode=mode)
             for run, name in enumerate(_names(record.point_type)):
                 point = (record.w[run], record.a[run])
-                if name == "saddle":
-                    assert record.has_witness[run]
+                _check_claimed_witness(record, run, name)
+                if record.has_witness[run]:
                     failure = population_witness_failure(
                         *point, record.witness_w[run], record.witness_a[run], record.witness_min_step[run],
                         teacher_w[0].numpy(), teacher_a[0].numpy(), 0.0,
                     )  # fmt: skip
                     assert failure is None, (mode, run, failure)
-                    saddles += 1
+                    saddles += name == "saddle"
+                    descents += name == "not_stationary"
                 elif name in MINIMA and record.certificate[run] != labels.code(labels.CERTIFICATE, "none"):
                     failure = population_minimum_failure(
                         *point, teacher_w[0].numpy(), teacher_a[0].numpy(), 0.0, True, rng
                     )
                     assert failure is None, (mode, run, failure)
                     minima += 1
-    assert saddles >= 10 and minima >= 5, (saddles, minima)
-    print(f"gaussian: {saddles} saddle witnesses, {minima} minima checked")
+    assert saddles >= 10 and minima >= 5 and descents >= 10, (saddles, minima, descents)
+    print(f"gaussian: {saddles} saddle witnesses, {descents} first-order descents, {minima} minima checked")
 
 
 def test_interval_population_saddles_and_minima_at_descent_points_pass_the_independent_checks():
@@ -107,7 +114,7 @@ def test_interval_population_saddles_and_minima_at_descent_points_pass_the_indep
         return run_interval_gradient_descent(w, a, target, leak=0.0, learning_rate=0.25, max_steps=steps)
 
     rng = np.random.default_rng(1)
-    saddles = minima = 0
+    saddles = minima = descents = 0
     for w, a in _descent_points(run_descent, w0, a0):
         for mode in ("plateau", "end_point"):
             record = classify_interval_batch(w, a, target, leak=0.0, mode=mode)
@@ -115,8 +122,8 @@ def test_interval_population_saddles_and_minima_at_descent_points_pass_the_indep
                 kappa, beta = float(slope[run, 0]), float(intercept[run, 0])
                 point_w, point_a = record.w[run], record.a[run]
                 base = oracle_loss(point_w, point_a, low, high, 0.0, kappa, beta)
-                if name == "saddle":
-                    assert record.has_witness[run]
+                _check_claimed_witness(record, run, name)
+                if record.has_witness[run]:
                     dw, da = record.witness_w[run], record.witness_a[run]
                     norm = float(np.sqrt((dw**2).sum() + (da**2).sum()))
                     scale = 1.0
@@ -124,7 +131,8 @@ def test_interval_population_saddles_and_minima_at_descent_points_pass_the_indep
                         moved = oracle_loss(point_w + scale * dw, point_a + scale * da, low, high, 0.0, kappa, beta)
                         assert moved < base, (mode, run, scale, moved - base)
                         scale /= 2
-                    saddles += 1
+                    saddles += name == "saddle"
+                    descents += name == "not_stationary"
                 elif name in ("spurious_local_min", "local_min") and mode == "end_point":
                     # (a plateau-mode minimum names the minimum a moving point is near: its gradient, up to the
                     # relaxed tolerance, is a first-order descent the search finds; end points must have none)
@@ -133,8 +141,9 @@ def test_interval_population_saddles_and_minima_at_descent_points_pass_the_indep
                     change = perturbation_min_change(point_w, point_a, one, 0.0, rng, max_radius=radius)
                     assert change >= -1e-9 * (base + float(target_scale(one)[0]) ** 2), (mode, run, change)
                     minima += 1
-    assert saddles >= 3, saddles  # (minima of gradient-descent end points: test_interval_points.test_brute_force_*)
-    print(f"interval: {saddles} saddle witnesses, {minima} minima checked")
+    # (minima of gradient-descent end points: test_interval_points.test_brute_force_*)
+    assert saddles >= 3 and descents >= 10, (saddles, descents)
+    print(f"interval: {saddles} saddle witnesses, {descents} first-order descents, {minima} minima checked")
 
 
 def test_quadratic_activation_saddles_and_minima_at_descent_points_pass_the_independent_checks():
@@ -152,7 +161,7 @@ def test_quadratic_activation_saddles_and_minima_at_descent_points_pass_the_inde
         return 0.5 * float(np.sum(((xs @ w.T) ** 2 @ a - ys) ** 2)) / n
 
     rng = np.random.default_rng(2)
-    saddles = minima = 0
+    saddles = minima = descents = 0
     for steps in BUDGETS:
         descent = descend(problem, w0, a0, learning_rate=0.05, max_steps=steps, n_checkpoints=4)
         for mode in ("plateau", "end_point"):
@@ -160,14 +169,16 @@ def test_quadratic_activation_saddles_and_minima_at_descent_points_pass_the_inde
             for run, name in enumerate(_names(record.point_type)):
                 w, a = record.w[run], record.a[run]
                 base = loss(w, a)
-                if name == "saddle":
+                _check_claimed_witness(record, run, name)
+                if record.has_witness[run]:
                     dw, da = record.witness_w[run], record.witness_a[run]
                     norm = float(np.sqrt((dw**2).sum() + (da**2).sum()))
                     scale = 1.0
                     while scale * norm >= record.witness_min_step[run] * (1 - 1e-9):
                         assert loss(w + scale * dw, a + scale * da) < base, (mode, run, scale)
                         scale /= 2
-                    saddles += 1
+                    saddles += name == "saddle"
+                    descents += name == "not_stationary"
                 elif name in MINIMA and mode == "end_point" and base > 0:
                     change = min(
                         loss(w + r * rng.normal(size=w.shape), a + r * rng.normal(size=a.shape)) - base
@@ -176,5 +187,5 @@ def test_quadratic_activation_saddles_and_minima_at_descent_points_pass_the_inde
                     )
                     assert change >= -1e-12 * base, (run, change)
                     minima += 1
-    assert saddles >= 3, saddles
-    print(f"quadratic: {saddles} saddle witnesses, {minima} minima checked")
+    assert saddles >= 3 and descents >= 10, (saddles, descents)
+    print(f"quadratic: {saddles} saddle witnesses, {descents} first-order descents, {minima} minima checked")

@@ -77,7 +77,10 @@ class ToyPoint:
 
     def descent(self) -> LineCandidate | None:
         gradient = torch.tensor([[self.s]], dtype=DTYPE)  # dL/dw at w = a = 0; dL/da = 0
-        return steepest_descent(gradient, torch.zeros(1, 1, dtype=DTYPE), lambda dw, da: (1.0, np.inf))
+        return steepest_descent(
+            gradient, torch.zeros(1, 1, dtype=DTYPE), lambda dw, da: (1.0, np.inf),
+            lambda dw, da: float(self.p * dw.square().sum() + self.q * da.square().sum()),
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
