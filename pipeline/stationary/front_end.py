@@ -236,11 +236,11 @@ def _record_analysis(
         record.escape[runs] = analysis.escape
     record.set_labels(runs, point_type="undetermined", is_local_min="unknown", certificate="none", strictness="unknown")
     record.curvature[runs] = analysis.curvature
-    moving = np.concatenate([group.runs for group in analysis.descents] or [np.zeros(0, int)])
+    descended = np.concatenate([group.runs for group in analysis.descents] or [np.zeros(0, int)])
     _record_descents(record, analysis.descents, clarke_only=True)
     with_candidates = np.concatenate([group.runs for group in analysis.candidates] or [np.zeros(0, int)])
-    _record_saddles(record, analysis.candidates, skip=moving)
-    minimum = analysis.minimum & ~np.isin(runs, with_candidates) & ~np.isin(runs, moving)
+    _record_saddles(record, analysis.candidates, skip=descended)
+    minimum = analysis.minimum & ~np.isin(runs, with_candidates) & ~np.isin(runs, descended)
     chosen = runs[minimum]
     if chosen.size == 0:
         return
